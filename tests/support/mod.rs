@@ -1,0 +1,1 @@
+//! Test harness: per-test databases, RabbitMQ names, app spawning.
