@@ -1,4 +1,12 @@
 //! entrasync: a fresh Postgres copy of Microsoft Entra ID directories, kept through Graph delta queries.
+//! Module responsibilities and their allowed dependencies are in ARCHITECTURE §2.
 
+pub mod api;
+pub mod config;
 pub mod graph_sim;
+pub mod metrics;
 pub mod model;
+pub mod queue;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,13 @@
+//! The HTTP surface: probes and metrics now; the admin API and console are added under `/api/v1` and `/`.
+
+mod health;
+
+use actix_web::web;
+
+pub use health::{healthz, metrics, readyz};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}

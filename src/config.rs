@@ -1,0 +1,521 @@
+//! Typed configuration: defaults, then an optional TOML file, then `ENTRASYNC_*` environment variables.
+//!
+//! Every setting is declared once in [`SETTINGS`] (key, environment variable, default, help). Values are
+//! parsed and validated in one place; a bad value stops start-up with a message that names the setting,
+//! the value and what is accepted. Unknown TOML keys and unknown `ENTRASYNC_*` variables are rejected, so
+//! a typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// One configurable value.
+pub struct SettingSpec {
+    /// Dotted key, as written in the TOML file (`[database] url = …` is `database.url`).
+    pub key: &'static str,
+    pub env: &'static str,
+    pub default: &'static str,
+    /// Masked when printed.
+    pub secret: bool,
+    pub help: &'static str,
+}
+
+const fn spec(key: &'static str, env: &'static str, default: &'static str, help: &'static str) -> SettingSpec {
+    SettingSpec { key, env, default, secret: false, help }
+}
+
+/// All settings entrasync reads. The deploy manifests are checked against this list in a test.
+pub const SETTINGS: &[SettingSpec] = &[
+    SettingSpec {
+        key: "database.url",
+        env: "ENTRASYNC_DATABASE_URL",
+        default: "postgres://postgres@127.0.0.1:5432/entrasync",
+        secret: true,
+        help: "Postgres connection URL; the database is created when missing",
+    },
+    spec("database.pool_size", "ENTRASYNC_DATABASE_POOL_SIZE", "16", "maximum pooled Postgres connections"),
+    spec(
+        "database.connect_timeout_secs",
+        "ENTRASYNC_DATABASE_CONNECT_TIMEOUT_SECS",
+        "5",
+        "seconds to wait for a Postgres connection before giving up",
+    ),
+    SettingSpec {
+        key: "amqp.url",
+        env: "ENTRASYNC_AMQP_URL",
+        default: "amqp://guest:guest@127.0.0.1:5672/%2f",
+        secret: true,
+        help: "RabbitMQ URL (vhost URL-encoded: %2f is /)",
+    },
+    spec(
+        "amqp.prefix",
+        "ENTRASYNC_AMQP_PREFIX",
+        "entrasync",
+        "prefix of exchange and queue names (entrasync.jobs, entrasync.sync.user, ...)",
+    ),
+    spec("amqp.prefetch", "ENTRASYNC_AMQP_PREFETCH", "4", "unacknowledged jobs a worker may hold"),
+    spec(
+        "amqp.delivery_limit",
+        "ENTRASYNC_AMQP_DELIVERY_LIMIT",
+        "5",
+        "deliveries of one job before it is dead-lettered",
+    ),
+    spec("http.listen", "ENTRASYNC_HTTP_LISTEN", "127.0.0.1:8080", "address of the HTTP server (API, /metrics, probes)"),
+    spec(
+        "http.shutdown_timeout_secs",
+        "ENTRASYNC_HTTP_SHUTDOWN_TIMEOUT_SECS",
+        "8",
+        "seconds in-flight requests get after SIGTERM",
+    ),
+    spec("log.format", "ENTRASYNC_LOG_FORMAT", "text", "log format: text or json"),
+    spec("log.filter", "ENTRASYNC_LOG_FILTER", "info", "tracing filter, e.g. info,entrasync=debug"),
+    spec("instance.id", "ENTRASYNC_INSTANCE_ID", "", "name of this instance in leases and logs (default: host-pid)"),
+    spec(
+        "serve.roles",
+        "ENTRASYNC_SERVE_ROLES",
+        "api,scheduler,worker",
+        "comma-separated roles this instance runs: api, scheduler, worker",
+    ),
+    spec(
+        "sync.delta_interval_secs",
+        "ENTRASYNC_SYNC_DELTA_INTERVAL_SECS",
+        "300",
+        "seconds between delta rounds of one tenant and class",
+    ),
+    spec(
+        "sync.full_scan_interval_secs",
+        "ENTRASYNC_SYNC_FULL_SCAN_INTERVAL_SECS",
+        "604800",
+        "seconds between periodic full scans",
+    ),
+    spec("sync.workers_per_class", "ENTRASYNC_SYNC_WORKERS_PER_CLASS", "2", "sync workers per object class"),
+    spec(
+        "sync.deletion_threshold",
+        "ENTRASYNC_SYNC_DELETION_THRESHOLD",
+        "500",
+        "deletions in one run at or above which they are held for an operator",
+    ),
+    spec(
+        "sync.deletion_threshold_percent",
+        "ENTRASYNC_SYNC_DELETION_THRESHOLD_PERCENT",
+        "20",
+        "deletions as a percentage of stored objects at or above which they are held (the lower limit wins)",
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid value {value:?} for setting {key} ({env}): expected {expected}")]
+    Invalid { key: &'static str, env: &'static str, value: String, expected: String },
+    #[error("unknown setting {0:?} in the configuration file; known settings: {1}")]
+    UnknownKey(String, String),
+    #[error("unknown environment variable {0}; known ENTRASYNC_ variables: {1}")]
+    UnknownEnv(String, String),
+    #[error("cannot read configuration file {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Api,
+    Scheduler,
+    Worker,
+}
+
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct AmqpSettings {
+    pub url: SecretString,
+    pub prefix: String,
+    pub prefetch: u16,
+    pub delivery_limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    pub delta_interval: Duration,
+    pub full_scan_interval: Duration,
+    pub workers_per_class: usize,
+    pub deletion_threshold: u64,
+    pub deletion_threshold_percent: u8,
+}
+
+/// The validated configuration of one process.
+#[derive(Clone)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub amqp: AmqpSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    pub instance_id: String,
+    pub roles: Vec<Role>,
+    pub sync: SyncSettings,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let toml_text = match file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
+        Self::from_sources(toml_text.as_deref(), std::env::vars())
+    }
+
+    /// Pure form of [`Settings::load`], for tests and tools.
+    pub fn from_sources(
+        toml_text: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut raw: BTreeMap<&'static str, String> =
+            SETTINGS.iter().map(|s| (s.key, s.default.to_owned())).collect();
+        if let Some(text) = toml_text {
+            for (key, value) in flatten_toml(text)? {
+                let spec = SETTINGS
+                    .iter()
+                    .find(|s| s.key == key)
+                    .ok_or_else(|| ConfigError::UnknownKey(key.clone(), known(|s| s.key)))?;
+                raw.insert(spec.key, value);
+            }
+        }
+        for (name, value) in env {
+            if !name.starts_with("ENTRASYNC_") {
+                continue;
+            }
+            match SETTINGS.iter().find(|s| s.env == name) {
+                Some(spec) => {
+                    raw.insert(spec.key, value);
+                }
+                // Variables the binary itself reads outside this module.
+                None if name == "ENTRASYNC_CONFIG" => {}
+                None => return Err(ConfigError::UnknownEnv(name, known(|s| s.env))),
+            }
+        }
+        Self::parse(&raw)
+    }
+
+    fn parse(raw: &BTreeMap<&'static str, String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| raw.get(key).map(String::as_str).unwrap_or_default();
+        let instance_id = match get("instance.id") {
+            "" => default_instance_id(),
+            id => id.to_owned(),
+        };
+        Ok(Settings {
+            database: DatabaseSettings {
+                url: SecretString::from(parse_url(raw, "database.url", &["postgres", "postgresql"])?),
+                pool_size: parse_range(raw, "database.pool_size", 1, 1000)?,
+                connect_timeout: Duration::from_secs(parse_range(raw, "database.connect_timeout_secs", 1, 600)?),
+            },
+            amqp: AmqpSettings {
+                url: SecretString::from(parse_url(raw, "amqp.url", &["amqp", "amqps"])?),
+                prefix: parse_name(raw, "amqp.prefix")?,
+                prefetch: parse_range(raw, "amqp.prefetch", 1, 1000)?,
+                delivery_limit: parse_range(raw, "amqp.delivery_limit", 1, 1000)?,
+            },
+            http: HttpSettings {
+                listen: parse_with(raw, "http.listen", "a socket address such as 127.0.0.1:8080 or 0.0.0.0:8080")?,
+                shutdown_timeout: Duration::from_secs(parse_range(raw, "http.shutdown_timeout_secs", 0, 300)?),
+            },
+            log: LogSettings {
+                format: match get("log.format") {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    _ => return Err(invalid(raw, "log.format", "text or json")),
+                },
+                filter: parse_log_filter(raw)?,
+            },
+            instance_id,
+            roles: parse_roles(raw)?,
+            sync: SyncSettings {
+                delta_interval: Duration::from_secs(parse_range(raw, "sync.delta_interval_secs", 1, 86_400)?),
+                full_scan_interval: Duration::from_secs(parse_range(
+                    raw,
+                    "sync.full_scan_interval_secs",
+                    60,
+                    90 * 86_400,
+                )?),
+                workers_per_class: parse_range(raw, "sync.workers_per_class", 1, 64)?,
+                deletion_threshold: parse_range(raw, "sync.deletion_threshold", 1, u64::MAX)?,
+                deletion_threshold_percent: parse_range(raw, "sync.deletion_threshold_percent", 1, 100)?,
+            },
+        })
+    }
+
+    /// The effective configuration as `KEY=value` lines, secrets masked; for `entrasync config`.
+    pub fn describe(&self) -> String {
+        let roles: Vec<&str> = self
+            .roles
+            .iter()
+            .map(|r| match r {
+                Role::Api => "api",
+                Role::Scheduler => "scheduler",
+                Role::Worker => "worker",
+            })
+            .collect();
+        let values: Vec<(&str, String)> = vec![
+            ("database.url", mask_url(self.database.url.expose_secret())),
+            ("database.pool_size", self.database.pool_size.to_string()),
+            ("database.connect_timeout_secs", self.database.connect_timeout.as_secs().to_string()),
+            ("amqp.url", mask_url(self.amqp.url.expose_secret())),
+            ("amqp.prefix", self.amqp.prefix.clone()),
+            ("amqp.prefetch", self.amqp.prefetch.to_string()),
+            ("amqp.delivery_limit", self.amqp.delivery_limit.to_string()),
+            ("http.listen", self.http.listen.to_string()),
+            ("http.shutdown_timeout_secs", self.http.shutdown_timeout.as_secs().to_string()),
+            ("log.format", format!("{:?}", self.log.format).to_lowercase()),
+            ("log.filter", self.log.filter.clone()),
+            ("instance.id", self.instance_id.clone()),
+            ("serve.roles", roles.join(",")),
+            ("sync.delta_interval_secs", self.sync.delta_interval.as_secs().to_string()),
+            ("sync.full_scan_interval_secs", self.sync.full_scan_interval.as_secs().to_string()),
+            ("sync.workers_per_class", self.sync.workers_per_class.to_string()),
+            ("sync.deletion_threshold", self.sync.deletion_threshold.to_string()),
+            ("sync.deletion_threshold_percent", self.sync.deletion_threshold_percent.to_string()),
+        ];
+        let mut out = String::new();
+        for (key, value) in values {
+            let env = SETTINGS.iter().find(|s| s.key == key).map_or("", |s| s.env);
+            out.push_str(&format!("{env}={value}\n"));
+        }
+        out
+    }
+
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+fn known(field: fn(&SettingSpec) -> &'static str) -> String {
+    SETTINGS.iter().map(field).collect::<Vec<_>>().join(", ")
+}
+
+fn spec_of(key: &str) -> &'static SettingSpec {
+    // Keys passed here are literals from this file; a miss is a programming error caught by the tests.
+    SETTINGS.iter().find(|s| s.key == key).unwrap_or(&SETTINGS[0])
+}
+
+fn invalid(raw: &BTreeMap<&'static str, String>, key: &str, expected: &str) -> ConfigError {
+    let spec = spec_of(key);
+    let value = raw.get(key).cloned().unwrap_or_default();
+    ConfigError::Invalid {
+        key: spec.key,
+        env: spec.env,
+        value: if spec.secret { mask_url(&value) } else { value },
+        expected: expected.to_owned(),
+    }
+}
+
+fn parse_with<T: FromStr>(raw: &BTreeMap<&'static str, String>, key: &str, expected: &str) -> Result<T, ConfigError> {
+    raw.get(key).and_then(|v| v.trim().parse().ok()).ok_or_else(|| invalid(raw, key, expected))
+}
+
+fn parse_range<T>(raw: &BTreeMap<&'static str, String>, key: &str, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let expected = format!("a whole number from {min} to {max}");
+    let value: T = parse_with(raw, key, &expected)?;
+    if value < min || value > max {
+        return Err(invalid(raw, key, &expected));
+    }
+    Ok(value)
+}
+
+fn parse_url(raw: &BTreeMap<&'static str, String>, key: &str, schemes: &[&str]) -> Result<String, ConfigError> {
+    let expected = format!("a URL with scheme {}", schemes.join(" or "));
+    let text = raw.get(key).map(|v| v.trim().to_owned()).unwrap_or_default();
+    match url::Url::parse(&text) {
+        Ok(u) if schemes.contains(&u.scheme()) && u.host_str().is_some_and(|h| !h.is_empty()) => Ok(text),
+        _ => Err(invalid(raw, key, &expected)),
+    }
+}
+
+fn parse_name(raw: &BTreeMap<&'static str, String>, key: &str) -> Result<String, ConfigError> {
+    let value = raw.get(key).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let ok = !value.is_empty()
+        && value.len() <= 100
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(value)
+    } else {
+        Err(invalid(raw, key, "1 to 100 characters of letters, digits, '.', '-' or '_'"))
+    }
+}
+
+fn parse_log_filter(raw: &BTreeMap<&'static str, String>) -> Result<String, ConfigError> {
+    let value = raw.get("log.filter").cloned().unwrap_or_default();
+    tracing_subscriber::EnvFilter::try_new(&value)
+        .map(|_| value)
+        .map_err(|_| invalid(raw, "log.filter", "a tracing filter such as info or info,entrasync=debug"))
+}
+
+fn parse_roles(raw: &BTreeMap<&'static str, String>) -> Result<Vec<Role>, ConfigError> {
+    let expected = "a comma-separated, non-empty list of api, scheduler, worker";
+    let mut roles = Vec::new();
+    for part in raw.get("serve.roles").map(String::as_str).unwrap_or_default().split(',') {
+        let role = match part.trim() {
+            "api" => Role::Api,
+            "scheduler" => Role::Scheduler,
+            "worker" => Role::Worker,
+            _ => return Err(invalid(raw, "serve.roles", expected)),
+        };
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    Ok(roles)
+}
+
+/// Replaces the password of a URL (if any) with `*****`.
+pub fn mask_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut u) if u.password().is_some() => {
+            // set_password only fails for URLs that cannot have one, which this one has.
+            let _ = u.set_password(Some("*****"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "*****".to_owned(),
+    }
+}
+
+fn flatten_toml(text: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
+        path: "(configuration file)".to_owned(),
+        reason: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    flatten_into(&table, "", &mut out);
+    Ok(out)
+}
+
+fn flatten_into(table: &toml::Table, prefix: &str, out: &mut Vec<(String, String)>) {
+    for (name, value) in table {
+        let key = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        match value {
+            toml::Value::Table(inner) => flatten_into(inner, &key, out),
+            toml::Value::String(s) => out.push((key, s.clone())),
+            toml::Value::Array(items) => {
+                let parts: Vec<String> = items
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                    .collect();
+                out.push((key, parts.join(",")));
+            }
+            other => out.push((key, other.to_string())),
+        }
+    }
+}
+
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_work_on_a_developer_machine() {
+        let s = Settings::from_sources(None, env(&[])).expect("defaults are valid");
+        assert_eq!(s.database.url.expose_secret(), "postgres://postgres@127.0.0.1:5432/entrasync");
+        assert_eq!(s.amqp.url.expose_secret(), "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(s.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.roles, vec![Role::Api, Role::Scheduler, Role::Worker]);
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        let file = "[http]\nlisten = \"0.0.0.0:9000\"\n[amqp]\nprefix = \"filepfx\"\n";
+        let s = Settings::from_sources(Some(file), env(&[("ENTRASYNC_AMQP_PREFIX", "envpfx")])).unwrap();
+        assert_eq!(s.http.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.amqp.prefix, "envpfx");
+    }
+
+    #[test]
+    fn invalid_value_names_setting_value_and_what_is_accepted() {
+        let err = Settings::from_sources(None, env(&[("ENTRASYNC_AMQP_PREFETCH", "lots")]))
+            .err()
+            .expect("must fail");
+        let text = err.to_string();
+        assert!(text.contains("amqp.prefetch"), "{text}");
+        assert!(text.contains("ENTRASYNC_AMQP_PREFETCH"), "{text}");
+        assert!(text.contains("\"lots\""), "{text}");
+        assert!(text.contains("whole number from 1 to 1000"), "{text}");
+    }
+
+    #[test]
+    fn unknown_keys_and_variables_are_rejected() {
+        let err = Settings::from_sources(Some("[http]\nlisen = \"x\"\n"), env(&[])).err().unwrap();
+        assert!(err.to_string().contains("http.lisen"));
+        let err = Settings::from_sources(None, env(&[("ENTRASYNC_HTTP_LISEN", "x")])).err().unwrap();
+        assert!(err.to_string().contains("ENTRASYNC_HTTP_LISEN"));
+    }
+
+    #[test]
+    fn secrets_are_masked_in_output_and_errors() {
+        let s = Settings::from_sources(
+            None,
+            env(&[("ENTRASYNC_DATABASE_URL", "postgres://app:hunter2@db:5432/entrasync")]),
+        )
+        .unwrap();
+        assert!(!s.describe().contains("hunter2"));
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let err = Settings::from_sources(None, env(&[("ENTRASYNC_AMQP_URL", "http://u:hunter2@mq/")])).err().unwrap();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn every_setting_has_a_unique_env_name() {
+        for s in SETTINGS {
+            assert_eq!(s.env, format!("ENTRASYNC_{}", s.key.replace('.', "_").to_uppercase()));
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! One RabbitMQ connection per process, re-established whenever the broker goes away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::{watch, Mutex};
+use tokio_util::sync::CancellationToken;
+
+use super::{QueueError, SyncJob, Topology};
+use crate::config::AmqpSettings;
+use crate::model::ObjectClass;
+
+/// Handle to the broker; cheap to clone. A background task keeps it connected.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    topology: Topology,
+    prefetch: u16,
+    current: watch::Sender<Option<Arc<Connection>>>,
+    /// A confirm-mode channel for publishing, replaced after a reconnect.
+    publish_channel: Mutex<Option<Channel>>,
+    stop: CancellationToken,
+}
+
+const RECONNECT_MIN: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
+const STATUS_POLL: Duration = Duration::from_millis(250);
+
+impl Broker {
+    /// Starts connecting in the background and returns at once; [`Broker::connection`] waits for it.
+    pub fn start(settings: &AmqpSettings) -> Broker {
+        let (current, _) = watch::channel(None);
+        let inner = Arc::new(Inner {
+            topology: Topology { prefix: settings.prefix.clone(), delivery_limit: settings.delivery_limit },
+            prefetch: settings.prefetch,
+            current,
+            publish_channel: Mutex::new(None),
+            stop: CancellationToken::new(),
+        });
+        tokio::spawn(keep_connected(inner.clone(), settings.url.clone()));
+        Broker { inner }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.inner.topology
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.inner.current.borrow().as_ref().is_some_and(|c| c.status().connected())
+    }
+
+    /// The live connection, waiting up to `timeout` for one.
+    pub async fn connection(&self, timeout: Duration) -> Result<Arc<Connection>, QueueError> {
+        let mut rx = self.inner.current.subscribe();
+        let wait = async {
+            let live = rx.wait_for(|c| c.as_ref().is_some_and(|c| c.status().connected())).await;
+            live.ok().and_then(|c| c.clone())
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Some(conn)) => Ok(conn),
+            _ => Err(QueueError::Unavailable(format!("not connected to RabbitMQ within {timeout:?}"))),
+        }
+    }
+
+    /// Publishes a job and waits for the broker's confirm; a nack is an error.
+    pub async fn publish(&self, job: &SyncJob) -> Result<(), QueueError> {
+        let channel = self.publish_channel().await?;
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_message_id(job.job_id.to_string().into());
+        let confirm = channel
+            .basic_publish(
+                self.inner.topology.jobs_exchange().into(),
+                job.routing_key().into(),
+                BasicPublishOptions { mandatory: true, ..Default::default() },
+                &job.to_bytes(),
+                properties,
+            )
+            .await?
+            .await?;
+        if confirm.is_ack() && confirm.take_message().is_none() {
+            Ok(())
+        } else {
+            Err(QueueError::Nacked)
+        }
+    }
+
+    /// Starts a manual-ack consumer on the class queue with the configured prefetch.
+    pub async fn consume(&self, class: ObjectClass, consumer_tag: &str) -> Result<JobConsumer, QueueError> {
+        let connection = self.connection(Duration::from_secs(30)).await?;
+        let channel = connection.create_channel().await?;
+        channel.basic_qos(self.inner.prefetch, BasicQosOptions::default()).await?;
+        let consumer = channel
+            .basic_consume(
+                self.inner.topology.class_queue(class).into(),
+                consumer_tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(JobConsumer { channel, consumer })
+    }
+
+    /// Stops reconnecting and closes the connection.
+    pub async fn close(&self) {
+        self.inner.stop.cancel();
+        let conn = self.inner.current.borrow().clone();
+        if let Some(conn) = conn {
+            let _ = conn.close(200, "shutting down".into()).await;
+        }
+    }
+
+    async fn publish_channel(&self) -> Result<Channel, QueueError> {
+        let mut slot = self.inner.publish_channel.lock().await;
+        if let Some(channel) = slot.as_ref().filter(|c| c.status().connected()) {
+            return Ok(channel.clone());
+        }
+        let connection = self.connection(Duration::from_secs(10)).await?;
+        let channel = connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        *slot = Some(channel.clone());
+        Ok(channel)
+    }
+}
+
+/// A manual-ack consumer of one class queue. Ends when the connection is lost; consume again.
+pub struct JobConsumer {
+    pub channel: Channel,
+    consumer: lapin::Consumer,
+}
+
+impl JobConsumer {
+    pub async fn next_delivery(&mut self) -> Option<Result<Delivery, QueueError>> {
+        self.consumer.next().await.map(|d| d.map_err(QueueError::from))
+    }
+}
+
+async fn keep_connected(inner: Arc<Inner>, url: SecretString) {
+    let mut backoff = RECONNECT_MIN;
+    while !inner.stop.is_cancelled() {
+        match connect_and_declare(&inner.topology, &url).await {
+            Ok(connection) => {
+                tracing::info!(prefix = %inner.topology.prefix, "connected to rabbitmq");
+                backoff = RECONNECT_MIN;
+                let connection = Arc::new(connection);
+                inner.current.send_replace(Some(connection.clone()));
+                while connection.status().connected() && !inner.stop.is_cancelled() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(STATUS_POLL) => {}
+                        _ = inner.stop.cancelled() => {}
+                    }
+                }
+                inner.current.send_replace(None);
+                *inner.publish_channel.lock().await = None;
+                if !inner.stop.is_cancelled() {
+                    tracing::warn!("lost the rabbitmq connection; reconnecting");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot connect to rabbitmq");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = inner.stop.cancelled() => {}
+                }
+                backoff = (backoff * 2).min(RECONNECT_MAX);
+            }
+        }
+    }
+}
+
+async fn connect_and_declare(topology: &Topology, url: &SecretString) -> Result<Connection, QueueError> {
+    let connection = Connection::connect(url.expose_secret(), ConnectionProperties::default())
+        .await
+        .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+    let channel = connection.create_channel().await?;
+    topology.declare(&channel).await?;
+    let _ = channel.close(200, "topology declared".into()).await;
+    Ok(connection)
+}

@@ -1,0 +1,22 @@
+//! RabbitMQ: the job message schema, topology, a reconnecting connection, confirmed publishing and
+//! manual-ack consuming. See `docs/queue.md`.
+
+mod broker;
+mod job;
+mod topology;
+
+pub use broker::{Broker, JobConsumer};
+pub use job::{JobError, SyncJob, SCHEMA_VERSION};
+pub use topology::Topology;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("RabbitMQ is unreachable: {0}")]
+    Unavailable(String),
+    #[error("RabbitMQ refused the message (publisher confirm was a nack)")]
+    Nacked,
+    #[error("declaring the RabbitMQ topology failed: {0}")]
+    Topology(String),
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+}

@@ -1,0 +1,97 @@
+//! Exchange and queue names, and their idempotent declaration.
+//!
+//! `{prefix}.jobs` (topic) routes `sync.<class>` to the durable quorum queue `{prefix}.sync.<class>`.
+//! A job delivered more than `delivery_limit` times, or rejected without requeue, goes to the
+//! `{prefix}.dead` exchange and its queue `{prefix}.dead`.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, ExchangeKind};
+
+use super::job::routing_key;
+use super::QueueError;
+use crate::model::ObjectClass;
+
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub prefix: String,
+    pub delivery_limit: u32,
+}
+
+impl Topology {
+    pub fn jobs_exchange(&self) -> String {
+        format!("{}.jobs", self.prefix)
+    }
+
+    pub fn dead_exchange(&self) -> String {
+        format!("{}.dead", self.prefix)
+    }
+
+    pub fn dead_queue(&self) -> String {
+        format!("{}.dead", self.prefix)
+    }
+
+    pub fn class_queue(&self, class: ObjectClass) -> String {
+        format!("{}.sync.{}", self.prefix, class.as_str())
+    }
+
+    /// Declares everything; safe to repeat (same arguments every time).
+    pub async fn declare(&self, channel: &Channel) -> Result<(), QueueError> {
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        let queue_options = QueueDeclareOptions { durable: true, ..Default::default() };
+        let topology_error = |what: String| move |e: lapin::Error| QueueError::Topology(format!("{what}: {e}"));
+
+        channel
+            .exchange_declare(self.jobs_exchange().into(), ExchangeKind::Topic, durable, FieldTable::default())
+            .await
+            .map_err(topology_error(self.jobs_exchange()))?;
+        channel
+            .exchange_declare(self.dead_exchange().into(), ExchangeKind::Fanout, durable, FieldTable::default())
+            .await
+            .map_err(topology_error(self.dead_exchange()))?;
+        channel
+            .queue_declare(self.dead_queue().into(), queue_options, quorum_args(None))
+            .await
+            .map_err(topology_error(self.dead_queue()))?;
+        channel
+            .queue_bind(
+                self.dead_queue().into(),
+                self.dead_exchange().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(topology_error(self.dead_queue()))?;
+
+        for class in ObjectClass::ALL {
+            let queue = self.class_queue(class);
+            let mut args = quorum_args(Some(self.dead_exchange()));
+            args.insert("x-delivery-limit".into(), AMQPValue::LongInt(self.delivery_limit as i32));
+            channel
+                .queue_declare(queue.clone().into(), queue_options, args)
+                .await
+                .map_err(topology_error(queue.clone()))?;
+            channel
+                .queue_bind(
+                    queue.clone().into(),
+                    self.jobs_exchange().into(),
+                    routing_key(class).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(topology_error(queue))?;
+        }
+        Ok(())
+    }
+}
+
+fn quorum_args(dead_letter_exchange: Option<String>) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+    if let Some(exchange) = dead_letter_exchange {
+        args.insert(ShortString::from("x-dead-letter-exchange"), AMQPValue::LongString(LongString::from(exchange)));
+    }
+    args
+}

@@ -1,0 +1,48 @@
+use std::time::Duration;
+
+/// Errors of the store layer. SQLSTATEs are mapped to domain cases in [`StoreError::from`] only.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database configuration: {0}")]
+    Config(String),
+    #[error("Postgres is unreachable: {0}")]
+    Unavailable(String),
+    #[error("Postgres did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Rejected(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        match e.code() {
+            Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(db_message(&e)),
+            Some(c) if *c == SqlState::CHECK_VIOLATION || *c == SqlState::FOREIGN_KEY_VIOLATION => {
+                StoreError::Rejected(db_message(&e))
+            }
+            Some(_) => StoreError::Unexpected(anyhow::Error::new(e)),
+            None if e.is_closed() || e.as_db_error().is_none() => StoreError::Unavailable(e.to_string()),
+            None => StoreError::Unexpected(anyhow::Error::new(e)),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())
+}

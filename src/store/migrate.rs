@@ -1,0 +1,39 @@
+//! Schema migrations: versioned SQL files in `migrations/`, applied by refinery under an advisory lock so
+//! several instances starting together apply each file once.
+
+use secrecy::ExposeSecret;
+use tokio_postgres::NoTls;
+
+use super::StoreError;
+use crate::config::DatabaseSettings;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Arbitrary constant shared by every entrasync instance.
+const MIGRATION_LOCK: i64 = 0x656e_7472_6173_796e;
+
+/// Applies every migration not yet applied; returns the versions applied now.
+pub async fn run(settings: &DatabaseSettings) -> Result<Vec<i32>, StoreError> {
+    let mut config: tokio_postgres::Config = settings
+        .url
+        .expose_secret()
+        .parse()
+        .map_err(|e| StoreError::Config(format!("invalid database.url: {e}")))?;
+    config.connect_timeout(settings.connect_timeout);
+    let (mut client, connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(connection);
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
+    let report = embedded::migrations::runner().run_async(&mut client).await;
+    let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+    let report = report.map_err(|e| StoreError::Migration(e.to_string()))?;
+    unlock?;
+    drop(client);
+    let _ = driver.await;
+    let applied: Vec<i32> = report.applied_migrations().iter().map(|m| m.version() as i32).collect();
+    for version in &applied {
+        tracing::info!(version, "applied migration");
+    }
+    Ok(applied)
+}

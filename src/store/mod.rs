@@ -1,0 +1,52 @@
+//! Postgres: the pool, migrations, and one repository module per aggregate. All SQL lives here.
+
+mod database;
+mod error;
+pub mod migrate;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime, Timeouts};
+use secrecy::ExposeSecret;
+use tokio_postgres::NoTls;
+
+pub use database::ensure_database_exists;
+pub use error::StoreError;
+
+use crate::config::DatabaseSettings;
+
+pub type Pool = deadpool_postgres::Pool;
+
+/// Builds the pool. Connections are made lazily, so this succeeds while Postgres is down.
+pub fn pool(settings: &DatabaseSettings) -> Result<Pool, StoreError> {
+    let mut pg: tokio_postgres::Config = settings
+        .url
+        .expose_secret()
+        .parse()
+        .map_err(|e| StoreError::Config(format!("invalid database.url: {e}")))?;
+    pg.connect_timeout(settings.connect_timeout);
+    pg.application_name("entrasync");
+    // Fast recycling checks only that the socket is open; a dead server is caught by the query timeout
+    // of the caller (readiness, sync) and the connection is then dropped.
+    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .runtime(Runtime::Tokio1)
+        .timeouts(Timeouts {
+            wait: Some(settings.connect_timeout),
+            create: Some(settings.connect_timeout),
+            recycle: Some(Duration::from_secs(2)),
+        })
+        .build()
+        .map_err(|e| StoreError::Config(format!("cannot build the Postgres pool: {e}")))
+}
+
+/// Runs `SELECT 1` on a pooled connection within `timeout`; what `/readyz` asks.
+pub async fn ping(pool: &Pool, timeout: Duration) -> Result<(), StoreError> {
+    let check = async {
+        let client = pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok::<(), StoreError>(())
+    };
+    tokio::time::timeout(timeout, check).await.map_err(|_| StoreError::Timeout(timeout))?
+}
