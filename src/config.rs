@@ -65,7 +65,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         "5",
         "deliveries of one job before it is dead-lettered",
     ),
-    spec("http.listen", "ENTRASYNC_HTTP_LISTEN", "127.0.0.1:8080", "address of the HTTP server (API, /metrics, probes)"),
+    spec(
+        "http.listen",
+        "ENTRASYNC_HTTP_LISTEN",
+        "127.0.0.1:8080",
+        "address of the HTTP server (API, /metrics, probes)",
+    ),
     spec(
         "http.shutdown_timeout_secs",
         "ENTRASYNC_HTTP_SHUTDOWN_TIMEOUT_SECS",
@@ -185,10 +190,10 @@ impl Settings {
     /// Loads defaults, then `file` (if given), then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let toml_text = match file {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?),
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::File { path: path.display().to_string(), reason: e.to_string() })?,
+            ),
             None => None,
         };
         Self::from_sources(toml_text.as_deref(), std::env::vars())
@@ -199,8 +204,7 @@ impl Settings {
         toml_text: Option<&str>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut raw: BTreeMap<&'static str, String> =
-            SETTINGS.iter().map(|s| (s.key, s.default.to_owned())).collect();
+        let mut raw: BTreeMap<&'static str, String> = SETTINGS.iter().map(|s| (s.key, s.default.to_owned())).collect();
         if let Some(text) = toml_text {
             for (key, value) in flatten_toml(text)? {
                 let spec = SETTINGS
@@ -434,10 +438,8 @@ fn flatten_into(table: &toml::Table, prefix: &str, out: &mut Vec<(String, String
             toml::Value::Table(inner) => flatten_into(inner, &key, out),
             toml::Value::String(s) => out.push((key, s.clone())),
             toml::Value::Array(items) => {
-                let parts: Vec<String> = items
-                    .iter()
-                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                    .collect();
+                let parts: Vec<String> =
+                    items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect();
                 out.push((key, parts.join(",")));
             }
             other => out.push((key, other.to_string())),
@@ -481,9 +483,7 @@ mod tests {
 
     #[test]
     fn invalid_value_names_setting_value_and_what_is_accepted() {
-        let err = Settings::from_sources(None, env(&[("ENTRASYNC_AMQP_PREFETCH", "lots")]))
-            .err()
-            .expect("must fail");
+        let err = Settings::from_sources(None, env(&[("ENTRASYNC_AMQP_PREFETCH", "lots")])).err().expect("must fail");
         let text = err.to_string();
         assert!(text.contains("amqp.prefetch"), "{text}");
         assert!(text.contains("ENTRASYNC_AMQP_PREFETCH"), "{text}");

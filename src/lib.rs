@@ -1,6 +1,9 @@
 //! entrasync: a fresh Postgres copy of Microsoft Entra ID directories, kept through Graph delta queries.
 //! Module responsibilities and their allowed dependencies are in ARCHITECTURE §2.
 
+// External input must never panic the process: no unwrap() outside tests.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod api;
 pub mod config;
 pub mod graph_sim;

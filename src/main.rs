@@ -87,11 +87,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Enqueue { tenant, class, full } => {
-            let classes: Vec<ObjectClass> = if class == "all" {
-                ObjectClass::ALL.to_vec()
-            } else {
-                vec![class.parse().context("--class")?]
-            };
+            let classes: Vec<ObjectClass> =
+                if class == "all" { ObjectClass::ALL.to_vec() } else { vec![class.parse().context("--class")?] };
             let broker = Broker::start(&settings.amqp);
             broker.connection(Duration::from_secs(10)).await?;
             let mode = if full { SyncMode::Full } else { SyncMode::Delta };

@@ -9,11 +9,8 @@ use crate::config::DatabaseSettings;
 
 /// Connects to the server's `postgres` database and creates the configured database if it is missing.
 pub async fn ensure_database_exists(settings: &DatabaseSettings) -> Result<(), StoreError> {
-    let mut config: tokio_postgres::Config = settings
-        .url
-        .expose_secret()
-        .parse()
-        .map_err(|e| StoreError::Config(format!("invalid database.url: {e}")))?;
+    let mut config: tokio_postgres::Config =
+        settings.url.expose_secret().parse().map_err(|e| StoreError::Config(format!("invalid database.url: {e}")))?;
     let name = config
         .get_dbname()
         .map(str::to_owned)

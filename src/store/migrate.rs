@@ -16,11 +16,8 @@ const MIGRATION_LOCK: i64 = 0x656e_7472_6173_796e;
 
 /// Applies every migration not yet applied; returns the versions applied now.
 pub async fn run(settings: &DatabaseSettings) -> Result<Vec<i32>, StoreError> {
-    let mut config: tokio_postgres::Config = settings
-        .url
-        .expose_secret()
-        .parse()
-        .map_err(|e| StoreError::Config(format!("invalid database.url: {e}")))?;
+    let mut config: tokio_postgres::Config =
+        settings.url.expose_secret().parse().map_err(|e| StoreError::Config(format!("invalid database.url: {e}")))?;
     config.connect_timeout(settings.connect_timeout);
     let (mut client, connection) = config.connect(NoTls).await?;
     let driver = tokio::spawn(connection);

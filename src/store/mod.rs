@@ -19,11 +19,8 @@ pub type Pool = deadpool_postgres::Pool;
 
 /// Builds the pool. Connections are made lazily, so this succeeds while Postgres is down.
 pub fn pool(settings: &DatabaseSettings) -> Result<Pool, StoreError> {
-    let mut pg: tokio_postgres::Config = settings
-        .url
-        .expose_secret()
-        .parse()
-        .map_err(|e| StoreError::Config(format!("invalid database.url: {e}")))?;
+    let mut pg: tokio_postgres::Config =
+        settings.url.expose_secret().parse().map_err(|e| StoreError::Config(format!("invalid database.url: {e}")))?;
     pg.connect_timeout(settings.connect_timeout);
     pg.application_name("entrasync");
     // Fast recycling checks only that the socket is open; a dead server is caught by the query timeout

@@ -1,1 +1,130 @@
-//! Test harness: per-test databases, RabbitMQ names, app spawning.
+//! Test harness: each test gets its own Postgres database and its own RabbitMQ names, removed afterwards,
+//! so tests run in parallel without touching each other. Services are expected on loopback
+//! (`deploy/local-services.sh` brings them up).
+
+#![allow(dead_code)]
+
+pub mod app;
+pub mod proxy;
+
+use std::time::Duration;
+
+use entrasync::config::Settings;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A database that exists for the life of the value.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// Only names the database: the code under test creates it (as `serve` and `migrate` do).
+    pub fn named() -> TestDb {
+        let name = format!("entrasync_test_{}", Uuid::new_v4().simple());
+        TestDb { url: format!("postgres://postgres@127.0.0.1:5432/{name}"), name }
+    }
+
+    /// A fresh database with every migration applied.
+    pub async fn migrated() -> TestDb {
+        let db = TestDb::named();
+        let settings = db.settings();
+        entrasync::store::ensure_database_exists(&settings.database).await.expect("create test database");
+        entrasync::store::migrate::run(&settings.database).await.expect("migrate test database");
+        db
+    }
+
+    pub fn settings(&self) -> Settings {
+        settings_with(&[("ENTRASYNC_DATABASE_URL", &self.url)])
+    }
+
+    pub fn pool(&self) -> entrasync::store::Pool {
+        entrasync::store::pool(&self.settings().database).expect("pool")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside any runtime we may block on: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                if let Ok((client, conn)) = tokio_postgres::connect(POSTGRES_ADMIN_URL, tokio_postgres::NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// RabbitMQ names of one test: a unique prefix; exchanges and queues under it are deleted afterwards.
+pub struct TestAmqp {
+    pub prefix: String,
+}
+
+impl TestAmqp {
+    pub fn new() -> TestAmqp {
+        TestAmqp { prefix: format!("t{}", &Uuid::new_v4().simple().to_string()[..12]) }
+    }
+}
+
+impl Drop for TestAmqp {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+                let Ok(conn) = lapin::Connection::connect(AMQP_URL, Default::default()).await else { return };
+                let Ok(ch) = conn.create_channel().await else { return };
+                for class in ["user", "group", "device"] {
+                    let _ =
+                        ch.queue_delete(format!("{prefix}.sync.{class}").into(), QueueDeleteOptions::default()).await;
+                }
+                let _ = ch.queue_delete(format!("{prefix}.dead").into(), QueueDeleteOptions::default()).await;
+                for exchange in ["jobs", "dead"] {
+                    let _ = ch
+                        .exchange_delete(format!("{prefix}.{exchange}").into(), ExchangeDeleteOptions::default())
+                        .await;
+                }
+                let _ = conn.close(200, "test done".into()).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Settings built from defaults plus the given `ENTRASYNC_*` variables (never the process environment).
+pub fn settings_with(vars: &[(&str, &str)]) -> Settings {
+    let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Settings::from_sources(None, vars).expect("test settings are valid")
+}
+
+pub fn secret(text: &str) -> SecretString {
+    SecretString::from(text.to_owned())
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
