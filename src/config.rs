@@ -77,6 +77,13 @@ pub const SETTINGS: &[SettingSpec] = &[
         "8",
         "seconds in-flight requests get after SIGTERM",
     ),
+    SettingSpec {
+        key: "secrets.key",
+        env: "ENTRASYNC_SECRETS_KEY",
+        default: "",
+        secret: true,
+        help: "base64 of 32 random bytes (openssl rand -base64 32) that encrypts stored credentials",
+    },
     spec("log.format", "ENTRASYNC_LOG_FORMAT", "text", "log format: text or json"),
     spec("log.filter", "ENTRASYNC_LOG_FILTER", "info", "tracing filter, e.g. info,entrasync=debug"),
     spec("instance.id", "ENTRASYNC_INSTANCE_ID", "", "name of this instance in leases and logs (default: host-pid)"),
@@ -178,6 +185,8 @@ pub struct SyncSettings {
 #[derive(Clone)]
 pub struct Settings {
     pub database: DatabaseSettings,
+    /// Encrypts credential secrets at rest; empty when not configured.
+    pub secrets_key: SecretString,
     pub amqp: AmqpSettings,
     pub http: HttpSettings,
     pub log: LogSettings,
@@ -237,6 +246,7 @@ impl Settings {
             id => id.to_owned(),
         };
         Ok(Settings {
+            secrets_key: SecretString::from(parse_secrets_key(raw)?),
             database: DatabaseSettings {
                 url: SecretString::from(parse_url(raw, "database.url", &["postgres", "postgresql"])?),
                 pool_size: parse_range(raw, "database.pool_size", 1, 1000)?,
@@ -298,6 +308,7 @@ impl Settings {
             ("amqp.delivery_limit", self.amqp.delivery_limit.to_string()),
             ("http.listen", self.http.listen.to_string()),
             ("http.shutdown_timeout_secs", self.http.shutdown_timeout.as_secs().to_string()),
+            ("secrets.key", if self.secrets_key.expose_secret().is_empty() { "" } else { "*****" }.to_owned()),
             ("log.format", format!("{:?}", self.log.format).to_lowercase()),
             ("log.filter", self.log.filter.clone()),
             ("instance.id", self.instance_id.clone()),
@@ -381,6 +392,17 @@ fn parse_name(raw: &BTreeMap<&'static str, String>, key: &str) -> Result<String,
         Ok(value)
     } else {
         Err(invalid(raw, key, "1 to 100 characters of letters, digits, '.', '-' or '_'"))
+    }
+}
+
+fn parse_secrets_key(raw: &BTreeMap<&'static str, String>) -> Result<String, ConfigError> {
+    use base64::Engine;
+    let value = raw.get("secrets.key").map(|v| v.trim().to_owned()).unwrap_or_default();
+    let decoded = base64::engine::general_purpose::STANDARD.decode(&value).map(|k| k.len());
+    if value.is_empty() || decoded == Ok(32) {
+        Ok(value)
+    } else {
+        Err(invalid(raw, "secrets.key", "base64 of exactly 32 bytes, e.g. the output of `openssl rand -base64 32`"))
     }
 }
 

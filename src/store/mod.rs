@@ -1,8 +1,12 @@
 //! Postgres: the pool, migrations, and one repository module per aggregate. All SQL lives here.
 
+pub mod credentials;
 mod database;
 mod error;
 pub mod migrate;
+pub mod rate_budget;
+pub mod secret_box;
+pub mod tenants;
 
 use std::time::Duration;
 

@@ -61,3 +61,59 @@ async fn a_tenants_directory_and_cloud_cannot_change() {
 fn db_message(err: &tokio_postgres::Error) -> String {
     err.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default()
 }
+
+#[tokio::test]
+async fn credentials_are_encrypted_at_rest_and_tenants_start_with_a_full_scan() {
+    use base64::Engine;
+    use entrasync::model::Cloud;
+    use entrasync::store::credentials::{self, CredentialMaterial, NewCredentialProfile};
+    use entrasync::store::secret_box::SecretBox;
+    use entrasync::store::tenants::{self, NewTenant};
+    use secrecy::{ExposeSecret, SecretString};
+
+    let db = TestDb::migrated().await;
+    let pool = db.pool();
+    let key = SecretString::from(base64::engine::general_purpose::STANDARD.encode([42u8; 32]));
+    let secrets = SecretBox::from_setting(&key).expect("key");
+    let profile = NewCredentialProfile {
+        name: "contoso-app".into(),
+        client_id: uuid::Uuid::new_v4(),
+        material: CredentialMaterial::Secret(SecretString::from("very-secret-value".to_owned())),
+    };
+    let id = credentials::create(&pool, &secrets, &profile).await.expect("create profile");
+
+    let client = pool.get().await.expect("connection");
+    let raw: Vec<u8> = client
+        .query_one("SELECT secret_ciphertext FROM credential_profiles WHERE id = $1", &[&id])
+        .await
+        .expect("row")
+        .get(0);
+    assert!(!raw.windows(11).any(|w| w == b"very-secret"), "plaintext must not reach the table");
+    let stored = credentials::get(&pool, &secrets, id).await.expect("get").expect("exists");
+    match stored.material {
+        CredentialMaterial::Secret(s) => assert_eq!(s.expose_secret(), "very-secret-value"),
+        CredentialMaterial::Certificate { .. } => panic!("stored as a secret"),
+    }
+    let listed = credentials::list(&pool).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(!serde_json::to_string(&listed).unwrap().contains("very-secret"));
+
+    let duplicate = credentials::create(&pool, &secrets, &profile).await;
+    assert!(matches!(duplicate, Err(entrasync::store::StoreError::Conflict(_))), "names are unique");
+
+    let tenant = tenants::create(
+        &pool,
+        &NewTenant {
+            name: "Contoso".into(),
+            entra_tenant_id: uuid::Uuid::new_v4(),
+            cloud: Cloud::Custom { login_url: "http://127.0.0.1:1".into(), graph_url: "http://127.0.0.1:1".into() },
+            credential_profile_id: Some(id),
+            enabled: true,
+        },
+    )
+    .await
+    .expect("create tenant");
+    assert!(tenant.full_scan_next_run);
+    let found = tenants::find_by_entra_id(&pool, tenant.entra_tenant_id).await.expect("find").expect("exists");
+    assert_eq!(found.cloud, tenant.cloud);
+}
