@@ -114,6 +114,9 @@ impl Broker {
     /// Stops reconnecting and closes the connection.
     pub async fn close(&self) {
         self.inner.stop.cancel();
+        if let Some(channel) = self.inner.publish_channel.lock().await.take() {
+            let _ = channel.close(200, "shutting down".into()).await;
+        }
         let conn = self.inner.current.borrow().clone();
         if let Some(conn) = conn {
             let _ = conn.close(200, "shutting down".into()).await;
