@@ -1,0 +1,232 @@
+//! Graph emulator: the HTTP admin API, deterministic generation, truth readback, counters, the clock,
+//! national clouds and Bearer checks on Graph endpoints.
+
+use entrasync::graph_sim::clouds::SimCloud;
+use entrasync::graph_sim::state::TenantSpec;
+use entrasync::graph_sim::{GraphSim, SimOptions};
+use entrasync::model::ObjectClass;
+use serde_json::{json, Value};
+
+use crate::graph_sim_harness::{start, start_with, ALL_READ_ROLES};
+
+async fn admin(http: &reqwest::Client, method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
+    let mut request = http.request(method, url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("admin request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn http_admin_api_creates_mutates_and_reads_back_the_truth() {
+    use reqwest::Method;
+    let sim = GraphSim::start(SimOptions::default()).expect("start");
+    let base = sim.base_url();
+    let http = reqwest::Client::new();
+    let (status, info) = admin(
+        &http,
+        Method::POST,
+        format!("{base}/_sim/tenants"),
+        Some(json!({"seed": 42, "users": 100, "groups": 10, "devices": 20, "domain": "contoso.example"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{info}");
+    let tenant = info["tenant_id"].as_str().expect("tenant id").to_owned();
+    assert_eq!(info["users"], 100);
+    let (status, _) =
+        admin(&http, Method::POST, format!("{base}/_sim/tenants"), Some(json!({"tenant_id": tenant}))).await;
+    assert_eq!(status, 409);
+    let (status, created) = admin(
+        &http,
+        Method::POST,
+        format!("{base}/_sim/tenants/{tenant}/users"),
+        Some(json!({"displayName": "Ada Lovelace", "department": "Research"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_str().expect("id").to_owned();
+    let (_, obj) = admin(&http, Method::GET, format!("{base}/_sim/tenants/{tenant}/objects/{id}"), None).await;
+    assert_eq!(obj["displayName"], "Ada Lovelace");
+    assert!(obj["userPrincipalName"].as_str().expect("upn").ends_with("@contoso.example"));
+    let (status, _) = admin(
+        &http,
+        Method::PATCH,
+        format!("{base}/_sim/tenants/{tenant}/objects/{id}"),
+        Some(json!({"jobTitle": "Analyst"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, err) =
+        admin(&http, Method::PATCH, format!("{base}/_sim/tenants/{tenant}/objects/{id}"), Some(json!({"shoeSize": 9})))
+            .await;
+    assert_eq!(status, 400, "{err}");
+    let groups: Vec<String> = serde_json::from_value(
+        admin(&http, Method::GET, format!("{base}/_sim/tenants/{tenant}/ids/groups?live=true"), None).await.1,
+    )
+    .expect("ids");
+    let (status, changed) = admin(
+        &http,
+        Method::POST,
+        format!("{base}/_sim/tenants/{tenant}/groups/{}/members", groups[3]),
+        Some(json!({"id": id})),
+    )
+    .await;
+    assert_eq!((status, changed["changed"].clone()), (200, json!(true)));
+    let (_, truth) = admin(&http, Method::GET, format!("{base}/_sim/tenants/{tenant}/truth/groups"), None).await;
+    assert!(truth["memberships"][&groups[3]].as_array().expect("members").contains(&json!(id)));
+    let (status, outcome) =
+        admin(&http, Method::DELETE, format!("{base}/_sim/tenants/{tenant}/objects/{id}"), None).await;
+    assert_eq!((status, outcome["outcome"].clone()), (200, json!("soft_deleted")));
+    let (_, truth) = admin(&http, Method::GET, format!("{base}/_sim/tenants/{tenant}/truth/users"), None).await;
+    assert_eq!(truth["soft_deleted"], json!([id]));
+    assert_eq!(truth["objects"].as_object().expect("objects").len(), 100);
+    let (status, _) =
+        admin(&http, Method::POST, format!("{base}/_sim/tenants/{tenant}/objects/{id}/restore"), None).await;
+    assert_eq!(status, 204);
+    let (status, _) =
+        admin(&http, Method::DELETE, format!("{base}/_sim/tenants/{tenant}/objects/{id}?permanent=true"), None).await;
+    assert_eq!(status, 200);
+    let (status, _) =
+        admin(&http, Method::POST, format!("{base}/_sim/tenants/{tenant}/objects/{id}/restore"), None).await;
+    assert_eq!(status, 409, "a permanently deleted user cannot be restored");
+    let (status, summary) = admin(
+        &http,
+        Method::POST,
+        format!("{base}/_sim/tenants/{tenant}/mutations"),
+        Some(json!({"seed": 1, "count": 50})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let total: u64 = summary.as_object().expect("summary").values().filter_map(Value::as_u64).sum();
+    assert!(total > 30, "{summary}");
+    let (status, generated) =
+        admin(&http, Method::POST, format!("{base}/_sim/tenants/{tenant}/generate"), Some(json!({"users": 1000})))
+            .await;
+    assert_eq!(status, 200);
+    assert_eq!(generated["users"], 1000);
+    let (_, clock) = admin(&http, Method::GET, format!("{base}/_sim/clock"), None).await;
+    let (_, later) =
+        admin(&http, Method::POST, format!("{base}/_sim/clock/advance"), Some(json!({"seconds": 86400}))).await;
+    let before: chrono::DateTime<chrono::Utc> = serde_json::from_value(clock["now"].clone()).expect("time");
+    let after: chrono::DateTime<chrono::Utc> = serde_json::from_value(later["now"].clone()).expect("time");
+    assert!(after - before >= chrono::Duration::hours(24));
+    let (status, _) = admin(&http, Method::GET, format!("{base}/_sim/tenants/nope/truth/users"), None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn the_same_seed_generates_the_same_directory() {
+    let spec = || TenantSpec {
+        tenant_id: Some("11111111-2222-4333-8444-555555555555".into()),
+        seed: Some(99),
+        users: 300,
+        groups: 20,
+        devices: 30,
+        ..TenantSpec::default()
+    };
+    let a = GraphSim::start(SimOptions::default()).expect("start");
+    let b = GraphSim::start(SimOptions::default()).expect("start");
+    a.state().create_tenant(spec()).expect("tenant");
+    b.state().create_tenant(spec()).expect("tenant");
+    let tenant = "11111111-2222-4333-8444-555555555555";
+    for class in ObjectClass::ALL {
+        assert_eq!(
+            a.state().truth(tenant, class).expect("truth"),
+            b.state().truth(tenant, class).expect("truth"),
+            "{class}"
+        );
+    }
+    let other = GraphSim::start(SimOptions::default()).expect("start");
+    other.state().create_tenant(TenantSpec { seed: Some(100), ..spec() }).expect("tenant");
+    assert_ne!(
+        a.state().truth(tenant, ObjectClass::User).expect("truth"),
+        other.state().truth(tenant, ObjectClass::User).expect("truth")
+    );
+    let users = a.state().truth(tenant, ObjectClass::User).expect("truth");
+    let user = users.objects.values().next().expect("a user");
+    for prop in [
+        "displayName",
+        "givenName",
+        "surname",
+        "userPrincipalName",
+        "accountEnabled",
+        "userType",
+        "createdDateTime",
+        "city",
+        "country",
+    ] {
+        assert!(user.contains_key(prop), "{prop} in {user:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_million_users_generate_in_seconds() {
+    let sim = GraphSim::start(SimOptions::default()).expect("start");
+    let started = std::time::Instant::now();
+    let info = sim
+        .state()
+        .create_tenant(TenantSpec { users: 1_000_000, groups: 2_000, devices: 10_000, ..TenantSpec::default() })
+        .expect("tenant");
+    let elapsed = started.elapsed();
+    assert_eq!(info.users, 1_000_000);
+    assert!(elapsed < std::time::Duration::from_secs(20), "generation took {elapsed:?}");
+    let truth = sim.state().truth(&info.tenant_id, ObjectClass::Group).expect("truth");
+    let largest = truth.memberships.values().filter(|m| m.len() < 1_000_000).map(Vec::len).max().unwrap_or(0);
+    assert!(largest >= 50_000, "a group of 50,000+ members besides All Company, got {largest}");
+}
+
+#[tokio::test]
+async fn counters_count_requests_per_tenant() {
+    let sim = start(10, 0, 0).await;
+    let _ = sim.walk(&sim.url("/v1.0/users/delta")).await;
+    let _ = sim.get(&sim.url("/v1.0/users?$top=1000")).await;
+    let counters = sim.state().tenant_counters(&sim.tenant).expect("counters");
+    assert_eq!(counters.by_endpoint.get("users/delta"), Some(&1));
+    assert_eq!(counters.by_endpoint.get("users/list"), Some(&1));
+    assert_eq!(counters.by_status.get(&200), Some(&1));
+    assert_eq!(counters.by_status.get(&400), Some(&1));
+    assert_eq!(counters.objects_served, 10);
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_required_and_roles_checked_per_endpoint() {
+    let sim = start(3, 1, 1).await;
+    let response = reqwest::get(sim.url("/v1.0/users/delta")).await.expect("request");
+    assert_eq!(response.status().as_u16(), 401);
+    assert!(response.headers().get("www-authenticate").is_some());
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
+    // Directory.Read.All reads users and groups but not devices/delta (Device.Read.All only).
+    let spec = TenantSpec { users: 3, devices: 1, ..TenantSpec::default() };
+    let directory_reader = start_with(SimOptions::default(), spec, &["Directory.Read.All"]).await;
+    assert_eq!(directory_reader.get(&directory_reader.url("/v1.0/users/delta")).await.status, 200);
+    let page = directory_reader.get(&directory_reader.url("/v1.0/devices/delta")).await;
+    assert_eq!(page.status, 403);
+    assert_eq!(page.body["error"]["code"], "Authorization_RequestDenied");
+    assert_eq!(directory_reader.get(&directory_reader.url("/v1.0/devices")).await.status, 200);
+    let users_only = start_with(SimOptions::default(), TenantSpec::default(), &["User.Read.All"]).await;
+    assert_eq!(users_only.get(&users_only.url("/v1.0/groups/delta")).await.status, 403);
+    let _ = ALL_READ_ROLES;
+}
+
+#[tokio::test]
+async fn national_clouds_are_recognised_by_path_prefix_and_host_header() {
+    let spec = TenantSpec { cloud: SimCloud::UsGov, users: 4, ..TenantSpec::default() };
+    let sim = start_with(SimOptions::default(), spec, &["User.Read.All"]).await;
+    let page = sim.get(&sim.url("/graph.microsoft.us/v1.0/users/delta")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.delta().expect("delta").starts_with(&sim.url("/graph.microsoft.us/v1.0/users/delta?")),
+        "links keep the cloud prefix"
+    );
+    let page = sim.get_with(&sim.url("/v1.0/users/delta"), &[("Host", "graph.microsoft.us")]).await;
+    assert_eq!(page.status, 200);
+    assert!(page.delta().expect("delta").starts_with("http://graph.microsoft.us/v1.0/users/delta?"));
+    // The tenant lives in US Gov: the global and China endpoints do not accept its token.
+    assert_eq!(sim.get(&sim.url("/v1.0/users/delta")).await.status, 401);
+    assert_eq!(sim.get(&sim.url("/microsoftgraph.chinacloudapi.cn/v1.0/users/delta")).await.status, 401);
+    assert_eq!(sim.get(&sim.url("/graph.example.org/v1.0/users/delta")).await.status, 404);
+}
