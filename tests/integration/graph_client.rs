@@ -1,0 +1,7 @@
+//! The Graph client against the Graph emulator over real HTTP, and its rate budget against real Postgres.
+
+mod auth;
+mod budget;
+mod delta;
+mod retries;
+mod sim;
