@@ -1,0 +1,60 @@
+//! Group membership (`group_members`), merged from `members@delta` slices.
+
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// Membership entries as parallel columns (bound as arrays).
+#[derive(Debug, Default)]
+pub struct MemberEntries {
+    pub group_ids: Vec<Uuid>,
+    pub member_ids: Vec<Uuid>,
+    /// `user`, `group`, `device`, … (`directoryObject` when Graph did not say).
+    pub member_classes: Vec<String>,
+}
+
+impl MemberEntries {
+    pub fn push(&mut self, group_id: Uuid, member_id: Uuid, member_class: &str) {
+        self.group_ids.push(group_id);
+        self.member_ids.push(member_id);
+        self.member_classes.push(member_class.to_owned());
+    }
+
+    pub fn len(&self) -> usize {
+        self.group_ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.group_ids.is_empty()
+    }
+}
+
+/// Adds memberships not stored yet; returns the groups that gained a member (one entry per row written).
+pub async fn add(db: &impl GenericClient, tenant_id: i64, entries: &MemberEntries) -> Result<Vec<Uuid>, StoreError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let statement = db.prepare_cached(include_str!("sql/members_add.sql")).await?;
+    let rows =
+        db.query(&statement, &[&tenant_id, &entries.group_ids, &entries.member_ids, &entries.member_classes]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Removes memberships; returns the groups that lost a member (one entry per row deleted).
+pub async fn remove(db: &impl GenericClient, tenant_id: i64, entries: &MemberEntries) -> Result<Vec<Uuid>, StoreError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let statement = db.prepare_cached(include_str!("sql/members_remove.sql")).await?;
+    let rows = db.query(&statement, &[&tenant_id, &entries.group_ids, &entries.member_ids]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Every stored (group, member) pair of a tenant, ordered. Meant for small tenants and tests.
+pub async fn list(db: &impl GenericClient, tenant_id: i64) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+    let statement =
+        db.prepare_cached("SELECT group_id, member_id FROM group_members WHERE tenant_id = $1 ORDER BY 1, 2").await?;
+    let rows = db.query(&statement, &[&tenant_id]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}

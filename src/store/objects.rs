@@ -1,0 +1,152 @@
+//! The directory copy (`directory_objects`): marker lookups and bulk writes for one page.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::GenericClient;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::model::ObjectClass;
+
+/// What the store holds for an object: enough to decide whether a page's version needs a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredState {
+    pub marker: i64,
+    pub deleted: bool,
+}
+
+/// Objects to insert or overwrite, as parallel columns (bound as arrays: one statement per page).
+#[derive(Debug, Default)]
+pub struct ObjectWrites {
+    pub ids: Vec<Uuid>,
+    pub markers: Vec<i64>,
+    pub attrs: Vec<Value>,
+    pub mapped: Vec<Option<Value>>,
+}
+
+impl ObjectWrites {
+    pub fn push(&mut self, id: Uuid, marker: i64, attrs: Value, mapped: Option<Value>) {
+        self.ids.push(id);
+        self.markers.push(marker);
+        self.attrs.push(attrs);
+        self.mapped.push(mapped);
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// The stored markers of `ids`, in one query. Ids not stored are absent from the map.
+pub async fn stored_states(
+    db: &impl GenericClient,
+    tenant_id: i64,
+    class: ObjectClass,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, StoredState>, StoreError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let statement = db
+        .prepare_cached(
+            "SELECT object_id, marker, deleted_at IS NOT NULL FROM directory_objects \
+             WHERE tenant_id = $1 AND object_class = $2::text::object_class AND object_id = ANY($3::uuid[])",
+        )
+        .await?;
+    let rows = db.query(&statement, &[&tenant_id, &class.as_str(), &ids]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), StoredState { marker: r.get(1), deleted: r.get(2) })).collect())
+}
+
+/// Inserts or overwrites `writes` (restoring soft-deleted ones); returns the rows written.
+pub async fn upsert(
+    db: &impl GenericClient,
+    tenant_id: i64,
+    class: ObjectClass,
+    writes: &ObjectWrites,
+) -> Result<u64, StoreError> {
+    if writes.is_empty() {
+        return Ok(0);
+    }
+    let statement = db.prepare_cached(include_str!("sql/objects_upsert.sql")).await?;
+    let written = db
+        .execute(
+            &statement,
+            &[&tenant_id, &class.as_str(), &writes.ids, &writes.markers, &writes.attrs, &writes.mapped],
+        )
+        .await?;
+    Ok(written)
+}
+
+/// Records restorable deletions of objects never stored (created and soft-deleted between rounds):
+/// the store knows every object Graph reported, even one known only as deleted. Returns rows written.
+pub async fn insert_tombstones(
+    db: &impl GenericClient,
+    tenant_id: i64,
+    class: ObjectClass,
+    ids: &[Uuid],
+    reason: &str,
+) -> Result<u64, StoreError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let statement = db
+        .prepare_cached(
+            "INSERT INTO directory_objects (tenant_id, object_class, object_id, marker, attrs, deleted_at, delete_reason) \
+             SELECT $1::bigint, $2::text::object_class, id, 0, '{}'::jsonb, now(), $4::text FROM unnest($3::uuid[]) AS id \
+             ON CONFLICT (tenant_id, object_class, object_id) DO NOTHING",
+        )
+        .await?;
+    Ok(db.execute(&statement, &[&tenant_id, &class.as_str(), &ids, &reason]).await?)
+}
+
+/// Live (not soft-deleted) objects stored for a tenant and class.
+pub async fn live_count(db: &impl GenericClient, tenant_id: i64, class: ObjectClass) -> Result<u64, StoreError> {
+    let statement = db
+        .prepare_cached(
+            "SELECT count(*) FROM directory_objects \
+             WHERE tenant_id = $1 AND object_class = $2::text::object_class AND deleted_at IS NULL",
+        )
+        .await?;
+    let count: i64 = db.query_one(&statement, &[&tenant_id, &class.as_str()]).await?.get(0);
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// One stored object, for inspection (API, tests).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObject {
+    pub object_id: Uuid,
+    pub marker: i64,
+    pub attrs: Value,
+    pub deleted: bool,
+    pub delete_reason: Option<String>,
+}
+
+/// Every stored object of a tenant and class, ordered by id. Meant for small tenants and tests.
+pub async fn list(
+    db: &impl GenericClient,
+    tenant_id: i64,
+    class: ObjectClass,
+) -> Result<Vec<StoredObject>, StoreError> {
+    let statement = db
+        .prepare_cached(
+            "SELECT object_id, marker, attrs, deleted_at IS NOT NULL, delete_reason FROM directory_objects \
+             WHERE tenant_id = $1 AND object_class = $2::text::object_class ORDER BY object_id",
+        )
+        .await?;
+    let rows = db.query(&statement, &[&tenant_id, &class.as_str()]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| StoredObject {
+            object_id: r.get(0),
+            marker: r.get(1),
+            attrs: r.get(2),
+            deleted: r.get(3),
+            delete_reason: r.get(4),
+        })
+        .collect())
+}

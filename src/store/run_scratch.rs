@@ -1,0 +1,185 @@
+//! Per-run scratch state kept in Postgres (never in memory, so memory stays O(page) and a resumed run
+//! keeps it): objects and memberships seen by a full round, deletions staged until the round's end,
+//! objects changed so far.
+
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::model::ObjectClass;
+
+async fn execute(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let statement = db.prepare_cached(sql).await?;
+    Ok(db.execute(&statement, params).await?)
+}
+
+/// Marks objects as listed by this (full) run.
+pub async fn mark_seen(db: &impl GenericClient, run_id: Uuid, ids: &[Uuid]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    execute(
+        db,
+        "INSERT INTO sync_run_seen_objects (run_id, object_id) SELECT $1::uuid, unnest($2::uuid[]) \
+         ON CONFLICT DO NOTHING",
+        &[&run_id, &ids],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Marks memberships as listed by this (full) run.
+pub async fn mark_members_seen(
+    db: &impl GenericClient,
+    run_id: Uuid,
+    group_ids: &[Uuid],
+    member_ids: &[Uuid],
+) -> Result<(), StoreError> {
+    if group_ids.is_empty() {
+        return Ok(());
+    }
+    execute(
+        db,
+        "INSERT INTO sync_run_seen_members (run_id, group_id, member_id) \
+         SELECT $1::uuid, g, m FROM unnest($2::uuid[], $3::uuid[]) AS s (g, m) ON CONFLICT DO NOTHING",
+        &[&run_id, &group_ids, &member_ids],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Objects listed by this run so far.
+pub async fn seen_count(db: &impl GenericClient, run_id: Uuid) -> Result<u64, StoreError> {
+    let statement = db.prepare_cached("SELECT count(*) FROM sync_run_seen_objects WHERE run_id = $1").await?;
+    let count: i64 = db.query_one(&statement, &[&run_id]).await?.get(0);
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Records objects as changed by this run; returns how many were not recorded before.
+pub async fn record_changed(db: &impl GenericClient, run_id: Uuid, ids: &[Uuid]) -> Result<u64, StoreError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    execute(
+        db,
+        "INSERT INTO sync_run_changed_objects (run_id, object_id) SELECT DISTINCT $1::uuid, unnest($2::uuid[]) \
+         ON CONFLICT DO NOTHING",
+        &[&run_id, &ids],
+    )
+    .await
+}
+
+/// Stages deletions for the end of the run; a later deletion of the same object replaces the earlier.
+pub async fn stage_deletions(
+    db: &impl GenericClient,
+    run_id: Uuid,
+    ids: &[Uuid],
+    permanent: &[bool],
+    reasons: &[String],
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    execute(
+        db,
+        "INSERT INTO sync_run_pending_deletions (run_id, object_id, permanent, reason) \
+         SELECT $1::uuid, i, p, r FROM unnest($2::uuid[], $3::boolean[], $4::text[]) AS s (i, p, r) \
+         ON CONFLICT (run_id, object_id) DO UPDATE SET permanent = EXCLUDED.permanent, reason = EXCLUDED.reason",
+        &[&run_id, &ids, &permanent, &reasons],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Objects that reappeared later in the run are no longer to be deleted.
+pub async fn unstage_deletions(db: &impl GenericClient, run_id: Uuid, ids: &[Uuid]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    execute(
+        db,
+        "DELETE FROM sync_run_pending_deletions WHERE run_id = $1 AND object_id = ANY($2::uuid[])",
+        &[&run_id, &ids],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Full round end: stages a restorable deletion of every live stored object the listing missed.
+pub async fn stage_sweep(
+    db: &impl GenericClient,
+    run_id: Uuid,
+    tenant_id: i64,
+    class: ObjectClass,
+    reason: &str,
+) -> Result<u64, StoreError> {
+    execute(db, include_str!("sql/deletions_stage_sweep.sql"), &[&run_id, &tenant_id, &class.as_str(), &reason]).await
+}
+
+/// Staged deletions of this run that are not already held for an operator.
+pub async fn pending_deletion_count(
+    db: &impl GenericClient,
+    run_id: Uuid,
+    tenant_id: i64,
+    class: ObjectClass,
+) -> Result<u64, StoreError> {
+    let statement = db
+        .prepare_cached(
+            "SELECT count(*) FROM sync_run_pending_deletions p WHERE p.run_id = $1 AND NOT EXISTS ( \
+               SELECT 1 FROM held_deletions h WHERE h.tenant_id = $2 AND h.object_class = $3::text::object_class \
+               AND h.object_id = p.object_id AND h.status = 'held')",
+        )
+        .await?;
+    let count: i64 = db.query_one(&statement, &[&run_id, &tenant_id, &class.as_str()]).await?.get(0);
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// What applying the staged deletions did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppliedDeletions {
+    pub objects: u64,
+    pub memberships: u64,
+}
+
+/// Applies the run's staged deletions (those not held).
+pub async fn apply_pending_deletions(
+    db: &impl GenericClient,
+    run_id: Uuid,
+    tenant_id: i64,
+    class: ObjectClass,
+) -> Result<AppliedDeletions, StoreError> {
+    let statement = db.prepare_cached(include_str!("sql/deletions_apply_pending.sql")).await?;
+    let row = db.query_one(&statement, &[&run_id, &tenant_id, &class.as_str()]).await?;
+    let (objects, memberships): (i64, i64) = (row.get(0), row.get(1));
+    Ok(AppliedDeletions {
+        objects: u64::try_from(objects).unwrap_or(0),
+        memberships: u64::try_from(memberships).unwrap_or(0),
+    })
+}
+
+/// Full group round end: removes memberships of listed groups that the listing did not contain;
+/// returns the affected groups (one entry per membership removed).
+pub async fn sweep_members(db: &impl GenericClient, run_id: Uuid, tenant_id: i64) -> Result<Vec<Uuid>, StoreError> {
+    let statement = db.prepare_cached(include_str!("sql/members_sweep.sql")).await?;
+    let rows = db.query(&statement, &[&run_id, &tenant_id]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Forgets what a full listing saw (it restarts from the beginning).
+pub async fn forget_seen(db: &impl GenericClient, run_id: Uuid) -> Result<(), StoreError> {
+    execute(db, "DELETE FROM sync_run_seen_objects WHERE run_id = $1", &[&run_id]).await?;
+    execute(db, "DELETE FROM sync_run_seen_members WHERE run_id = $1", &[&run_id]).await?;
+    Ok(())
+}
+
+/// Removes every scratch row of a finished run.
+pub async fn clear(db: &impl GenericClient, run_id: Uuid) -> Result<(), StoreError> {
+    forget_seen(db, run_id).await?;
+    execute(db, "DELETE FROM sync_run_pending_deletions WHERE run_id = $1", &[&run_id]).await?;
+    execute(db, "DELETE FROM sync_run_changed_objects WHERE run_id = $1", &[&run_id]).await?;
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Applies one prepared page inside the caller's transaction: compare markers (one query), write only
+//! what changed (bulk), merge membership, stage deletions for the round's end, mark what a full round saw.
+
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::page::PreparedPage;
+use crate::model::{ObjectClass, SyncMode};
+use crate::store::members::MemberEntries;
+use crate::store::objects::{self, ObjectWrites};
+use crate::store::{held_deletions, members, run_scratch, StoreError};
+
+/// The run a page belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct PageTarget {
+    pub tenant_id: i64,
+    pub class: ObjectClass,
+    pub run_id: Uuid,
+    pub mode: SyncMode,
+}
+
+/// What a page changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageOutcome {
+    /// Objects changed by this page that no earlier page of the run had changed.
+    pub newly_changed: u64,
+    /// Object rows written (inserted or updated).
+    pub object_rows: u64,
+    /// Membership rows inserted or deleted.
+    pub member_rows: u64,
+    /// Deletions staged for the round's end.
+    pub staged_deletions: u64,
+}
+
+pub const REASON_SOFT_DELETED: &str = "deleted in Entra ID (restorable)";
+pub const REASON_PERMANENT: &str = "permanently deleted in Entra ID";
+pub const REASON_FILTERED: &str = "outside the scoping filter";
+pub const REASON_NOT_LISTED: &str = "absent from a full listing";
+
+pub async fn apply_page(
+    db: &impl GenericClient,
+    target: PageTarget,
+    page: &PreparedPage,
+) -> Result<PageOutcome, StoreError> {
+    let PageTarget { tenant_id, class, run_id, mode } = target;
+    let mut outcome = PageOutcome::default();
+
+    let ids: Vec<Uuid> = page
+        .objects
+        .iter()
+        .map(|o| o.id)
+        .chain(page.removals.iter().map(|(id, _)| *id))
+        .chain(page.filtered.iter().copied())
+        .collect();
+    let stored = objects::stored_states(db, tenant_id, class, &ids).await?;
+
+    // Objects: only new, changed or restored ones are sent.
+    let mut writes = ObjectWrites::default();
+    for object in &page.objects {
+        let unchanged = stored.get(&object.id).is_some_and(|s| s.marker == object.marker && !s.deleted);
+        if !unchanged {
+            writes.push(object.id, object.marker, object.attrs.clone(), object.mapped.clone());
+        }
+    }
+    outcome.object_rows = objects::upsert(db, tenant_id, class, &writes).await?;
+    let present: Vec<Uuid> = page.objects.iter().map(|o| o.id).collect();
+    // An object seen again after a deletion earlier in the run (or a held one) is not deleted.
+    run_scratch::unstage_deletions(db, run_id, &present).await?;
+    held_deletions::supersede(db, tenant_id, class, &present).await?;
+
+    // Membership: slices are merged, never taken as the whole list.
+    let (mut added, mut removed) = (MemberEntries::default(), MemberEntries::default());
+    for change in &page.members {
+        let entries = if change.present { &mut added } else { &mut removed };
+        entries.push(change.group_id, change.member_id, &change.member_class);
+    }
+    let mut changed_ids = writes.ids.clone();
+    let gained = members::add(db, tenant_id, &added).await?;
+    let lost = members::remove(db, tenant_id, &removed).await?;
+    outcome.member_rows = (gained.len() + lost.len()) as u64;
+    changed_ids.extend(gained);
+    changed_ids.extend(lost);
+
+    if mode == SyncMode::Full {
+        run_scratch::mark_seen(db, run_id, &present).await?;
+        run_scratch::mark_members_seen(db, run_id, &added.group_ids, &added.member_ids).await?;
+    }
+
+    // Deletions wait for the round's end (deletion guard); only those that would change a row count.
+    let (mut delete_ids, mut permanent, mut reasons) = (Vec::new(), Vec::new(), Vec::new());
+    let mut tombstones = Vec::new();
+    for &(id, is_permanent) in &page.removals {
+        let Some(state) = stored.get(&id) else {
+            if !is_permanent {
+                tombstones.push(id);
+            }
+            continue;
+        };
+        if is_permanent || !state.deleted {
+            delete_ids.push(id);
+            permanent.push(is_permanent);
+            reasons.push(if is_permanent { REASON_PERMANENT } else { REASON_SOFT_DELETED }.to_owned());
+        }
+    }
+    for &id in &page.filtered {
+        if stored.get(&id).is_some_and(|s| !s.deleted) {
+            delete_ids.push(id);
+            permanent.push(false);
+            reasons.push(REASON_FILTERED.to_owned());
+        }
+    }
+    outcome.staged_deletions = delete_ids.len() as u64;
+    // Nothing stored is lost by these, so they bypass the guard and are written at once.
+    let tombstoned = objects::insert_tombstones(db, tenant_id, class, &tombstones, REASON_SOFT_DELETED).await?;
+    outcome.object_rows += tombstoned;
+    if tombstoned > 0 {
+        changed_ids.extend(tombstones);
+    }
+    run_scratch::stage_deletions(db, run_id, &delete_ids, &permanent, &reasons).await?;
+
+    outcome.newly_changed = run_scratch::record_changed(db, run_id, &changed_ids).await?;
+    Ok(outcome)
+}

@@ -1,0 +1,28 @@
+//! The sync algorithm as plain async code (no actors, no RabbitMQ): one round for one (tenant, class)
+//! against Graph and Postgres — pages applied with their checkpoint in one transaction, changes found
+//! by marker, mark-and-sweep for full rounds, deletion guards, history through [`RunRecorder`].
+//!
+//! ```ignore
+//! let deps = RoundDeps { pool: &pool, graph: &graph, policy: &PassThrough, recorder: &PgRunRecorder::new(pool.clone()) };
+//! let report = run_round(&deps, &request).await?; // resumes a checkpointed run first
+//! ```
+
+mod apply;
+mod error;
+mod guard;
+mod held;
+pub mod marker;
+mod page;
+mod policy;
+mod recorder;
+mod round;
+
+pub use crate::store::runs::RunCounts;
+pub use apply::{apply_page, PageOutcome, PageTarget};
+pub use error::SyncError;
+pub use guard::{short_listing, DeletionGuard};
+pub use held::{allow_held_deletions, held_deletions_of_run, reject_held_deletions};
+pub use page::{prepare, MemberChange, PreparedObject, PreparedPage};
+pub use policy::{Admission, ObjectPolicy, PassThrough};
+pub use recorder::{PgRunRecorder, RecorderError, RunFinished, RunProgress, RunRecorder, RunStarted};
+pub use round::{run_round, RoundDeps, RoundReport, RoundRequest};

@@ -1,0 +1,30 @@
+//! The seam for scoping filters and attribute mappings (filled by the mappings issue). A round asks
+//! the policy, per object, whether it is in scope and what its mapped attributes are.
+
+use serde_json::{Map, Value};
+
+use crate::model::ObjectClass;
+
+/// What the policy decided for one object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    /// Store the object, with these mapped attributes (`None`: no mappings apply).
+    Admit { mapped: Option<Value> },
+    /// Outside the scoping filter: not stored, counted as filtered (and removed if stored before).
+    Filter,
+}
+
+/// Scoping and mapping for one tenant. Must be pure: the same attributes give the same answer.
+pub trait ObjectPolicy: Send + Sync {
+    fn admit(&self, class: ObjectClass, attrs: &Map<String, Value>) -> Admission;
+}
+
+/// No filters and no mappings: every object is stored as Graph sent it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassThrough;
+
+impl ObjectPolicy for PassThrough {
+    fn admit(&self, _class: ObjectClass, _attrs: &Map<String, Value>) -> Admission {
+        Admission::Admit { mapped: None }
+    }
+}

@@ -1,0 +1,396 @@
+//! One sync round for one (tenant, class): pick the mode, stream Graph's delta pages, apply each page
+//! with its checkpoint in one transaction, and finish (sweep, deletion guard, deltaLink) with the last.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use deadpool_postgres::GenericClient;
+use futures::StreamExt;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::apply::{apply_page, PageTarget, REASON_NOT_LISTED};
+use super::error::SyncError;
+use super::guard::{short_listing, DeletionGuard};
+use super::page::prepare;
+use super::policy::ObjectPolicy;
+use super::recorder::{RunFinished, RunProgress, RunRecorder, RunStarted};
+use crate::graph::{DeltaRequest, GraphClient, GraphError, GraphTenant, PageLink, RequestPriority};
+use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
+use crate::store::runs::RunCounts;
+use crate::store::{cursors, held_deletions, objects, run_scratch, Pool};
+
+/// Graph keeps delta tokens for 7 days; an older stored link is replaced by a full round.
+const MAX_DELTA_LINK_AGE: Duration = Duration::from_secs(6 * 24 * 3600);
+
+/// What a round needs that outlives it: shared by every round of a worker.
+pub struct RoundDeps<'a, R: RunRecorder> {
+    pub pool: &'a Pool,
+    pub graph: &'a GraphClient,
+    pub policy: &'a dyn ObjectPolicy,
+    pub recorder: &'a R,
+}
+
+/// One round to run.
+#[derive(Debug, Clone)]
+pub struct RoundRequest {
+    /// `tenants.id`.
+    pub tenant_id: i64,
+    /// How to reach the tenant's directory (cloud, Entra tenant id, app credentials).
+    pub graph_tenant: GraphTenant,
+    pub class: ObjectClass,
+    pub trigger: Trigger,
+    /// Run a full scan even if a delta round would do (an interrupted run is still resumed first).
+    pub force_full: bool,
+    pub guard: DeletionGuard,
+    pub priority: RequestPriority,
+    pub instance_id: Option<String>,
+}
+
+/// How a round ended. Errors that stop a round early are `Err(SyncError)` instead (the checkpoint is
+/// kept and the next round resumes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundReport {
+    pub run_id: Uuid,
+    pub mode: SyncMode,
+    /// `Success`, `Held` (deletions wait for an operator) or `Failed` (a guard refused the listing).
+    pub status: RunStatus,
+    pub counts: RunCounts,
+    pub reason: Option<String>,
+    /// Whether this round continued a checkpointed run.
+    pub resumed: bool,
+}
+
+/// The state of the run while pages flow.
+struct Run {
+    target: PageTarget,
+    counts: RunCounts,
+    reason: Option<String>,
+    resumed: bool,
+}
+
+/// How the last page's transaction ended the run.
+struct Ending {
+    status: RunStatus,
+    reason: Option<String>,
+}
+
+/// Runs one round. Cancel-safe: dropping the future at any await loses nothing, because each page and
+/// its checkpoint commit together; the next call resumes the same run from the last checkpoint.
+pub async fn run_round<R: RunRecorder>(
+    deps: &RoundDeps<'_, R>,
+    request: &RoundRequest,
+) -> Result<RoundReport, SyncError> {
+    let span = tracing::info_span!(
+        "sync_round",
+        tenant_id = request.tenant_id,
+        class = %request.class,
+        run_id = tracing::field::Empty,
+        mode = tracing::field::Empty,
+    );
+    drive(deps, request).instrument(span).await
+}
+
+async fn drive<R: RunRecorder>(deps: &RoundDeps<'_, R>, request: &RoundRequest) -> Result<RoundReport, SyncError> {
+    let (mut run, mut start_link) = begin(deps, request).await?;
+    let span = tracing::Span::current();
+    span.record("run_id", tracing::field::display(run.target.run_id));
+    span.record("mode", tracing::field::display(run.target.mode));
+
+    let mut restarted = false;
+    let ending = loop {
+        let delta_request = match start_link.take() {
+            Some(link) => DeltaRequest::resume(request.class, link),
+            None => DeltaRequest::full(request.class),
+        }
+        .with_priority(request.priority);
+        match stream_pages(deps, request, &mut run, delta_request).await {
+            Ok(ending) => break ending,
+            // 410 Gone / syncStateNotFound: the token is dead; list everything again (once per round).
+            Err(SyncError::Graph(error)) if error.requires_full_resync() && !restarted => {
+                restarted = true;
+                restart_as_full(deps, &mut run, &error).await?;
+                span.record("mode", tracing::field::display(run.target.mode));
+            }
+            // The run belongs to whoever advanced it: its history is theirs to write.
+            Err(error @ SyncError::RunMovedOn { .. }) => return Err(error),
+            Err(error) => {
+                record_failure(deps, &run, &error).await;
+                return Err(error);
+            }
+        }
+    };
+
+    let finished = RunFinished {
+        run_id: run.target.run_id,
+        tenant_id: run.target.tenant_id,
+        class: run.target.class,
+        mode: run.target.mode,
+        status: ending.status,
+        counts: run.counts,
+        reason: ending.reason.clone().or(run.reason.clone()),
+        error: None,
+        finished_at: Utc::now(),
+    };
+    deps.recorder.finished(&finished).await?;
+    tracing::info!(
+        status = ending.status.as_str(),
+        total = run.counts.total,
+        changed = run.counts.changed,
+        deleted = run.counts.deleted,
+        filtered = run.counts.filtered,
+        pages = run.counts.pages,
+        "sync round finished"
+    );
+    Ok(RoundReport {
+        run_id: run.target.run_id,
+        mode: run.target.mode,
+        status: ending.status,
+        counts: run.counts,
+        reason: finished.reason,
+        resumed: run.resumed,
+    })
+}
+
+/// Resumes the checkpointed run, or starts a new one in the right mode. Returns the link to start from
+/// (`None`: a full listing from the beginning).
+async fn begin<R: RunRecorder>(
+    deps: &RoundDeps<'_, R>,
+    request: &RoundRequest,
+) -> Result<(Run, Option<String>), SyncError> {
+    let client = deps.pool.get().await?;
+    let cursor = cursors::load(&client, request.tenant_id, request.class)
+        .await?
+        .ok_or(SyncError::TenantNotFound(request.tenant_id))?;
+    let (run, link) = match cursor.in_progress {
+        Some(checkpoint) => {
+            let link = match (checkpoint.mode, checkpoint.next_link) {
+                (_, Some(next)) => Some(next),
+                (SyncMode::Delta, None) => cursor.delta_link.clone(),
+                (SyncMode::Full, None) => None,
+            };
+            // A delta run without any link to continue from can only start over as full.
+            let mode = if link.is_none() { SyncMode::Full } else { checkpoint.mode };
+            let target =
+                PageTarget { tenant_id: request.tenant_id, class: request.class, run_id: checkpoint.run_id, mode };
+            tracing::info!(run_id = %checkpoint.run_id, pages = checkpoint.counts.pages, "resuming a checkpointed run");
+            (Run { target, counts: checkpoint.counts, reason: None, resumed: true }, link)
+        }
+        None => {
+            let (mode, reason) = choose_mode(request, &cursor);
+            let run_id = Uuid::new_v4();
+            let target = PageTarget { tenant_id: request.tenant_id, class: request.class, run_id, mode };
+            cursors::checkpoint(&client, request.tenant_id, request.class, run_id, mode, None, &RunCounts::default())
+                .await?;
+            let link = if mode == SyncMode::Delta { cursor.delta_link.clone() } else { None };
+            (Run { target, counts: RunCounts::default(), reason, resumed: false }, link)
+        }
+    };
+    let started = RunStarted {
+        run_id: run.target.run_id,
+        tenant_id: run.target.tenant_id,
+        class: run.target.class,
+        mode: run.target.mode,
+        trigger: request.trigger,
+        started_at: Utc::now(),
+        resumed: run.resumed,
+        reason: run.reason.clone(),
+        counts: run.counts,
+        instance_id: request.instance_id.clone(),
+    };
+    deps.recorder.started(&started).await?;
+    Ok((run, link))
+}
+
+fn choose_mode(request: &RoundRequest, cursor: &cursors::CursorState) -> (SyncMode, Option<String>) {
+    let too_old =
+        cursor.delta_link_at.is_some_and(|at| (Utc::now() - at).to_std().unwrap_or_default() > MAX_DELTA_LINK_AGE);
+    let reason = if request.force_full {
+        Some("full scan forced by the caller")
+    } else if cursor.delta_link.is_none() {
+        Some("no delta token stored yet")
+    } else if cursor.full_scan_requested {
+        Some("full scan requested for the tenant")
+    } else if too_old {
+        Some("the stored delta token is older than 6 days")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => (SyncMode::Full, Some(reason.to_owned())),
+        None => (SyncMode::Delta, None),
+    }
+}
+
+/// Streams and applies pages until the deltaLink page has committed.
+async fn stream_pages<R: RunRecorder>(
+    deps: &RoundDeps<'_, R>,
+    request: &RoundRequest,
+    run: &mut Run,
+    delta_request: DeltaRequest,
+) -> Result<Ending, SyncError> {
+    let mut client = deps.pool.get().await?;
+    let mut pages = deps.graph.delta_pages(request.graph_tenant.clone(), delta_request);
+    while let Some(page) = pages.next().await {
+        let page = page?;
+        let mut counts = run.counts;
+        counts.pages += 1;
+        counts.graph_requests += u64::from(page.stats.requests);
+        counts.throttled_waits += u64::from(page.stats.throttled_waits);
+        let prepared = prepare(run.target.class, page.items, deps.policy);
+        counts.total += prepared.distinct;
+        counts.filtered += prepared.filtered.len() as u64;
+
+        let transaction = client.transaction().await?;
+        claim(&transaction, run).await?;
+        let outcome = apply_page(&transaction, run.target, &prepared).await?;
+        counts.changed += outcome.newly_changed;
+        counts.rows_written += outcome.object_rows + outcome.member_rows;
+        let ending = match &page.next {
+            PageLink::Next(next) => {
+                let t = run.target;
+                cursors::checkpoint(&transaction, t.tenant_id, t.class, t.run_id, t.mode, Some(next), &counts).await?;
+                None
+            }
+            PageLink::Delta(delta_link) => {
+                Some(finish(&transaction, request, run.target, delta_link, &mut counts).await?)
+            }
+        };
+        transaction.commit().await?;
+        run.counts = counts;
+        tracing::debug!(
+            page = counts.pages,
+            objects = prepared.distinct,
+            rows = outcome.object_rows,
+            memberships = outcome.member_rows,
+            "page applied"
+        );
+        if let Some(ending) = ending {
+            return Ok(ending);
+        }
+        report_progress(deps, run).await;
+    }
+    Err(SyncError::Graph(GraphError::MalformedResponse {
+        url: "delta round".to_owned(),
+        detail: "the page stream ended without a deltaLink".to_owned(),
+    }))
+}
+
+/// The end of a round, in the last page's transaction: sweep (full), guards, deletions, deltaLink.
+async fn finish(
+    db: &impl GenericClient,
+    request: &RoundRequest,
+    target: PageTarget,
+    delta_link: &str,
+    counts: &mut RunCounts,
+) -> Result<Ending, SyncError> {
+    let PageTarget { tenant_id, class, run_id, mode } = target;
+    let full = mode == SyncMode::Full;
+    if full {
+        let listed = run_scratch::seen_count(db, run_id).await?;
+        let stored_live = objects::live_count(db, tenant_id, class).await?;
+        if let Some(reason) = short_listing(listed, stored_live) {
+            // Keep what the pages wrote (it is true), drop the run, delete nothing; the next round lists again.
+            tracing::warn!(listed, stored_live, "full listing refused: {reason}");
+            cursors::abandon_run(db, tenant_id, class).await?;
+            run_scratch::clear(db, run_id).await?;
+            return Ok(Ending { status: RunStatus::Failed, reason: Some(reason) });
+        }
+        run_scratch::stage_sweep(db, run_id, tenant_id, class, REASON_NOT_LISTED).await?;
+    }
+
+    let deletions = run_scratch::pending_deletion_count(db, run_id, tenant_id, class).await?;
+    let stored_live = objects::live_count(db, tenant_id, class).await?;
+    let mut ending = Ending { status: RunStatus::Success, reason: None };
+    if request.guard.holds(deletions, stored_live) {
+        let held = held_deletions::hold_pending(db, run_id, tenant_id, class).await?;
+        counts.deleted += held;
+        let limit = request.guard.limit(stored_live);
+        tracing::warn!(held, limit, "deletions held for an operator");
+        ending = Ending {
+            status: RunStatus::Held,
+            reason: Some(format!(
+                "{held} deletions held: at or above the deletion guard ({limit} for {stored_live} stored objects); \
+                 nothing was deleted until an operator allows or rejects them"
+            )),
+        };
+    } else {
+        let applied = run_scratch::apply_pending_deletions(db, run_id, tenant_id, class).await?;
+        counts.deleted += applied.objects;
+        counts.rows_written += applied.objects + applied.memberships;
+    }
+
+    if full && class == ObjectClass::Group {
+        let groups = run_scratch::sweep_members(db, run_id, tenant_id).await?;
+        counts.rows_written += groups.len() as u64;
+        counts.changed += run_scratch::record_changed(db, run_id, &groups).await?;
+    }
+    cursors::complete(db, tenant_id, class, delta_link, full).await?;
+    run_scratch::clear(db, run_id).await?;
+    Ok(ending)
+}
+
+async fn restart_as_full<R: RunRecorder>(
+    deps: &RoundDeps<'_, R>,
+    run: &mut Run,
+    error: &GraphError,
+) -> Result<(), SyncError> {
+    let reason = format!("restarted as a full scan: {error}");
+    tracing::warn!(%reason, "delta token rejected");
+    run.target.mode = SyncMode::Full;
+    run.reason = Some(reason);
+    let mut client = deps.pool.get().await?;
+    let transaction = client.transaction().await?;
+    claim(&transaction, run).await?;
+    let t = run.target;
+    // What a previous listing saw says nothing about the new one; staged deletions stay (later pages
+    // unstage whatever reappears).
+    run_scratch::forget_seen(&transaction, t.run_id).await?;
+    cursors::checkpoint(&transaction, t.tenant_id, t.class, t.run_id, t.mode, None, &run.counts).await?;
+    transaction.commit().await?;
+    report_progress(deps, run).await;
+    Ok(())
+}
+
+/// Locks the run's checkpoint for this transaction, or stops if someone else advanced the run.
+async fn claim(db: &impl GenericClient, run: &Run) -> Result<(), SyncError> {
+    let t = run.target;
+    if cursors::claim_run(db, t.tenant_id, t.class, t.run_id, run.counts.pages).await? {
+        Ok(())
+    } else {
+        Err(SyncError::RunMovedOn { run_id: t.run_id })
+    }
+}
+
+async fn report_progress<R: RunRecorder>(deps: &RoundDeps<'_, R>, run: &Run) {
+    let progress = RunProgress {
+        run_id: run.target.run_id,
+        tenant_id: run.target.tenant_id,
+        class: run.target.class,
+        mode: run.target.mode,
+        reason: run.reason.clone(),
+        counts: run.counts,
+    };
+    // The checkpoint, not the history, is the source of truth: a missed progress update is only logged.
+    if let Err(error) = deps.recorder.progress(&progress).await {
+        tracing::warn!(%error, "run progress not recorded");
+    }
+}
+
+async fn record_failure<R: RunRecorder>(deps: &RoundDeps<'_, R>, run: &Run, error: &SyncError) {
+    tracing::warn!(%error, "sync round failed; the checkpoint is kept for the next round");
+    let finished = RunFinished {
+        run_id: run.target.run_id,
+        tenant_id: run.target.tenant_id,
+        class: run.target.class,
+        mode: run.target.mode,
+        status: RunStatus::Failed,
+        counts: run.counts,
+        reason: run.reason.clone(),
+        error: Some(error.to_string()),
+        finished_at: Utc::now(),
+    };
+    if let Err(record_error) = deps.recorder.finished(&finished).await {
+        tracing::error!(error = %record_error, "failed run not recorded");
+    }
+}

@@ -1,0 +1,54 @@
+//! Large groups: a group of 60,000 members arrives as many `members@delta` slices over many pages; the
+//! store merges them into the exact membership, and later removals are applied.
+
+use entrasync::model::{ObjectClass, RunStatus, SyncMode};
+use entrasync::store::members;
+
+use crate::sync_support::{spec, SyncWorld};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_sixty_thousand_members_is_merged_exactly_and_removals_apply() {
+    let world = SyncWorld::start().await;
+    // One group: "All Company", every user a member.
+    let tenant = world.tenant(spec(91, 60_000, 1, 0), 200).await;
+    let started = std::time::Instant::now();
+    let full = world.round(&tenant, ObjectClass::Group).await;
+    let elapsed = started.elapsed();
+    assert_eq!((full.mode, full.status), (SyncMode::Full, RunStatus::Success));
+    assert!(full.counts.pages >= 100, "membership spread over many pages: {full:?}");
+    assert_eq!(full.counts.changed, 1, "one group changed, however many pages it spans");
+    let client = world.pool.get().await.expect("connection");
+    assert_eq!(members::list(&client, tenant.tenant_id).await.expect("members").len(), 60_000);
+    world.assert_converged(&tenant, ObjectClass::Group, true).await;
+    eprintln!("60,000-member group: {} pages in {elapsed:?}", full.counts.pages);
+
+    // Remove 1,500 members and add back nobody: a delta round applies exactly the removals.
+    let state = world.sim.state();
+    let group = state.ids(&tenant.sim_tenant, ObjectClass::Group, true).expect("groups").remove(0);
+    let users = state.ids(&tenant.sim_tenant, ObjectClass::User, true).expect("users");
+    for user in users.iter().step_by(40) {
+        assert!(state.remove_member(&tenant.sim_tenant, &group, user).expect("remove member"));
+    }
+    let delta = world.round(&tenant, ObjectClass::Group).await;
+    assert_eq!((delta.mode, delta.status, delta.counts.changed), (SyncMode::Delta, RunStatus::Success, 1));
+    assert_eq!(delta.counts.rows_written, 1_500, "only the removed memberships were written");
+    assert_eq!(members::list(&client, tenant.tenant_id).await.expect("members").len(), 58_500);
+    world.assert_converged(&tenant, ObjectClass::Group, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_and_secret_credentials_both_sync_the_directory() {
+    let world = SyncWorld::start().await;
+    let by_secret = world.tenant(spec(92, 80, 10, 10), 30).await;
+    let by_certificate = world.tenant(spec(92, 80, 10, 10), 30).await;
+    for class in ObjectClass::ALL {
+        let secret_report = world.round(&by_secret, class).await;
+        let mut request = world.request(&by_certificate, class);
+        request.graph_tenant = world.certificate_tenant(&by_certificate);
+        let certificate_report = world.try_round(&request).await.expect("certificate round");
+        assert_eq!(certificate_report.status, RunStatus::Success);
+        assert!(certificate_report.counts.changed > 0, "{class}: the certificate reached the data");
+        assert_eq!(certificate_report.counts, secret_report.counts, "{class}");
+        world.assert_converged(&by_certificate, class, true).await;
+    }
+}

@@ -1,0 +1,260 @@
+//! Resume: a round stopped after page k of n — its future dropped, or the process running it killed —
+//! is resumed by the next round, which converges with final counts equal to an uninterrupted run's.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use entrasync::graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
+use entrasync::graph_sim::mutate::MutationBatch;
+use entrasync::model::{ObjectClass, RunStatus, SyncMode};
+use entrasync::store::cursors;
+use entrasync::sync::{
+    run_round, PassThrough, PgRunRecorder, RecorderError, RoundDeps, RoundReport, RunCounts, RunFinished, RunProgress,
+    RunRecorder, RunStarted, SyncError,
+};
+use rand::Rng;
+use tokio::sync::Notify;
+
+use crate::sync_support::{spec, SyncTenant, SyncWorld};
+
+/// Records like Postgres, and after the k-th committed page stops the round where it stands.
+struct StopAfterPage {
+    inner: PgRunRecorder,
+    stop_after: u64,
+    pages: AtomicU64,
+    reached: Notify,
+}
+
+impl RunRecorder for StopAfterPage {
+    async fn started(&self, event: &RunStarted) -> Result<(), RecorderError> {
+        self.inner.started(event).await
+    }
+
+    async fn progress(&self, event: &RunProgress) -> Result<(), RecorderError> {
+        self.inner.progress(event).await?;
+        if self.pages.fetch_add(1, Ordering::SeqCst) + 1 == self.stop_after {
+            self.reached.notify_one();
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+
+    async fn finished(&self, event: &RunFinished) -> Result<(), RecorderError> {
+        self.inner.finished(event).await
+    }
+}
+
+/// Runs a round and drops its future right after page `k` committed.
+async fn round_dropped_after_page(world: &SyncWorld, tenant: &SyncTenant, class: ObjectClass, k: u64) {
+    let recorder = StopAfterPage {
+        inner: world.recorder.clone(),
+        stop_after: k,
+        pages: AtomicU64::new(0),
+        reached: Notify::new(),
+    };
+    let deps = RoundDeps { pool: &world.pool, graph: &world.graph, policy: &PassThrough, recorder: &recorder };
+    let request = world.request(tenant, class);
+    tokio::select! {
+        report = run_round(&deps, &request) => panic!("the round should have been stopped after page {k}: {report:?}"),
+        _ = recorder.reached.notified() => {}
+    }
+}
+
+fn same_counts(resumed: &RunCounts, uninterrupted: &RunCounts) -> bool {
+    // Graph requests and waits are the client's business; what the run did must match exactly.
+    (resumed.total, resumed.changed, resumed.deleted, resumed.filtered, resumed.pages)
+        == (
+            uninterrupted.total,
+            uninterrupted.changed,
+            uninterrupted.deleted,
+            uninterrupted.filtered,
+            uninterrupted.pages,
+        )
+}
+
+async fn resumed_round(world: &SyncWorld, tenant: &SyncTenant, class: ObjectClass, twin: &RoundReport) {
+    let mut rng = rand::rng();
+    assert!(twin.counts.pages >= 3, "{class}: the scenario needs several pages: {twin:?}");
+    let k = rng.random_range(1..twin.counts.pages);
+    round_dropped_after_page(world, tenant, class, k).await;
+    let report = world.round(tenant, class).await;
+    assert!(report.resumed, "{class}: the next round resumes the stopped run (k = {k})");
+    assert_eq!(report.status, RunStatus::Success);
+    assert_eq!(report.mode, twin.mode);
+    assert!(
+        same_counts(&report.counts, &twin.counts),
+        "{class}, stopped after page {k}: resumed {:?} vs uninterrupted {:?}",
+        report.counts,
+        twin.counts
+    );
+    world.assert_converged(tenant, class, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_dropped_after_a_random_page_resumes_with_the_same_counts() {
+    let world = SyncWorld::start().await;
+    // Twins: the same seed gives the same directory, ids and pages.
+    let stopped = world.tenant(spec(41, 150, 30, 40), 15).await;
+    let twin = world.tenant(spec(41, 150, 30, 40), 15).await;
+
+    for class in ObjectClass::ALL {
+        let uninterrupted = world.round(&twin, class).await;
+        assert_eq!(uninterrupted.mode, SyncMode::Full);
+        resumed_round(&world, &stopped, class, &uninterrupted).await;
+    }
+    for tenant in [&stopped, &twin] {
+        world
+            .sim
+            .state()
+            .random_mutations(&tenant.sim_tenant, &MutationBatch { seed: 41, count: 1_000 })
+            .expect("mutate");
+    }
+    for class in ObjectClass::ALL {
+        let uninterrupted = world.round(&twin, class).await;
+        assert_eq!(uninterrupted.mode, SyncMode::Delta);
+        if uninterrupted.counts.pages >= 3 {
+            resumed_round(&world, &stopped, class, &uninterrupted).await;
+        } else {
+            world.round(&stopped, class).await;
+            world.assert_converged(&stopped, class, true).await;
+        }
+    }
+}
+
+const CHILD_ENV: &str = "ENTRASYNC_SYNC_TEST_CHILD";
+
+/// Entry point of the child process that `killing_the_process_running_a_round_loses_nothing` kills.
+#[tokio::test]
+#[ignore = "entry point of a child process, started by killing_the_process_running_a_round_loses_nothing"]
+async fn child_process_runs_a_round() {
+    let Ok(config) = std::env::var(CHILD_ENV) else { return };
+    let config: serde_json::Value = serde_json::from_str(&config).expect("child configuration");
+    let text = |key: &str| config[key].as_str().expect(key).to_owned();
+    let settings = crate::support::settings_with(&[("ENTRASYNC_DATABASE_URL", &text("database_url"))]);
+    let pool = entrasync::store::pool(&settings.database).expect("pool");
+    let graph = entrasync::graph::GraphClient::new(Default::default()).expect("graph client");
+    let cloud = entrasync::model::Cloud::Custom { login_url: text("sim_url"), graph_url: text("sim_url") };
+    let graph_tenant = entrasync::graph::GraphTenant {
+        cloud,
+        tenant_id: text("sim_tenant"),
+        credentials: std::sync::Arc::new(entrasync::graph::AppCredentials::with_secret(
+            text("app_id"),
+            crate::support::secret(crate::sync_support::SECRET),
+        )),
+        size: entrasync::graph::TenantSize::Small,
+    };
+    let request = entrasync::sync::RoundRequest {
+        tenant_id: config["tenant_id"].as_i64().expect("tenant_id"),
+        graph_tenant,
+        class: ObjectClass::User,
+        trigger: entrasync::model::Trigger::Manual,
+        force_full: false,
+        guard: crate::sync_support::NO_GUARD,
+        priority: Default::default(),
+        instance_id: Some("child".to_owned()),
+    };
+    let recorder = PgRunRecorder::new(pool.clone());
+    let deps = RoundDeps { pool: &pool, graph: &graph, policy: &PassThrough, recorder: &recorder };
+    run_round(&deps, &request).await.expect("child round");
+}
+
+async fn checkpointed_pages(world: &SyncWorld, tenant: &SyncTenant) -> u64 {
+    let client = world.pool.get().await.expect("connection");
+    let cursor = cursors::load(&client, tenant.tenant_id, ObjectClass::User).await.expect("cursor").expect("tenant");
+    cursor.in_progress.map_or(0, |run| run.counts.pages)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_process_running_a_round_loses_nothing() {
+    let world = SyncWorld::start().await;
+    let killed = world.tenant(spec(43, 200, 0, 0), 10).await;
+    let twin = world.tenant(spec(43, 200, 0, 0), 10).await;
+    let uninterrupted = world.round(&twin, ObjectClass::User).await;
+    let n = uninterrupted.counts.pages;
+    let k = rand::rng().random_range(1..n - 1);
+    // Slow pages, so the kill lands while the child is mid-round.
+    world
+        .sim
+        .state()
+        .add_fault(FaultRule {
+            tenant: Some(killed.sim_tenant.clone()),
+            kind: FaultKind::Slow { delay_ms: 60 },
+            trigger: FaultTrigger::Always,
+            path_contains: Some("users/delta".to_owned()),
+            limit: None,
+        })
+        .expect("slow fault");
+
+    let config = serde_json::json!({
+        "database_url": world.db.url,
+        "sim_url": world.sim.base_url(),
+        "sim_tenant": killed.sim_tenant,
+        "app_id": world.app_id,
+        "tenant_id": killed.tenant_id,
+    });
+    let mut child = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--ignored", "--exact", "sync_resume::child_process_runs_a_round", "--test-threads=1"])
+        .env(CHILD_ENV, config.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the child");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while checkpointed_pages(&world, &killed).await < k {
+        assert!(tokio::time::Instant::now() < deadline, "the child never reached page {k}");
+        assert!(child.try_wait().expect("child status").is_none(), "the child ended before page {k}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().await.expect("kill the child");
+    // The killed child's backend may still be finishing a COMMIT it received; let it end first (the
+    // round would otherwise stop with RunMovedOn, which is right, but not this test's point).
+    let client = world.pool.get().await.expect("connection");
+    let settled = crate::support::eventually(Duration::from_secs(10), || async {
+        let busy: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        busy == 0
+    })
+    .await;
+    assert!(settled, "the killed child's connections went away");
+    let at_kill = checkpointed_pages(&world, &killed).await;
+    assert!(at_kill >= k && at_kill < n, "killed mid-round: {at_kill} of {n} pages checkpointed");
+
+    world.sim.state().clear_faults(Some(&killed.sim_tenant));
+    let report = world.round(&killed, ObjectClass::User).await;
+    assert!(report.resumed, "the next round resumes the killed run");
+    assert!(
+        same_counts(&report.counts, &uninterrupted.counts),
+        "killed after {at_kill} of {n} pages: resumed {:?} vs uninterrupted {:?}",
+        report.counts,
+        uninterrupted.counts
+    );
+    world.assert_converged(&killed, ObjectClass::User, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_writer_of_the_same_run_writes_nothing() {
+    let world = SyncWorld::start().await;
+    let tenant = world.tenant(spec(44, 120, 0, 0), 10).await;
+    round_dropped_after_page(&world, &tenant, ObjectClass::User, 3).await;
+    // Two rounds resume the same checkpoint at once (what a lost lock or a late commit looks like):
+    // exactly one applies each page; the other stops without writing.
+    let request = world.request(&tenant, ObjectClass::User);
+    let (a, b) = tokio::join!(world.try_round(&request), world.try_round(&request));
+    let outcomes = [&a, &b];
+    let finished: Vec<_> = outcomes.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let stopped = outcomes.iter().filter(|r| matches!(r, Err(SyncError::RunMovedOn { .. }))).count();
+    assert_eq!((finished.len(), stopped), (1, 1), "{a:?} / {b:?}");
+    let client = world.pool.get().await.expect("connection");
+    let recorded = entrasync::store::runs::get(&client, finished[0].run_id).await.expect("run").expect("row");
+    assert_eq!(recorded.status, "success", "the stopped round did not overwrite the history");
+    world.assert_converged(&tenant, ObjectClass::User, true).await;
+}

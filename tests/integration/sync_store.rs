@@ -1,0 +1,214 @@
+//! The per-page apply against real Postgres: markers decide what is written, membership slices merge,
+//! deletions are staged for the round's end, soft deletions are restorable, permanent ones take the
+//! object's memberships along.
+
+use entrasync::graph::{DeltaItem, MemberRef};
+use entrasync::model::{Cloud, ObjectClass, SyncMode};
+use entrasync::store::tenants::{self, NewTenant};
+use entrasync::store::{members, objects, run_scratch, Pool};
+use entrasync::sync::{apply_page, prepare, PageOutcome, PageTarget, PassThrough};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::support::TestDb;
+
+struct Env {
+    _db: TestDb,
+    pool: Pool,
+    tenant_id: i64,
+}
+
+async fn env() -> Env {
+    let db = TestDb::migrated().await;
+    let pool = db.pool();
+    let cloud = Cloud::Custom { login_url: "http://127.0.0.1:1".into(), graph_url: "http://127.0.0.1:1".into() };
+    let tenant = tenants::create(
+        &pool,
+        &NewTenant {
+            name: "store test".into(),
+            entra_tenant_id: Uuid::new_v4(),
+            cloud,
+            credential_profile_id: None,
+            enabled: true,
+        },
+    )
+    .await
+    .expect("tenant");
+    Env { _db: db, pool, tenant_id: tenant.id }
+}
+
+fn id(n: u8) -> String {
+    format!("00000000-0000-4000-8000-0000000000{n:02x}")
+}
+
+fn user(n: u8, attrs: Value) -> DeltaItem {
+    let Value::Object(attrs) = attrs else { panic!("object") };
+    DeltaItem::Upsert { id: id(n), attrs, members_added: vec![], members_removed: vec![] }
+}
+
+fn group(n: u8, added: &[u8], removed: &[u8]) -> DeltaItem {
+    let refs = |ids: &[u8]| ids.iter().map(|m| MemberRef { id: id(*m), kind: Some("user".into()) }).collect();
+    let Value::Object(attrs) = json!({"displayName": format!("group {n}")}) else { panic!("object") };
+    DeltaItem::Upsert { id: id(n), attrs, members_added: refs(added), members_removed: refs(removed) }
+}
+
+impl Env {
+    async fn apply(&self, class: ObjectClass, run_id: Uuid, items: Vec<DeltaItem>) -> PageOutcome {
+        let page = prepare(class, items, &PassThrough);
+        let mut client = self.pool.get().await.expect("connection");
+        let transaction = client.transaction().await.expect("transaction");
+        let target = PageTarget { tenant_id: self.tenant_id, class, run_id, mode: SyncMode::Delta };
+        let outcome = apply_page(&transaction, target, &page).await.expect("apply");
+        transaction.commit().await.expect("commit");
+        outcome
+    }
+
+    async fn end_of_round(&self, class: ObjectClass, run_id: Uuid) -> u64 {
+        let client = self.pool.get().await.expect("connection");
+        let applied =
+            run_scratch::apply_pending_deletions(&client, run_id, self.tenant_id, class).await.expect("deletions");
+        run_scratch::clear(&client, run_id).await.expect("clear");
+        applied.objects
+    }
+
+    async fn user_state(&self, n: u8) -> Option<(Value, bool)> {
+        let client = self.pool.get().await.expect("connection");
+        let all = objects::list(&client, self.tenant_id, ObjectClass::User).await.expect("list");
+        all.into_iter().find(|o| o.object_id.to_string() == id(n)).map(|o| (o.attrs, o.deleted))
+    }
+
+    async fn members(&self) -> Vec<(String, String)> {
+        let client = self.pool.get().await.expect("connection");
+        let all = members::list(&client, self.tenant_id).await.expect("members");
+        all.into_iter().map(|(g, m)| (g.to_string(), m.to_string())).collect()
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_page_writes_nothing_and_only_real_changes_are_written() {
+    let env = env().await;
+    let page = || vec![user(1, json!({"displayName": "A", "mail": "a@x"})), user(2, json!({"displayName": "B"}))];
+    let first = env.apply(ObjectClass::User, Uuid::new_v4(), page()).await;
+    assert_eq!((first.object_rows, first.newly_changed), (2, 2));
+
+    let replay = env.apply(ObjectClass::User, Uuid::new_v4(), page()).await;
+    assert_eq!(replay, PageOutcome::default(), "a replay writes nothing");
+
+    // Property order and explicit nulls are not changes; a new value is.
+    let reordered = vec![
+        user(1, json!({"mail": "a@x", "displayName": "A", "jobTitle": null})),
+        user(2, json!({"displayName": "B2"})),
+    ];
+    let outcome = env.apply(ObjectClass::User, Uuid::new_v4(), reordered).await;
+    assert_eq!((outcome.object_rows, outcome.newly_changed), (1, 1));
+    assert_eq!(env.user_state(2).await, Some((json!({"displayName": "B2"}), false)));
+}
+
+#[tokio::test]
+async fn membership_slices_merge_across_pages_and_replays_add_nothing() {
+    let env = env().await;
+    let run = Uuid::new_v4();
+    let first = env.apply(ObjectClass::Group, run, vec![group(10, &[1, 2], &[])]).await;
+    assert_eq!((first.object_rows, first.member_rows, first.newly_changed), (1, 2, 1));
+    // The same group again on the next page: the same properties, another slice.
+    let second = env.apply(ObjectClass::Group, run, vec![group(10, &[3], &[1])]).await;
+    assert_eq!((second.object_rows, second.member_rows, second.newly_changed), (0, 2, 0), "counted once per run");
+    assert_eq!(env.members().await, vec![(id(10), id(2)), (id(10), id(3))]);
+
+    let replay = env.apply(ObjectClass::Group, Uuid::new_v4(), vec![group(10, &[3], &[1])]).await;
+    assert_eq!(replay, PageOutcome::default());
+    // Membership alone makes a group changed.
+    let only_members = env.apply(ObjectClass::Group, Uuid::new_v4(), vec![group(10, &[4], &[])]).await;
+    assert_eq!((only_members.object_rows, only_members.member_rows, only_members.newly_changed), (0, 1, 1));
+}
+
+#[tokio::test]
+async fn a_soft_deletion_waits_for_the_round_end_and_a_plain_object_restores_it() {
+    let env = env().await;
+    env.apply(ObjectClass::User, Uuid::new_v4(), vec![user(1, json!({"displayName": "A"}))]).await;
+
+    let run = Uuid::new_v4();
+    let removed = env.apply(ObjectClass::User, run, vec![DeltaItem::Removed { id: id(1), permanent: false }]).await;
+    assert_eq!((removed.staged_deletions, removed.object_rows), (1, 0));
+    assert_eq!(env.user_state(1).await, Some((json!({"displayName": "A"}), false)), "nothing deleted mid-round");
+    assert_eq!(env.end_of_round(ObjectClass::User, run).await, 1);
+    assert_eq!(env.user_state(1).await, Some((json!({"displayName": "A"}), true)));
+
+    // A replayed removal changes nothing; the restore arrives as a plain object.
+    let run = Uuid::new_v4();
+    let replay = env.apply(ObjectClass::User, run, vec![DeltaItem::Removed { id: id(1), permanent: false }]).await;
+    assert_eq!(replay, PageOutcome::default());
+    let restored = env.apply(ObjectClass::User, run, vec![user(1, json!({"displayName": "A"}))]).await;
+    assert_eq!(restored.object_rows, 1);
+    assert_eq!(env.end_of_round(ObjectClass::User, run).await, 0);
+    assert_eq!(env.user_state(1).await, Some((json!({"displayName": "A"}), false)));
+
+    // Deleted then seen again later in the same run: the last event wins.
+    let run = Uuid::new_v4();
+    env.apply(ObjectClass::User, run, vec![DeltaItem::Removed { id: id(1), permanent: true }]).await;
+    env.apply(ObjectClass::User, run, vec![user(1, json!({"displayName": "A"}))]).await;
+    assert_eq!(env.end_of_round(ObjectClass::User, run).await, 0);
+    assert!(env.user_state(1).await.is_some_and(|(_, deleted)| !deleted));
+}
+
+#[tokio::test]
+async fn a_permanent_deletion_takes_the_objects_memberships_along() {
+    let env = env().await;
+    env.apply(ObjectClass::User, Uuid::new_v4(), vec![user(1, json!({})), user(2, json!({}))]).await;
+    env.apply(ObjectClass::Group, Uuid::new_v4(), vec![group(10, &[1, 2], &[]), group(11, &[1], &[])]).await;
+
+    let run = Uuid::new_v4();
+    env.apply(ObjectClass::User, run, vec![DeltaItem::Removed { id: id(1), permanent: true }]).await;
+    assert_eq!(env.end_of_round(ObjectClass::User, run).await, 1);
+    assert_eq!(env.user_state(1).await, None);
+    assert_eq!(env.members().await, vec![(id(10), id(2))]);
+
+    let run = Uuid::new_v4();
+    env.apply(ObjectClass::Group, run, vec![DeltaItem::Removed { id: id(10), permanent: true }]).await;
+    assert_eq!(env.end_of_round(ObjectClass::Group, run).await, 1);
+    assert!(env.members().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_object_known_only_as_soft_deleted_is_kept_as_a_tombstone() {
+    let env = env().await;
+    let outcome =
+        env.apply(ObjectClass::User, Uuid::new_v4(), vec![DeltaItem::Removed { id: id(7), permanent: false }]).await;
+    assert_eq!((outcome.object_rows, outcome.staged_deletions), (1, 0));
+    assert_eq!(env.user_state(7).await, Some((json!({}), true)));
+    let replay =
+        env.apply(ObjectClass::User, Uuid::new_v4(), vec![DeltaItem::Removed { id: id(7), permanent: false }]).await;
+    assert_eq!(replay, PageOutcome::default());
+}
+
+#[tokio::test]
+async fn the_full_scan_flag_clears_once_every_class_has_done_a_full_round() {
+    use entrasync::store::cursors;
+    let env = env().await;
+    let client = env.pool.get().await.expect("connection");
+    let requested = |class| {
+        let client = &client;
+        async move { cursors::load(client, env.tenant_id, class).await.expect("load").expect("tenant").full_scan_requested }
+    };
+    assert!(requested(ObjectClass::User).await, "a new tenant starts with a full scan");
+    cursors::complete(&client, env.tenant_id, ObjectClass::User, "https://g/users/delta?$deltatoken=1", true)
+        .await
+        .expect("complete");
+    assert!(!requested(ObjectClass::User).await, "users are done");
+    assert!(requested(ObjectClass::Group).await, "groups still owe their full scan");
+    let flag =
+        || async { tenants::get(&env.pool, env.tenant_id).await.expect("tenant").expect("exists").full_scan_next_run };
+    assert!(flag().await);
+    for class in [ObjectClass::Group, ObjectClass::Device] {
+        cursors::complete(&client, env.tenant_id, class, "https://g/x/delta?$deltatoken=1", true)
+            .await
+            .expect("complete");
+    }
+    assert!(!flag().await, "cleared after the last class");
+
+    // An operator sets it again: every class owes a new full scan.
+    assert!(tenants::request_full_scan(&env.pool, env.tenant_id).await.expect("request"));
+    for class in ObjectClass::ALL {
+        assert!(requested(class).await, "{class}");
+    }
+}
