@@ -27,6 +27,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// The Prometheus text format, with the scrape-time state (tenants, freshness, queues) read first.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    super::scrape::refresh(&state.scrape, &state.pool, &state.broker, &state.metrics).await;
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }
