@@ -505,7 +505,7 @@ mod tests {
 
     #[test]
     fn invalid_value_names_setting_value_and_what_is_accepted() {
-        let err = Settings::from_sources(None, env(&[("ENTRASYNC_AMQP_PREFETCH", "lots")])).err().expect("must fail");
+        let err = Settings::from_sources(None, env(&[("ENTRASYNC_AMQP_PREFETCH", "lots")])).expect_err("must fail");
         let text = err.to_string();
         assert!(text.contains("amqp.prefetch"), "{text}");
         assert!(text.contains("ENTRASYNC_AMQP_PREFETCH"), "{text}");

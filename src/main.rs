@@ -10,7 +10,7 @@ use entrasync::config::Settings;
 use entrasync::model::{ObjectClass, SyncMode, Trigger};
 use entrasync::queue::{Broker, SyncJob};
 use entrasync::startup::Application;
-use entrasync::{store, telemetry};
+use entrasync::{register, store, telemetry};
 
 #[derive(Parser)]
 #[command(name = "entrasync", version, about = "Keeps a Postgres copy of Microsoft Entra ID directories")]
@@ -34,6 +34,8 @@ enum Command {
     Migrate,
     /// Print the effective configuration, secrets masked.
     Config,
+    /// Run the Microsoft Graph emulator (docs/graph-sim.md).
+    GraphSim(entrasync::graph_sim::cli::GraphSimArgs),
     /// Publish a resync job for a tenant.
     Enqueue {
         /// The Entra tenant id (directory id).
@@ -46,10 +48,77 @@ enum Command {
         #[arg(long)]
         full: bool,
     },
+    /// Try entrasync on one machine: Graph emulator, a generated tenant, the service, live progress.
+    Demo {
+        #[arg(long, default_value_t = 20_000)]
+        users: usize,
+        #[arg(long, default_value_t = 2_000)]
+        groups: usize,
+        #[arg(long, default_value_t = 5_000)]
+        devices: usize,
+    },
+    /// Manage tenants (until the admin API exists).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage credential profiles: an app registration's client id and secret or certificate.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Register a tenant to sync; its first round is a full scan.
+    Add {
+        /// A name for operators.
+        #[arg(long)]
+        name: String,
+        /// The Entra tenant id (directory id).
+        #[arg(long)]
+        tenant_id: uuid::Uuid,
+        /// global, us_gov, us_gov_dod, china, or custom (with --login-url and --graph-url).
+        #[arg(long, default_value = "global")]
+        cloud: String,
+        #[arg(long)]
+        login_url: Option<String>,
+        #[arg(long)]
+        graph_url: Option<String>,
+        /// Name (or id) of the credential profile to sign in with.
+        #[arg(long)]
+        credential: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CredentialCommand {
+    /// Store an app registration's credentials, encrypted with ENTRASYNC_SECRETS_KEY.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// The app registration's application (client) id.
+        #[arg(long)]
+        client_id: uuid::Uuid,
+        /// File holding the client secret, or - for stdin (never on the command line).
+        #[arg(long, conflicts_with_all = ["certificate", "private_key"], required_unless_present = "certificate")]
+        secret_file: Option<PathBuf>,
+        /// PEM certificate uploaded to the app registration.
+        #[arg(long, requires = "private_key")]
+        certificate: Option<PathBuf>,
+        /// PEM private key of that certificate.
+        #[arg(long, requires = "certificate")]
+        private_key: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::GraphSim(args) = cli.command {
+        // The emulator reads no entrasync settings: it must start whatever ENTRASYNC_* says.
+        telemetry::init(&entrasync::config::LogSettings {
+            format: entrasync::config::LogFormat::Text,
+            filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+        });
+        return exit_code(actix_web::rt::System::new().block_on(entrasync::graph_sim::cli::run(args)));
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(error) => {
@@ -57,8 +126,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log);
-    let outcome = actix_web::rt::System::new().block_on(run(cli.command, settings));
+    let mut log = settings.log.clone();
+    if matches!(cli.command, Command::Demo { .. }) && log.filter == "info" {
+        // The demo's terminal is for its progress bars; warnings still show.
+        log.filter = "warn".to_owned();
+    }
+    telemetry::init(&log);
+    exit_code(actix_web::rt::System::new().block_on(run(cli.command, settings)))
+}
+
+fn exit_code(outcome: anyhow::Result<()>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -84,6 +161,29 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             store::ensure_database_exists(&settings.database).await?;
             let applied = store::migrate::run(&settings.database).await?;
             eprintln!("entrasync: schema up to date ({} migration(s) applied now)", applied.len());
+            Ok(())
+        }
+        Command::GraphSim(args) => entrasync::graph_sim::cli::run(args).await,
+        Command::Demo { users, groups, devices } => {
+            let options = entrasync::demo::DemoOptions { users, groups, devices, ..Default::default() };
+            entrasync::demo::run(settings, options).await
+        }
+        Command::Tenant(TenantCommand::Add { name, tenant_id, cloud, login_url, graph_url, credential }) => {
+            let cloud = register::parse_cloud(&cloud, login_url, graph_url)?;
+            let id = register::add_tenant(&settings, &name, tenant_id, cloud, &credential).await?;
+            eprintln!("entrasync: tenant {name:?} registered as id {id}; its first round is a full scan");
+            Ok(())
+        }
+        Command::Credential(CredentialCommand::Add { name, client_id, secret_file, certificate, private_key }) => {
+            let material = match (&secret_file, &certificate, &private_key) {
+                (Some(path), _, _) => register::Material::SecretFile(path),
+                (None, Some(certificate), Some(private_key)) => {
+                    register::Material::Certificate { certificate, private_key }
+                }
+                _ => anyhow::bail!("give --secret-file, or --certificate with --private-key"),
+            };
+            let id = register::add_credential(&settings, &name, client_id, material).await?;
+            eprintln!("entrasync: credential profile {name:?} stored as id {id}");
             Ok(())
         }
         Command::Enqueue { tenant, class, full } => {

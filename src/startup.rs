@@ -6,6 +6,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
+use crate::actors::{Service, Shared};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::queue::Broker;
@@ -16,6 +17,7 @@ pub struct AppState {
     pub pool: Pool,
     pub broker: Broker,
     pub metrics: Metrics,
+    pub scrape: crate::api::ScrapeGate,
 }
 
 /// A built, bound, not yet running service. Tests bind port 0 and read [`Application::port`].
@@ -23,6 +25,9 @@ pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
     broker: Broker,
+    metrics: Metrics,
+    /// The actors of the configured roles (scheduler, workers, history recorder).
+    service: Service,
 }
 
 impl Application {
@@ -34,38 +39,66 @@ impl Application {
         let pool = store::pool(&settings.database)?;
         let broker = Broker::start(&settings.amqp);
         let metrics = Metrics::new();
+        metrics.sync.set_delta_interval(settings.sync.delta_interval);
 
         let listener = TcpListener::bind(settings.http.listen)
             .with_context(|| format!("cannot listen on {} (http.listen)", settings.http.listen))?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState { pool, broker: broker.clone(), metrics });
+        let shared = Shared {
+            pool: pool.clone(),
+            broker: broker.clone(),
+            metrics: metrics.clone(),
+            settings: std::sync::Arc::new(settings.clone()),
+        };
+        let service = Service::start(shared).context("starting the actors")?;
+        let state = web::Data::new(AppState {
+            pool,
+            broker: broker.clone(),
+            metrics: metrics.clone(),
+            scrape: Default::default(),
+        });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(crate::api::configure))
             .listen(listener)?
             // One owner stops the server (see `run_until_stopped`), in the shutdown order.
             .disable_signals()
             .shutdown_timeout(settings.http.shutdown_timeout.as_secs())
             .run();
-        Ok(Application { port, server, broker })
+        Ok(Application { port, server, broker, metrics, service })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The metrics this service exports; workers record their events on it (clones share series).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM or SIGINT, then stops in order: HTTP (draining), then the broker.
+    /// Serves until SIGTERM or SIGINT, then stops in order: workers stop consuming and running rounds
+    /// checkpoint, leases are released, the history recorder flushes, HTTP drains, the broker closes.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
-        let server = tokio::spawn(self.server);
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutdown requested");
-            handle.stop(true).await;
-        });
-        server.await.context("http server task")??;
+        let mut server = tokio::spawn(self.server);
+        let service = self.service;
+        let served = tokio::select! {
+            () = wait_for_signal() => {
+                tracing::info!("shutdown requested");
+                service.shutdown().await;
+                handle.stop(true).await;
+                server.await
+            }
+            // Stopped through its handle (tests): the actors follow.
+            served = &mut server => {
+                service.shutdown().await;
+                served
+            }
+        };
+        served.context("http server task")??;
         self.broker.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -10,6 +10,10 @@ deploy/local-services.sh
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --locked --all-targets "$@"
 
+# A client we did not write against the Graph emulator (issue 3's compatibility check).
+echo "== tests/python/msgraph_sdk_check.sh"
+bash tests/python/msgraph_sdk_check.sh
+
 for check in tests/checks/*.sh; do
     [ -e "$check" ] || continue
     echo "== $check"

@@ -3,10 +3,12 @@
 
 mod broker;
 mod job;
+mod stats;
 mod topology;
 
 pub use broker::{Broker, JobConsumer};
 pub use job::{JobError, SyncJob, SCHEMA_VERSION};
+pub use stats::QueueDepth;
 pub use topology::Topology;
 
 #[derive(Debug, thiserror::Error)]

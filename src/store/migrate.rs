@@ -28,7 +28,7 @@ pub async fn run(settings: &DatabaseSettings) -> Result<Vec<i32>, StoreError> {
     unlock?;
     drop(client);
     let _ = driver.await;
-    let applied: Vec<i32> = report.applied_migrations().iter().map(|m| m.version() as i32).collect();
+    let applied: Vec<i32> = report.applied_migrations().iter().map(|m| m.version()).collect();
     for version in &applied {
         tracing::info!(version, "applied migration");
     }

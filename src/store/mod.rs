@@ -1,10 +1,22 @@
 //! Postgres: the pool, migrations, and one repository module per aggregate. All SQL lives here.
 
 pub mod credentials;
+pub mod cursors;
 mod database;
+pub mod demo_database;
 mod error;
+pub mod held_deletions;
+pub mod leases;
+pub mod members;
+pub mod metrics_queries;
 pub mod migrate;
+pub mod objects;
 pub mod rate_budget;
+pub mod run_feed;
+pub mod run_lock;
+pub mod run_scratch;
+pub mod runs;
+pub mod schedule;
 pub mod secret_box;
 pub mod tenants;
 

@@ -1,5 +1,34 @@
 //! All integration tests, in one binary (one link instead of one per file).
 //! Each module tests one capability against real Postgres, RabbitMQ and the Graph emulator over HTTP.
 
+mod deploy_manifests;
+mod foundation_queue;
+mod foundation_service;
+mod foundation_store;
+mod graph_client;
+mod graph_sim_admin;
+mod graph_sim_bench;
+mod graph_sim_delta;
+mod graph_sim_faults;
+mod graph_sim_groups;
+mod graph_sim_harness;
+mod graph_sim_identity;
+mod graph_sim_list;
+mod observability;
+mod service_leases;
+mod service_outage;
+mod service_pika;
+mod service_scale;
+mod service_schedule;
+mod service_support;
+mod service_worker;
 #[path = "../support/mod.rs"]
 mod support;
+mod sync_convergence;
+mod sync_faults;
+mod sync_guards;
+mod sync_membership;
+mod sync_replays;
+mod sync_resume;
+mod sync_store;
+mod sync_support;

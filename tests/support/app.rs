@@ -10,6 +10,8 @@ pub struct TestApp {
     pub address: String,
     pub port: u16,
     pub handle: actix_web::dev::ServerHandle,
+    /// The metrics the service exports (clones share its series).
+    pub metrics: entrasync::metrics::Metrics,
 }
 
 pub async fn spawn_app(settings: &Settings) -> TestApp {
@@ -18,8 +20,9 @@ pub async fn spawn_app(settings: &Settings) -> TestApp {
     let app = Application::build(&settings).await.expect("build application");
     let port = app.port();
     let handle = app.handle();
+    let metrics = app.metrics().clone();
     tokio::spawn(app.run_until_stopped());
-    TestApp { address: format!("http://127.0.0.1:{port}"), port, handle }
+    TestApp { address: format!("http://127.0.0.1:{port}"), port, handle, metrics }
 }
 
 /// The `entrasync` binary with a clean `ENTRASYNC_*` environment plus `vars`.

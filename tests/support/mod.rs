@@ -128,3 +128,14 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A 2048-bit RSA private key (PKCS#8 PEM) generated once per test run, for certificate credentials.
+/// Generated rather than committed: no private key lives in the repository.
+pub fn test_rsa_key_pem() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("generate RSA key");
+        key.to_pkcs8_pem(LineEnding::LF).expect("encode RSA key").to_string()
+    })
+}

@@ -1,0 +1,36 @@
+//! The actix actors of `entrasync serve`, kept thin: the logic they call lives in `schedule`, `sync`,
+//! `store` and `queue`. STYLE.md ("actix actors") lists the rules they follow.
+//!
+//! - [`Coordinator`] (scheduler role): instance heartbeat and tenant leases; one [`TenantSupervisor`]
+//!   per owned tenant.
+//! - [`TenantSupervisor`]: publishes the tenant's due `SyncJob`s.
+//! - `SyncWorker` (worker role, each on its own Arbiter): consumes a class queue and runs sync rounds.
+//! - `HistoryRecorder`: persists run history events.
+//! - [`Service`]: starts them by role and stops them in order.
+
+pub mod coordinator;
+pub mod recorder;
+mod runtime;
+pub mod service;
+pub mod supervisor;
+pub mod worker;
+
+use std::sync::Arc;
+
+pub use coordinator::Coordinator;
+pub use service::Service;
+pub use supervisor::TenantSupervisor;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::queue::Broker;
+use crate::store::Pool;
+
+/// What every actor may use; cheap to clone.
+#[derive(Clone)]
+pub struct Shared {
+    pub pool: Pool,
+    pub broker: Broker,
+    pub metrics: Metrics,
+    pub settings: Arc<Settings>,
+}

@@ -1,0 +1,145 @@
+//! One tenant supervisor per owned tenant: wakes when the tenant's next run may be due, publishes the due
+//! jobs (`schedule::enqueue_due`) and sleeps again. Its schedule state lives in Postgres, so a restart or
+//! a move to another instance loses nothing. Runs under `actix::Supervisor`; each check runs in a task
+//! of its own, so a panic is observed (and the actor restarted with backoff) instead of taking the
+//! Arbiter down.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::Shared;
+use crate::metrics::{ActorKind, RestartCause};
+use crate::model::{ObjectClass, SyncMode, Trigger};
+use crate::queue::SyncJob;
+use crate::schedule::{enqueue_due, CheckOutcome, Policy};
+use crate::store::tenants;
+
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+pub struct TenantSupervisor {
+    tenant_id: i64,
+    shared: Shared,
+    policy: Policy,
+    /// Errors (and restarts) in a row, for the capped exponential backoff.
+    failures: u32,
+    /// No longer ours: stay idle until the last address is dropped, never restart into work.
+    retired: bool,
+}
+
+impl TenantSupervisor {
+    pub fn new(tenant_id: i64, shared: Shared, policy: Policy) -> Self {
+        TenantSupervisor { tenant_id, shared, policy, failures: 0, retired: false }
+    }
+
+    fn backoff(&self) -> Duration {
+        RETRY_MIN.saturating_mul(1 << self.failures.min(6)).min(RETRY_MAX)
+    }
+}
+
+impl Actor for TenantSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(8);
+        if self.retired {
+            return;
+        }
+        // Spread the first checks of many tenants taken over at once; after a restart, back off.
+        let first =
+            if self.failures == 0 { Duration::from_millis(rand::random_range(0..1000)) } else { self.backoff() };
+        ctx.run_later(first, |_, ctx| ctx.notify(Check));
+    }
+}
+
+impl Supervised for TenantSupervisor {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        if !self.retired {
+            self.failures += 1;
+            tracing::warn!(tenant = self.tenant_id, restarts = self.failures, "restarting tenant supervisor");
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Check;
+
+impl Handler<Check> for TenantSupervisor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: Check, _: &mut Self::Context) -> Self::Result {
+        if self.retired {
+            return AtomicResponse::new(Box::pin(fut::ready(())));
+        }
+        let (shared, tenant_id, policy) = (self.shared.clone(), self.tenant_id, self.policy);
+        // A task of its own: its JoinError tells a panic apart from an error.
+        let task = actix_rt::spawn(async move { enqueue_due(&shared.pool, &shared.broker, tenant_id, &policy).await });
+        let check = task.into_actor(self).map(|joined, act, ctx| match joined {
+            Ok(Ok(CheckOutcome::Checked { next_check, .. })) => {
+                act.failures = 0;
+                ctx.run_later(next_check, |_, ctx| ctx.notify(Check));
+            }
+            Ok(Ok(CheckOutcome::TenantGone)) => {
+                tracing::info!(tenant = act.tenant_id, "tenant deleted; supervisor idle until released");
+                act.retired = true;
+            }
+            Ok(Err(error)) => {
+                act.failures += 1;
+                act.shared.metrics.workers.restarted(ActorKind::TenantSupervisor, RestartCause::Error);
+                tracing::warn!(tenant = act.tenant_id, %error, retry_in_s = act.backoff().as_secs(), "schedule check failed");
+                ctx.run_later(act.backoff(), |_, ctx| ctx.notify(Check));
+            }
+            Err(panic) => {
+                act.shared.metrics.workers.restarted(ActorKind::TenantSupervisor, RestartCause::Panic);
+                tracing::error!(tenant = act.tenant_id, error = %panic, "schedule check panicked; restarting");
+                ctx.stop();
+            }
+        });
+        AtomicResponse::new(Box::pin(check))
+    }
+}
+
+/// The lease is gone (or the instance is leaving): stop for good.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+impl Handler<Retire> for TenantSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        self.retired = true;
+        ctx.stop();
+    }
+}
+
+/// A manual trigger (API, console): publish a job for one class now, whatever the schedule says.
+#[derive(Message)]
+#[rtype(result = "Result<uuid::Uuid, String>")]
+pub struct RunNow {
+    pub class: ObjectClass,
+    pub mode: SyncMode,
+    pub trigger: Trigger,
+}
+
+impl Handler<RunNow> for TenantSupervisor {
+    type Result = ResponseFuture<Result<uuid::Uuid, String>>;
+
+    fn handle(&mut self, request: RunNow, _: &mut Self::Context) -> Self::Result {
+        let (shared, tenant_id) = (self.shared.clone(), self.tenant_id);
+        Box::pin(async move {
+            let tenant = tenants::get(&shared.pool, tenant_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("tenant {tenant_id} does not exist"))?;
+            let job = SyncJob::new(tenant.entra_tenant_id, request.class, request.mode, request.trigger);
+            shared.broker.publish(&job).await.map_err(|e| e.to_string())?;
+            crate::store::schedule::mark_enqueued(&shared.pool, tenant_id, request.class, request.mode)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(job.job_id)
+        })
+    }
+}

@@ -1,0 +1,149 @@
+//! A worker's consume loop: (re)subscribes to its class queue, runs each delivery in a task of its own
+//! (at most `prefetch` at once, as the broker allows), settles it, and on stop cancels the subscription
+//! and waits for its tasks to checkpoint and give their jobs back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_rt::task::JoinHandle;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
+use tokio_util::sync::CancellationToken;
+
+use super::job::{self, Settlement, REQUEUE_PAUSE};
+use super::WorkerDeps;
+use crate::metrics::{ActorKind, JobOutcome, RestartCause};
+use crate::model::ObjectClass;
+use crate::queue::JobConsumer;
+
+const RESUBSCRIBE_MIN: Duration = Duration::from_millis(250);
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(10);
+
+pub async fn consume_loop(deps: Arc<WorkerDeps>, class: ObjectClass, tag: String, stop: CancellationToken) {
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    let mut backoff = RESUBSCRIBE_MIN;
+    // Kept until every task settled: their acks go through its channel.
+    let mut subscription: Option<JobConsumer> = None;
+    'subscribe: while !stop.is_cancelled() {
+        let subscribed = tokio::select! {
+            subscribed = deps.shared.broker.consume(class, &tag) => subscribed,
+            () = stop.cancelled() => break,
+        };
+        let consumer = match subscribed {
+            Ok(consumer) => {
+                backoff = RESUBSCRIBE_MIN;
+                tracing::info!(%class, consumer = %tag, "consuming");
+                subscription.insert(consumer)
+            }
+            Err(error) => {
+                tracing::warn!(%class, %error, retry_in_ms = backoff.as_millis() as u64, "cannot consume; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = stop.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                next = consumer.next_delivery() => next,
+                () = stop.cancelled() => {
+                    // Stop consuming first; prefetched deliveries not started return when the channel closes.
+                    let _ = consumer.channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                    break 'subscribe;
+                }
+            };
+            match next {
+                Some(Ok(delivery)) => {
+                    tasks.retain(|task| !task.is_finished());
+                    tasks.push(spawn_delivery(deps.clone(), class, delivery, stop.clone()));
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%class, %error, "consumer failed; subscribing again");
+                    break;
+                }
+                None => {
+                    tracing::warn!(%class, "consumer ended (connection lost); subscribing again");
+                    break;
+                }
+            }
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    if let Some(consumer) = subscription {
+        let _ = consumer.channel.close(200, "worker stopped".into()).await;
+    }
+    tracing::info!(%class, consumer = %tag, "stopped consuming");
+}
+
+/// Runs one delivery in its own task (a panic is contained and the job requeued) and settles it.
+fn spawn_delivery(
+    deps: Arc<WorkerDeps>,
+    class: ObjectClass,
+    delivery: Delivery,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    let tracker = deps.shared.metrics.workers.job_started(class);
+    let acker = delivery.acker.clone();
+    let work = {
+        let (deps, stop) = (deps.clone(), stop.clone());
+        actix_rt::spawn(async move {
+            let settlement = job::process(&deps, class, &delivery.data, &stop).await;
+            (settlement, delivery)
+        })
+    };
+    actix_rt::spawn(async move {
+        let (settlement, delivery) = match work.await {
+            Ok(done) => done,
+            Err(panic) => {
+                tracing::error!(%class, error = %panic, "sync job panicked; requeued");
+                deps.shared.metrics.workers.restarted(ActorKind::SyncWorker, RestartCause::Panic);
+                let _ = acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                tracker.finished(JobOutcome::Requeued);
+                return;
+            }
+        };
+        let outcome = settle(&deps, class, &delivery, settlement, &stop).await;
+        tracker.finished(outcome);
+    })
+}
+
+async fn settle(
+    deps: &WorkerDeps,
+    class: ObjectClass,
+    delivery: &Delivery,
+    settlement: Settlement,
+    stop: &CancellationToken,
+) -> JobOutcome {
+    let requeue = BasicNackOptions { requeue: true, ..Default::default() };
+    let (result, outcome) = match settlement {
+        Settlement::Ack => (delivery.ack(BasicAckOptions::default()).await, JobOutcome::Acked),
+        Settlement::Coalesced => (delivery.ack(BasicAckOptions::default()).await, JobOutcome::Coalesced),
+        Settlement::Requeue => {
+            if !stop.is_cancelled() {
+                tokio::time::sleep(REQUEUE_PAUSE).await;
+            }
+            (delivery.nack(requeue).await, JobOutcome::Requeued)
+        }
+        Settlement::DeadLetter(reason) => {
+            let queue = deps.shared.broker.topology().class_queue(class);
+            tracing::warn!(%class, %reason, "job dead-lettered");
+            match deps.dead_letters.publish(delivery, &queue, &reason).await {
+                Ok(()) => (delivery.ack(BasicAckOptions::default()).await, JobOutcome::DeadLettered),
+                Err(error) => {
+                    // The broker dead-letters it after the delivery limit anyway.
+                    tracing::warn!(%error, "cannot publish the dead letter; requeued");
+                    (delivery.nack(requeue).await, JobOutcome::Requeued)
+                }
+            }
+        }
+    };
+    if let Err(error) = result {
+        // The channel is gone: the broker redelivers the job, and the run lock keeps it from running twice.
+        tracing::warn!(%class, %error, "cannot settle the delivery; the broker will redeliver it");
+    }
+    outcome
+}

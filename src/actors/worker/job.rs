@@ -1,0 +1,226 @@
+//! One delivery, start to settlement: validate, coalesce or take the run lock, run the round, record
+//! the outcome for the schedule, and say how to settle the delivery. Plain async code; the worker
+//! actor only feeds it deliveries.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::access::{graph_tenant, AccessError};
+use super::WorkerDeps;
+use crate::graph::RequestPriority;
+use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
+use crate::queue::SyncJob;
+use crate::store::run_lock::{self, RunLock};
+use crate::store::{schedule, tenants, StoreError};
+use crate::sync::{run_round, DeletionGuard, PassThrough, RoundDeps, RoundRequest, SyncError};
+
+/// How long a job waits for Postgres to come back before it is given back to the queue.
+const STORE_PATIENCE: Duration = Duration::from_secs(60);
+/// A pause before requeueing after a failure, so a broken dependency does not spin the queue.
+pub const REQUEUE_PAUSE: Duration = Duration::from_secs(2);
+
+/// How to settle a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Done (run finished and recorded, or nothing to do).
+    Ack,
+    /// The (tenant, class) was running: one more run was requested of its holder.
+    Coalesced,
+    /// Not done; give it back (shutdown, lost lock, Postgres unavailable).
+    Requeue,
+    /// It can never succeed: move it to the dead-letter queue with this reason.
+    DeadLetter(String),
+}
+
+/// Handles one job message of `class`.
+pub async fn process(deps: &WorkerDeps, class: ObjectClass, body: &[u8], stop: &CancellationToken) -> Settlement {
+    let job = match SyncJob::from_bytes(body) {
+        Ok(job) => job,
+        Err(error) => return Settlement::DeadLetter(error.to_string()),
+    };
+    if job.object_class != class {
+        return Settlement::DeadLetter(format!(
+            "a {} job arrived on the {class} queue; publish with routing key sync.{}",
+            job.object_class, job.object_class
+        ));
+    }
+    let span = tracing::info_span!("sync_job", job = %job.job_id, entra_tenant = %job.tenant, %class, tenant = tracing::field::Empty);
+    run_job(deps, &job, stop).instrument(span).await
+}
+
+async fn run_job(deps: &WorkerDeps, job: &SyncJob, stop: &CancellationToken) -> Settlement {
+    let pool = &deps.shared.pool;
+    let Some(found) = patiently(stop, || tenants::find_by_entra_id(pool, job.tenant)).await else {
+        return Settlement::Requeue;
+    };
+    let Some(tenant) = found else {
+        return Settlement::DeadLetter(format!("unknown tenant {}: no tenant with this Entra tenant id", job.tenant));
+    };
+    tracing::Span::current().record("tenant", tenant.id);
+    if !tenant.enabled {
+        tracing::info!("tenant disabled; job dropped");
+        return Settlement::Ack;
+    }
+
+    // Ask first, then try the lock: a holder finishing in between sees the request (no lost rerun).
+    if patiently(stop, || schedule::request_rerun(pool, tenant.id, job.object_class, job.mode)).await.is_none() {
+        return Settlement::Requeue;
+    }
+    let lock = match RunLock::try_acquire(&deps.shared.settings.database, tenant.id, job.object_class).await {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            tracing::info!(mode = %job.mode, "run in progress; coalesced into one more run after it");
+            return Settlement::Coalesced;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot take the run lock");
+            return Settlement::Requeue;
+        }
+    };
+    // This run covers every request made so far; a full request wins.
+    let requested = schedule::take_rerun(pool, tenant.id, job.object_class).await.ok().flatten();
+    let force_full = job.mode == SyncMode::Full || requested == Some(SyncMode::Full);
+    if let Err(error) = run_lock::close_interrupted(&lock, tenant.id, job.object_class).await {
+        tracing::warn!(%error, "cannot close interrupted runs");
+    }
+
+    let settlement = run_locked(deps, job, &tenant, force_full, &lock, stop).await;
+    lock.release().await;
+    if settlement == Settlement::Ack {
+        republish_requested_rerun(deps, job, tenant.id).await;
+    }
+    settlement
+}
+
+/// Runs the round under the lock; stops early (keeping the checkpoint) on shutdown or a lost lock.
+async fn run_locked(
+    deps: &WorkerDeps,
+    job: &SyncJob,
+    tenant: &tenants::Tenant,
+    force_full: bool,
+    lock: &RunLock,
+    stop: &CancellationToken,
+) -> Settlement {
+    let pool = &deps.shared.pool;
+    let class = job.object_class;
+    let quarantine_after = deps.backoff.quarantine_after;
+    let graph_tenant = match graph_tenant(pool, deps.secrets.as_ref(), tenant).await {
+        Ok(graph_tenant) => graph_tenant,
+        Err(AccessError::Store(error)) => {
+            tracing::warn!(%error, "cannot read the tenant's credentials");
+            return Settlement::Requeue;
+        }
+        Err(error) => {
+            // Only an operator can fix this: count it towards quarantine and drop the job.
+            tracing::warn!(%error, "tenant cannot be synced");
+            let _ = schedule::record_failure(pool, tenant.id, class, &error.to_string(), quarantine_after).await;
+            return Settlement::Ack;
+        }
+    };
+    let request = RoundRequest {
+        tenant_id: tenant.id,
+        graph_tenant,
+        class,
+        trigger: job.trigger,
+        force_full,
+        guard: DeletionGuard::from_settings(&deps.shared.settings.sync),
+        priority: if job.trigger == Trigger::Schedule { RequestPriority::Low } else { RequestPriority::Normal },
+        instance_id: Some(deps.shared.settings.instance_id.clone()),
+    };
+    let round_deps = RoundDeps { pool, graph: &deps.graph, policy: &PassThrough, recorder: &deps.recorder };
+    let started = Instant::now();
+    let outcome = tokio::select! {
+        outcome = run_round(&round_deps, &request) => outcome,
+        () = lock.lost() => {
+            tracing::warn!("run lock lost; round stopped at its last checkpoint");
+            return Settlement::Requeue;
+        }
+        () = stop.cancelled() => {
+            // Dropping the round is safe: every committed page carries its checkpoint.
+            tracing::info!("shutting down; round stopped at its last checkpoint");
+            if let Err(error) = run_lock::close_interrupted(lock, tenant.id, class).await {
+                tracing::warn!(%error, "cannot close the interrupted run; the next holder will");
+            }
+            return Settlement::Requeue;
+        }
+    };
+    match outcome {
+        Ok(report) => {
+            tracing::info!(
+                run_id = %report.run_id,
+                mode = %report.mode,
+                status = report.status.as_str(),
+                seconds = started.elapsed().as_secs_f64(),
+                "sync job done"
+            );
+            let recorded = if report.status == RunStatus::Failed {
+                let reason = report.reason.as_deref().unwrap_or("run failed");
+                schedule::record_failure(pool, tenant.id, class, reason, quarantine_after).await.map(|_| ())
+            } else {
+                schedule::record_success(pool, tenant.id, class, quarantine_after).await
+            };
+            if let Err(error) = recorded {
+                tracing::warn!(%error, "run outcome not recorded for the schedule");
+            }
+            Settlement::Ack
+        }
+        // The final event is not durable: the job must not be acknowledged.
+        Err(SyncError::History(error)) => {
+            tracing::warn!(%error, "run history not persisted; job requeued");
+            Settlement::Requeue
+        }
+        Err(SyncError::Store(error)) => {
+            tracing::warn!(%error, "Postgres failed during the round; job requeued, the run resumes");
+            Settlement::Requeue
+        }
+        Err(error) => {
+            // The round recorded the failed run; the schedule retries (and quarantines if it persists).
+            let _ = schedule::record_failure(pool, tenant.id, class, &error.to_string(), quarantine_after).await;
+            Settlement::Ack
+        }
+    }
+}
+
+/// A job arrived while we ran: publish the one coalesced rerun it asked for.
+async fn republish_requested_rerun(deps: &WorkerDeps, job: &SyncJob, tenant_id: i64) {
+    let pool = &deps.shared.pool;
+    let Ok(Some(mode)) = schedule::take_rerun(pool, tenant_id, job.object_class).await else { return };
+    let rerun = SyncJob::new(job.tenant, job.object_class, mode, job.trigger);
+    match deps.shared.broker.publish(&rerun).await {
+        Ok(()) => tracing::info!(%mode, rerun = %rerun.job_id, "coalesced rerun published"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot publish the coalesced rerun; keeping the request");
+            let _ = schedule::request_rerun(pool, tenant_id, job.object_class, mode).await;
+        }
+    }
+}
+
+/// Retries a store call while Postgres is unavailable, up to [`STORE_PATIENCE`] or shutdown.
+async fn patiently<T, F, Fut>(stop: &CancellationToken, mut call: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match call().await {
+            Ok(value) => return Some(value),
+            Err(error) if started.elapsed() < STORE_PATIENCE && !stop.is_cancelled() => {
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "store unavailable; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return None,
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "store unavailable; giving the job back");
+                return None;
+            }
+        }
+    }
+}

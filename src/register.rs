@@ -1,0 +1,101 @@
+//! Registering credential profiles and tenants from the command line (`entrasync credential add`,
+//! `entrasync tenant add`) until the admin API exists. Thin: the work is in `store`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::model::Cloud;
+use crate::store::credentials::{self, CredentialMaterial, NewCredentialProfile};
+use crate::store::secret_box::SecretBox;
+use crate::store::tenants::{self, NewTenant};
+use crate::store::{self, Pool};
+
+/// How the app registration authenticates.
+pub enum Material<'a> {
+    /// The client secret, read from a file (or `-` for stdin) so it never appears in `ps` or history.
+    SecretFile(&'a Path),
+    Certificate {
+        certificate: &'a Path,
+        private_key: &'a Path,
+    },
+}
+
+async fn pool(settings: &Settings) -> anyhow::Result<Pool> {
+    store::ensure_database_exists(&settings.database).await?;
+    store::migrate::run(&settings.database).await?;
+    Ok(store::pool(&settings.database)?)
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("reading stdin")?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Stores a credential profile; returns its id.
+pub async fn add_credential(
+    settings: &Settings,
+    name: &str,
+    client_id: Uuid,
+    material: Material<'_>,
+) -> anyhow::Result<i64> {
+    let secrets = SecretBox::from_setting(&settings.secrets_key)
+        .context("ENTRASYNC_SECRETS_KEY must be set to store credentials (openssl rand -base64 32)")?;
+    let material = match material {
+        Material::SecretFile(path) => CredentialMaterial::Secret(SecretString::from(read(path)?.trim().to_owned())),
+        Material::Certificate { certificate, private_key } => CredentialMaterial::Certificate {
+            certificate_pem: read(certificate)?,
+            private_key_pem: SecretString::from(read(private_key)?),
+        },
+    };
+    let profile = NewCredentialProfile { name: name.to_owned(), client_id, material };
+    Ok(credentials::create(&pool(settings).await?, &secrets, &profile).await?)
+}
+
+/// Registers a tenant using the credential profile named `credential`; returns its id.
+pub async fn add_tenant(
+    settings: &Settings,
+    name: &str,
+    entra_tenant_id: Uuid,
+    cloud: Cloud,
+    credential: &str,
+) -> anyhow::Result<i64> {
+    let pool = pool(settings).await?;
+    let profile = credentials::list(&pool)
+        .await?
+        .into_iter()
+        .find(|p| p.name == credential || p.id.to_string() == credential)
+        .with_context(|| {
+            format!("no credential profile named {credential:?}; add one with `entrasync credential add`")
+        })?;
+    let tenant = NewTenant {
+        name: name.to_owned(),
+        entra_tenant_id,
+        cloud,
+        credential_profile_id: Some(profile.id),
+        enabled: true,
+    };
+    Ok(tenants::create(&pool, &tenant).await?.id)
+}
+
+/// Parses `--cloud` (global, us_gov, us_gov_dod, china, custom with both URLs).
+pub fn parse_cloud(name: &str, login_url: Option<String>, graph_url: Option<String>) -> anyhow::Result<Cloud> {
+    Ok(match name {
+        "global" => Cloud::Global,
+        "us_gov" => Cloud::UsGov,
+        "us_gov_dod" => Cloud::UsGovDod,
+        "china" => Cloud::China,
+        "custom" => Cloud::Custom {
+            login_url: login_url.context("--cloud custom needs --login-url")?,
+            graph_url: graph_url.context("--cloud custom needs --graph-url")?,
+        },
+        other => anyhow::bail!("unknown cloud {other:?}: expected global, us_gov, us_gov_dod, china or custom"),
+    })
+}

@@ -1,0 +1,251 @@
+//! Which runs of a tenant are due now, and when to look again.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::quarantine::Backoff;
+use crate::model::{ObjectClass, SyncMode};
+use crate::store::schedule::{ClassState, TenantSchedule};
+
+/// The scheduling rules, from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub delta_interval: Duration,
+    pub full_scan_interval: Duration,
+    /// Graph's delta tokens live about 7 days: a cursor older than this gets a full scan instead.
+    pub delta_link_max_age: Duration,
+    /// A full job enqueued this long ago without a result is enqueued again (it may have been lost).
+    pub full_requeue_after: Duration,
+    /// The longest a supervisor sleeps, so operator changes (the full-scan flag) are seen soon.
+    pub max_sleep: Duration,
+    pub backoff: Backoff,
+}
+
+impl Policy {
+    pub fn new(delta_interval: Duration, full_scan_interval: Duration) -> Policy {
+        Policy {
+            delta_interval,
+            full_scan_interval,
+            delta_link_max_age: Duration::from_secs(6 * 24 * 3600),
+            full_requeue_after: delta_interval.max(Duration::from_secs(3600)),
+            max_sleep: delta_interval.min(Duration::from_secs(60)),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// A job to publish now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassPlan {
+    pub class: ObjectClass,
+    pub mode: SyncMode,
+    pub reason: &'static str,
+}
+
+/// The jobs due now and how long to sleep before deciding again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantPlan {
+    pub due: Vec<ClassPlan>,
+    pub next_check: Duration,
+}
+
+/// Decides for every class of one tenant.
+pub fn plan(schedule: &TenantSchedule, policy: &Policy) -> TenantPlan {
+    let now = schedule.now;
+    let mut due = Vec::new();
+    let mut wake = now + delta(policy.max_sleep);
+    let disabled = schedule.quarantined_at.is_some_and(|since| now - since >= delta(policy.backoff.disable_after));
+    if schedule.enabled && !disabled {
+        for class in &schedule.classes {
+            match decide(schedule, class, policy) {
+                Decision::Enqueue(mode, reason) => due.push(ClassPlan { class: class.class, mode, reason }),
+                Decision::WaitUntil(at) => wake = wake.min(at),
+            }
+        }
+    }
+    let next_check = (wake - now).to_std().unwrap_or_default().clamp(Duration::from_secs(1), policy.max_sleep);
+    TenantPlan { due, next_check }
+}
+
+enum Decision {
+    Enqueue(SyncMode, &'static str),
+    WaitUntil(DateTime<Utc>),
+}
+
+fn decide(schedule: &TenantSchedule, class: &ClassState, policy: &Policy) -> Decision {
+    let now = schedule.now;
+    let interval = delta(policy.delta_interval);
+    if class.running {
+        // The running round is the run; a check one interval later decides the next.
+        return Decision::WaitUntil(now + interval);
+    }
+    if class.consecutive_failures > 0 {
+        if let Some(failed_at) = class.last_failure_at {
+            let retry_at =
+                failed_at + delta(policy.backoff.retry_delay(class.consecutive_failures, policy.delta_interval));
+            if now < retry_at {
+                return Decision::WaitUntil(retry_at);
+            }
+        }
+    }
+    if let Some((needed_since, reason)) = full_scan_reason(schedule, class, policy) {
+        let pending = class.last_full_enqueued_at.filter(|enqueued| {
+            let failed_since = class.last_failure_at.is_some_and(|failed| failed >= *enqueued);
+            *enqueued >= needed_since && !failed_since && now - *enqueued < delta(policy.full_requeue_after)
+        });
+        return match pending {
+            // A full job is queued or running: a delta job now would only wait behind it.
+            Some(enqueued) => Decision::WaitUntil(enqueued + delta(policy.full_requeue_after)),
+            None => Decision::Enqueue(SyncMode::Full, reason),
+        };
+    }
+    match class.last_enqueued_at {
+        Some(last) if last + interval > now => Decision::WaitUntil(last + interval),
+        _ => Decision::Enqueue(SyncMode::Delta, "delta interval elapsed"),
+    }
+}
+
+/// Why this class needs a full scan, and since when; the latest reason counts.
+fn full_scan_reason(
+    schedule: &TenantSchedule,
+    class: &ClassState,
+    policy: &Policy,
+) -> Option<(DateTime<Utc>, &'static str)> {
+    let mut reasons = Vec::new();
+    if !class.has_delta_link {
+        reasons.push((DateTime::<Utc>::MIN_UTC, "no delta cursor yet"));
+    }
+    if schedule.full_scan_next_run && class.last_full_scan_at.is_none_or(|done| done < schedule.full_scan_requested_at)
+    {
+        reasons.push((schedule.full_scan_requested_at, "full scan requested"));
+    }
+    if let Some(at) = class.delta_link_at {
+        let expires = at + delta(policy.delta_link_max_age);
+        if expires <= schedule.now {
+            reasons.push((expires, "delta cursor older than 6 days"));
+        }
+    }
+    match class.last_full_scan_at {
+        Some(done) if done + delta(policy.full_scan_interval) <= schedule.now => {
+            reasons.push((done + delta(policy.full_scan_interval), "periodic full scan"))
+        }
+        None if class.has_delta_link => reasons.push((DateTime::<Utc>::MIN_UTC, "no full scan recorded")),
+        _ => {}
+    }
+    reasons.into_iter().max_by_key(|(since, _)| *since)
+}
+
+fn delta(duration: Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    fn policy() -> Policy {
+        Policy::new(Duration::from_secs(300), Duration::from_secs(7 * 86_400))
+    }
+
+    /// A tenant synced a minute ago, whose user class had its last delta job at `last_delta`.
+    fn synced(now: i64, last_delta: i64) -> TenantSchedule {
+        let class = ClassState {
+            class: ObjectClass::User,
+            has_delta_link: true,
+            delta_link_at: Some(at(now - 60)),
+            last_full_scan_at: Some(at(now - 86_400)),
+            last_enqueued_at: Some(at(last_delta)),
+            last_full_enqueued_at: Some(at(now - 86_400)),
+            consecutive_failures: 0,
+            last_failure_at: None,
+            running: false,
+        };
+        TenantSchedule {
+            now: at(now),
+            entra_tenant_id: uuid::Uuid::nil(),
+            enabled: true,
+            full_scan_next_run: false,
+            full_scan_requested_at: at(0),
+            quarantined_at: None,
+            classes: vec![class],
+        }
+    }
+
+    fn modes(plan: &TenantPlan) -> Vec<SyncMode> {
+        plan.due.iter().map(|p| p.mode).collect()
+    }
+
+    #[test]
+    fn delta_is_due_once_per_interval() {
+        let waiting = plan(&synced(1000, 1000 - 299), &policy());
+        assert!(waiting.due.is_empty());
+        assert_eq!(waiting.next_check, Duration::from_secs(1));
+        let due = plan(&synced(1000, 1000 - 300), &policy());
+        assert_eq!(modes(&due), vec![SyncMode::Delta]);
+    }
+
+    #[test]
+    fn a_new_class_gets_one_full_scan_and_no_duplicate_while_it_is_pending() {
+        let mut s = synced(1000, 0);
+        s.classes[0].has_delta_link = false;
+        s.classes[0].delta_link_at = None;
+        s.classes[0].last_full_scan_at = None;
+        s.classes[0].last_full_enqueued_at = None;
+        assert_eq!(modes(&plan(&s, &policy())), vec![SyncMode::Full]);
+        s.classes[0].last_full_enqueued_at = Some(at(990));
+        assert!(plan(&s, &policy()).due.is_empty(), "the queued full job covers it");
+        s.classes[0].consecutive_failures = 1;
+        s.classes[0].last_failure_at = Some(at(995));
+        s.now = at(995 + 300);
+        assert_eq!(modes(&plan(&s, &policy())), vec![SyncMode::Full], "a failed full is retried after an interval");
+    }
+
+    #[test]
+    fn the_full_scan_flag_old_cursors_and_the_weekly_scan_ask_for_full() {
+        let mut s = synced(1000, 0);
+        s.full_scan_next_run = true;
+        s.full_scan_requested_at = at(900);
+        assert_eq!(plan(&s, &policy()).due[0].reason, "full scan requested");
+
+        let mut s = synced(10 * 86_400, 0);
+        s.classes[0].delta_link_at = Some(at(10 * 86_400 - 6 * 86_400 - 1));
+        assert_eq!(plan(&s, &policy()).due[0].reason, "delta cursor older than 6 days");
+
+        let mut s = synced(10 * 86_400, 0);
+        s.classes[0].last_full_scan_at = Some(at(10 * 86_400 - 7 * 86_400));
+        assert_eq!(plan(&s, &policy()).due[0].reason, "periodic full scan");
+    }
+
+    #[test]
+    fn a_running_class_gets_no_job() {
+        let mut s = synced(1000, 0);
+        s.classes[0].running = true;
+        assert!(plan(&s, &policy()).due.is_empty());
+    }
+
+    #[test]
+    fn quarantined_tenants_back_off_and_are_disabled_after_four_weeks() {
+        let mut s = synced(100_000, 0);
+        s.quarantined_at = Some(at(50_000));
+        s.classes[0].consecutive_failures = 7;
+        s.classes[0].last_failure_at = Some(at(100_000 - 1000));
+        // 7 failures: 300 s * 2^3 = 2400 s after the last failure.
+        assert!(plan(&s, &policy()).due.is_empty());
+        s.now = at(100_000 - 1000 + 2400);
+        assert_eq!(modes(&plan(&s, &policy())), vec![SyncMode::Delta]);
+        s.quarantined_at = Some(s.now - TimeDelta::days(28));
+        assert!(plan(&s, &policy()).due.is_empty(), "disabled after four weeks");
+    }
+
+    #[test]
+    fn a_disabled_tenant_gets_nothing() {
+        let mut s = synced(1000, 0);
+        s.enabled = false;
+        assert!(plan(&s, &policy()).due.is_empty());
+    }
+}

@@ -1,0 +1,129 @@
+//! The (tenant, class) run lock: at most one sync run per tenant and class across all instances.
+//!
+//! A session advisory lock on a connection of its own (not pooled): when the holder dies, or loses its
+//! connection, Postgres releases the lock, so no lock outlives its holder. The holder must stop its run
+//! when [`RunLock::lost`] fires, because from then on another worker may take the lock.
+
+use secrecy::ExposeSecret;
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+
+use super::StoreError;
+use crate::config::DatabaseSettings;
+use crate::model::ObjectClass;
+
+/// First key of the two-key advisory lock: "SYN" and the class, clear of other entrasync locks.
+fn class_key(class: ObjectClass) -> i32 {
+    let index = ObjectClass::ALL.iter().position(|c| *c == class).unwrap_or_default() as i32;
+    0x5359_4e00 + index
+}
+
+/// Second key: the tenant id, folded into the positive int4 range.
+fn tenant_key(tenant_id: i64) -> i32 {
+    (tenant_id & 0x7fff_ffff) as i32
+}
+
+/// Lock keys as `store::schedule` passes them to SQL to see whether a class is running.
+pub(super) fn lock_keys(tenant_id: i64) -> (Vec<String>, Vec<i32>, i64) {
+    let classes = ObjectClass::ALL.iter().map(|c| c.as_str().to_owned()).collect();
+    let class_keys = ObjectClass::ALL.iter().map(|c| class_key(*c)).collect();
+    (classes, class_keys, i64::from(tenant_key(tenant_id)))
+}
+
+/// A held run lock. Dropping it closes its connection, which releases the lock.
+pub struct RunLock {
+    client: tokio_postgres::Client,
+    lost: CancellationToken,
+}
+
+impl RunLock {
+    /// Takes the lock if nobody holds it: `Ok(None)` means a run of this tenant and class is in progress.
+    pub async fn try_acquire(
+        settings: &DatabaseSettings,
+        tenant_id: i64,
+        class: ObjectClass,
+    ) -> Result<Option<RunLock>, StoreError> {
+        let mut config: tokio_postgres::Config = settings
+            .url
+            .expose_secret()
+            .parse()
+            .map_err(|e| StoreError::Config(format!("invalid database.url: {e}")))?;
+        config.connect_timeout(settings.connect_timeout);
+        config.application_name("entrasync run lock");
+        // A silently vanished server is noticed within a minute even without traffic.
+        config.keepalives(true).keepalives_idle(std::time::Duration::from_secs(20));
+        let (client, connection) = config.connect(NoTls).await?;
+        let lost = CancellationToken::new();
+        let on_close = lost.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "run lock connection failed");
+            }
+            on_close.cancel();
+        });
+        let row = client
+            .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&class_key(class), &tenant_key(tenant_id)])
+            .await?;
+        Ok(row.get::<_, bool>(0).then_some(RunLock { client, lost }))
+    }
+
+    /// Resolves when the lock's connection is gone (and with it the lock).
+    pub async fn lost(&self) {
+        self.lost.cancelled().await
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+
+    /// Releases the lock and closes its connection.
+    pub async fn release(self) {
+        // Closing the session releases the lock too; the explicit unlock only makes it immediate.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            self.client.simple_query("SELECT pg_advisory_unlock_all()"),
+        )
+        .await;
+    }
+}
+
+/// Closes runs left `running` whose holder is gone (nobody holds their run lock) as
+/// `failed: interrupted`; the next run of the class resumes from their checkpoint. Returns how many.
+/// A run's row is written only while its lock is held, and finished before the lock is released.
+pub async fn close_orphaned_runs(pool: &super::Pool) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    let classes: Vec<String> = ObjectClass::ALL.iter().map(|c| c.as_str().to_owned()).collect();
+    let class_keys: Vec<i32> = ObjectClass::ALL.iter().map(|c| class_key(*c)).collect();
+    let closed = client.execute(include_str!("sql/runs_close_orphaned.sql"), &[&classes, &class_keys]).await?;
+    if closed > 0 {
+        tracing::warn!(runs = closed, "closed runs whose worker is gone as failed: interrupted");
+    }
+    Ok(closed)
+}
+
+/// Closes the `running` runs of (tenant, class) as `failed: interrupted`: called by the new holder of
+/// the run lock, so they can only be left over from a holder that is gone.
+pub async fn close_interrupted(lock: &RunLock, tenant_id: i64, class: ObjectClass) -> Result<u64, StoreError> {
+    let closed = lock
+        .client
+        .execute(
+            "UPDATE sync_runs SET status = 'failed', error = 'interrupted', finished_at = now(), updated_at = now()
+             WHERE tenant_id = $1 AND object_class = $2::text::object_class AND status = 'running'",
+            &[&tenant_id, &class.as_str()],
+        )
+        .await?;
+    Ok(closed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_differ_per_class_and_stay_positive() {
+        let keys: Vec<i32> = ObjectClass::ALL.iter().map(|c| class_key(*c)).collect();
+        assert_eq!(keys, vec![0x5359_4e00, 0x5359_4e01, 0x5359_4e02]);
+        assert_eq!(tenant_key(7), 7);
+        assert!(tenant_key(i64::MAX) >= 0);
+    }
+}

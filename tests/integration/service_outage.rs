@@ -1,0 +1,80 @@
+//! Outages of RabbitMQ and Postgres during runs, cut through TCP proxies for this test's service only:
+//! workers reconnect, runs complete, tenants converge, no run is left open and none ran concurrently.
+
+use std::time::Duration;
+
+use entrasync::graph_sim::mutate::MutationBatch;
+use entrasync::store::tenants;
+
+use crate::service_support::{overlapping_runs, start_service, stored_counts, stored_runs, true_counts, World};
+use crate::support::eventually;
+use crate::support::proxy::TcpProxy;
+
+async fn converged(world: &World, tenants: &[entrasync::demo::emulated::EmulatedTenant]) -> bool {
+    for tenant in tenants {
+        if stored_counts(&world.pool, tenant.tenant_id).await != true_counts(&world.sim, &tenant.sim_tenant) {
+            return false;
+        }
+    }
+    true
+}
+
+async fn some_run_is_running(pool: &entrasync::store::Pool) -> bool {
+    stored_runs(pool).await.iter().any(|r| r.status == "running")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_survive_rabbitmq_and_postgres_outages_without_duplicate_or_missing_history() {
+    let world = World::start().await;
+    let mut tenants = Vec::new();
+    for seed in 0..3 {
+        tenants.push(world.tenant(300 + seed, 300, 5).await);
+    }
+    let pg = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let mq = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let db_url = format!("postgres://postgres@{}/{}", pg.addr, world.db.name);
+    let amqp_url = format!("amqp://guest:guest@{}/%2f", mq.addr);
+    let settings = world.settings(&[
+        ("ENTRASYNC_DATABASE_URL", &db_url),
+        ("ENTRASYNC_DATABASE_CONNECT_TIMEOUT_SECS", "2"),
+        ("ENTRASYNC_AMQP_URL", &amqp_url),
+        ("ENTRASYNC_SYNC_DELTA_INTERVAL_SECS", "2"),
+        ("ENTRASYNC_SYNC_DELETION_THRESHOLD_PERCENT", "100"),
+    ]);
+    let (service, broker) = start_service(&settings);
+    assert!(eventually(Duration::from_secs(90), || converged(&world, &tenants)).await, "first rounds converge");
+
+    for (cut_name, proxy) in [("rabbitmq", &mq), ("postgres", &pg)] {
+        for (i, tenant) in tenants.iter().enumerate() {
+            tenants::request_full_scan(&world.pool, tenant.tenant_id).await.unwrap();
+            let batch = MutationBatch { seed: 500 + i as u64, count: 20 };
+            world.sim.state().random_mutations(&tenant.sim_tenant, &batch).expect("mutate");
+        }
+        assert!(eventually(Duration::from_secs(20), || some_run_is_running(&world.pool)).await, "a run to interrupt");
+        proxy.cut();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        proxy.restore();
+        assert!(
+            eventually(Duration::from_secs(90), || converged(&world, &tenants)).await,
+            "converged after the {cut_name} outage"
+        );
+    }
+
+    // Every run is closed (none left `running` by an outage) and none overlapped another of its class.
+    let settled = || async {
+        let runs = stored_runs(&world.pool).await;
+        let cutoff = chrono::Utc::now() - chrono::TimeDelta::seconds(20);
+        runs.iter().all(|r| r.status != "running" || r.started_at > cutoff)
+    };
+    assert!(eventually(Duration::from_secs(30), settled).await, "a run stayed open");
+    let runs = stored_runs(&world.pool).await;
+    assert!(overlapping_runs(&runs).is_empty(), "{:?}", overlapping_runs(&runs));
+    let mut starts: Vec<_> = runs.iter().map(|r| (r.tenant_id, r.class.clone(), r.started_at)).collect();
+    let total = starts.len();
+    starts.dedup();
+    assert_eq!(starts.len(), total, "a run was recorded twice");
+    let interrupted = runs.iter().filter(|r| r.error.as_deref() == Some("interrupted")).count();
+    eprintln!("{total} runs recorded; {interrupted} closed as interrupted");
+    service.shutdown().await;
+    broker.close().await;
+}
