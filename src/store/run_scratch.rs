@@ -17,19 +17,18 @@ async fn execute(
     Ok(db.execute(&statement, params).await?)
 }
 
-/// Marks objects as listed by this (full) run.
-pub async fn mark_seen(db: &impl GenericClient, run_id: Uuid, ids: &[Uuid]) -> Result<(), StoreError> {
+/// Marks objects as listed by this (full) run; returns how many no earlier page had listed.
+pub async fn mark_seen(db: &impl GenericClient, run_id: Uuid, ids: &[Uuid]) -> Result<u64, StoreError> {
     if ids.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     execute(
         db,
-        "INSERT INTO sync_run_seen_objects (run_id, object_id) SELECT $1::uuid, unnest($2::uuid[]) \
+        "INSERT INTO sync_run_seen_objects (run_id, object_id) SELECT DISTINCT $1::uuid, unnest($2::uuid[]) \
          ON CONFLICT DO NOTHING",
         &[&run_id, &ids],
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Marks memberships as listed by this (full) run.

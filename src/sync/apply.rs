@@ -30,6 +30,9 @@ pub struct PageOutcome {
     pub member_rows: u64,
     /// Deletions staged for the round's end.
     pub staged_deletions: u64,
+    /// Full rounds: listed objects no earlier page of the run had listed (a large group repeats on
+    /// several pages but counts once).
+    pub newly_listed: u64,
 }
 
 pub const REASON_SOFT_DELETED: &str = "deleted in Entra ID (restorable)";
@@ -82,7 +85,7 @@ pub async fn apply_page(
     changed_ids.extend(lost);
 
     if mode == SyncMode::Full {
-        run_scratch::mark_seen(db, run_id, &present).await?;
+        outcome.newly_listed = run_scratch::mark_seen(db, run_id, &present).await?;
         run_scratch::mark_members_seen(db, run_id, &added.group_ids, &added.member_ids).await?;
     }
 

@@ -238,13 +238,16 @@ async fn stream_pages<R: RunRecorder>(
         counts.graph_requests += u64::from(page.stats.requests);
         counts.throttled_waits += u64::from(page.stats.throttled_waits);
         let prepared = prepare(run.target.class, page.items, deps.policy);
-        counts.total += prepared.distinct;
         counts.filtered += prepared.filtered.len() as u64;
 
         let transaction = client.transaction().await?;
         claim(&transaction, run).await?;
         let outcome = apply_page(&transaction, run.target, &prepared).await?;
         counts.changed += outcome.newly_changed;
+        counts.total += match run.target.mode {
+            SyncMode::Full => outcome.newly_listed + (prepared.removals.len() + prepared.filtered.len()) as u64,
+            SyncMode::Delta => prepared.distinct,
+        };
         counts.rows_written += outcome.object_rows + outcome.member_rows;
         let ending = match &page.next {
             PageLink::Next(next) => {

@@ -39,7 +39,17 @@ if ! have promtool; then
             "https://prometheus.io/download/ on PATH"
     fi
 fi
-for tool in curl psql; do
+# Small tools a fresh Debian machine may lack; installed the same way when we can.
+missing=()
+for pair in curl:curl psql:postgresql-client jq:jq; do
+    have "${pair%%:*}" || missing+=("${pair#*:}")
+done
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" -eq 0 ] && have apt-get; then
+    say "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+        || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+fi
+for tool in curl psql jq; do
     have "$tool" || die "$tool is missing (Debian: apt-get install -y ${tool/psql/postgresql-client})"
 done
 

@@ -17,6 +17,7 @@ async fn a_group_of_sixty_thousand_members_is_merged_exactly_and_removals_apply(
     assert_eq!((full.mode, full.status), (SyncMode::Full, RunStatus::Success));
     assert!(full.counts.pages >= 100, "membership spread over many pages: {full:?}");
     assert_eq!(full.counts.changed, 1, "one group changed, however many pages it spans");
+    assert_eq!(full.counts.total, 1, "one group listed, however many pages it spans");
     let client = world.pool.get().await.expect("connection");
     assert_eq!(members::list(&client, tenant.tenant_id).await.expect("members").len(), 60_000);
     world.assert_converged(&tenant, ObjectClass::Group, true).await;
