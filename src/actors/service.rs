@@ -116,9 +116,12 @@ fn worker_deps(shared: &Shared, recorder: RecorderHandle) -> Result<WorkerDeps, 
     let key = &shared.settings.secrets_key;
     let secrets = if key.expose_secret().is_empty() { None } else { Some(SecretBox::from_setting(key)?) };
     // One client per process: one token cache, and a rate budget shared with every other instance.
+    let graph_metrics = shared.metrics.graph.clone();
     let budget =
-        RateBudget::new(Arc::new(PostgresBudgetCoordinator::new(shared.pool.clone())), BudgetLimits::default());
-    let graph = GraphClient::with_rate_budget(GraphClientOptions::default(), Arc::new(budget))?;
+        RateBudget::new(Arc::new(PostgresBudgetCoordinator::new(shared.pool.clone())), BudgetLimits::default())
+            .with_metrics(graph_metrics.clone());
+    let graph =
+        GraphClient::with_rate_budget(GraphClientOptions::default(), Arc::new(budget))?.with_metrics(graph_metrics);
     Ok(WorkerDeps {
         shared: shared.clone(),
         graph,

@@ -17,6 +17,7 @@ use reqwest::header::HeaderMap;
 
 use super::client::{GraphTenant, TenantSize};
 use super::error::GraphError;
+use crate::metrics::GraphMetrics;
 
 /// Graph's published limits and how much of them entrasync may use.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +161,8 @@ pub struct RateBudget {
     limits: BudgetLimits,
     coordinator: Arc<dyn BudgetCoordinator>,
     local: Mutex<LocalState>,
+    /// Units spent, time waited and the planned rate, per tenant (see [`RateBudget::with_metrics`]).
+    metrics: Option<GraphMetrics>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -184,7 +187,20 @@ struct LocalState {
 
 impl RateBudget {
     pub fn new(coordinator: Arc<dyn BudgetCoordinator>, limits: BudgetLimits) -> Self {
-        Self { limits, coordinator, local: Mutex::new(LocalState::default()) }
+        Self { limits, coordinator, local: Mutex::new(LocalState::default()), metrics: None }
+    }
+
+    /// Records the budget's use on `metrics`: units spent, time waited, and each tenant's planned rate.
+    /// Only tenants addressed by their GUID are counted (the `tenant` label is the directory id).
+    pub fn with_metrics(mut self, metrics: GraphMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The metrics and the tenant's label value, when both exist.
+    fn meter(&self, tenant: &GraphTenant) -> Option<(&GraphMetrics, uuid::Uuid)> {
+        let metrics = self.metrics.as_ref()?;
+        Some((metrics, super::client::tenant_label(tenant)?))
     }
 
     /// A budget coordinated in this process only.
@@ -236,7 +252,12 @@ impl RateBudget {
             self.coordinator.lower_to(&bucket, tokens).await.map_err(GraphError::Budget)?;
         }
         let cost = self.limits.request_cost;
-        for bucket in [self.tenant_bucket(tenant), self.app_bucket(tenant)] {
+        let tenant_bucket = self.tenant_bucket(tenant);
+        let meter = self.meter(tenant);
+        if let Some((metrics, id)) = meter {
+            metrics.set_budget_rate(id, tenant_bucket.refill_per_second);
+        }
+        for bucket in [tenant_bucket, self.app_bucket(tenant)] {
             loop {
                 if self.spend_local(&bucket.key, cost) {
                     break;
@@ -252,13 +273,21 @@ impl RateBudget {
                 }
                 let waited = started.elapsed();
                 if waited + grant.retry_after > self.limits.max_wait {
+                    if let Some((metrics, id)) = meter {
+                        metrics.budget_waited(id, waited);
+                    }
                     return Err(GraphError::RateBudgetExhausted { waited });
                 }
                 tracing::debug!(bucket = %bucket.key, wait_ms = grant.retry_after.as_millis() as u64, "waiting for graph rate budget");
                 tokio::time::sleep(grant.retry_after).await;
             }
         }
-        Ok(started.elapsed())
+        let waited = started.elapsed();
+        if let Some((metrics, id)) = meter {
+            metrics.budget_spent(id, cost);
+            metrics.budget_waited(id, waited);
+        }
+        Ok(waited)
     }
 
     /// Spends `cost` from this instance's leased slice of `key`, if it holds enough fresh units.
@@ -288,6 +317,9 @@ impl RateBudget {
         if let Some(units) = number("x-ms-resource-unit").filter(|u| u.is_finite() && *u > self.limits.request_cost) {
             // We charged `request_cost`; the rest becomes a local debt paid from the next lease.
             let extra = units - self.limits.request_cost;
+            if let Some((metrics, id)) = self.meter(tenant) {
+                metrics.budget_spent(id, extra);
+            }
             for bucket in [&tenant_bucket, &app_bucket] {
                 local.units.entry(bucket.key.clone()).or_insert_with(LocalUnits::empty).units -= extra;
             }
@@ -400,6 +432,25 @@ mod tests {
         let lowered = coordinator.lowered.lock().expect("lock").clone();
         assert!(lowered.len() == 1 && (lowered[0] + 900.0).abs() < 1e-6, "{lowered:?}");
         assert!(waited >= Duration::from_millis(190), "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn metrics_count_the_real_cost_and_the_planned_rate_of_guid_tenants_only() {
+        let metrics = crate::metrics::Metrics::new();
+        let budget = RateBudget::in_process(BudgetLimits::default()).with_metrics(metrics.graph.clone());
+        let guid = "6f1c2a4e-0000-4000-8000-00000000abcd";
+        let t = tenant(guid, TenantSize::Small);
+        budget.acquire(&t).await.expect("budget");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ms-resource-unit", "3".parse().expect("header"));
+        budget.observe(&t, 200, None, &headers);
+        budget.acquire(&tenant("contoso.onmicrosoft.com", TenantSize::Small)).await.expect("budget");
+        let text = metrics.render();
+        let spent = format!("entrasync_graph_rate_budget_spent_units_total{{tenant=\"{guid}\"}} 3\n");
+        assert!(text.contains(&spent), "one unit charged, two more reported by Graph:\n{text}");
+        let rate = format!("entrasync_graph_rate_budget_units_per_second{{tenant=\"{guid}\"}} 210\n");
+        assert!(text.contains(&rate), "the small tenant's refill rate:\n{text}");
+        assert!(!text.contains("contoso"), "a domain never becomes a label:\n{text}");
     }
 
     /// Counts leases, to show the local fast path.

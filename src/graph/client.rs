@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
@@ -15,6 +15,7 @@ use super::budget::RateBudget;
 use super::credentials::AppCredentials;
 use super::error::{read_permissions, GraphError};
 use super::retry::{parse_retry_after, RetryCause, RetryPolicy};
+use crate::metrics::{GraphMetrics, GraphTarget, WaitCause};
 use crate::model::{Cloud, ObjectClass, Trigger};
 
 /// Settings of a [`GraphClient`]; `Default` is right for production.
@@ -131,6 +132,8 @@ pub(crate) struct Inner {
     pub(crate) options: GraphClientOptions,
     tokens: TokenCache,
     budget: Option<Arc<RateBudget>>,
+    /// Requests, latency and retry waits (see [`GraphClient::with_metrics`]).
+    metrics: Option<GraphMetrics>,
 }
 
 /// A response that is not worth retrying: its status and whole body.
@@ -141,6 +144,8 @@ pub(crate) struct Answer {
 
 /// One kind of request the retry loop can send again.
 trait Attempt {
+    /// The tenant and what the request is for: the labels of its metrics.
+    fn target(&self) -> (&GraphTenant, GraphTarget);
     /// Builds the request for one attempt (acquiring budget or a token as needed).
     fn request(
         &mut self,
@@ -175,7 +180,26 @@ impl GraphClient {
             builder = builder.add_root_certificate(certificate);
         }
         let http = builder.build().map_err(|e| anyhow::anyhow!("building the HTTP client failed: {e}"))?;
-        Ok(Self { inner: Arc::new(Inner { http, options, tokens: TokenCache::default(), budget }) })
+        let inner = Inner { http, options, tokens: TokenCache::default(), budget, metrics: None };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Records every request's answer and latency and every retry wait on `metrics` (one call per event,
+    /// from the request loop). Only tenants addressed by their GUID are counted: the `tenant` label is the
+    /// directory id, never a domain name. Call it on a new client; a client already cloned gets a token
+    /// cache of its own.
+    pub fn with_metrics(self, metrics: GraphMetrics) -> Self {
+        let inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => Inner { metrics: Some(metrics), ..inner },
+            Err(shared) => Inner {
+                http: shared.http.clone(),
+                options: shared.options.clone(),
+                tokens: TokenCache::default(),
+                budget: shared.budget.clone(),
+                metrics: Some(metrics),
+            },
+        };
+        Self { inner: Arc::new(inner) }
     }
 
     pub fn options(&self) -> &GraphClientOptions {
@@ -229,7 +253,7 @@ impl GraphClient {
         let mut rejected: Option<AccessToken> = None;
         loop {
             let token = self.token(tenant, rejected.as_ref()).await?;
-            let attempt = GraphAttempt { client: self, tenant, url, priority, token: &token, attempts: 0 };
+            let attempt = GraphAttempt { client: self, tenant, url, class, priority, token: &token, attempts: 0 };
             let answer = self.execute(attempt, stats).await?;
             if answer.status == StatusCode::OK {
                 return Ok(answer.body);
@@ -254,11 +278,16 @@ impl GraphClient {
     /// Sends `attempt` until it gets an answer that is not retryable, or the policy gives up.
     async fn execute(&self, mut attempt: impl Attempt, stats: &mut RequestStats) -> Result<Answer, GraphError> {
         let policy = &self.inner.options.retry;
+        let meter = {
+            let (tenant, target) = attempt.target();
+            Meter::new(self.inner.metrics.as_ref(), tenant, target)
+        };
         let mut attempts = 0u32;
         let mut waited = Duration::ZERO;
         loop {
             attempts += 1;
             let request = attempt.request(stats).await?;
+            let sent = Instant::now();
             let (cause, retry_after, last) = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
@@ -274,16 +303,29 @@ impl GraphClient {
                         .and_then(|v| parse_retry_after(v, SystemTime::now()));
                     attempt.observe(status, retry_after, &headers);
                     match cause {
-                        Some(cause) => (cause, retry_after, format!("HTTP {}", status.as_u16())),
+                        Some(cause) => {
+                            // Not read: the body of a 429/503 is dropped with the response.
+                            meter.answered(Some(status), sent.elapsed());
+                            (cause, retry_after, format!("HTTP {}", status.as_u16()))
+                        }
                         None => match response.bytes().await {
-                            Ok(body) => return Ok(Answer { status, body }),
+                            Ok(body) => {
+                                meter.answered(Some(status), sent.elapsed());
+                                return Ok(Answer { status, body });
+                            }
                             // The connection dropped mid-body: the same as a failed connection.
-                            Err(e) => (RetryCause::Connection, None, format!("reading the body failed: {e}")),
+                            Err(e) => {
+                                meter.answered(None, sent.elapsed());
+                                (RetryCause::Connection, None, format!("reading the body failed: {e}"))
+                            }
                         },
                     }
                 }
                 Err(e) if e.is_builder() => return Err(anyhow::anyhow!("invalid request: {e}").into()),
-                Err(e) => (RetryCause::Connection, None, format!("connection failed: {}", error_chain(&e))),
+                Err(e) => {
+                    meter.answered(None, sent.elapsed());
+                    (RetryCause::Connection, None, format!("connection failed: {}", error_chain(&e)))
+                }
             };
             let wait = policy.delay(attempts, retry_after);
             if !policy.allows(attempts, waited, wait) {
@@ -303,8 +345,44 @@ impl GraphClient {
                 "graph request will be retried"
             );
             tokio::time::sleep(wait).await;
+            meter.retry_waited(cause, wait);
             waited += wait;
             stats.waited += wait;
+        }
+    }
+}
+
+/// The tenant label of a Graph tenant: its directory GUID, or `None` for a tenant addressed by a domain
+/// name (not counted, so no label value comes from outside the tenant list's GUIDs).
+pub(crate) fn tenant_label(tenant: &GraphTenant) -> Option<uuid::Uuid> {
+    uuid::Uuid::parse_str(&tenant.tenant_id).ok()
+}
+
+/// The metrics of one request (all its attempts): a no-op without metrics or a GUID tenant.
+struct Meter<'a> {
+    labels: Option<(&'a GraphMetrics, uuid::Uuid, GraphTarget)>,
+}
+
+impl<'a> Meter<'a> {
+    fn new(metrics: Option<&'a GraphMetrics>, tenant: &GraphTenant, target: GraphTarget) -> Self {
+        Self { labels: metrics.and_then(|metrics| Some((metrics, tenant_label(tenant)?, target))) }
+    }
+
+    /// A response came back with `status`, or none did (`None`: connection failure, timeout, cut body).
+    fn answered(&self, status: Option<StatusCode>, latency: Duration) {
+        if let Some((metrics, tenant, target)) = self.labels {
+            metrics.request_finished(tenant, target, status.map(|s| s.as_u16()), latency);
+        }
+    }
+
+    /// Slept `waited` before retrying.
+    fn retry_waited(&self, cause: RetryCause, waited: Duration) {
+        if let Some((metrics, tenant, target)) = self.labels {
+            let cause = match cause {
+                RetryCause::Throttled => WaitCause::Throttled,
+                RetryCause::Unavailable | RetryCause::Connection => WaitCause::Unavailable,
+            };
+            metrics.retry_waited(tenant, target, cause, waited);
         }
     }
 }
@@ -316,6 +394,10 @@ struct TokenAttempt<'a> {
 }
 
 impl Attempt for TokenAttempt<'_> {
+    fn target(&self) -> (&GraphTenant, GraphTarget) {
+        (self.tenant, GraphTarget::Token)
+    }
+
     async fn request(&mut self, _stats: &mut RequestStats) -> Result<reqwest::RequestBuilder, GraphError> {
         // A fresh form per attempt: each assertion carries its own jti and validity window.
         let form = auth::token_form(self.tenant, self.url)?;
@@ -333,12 +415,17 @@ struct GraphAttempt<'a> {
     client: &'a GraphClient,
     tenant: &'a GraphTenant,
     url: &'a str,
+    class: ObjectClass,
     priority: RequestPriority,
     token: &'a AccessToken,
     attempts: u32,
 }
 
 impl Attempt for GraphAttempt<'_> {
+    fn target(&self) -> (&GraphTenant, GraphTarget) {
+        (self.tenant, GraphTarget::Delta(self.class))
+    }
+
     async fn request(&mut self, stats: &mut RequestStats) -> Result<reqwest::RequestBuilder, GraphError> {
         if let Some(budget) = &self.client.inner.budget {
             stats.budget_waited += budget.acquire(self.tenant).await?;
@@ -485,6 +572,7 @@ mod tests {
             client: &client,
             tenant: &tenant,
             url,
+            class: ObjectClass::User,
             priority: RequestPriority::Low,
             token: &token,
             attempts: 0,
@@ -502,6 +590,7 @@ mod tests {
             client: &client,
             tenant: &tenant,
             url,
+            class: ObjectClass::User,
             priority: RequestPriority::Normal,
             token: &token,
             attempts: 0,

@@ -99,7 +99,7 @@ impl GraphMetrics {
             ),
             budget_rate: d.gauge(
                 "entrasync_graph_rate_budget_units_per_second",
-                "Resource units per second the rate budget allows for the tenant (Graph's limit times the target fraction)",
+                "Resource units per second the rate budget allows for the tenant over time: its bucket's refill rate (Graph's limit times the target fraction, less the burst share)",
                 &["tenant"],
             ),
         }

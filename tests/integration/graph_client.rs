@@ -4,4 +4,4 @@ mod auth;
 mod budget;
 mod delta;
 mod retries;
-mod sim;
+pub mod sim;

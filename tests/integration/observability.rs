@@ -186,7 +186,7 @@ fn the_docs_catalogue_names_every_metric_and_alert() {
 // --------------------------------------------------------------------------------------------- scrape
 
 /// The value of the first sample of `name` carrying every `label="value"` pair given.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))

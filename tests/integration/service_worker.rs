@@ -93,13 +93,19 @@ async fn duplicate_jobs_are_coalesced_into_one_more_run_never_run_concurrently()
     let (service, broker) = start_service(&settings);
     broker.connection(Duration::from_secs(10)).await.expect("connected");
 
-    for _ in 0..6 {
-        broker
-            .publish(&SyncJob::new(tenant.entra_tenant_id, ObjectClass::User, SyncMode::Full, Trigger::Queue))
-            .await
-            .unwrap();
-    }
+    let job = || SyncJob::new(tenant.entra_tenant_id, ObjectClass::User, SyncMode::Full, Trigger::Queue);
+    broker.publish(&job()).await.unwrap();
+    // The duplicates arrive while the first run runs: a holder's run covers every request made before it
+    // started, so duplicates sent all at once may rightly collapse into that one run.
     let pool = world.pool.clone();
+    let running = || {
+        let pool = pool.clone();
+        async move { stored_runs(&pool).await.iter().any(|r| r.status == "running") }
+    };
+    assert!(eventually(Duration::from_secs(30), running).await, "the first run never started");
+    for _ in 0..5 {
+        broker.publish(&job()).await.unwrap();
+    }
     let settled = || {
         let pool = pool.clone();
         async move {

@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::access::{graph_tenant, AccessError};
 use super::WorkerDeps;
 use crate::graph::RequestPriority;
+use crate::metrics::MeteredRecorder;
 use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
 use crate::queue::SyncJob;
 use crate::store::run_lock::{self, RunLock};
@@ -130,7 +131,11 @@ async fn run_locked(
         priority: if job.trigger == Trigger::Schedule { RequestPriority::Low } else { RequestPriority::Normal },
         instance_id: Some(deps.shared.settings.instance_id.clone()),
     };
-    let round_deps = RoundDeps { pool, graph: &deps.graph, policy: &PassThrough, recorder: &deps.recorder };
+    // The round's history events also move the sync series (runs, objects, pages), labelled by the
+    // Entra tenant id.
+    let recorder =
+        MeteredRecorder::new(deps.recorder.clone(), deps.shared.metrics.sync.clone(), tenant.entra_tenant_id);
+    let round_deps = RoundDeps { pool, graph: &deps.graph, policy: &PassThrough, recorder: &recorder };
     let started = Instant::now();
     let outcome = tokio::select! {
         outcome = run_round(&round_deps, &request) => outcome,
