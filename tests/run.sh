@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 deploy/local-services.sh
 
 # Integration tests mostly wait on I/O (Postgres, RabbitMQ, HTTP): more threads than cores keep both busy.
-export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-3}"
 cargo test --locked --all-targets "$@"
 
 # A client we did not write against the Graph emulator (issue 3's compatibility check).

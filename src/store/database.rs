@@ -17,10 +17,10 @@ pub async fn ensure_database_exists(settings: &DatabaseSettings) -> Result<(), S
         .ok_or_else(|| StoreError::Config("database.url names no database".to_owned()))?;
     config.dbname("postgres");
     config.connect_timeout(settings.connect_timeout);
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("{e} (is Postgres running? try deploy/local-services.sh)")))?;
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        let reason = super::error::db_message(&e);
+        StoreError::Unavailable(format!("{reason} (is Postgres running? try deploy/local-services.sh)"))
+    })?;
     let driver = tokio::spawn(connection);
     let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some();
     if !exists {

@@ -27,8 +27,15 @@ impl From<tokio_postgres::Error> for StoreError {
             Some(c) if *c == SqlState::CHECK_VIOLATION || *c == SqlState::FOREIGN_KEY_VIOLATION => {
                 StoreError::Rejected(db_message(&e))
             }
+            Some(c)
+                if *c == SqlState::TOO_MANY_CONNECTIONS
+                    || *c == SqlState::CANNOT_CONNECT_NOW
+                    || *c == SqlState::ADMIN_SHUTDOWN =>
+            {
+                StoreError::Unavailable(db_message(&e))
+            }
             Some(_) => StoreError::Unexpected(anyhow::Error::new(e)),
-            None if e.is_closed() || e.as_db_error().is_none() => StoreError::Unavailable(e.to_string()),
+            None if e.is_closed() || e.as_db_error().is_none() => StoreError::Unavailable(db_message(&e)),
             None => StoreError::Unexpected(anyhow::Error::new(e)),
         }
     }
@@ -43,6 +50,7 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
-fn db_message(e: &tokio_postgres::Error) -> String {
+/// tokio-postgres prints a server error as just "db error"; the server's own message says what happened.
+pub(crate) fn db_message(e: &tokio_postgres::Error) -> String {
     e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())
 }

@@ -220,7 +220,12 @@ async fn scrape_until(address: &str, what: &str, check: impl Fn(&str) -> bool) -
 async fn metrics_endpoint_exports_every_family_and_the_fleet_state() {
     let db = TestDb::migrated().await;
     let amqp = TestAmqp::new();
-    let settings = settings_with(&[("ENTRASYNC_DATABASE_URL", &db.url), ("ENTRASYNC_AMQP_PREFIX", &amqp.prefix)]);
+    // API only: workers would consume the queues this test expects idle.
+    let settings = settings_with(&[
+        ("ENTRASYNC_DATABASE_URL", &db.url),
+        ("ENTRASYNC_AMQP_PREFIX", &amqp.prefix),
+        ("ENTRASYNC_SERVE_ROLES", "api"),
+    ]);
     let pool = db.pool();
     let entra_id = Uuid::new_v4();
     let cloud =

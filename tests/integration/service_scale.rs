@@ -24,6 +24,9 @@ fn serve(world: &World, instance: &str) -> ChildGuard {
         ("ENTRASYNC_HTTP_LISTEN", listen.as_str()),
         ("ENTRASYNC_SYNC_DELTA_INTERVAL_SECS", "10"),
         ("ENTRASYNC_LOG_FILTER", "warn"),
+        // Three instances beside the rest of the suite: keep each one's Postgres connections few.
+        ("ENTRASYNC_DATABASE_POOL_SIZE", "4"),
+        ("ENTRASYNC_AMQP_PREFETCH", "2"),
         // Tiny tenants: a few random deletions are a large share, which the guard would hold.
         ("ENTRASYNC_SYNC_DELETION_THRESHOLD_PERCENT", "100"),
     ];

@@ -102,8 +102,10 @@ impl Drop for TestAmqp {
 }
 
 /// Settings built from defaults plus the given `ENTRASYNC_*` variables (never the process environment).
+/// Tests run in parallel against one Postgres (100 connections by default): small pools unless a test asks.
 pub fn settings_with(vars: &[(&str, &str)]) -> Settings {
-    let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    let defaults = [("ENTRASYNC_DATABASE_POOL_SIZE", "4")];
+    let vars = defaults.iter().chain(vars).map(|(k, v)| (k.to_string(), v.to_string()));
     Settings::from_sources(None, vars).expect("test settings are valid")
 }
 
