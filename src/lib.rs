@@ -6,6 +6,7 @@
 
 pub mod actors;
 pub mod api;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod graph;

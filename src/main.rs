@@ -57,6 +57,8 @@ enum Command {
         #[arg(long, default_value_t = 5_000)]
         devices: usize,
     },
+    /// Benchmark the whole pipeline (emulator, Graph client, sync round, Postgres); docs/benchmarks.md.
+    Bench(entrasync::bench::BenchArgs),
     /// Manage tenants (until the admin API exists).
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -168,6 +170,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let options = entrasync::demo::DemoOptions { users, groups, devices, ..Default::default() };
             entrasync::demo::run(settings, options).await
         }
+        Command::Bench(args) => entrasync::bench::run(args, settings).await,
         Command::Tenant(TenantCommand::Add { name, tenant_id, cloud, login_url, graph_url, credential }) => {
             let cloud = register::parse_cloud(&cloud, login_url, graph_url)?;
             let id = register::add_tenant(&settings, &name, tenant_id, cloud, &credential).await?;

@@ -1,6 +1,7 @@
 //! All integration tests, in one binary (one link instead of one per file).
 //! Each module tests one capability against real Postgres, RabbitMQ and the Graph emulator over HTTP.
 
+mod bench_smoke;
 mod deploy_manifests;
 mod foundation_queue;
 mod foundation_service;
@@ -14,12 +15,15 @@ mod graph_sim_groups;
 mod graph_sim_harness;
 mod graph_sim_identity;
 mod graph_sim_list;
+mod metrics_wiring;
 mod observability;
+mod service_fairness;
 mod service_leases;
 mod service_outage;
 mod service_pika;
 mod service_scale;
 mod service_schedule;
+mod service_supervision;
 mod service_support;
 mod service_worker;
 #[path = "../support/mod.rs"]

@@ -1,0 +1,69 @@
+//! A fresh, migrated database per benchmark run on the configured Postgres server, dropped afterwards.
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use crate::config::DatabaseSettings;
+use crate::store::{self, Pool};
+
+pub struct ScratchDatabase {
+    pub name: String,
+    pub settings: DatabaseSettings,
+    pub pool: Pool,
+}
+
+/// `base` with its database name replaced by `name`.
+fn settings_for(base: &DatabaseSettings, name: &str) -> anyhow::Result<DatabaseSettings> {
+    let mut url = url::Url::parse(base.url.expose_secret()).context("database.url is not a URL")?;
+    url.set_path(&format!("/{name}"));
+    Ok(DatabaseSettings { url: SecretString::from(url.to_string()), ..base.clone() })
+}
+
+impl ScratchDatabase {
+    /// Creates `entrasync_bench_<random>` on the server of `base` and applies every migration.
+    pub async fn create(base: &DatabaseSettings) -> anyhow::Result<ScratchDatabase> {
+        let name = format!("entrasync_bench_{}", Uuid::new_v4().simple());
+        let settings = settings_for(base, &name)?;
+        store::ensure_database_exists(&settings).await.context("creating the benchmark database")?;
+        store::migrate::run(&settings).await.context("migrating the benchmark database")?;
+        let pool = store::pool(&settings).context("the benchmark pool")?;
+        Ok(ScratchDatabase { name, settings, pool })
+    }
+
+    /// Closes the pool and drops the database (closing any session left).
+    pub async fn drop_database(self) -> anyhow::Result<()> {
+        self.pool.close();
+        let mut config: tokio_postgres::Config = self.settings.url.expose_secret().parse().context("database.url")?;
+        config.dbname("postgres");
+        config.connect_timeout(self.settings.connect_timeout);
+        let (client, connection) = config.connect(NoTls).await.context("connecting to drop the benchmark database")?;
+        let driver = tokio::spawn(connection);
+        let quoted = format!("\"{}\"", self.name.replace('"', "\"\""));
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+            .await
+            .with_context(|| format!("dropping {}", self.name))?;
+        drop(client);
+        let _ = driver.await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_only_the_database_name() {
+        let base = DatabaseSettings {
+            url: SecretString::from("postgres://u:p@db.example:5433/entrasync?sslmode=disable".to_owned()),
+            pool_size: 4,
+            connect_timeout: std::time::Duration::from_secs(3),
+        };
+        let settings = settings_for(&base, "entrasync_bench_x").expect("settings");
+        assert_eq!(settings.url.expose_secret(), "postgres://u:p@db.example:5433/entrasync_bench_x?sslmode=disable");
+        assert_eq!(settings.pool_size, 4);
+    }
+}

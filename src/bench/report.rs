@@ -1,0 +1,165 @@
+//! Medians over runs and the printed tables.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::scenario::RunFigures;
+
+const MB: f64 = (1 << 20) as f64;
+
+/// The medians of a benchmark's runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub users: usize,
+    pub runs: usize,
+    pub full_s: f64,
+    pub full_objects: u64,
+    pub full_objects_per_s: f64,
+    pub copy_s: f64,
+    /// Full round time ÷ COPY time, per run, then the median.
+    pub full_to_copy: f64,
+    pub full_peak_rss_mb: Option<f64>,
+    pub rss_at_start_mb: Option<f64>,
+    pub rescan_s: f64,
+    /// Full round time ÷ re-scan time.
+    pub rescan_speedup: f64,
+    pub rescan_rows_written: u64,
+    pub rescan_row_versions: u64,
+    pub rescan_peak_rss_mb: Option<f64>,
+    pub delta_s: f64,
+    pub delta_changes: u64,
+    pub delta_rows_written: u64,
+    pub emulator_peak_rss_mb: Option<f64>,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+fn median_of(runs: &[RunFigures], figure: impl Fn(&RunFigures) -> f64) -> f64 {
+    median(runs.iter().map(figure).collect())
+}
+
+/// The median of a figure every run has, `None` if one lacks it.
+fn median_some(runs: &[RunFigures], figure: impl Fn(&RunFigures) -> Option<f64>) -> Option<f64> {
+    runs.iter().map(figure).collect::<Option<Vec<f64>>>().map(median)
+}
+
+fn mb(bytes: Option<u64>) -> Option<f64> {
+    bytes.map(|b| b as f64 / MB)
+}
+
+impl Summary {
+    pub fn of(users: usize, runs: &[RunFigures]) -> Summary {
+        let max = |figure: fn(&RunFigures) -> u64| runs.iter().map(figure).max().unwrap_or(0);
+        Summary {
+            users,
+            runs: runs.len(),
+            full_s: median_of(runs, |r| r.full.elapsed.as_secs_f64()),
+            full_objects: max(|r| r.full.report.counts.total),
+            full_objects_per_s: median_of(runs, |r| {
+                r.full.report.counts.total as f64 / r.full.elapsed.as_secs_f64().max(1e-9)
+            }),
+            copy_s: median_of(runs, |r| r.copy.elapsed.as_secs_f64()),
+            full_to_copy: median_of(runs, |r| r.full.elapsed.as_secs_f64() / r.copy.elapsed.as_secs_f64().max(1e-9)),
+            full_peak_rss_mb: median_some(runs, |r| mb(r.full.peak_rss)),
+            rss_at_start_mb: median_some(runs, |r| mb(r.rss_at_start)),
+            rescan_s: median_of(runs, |r| r.rescan.elapsed.as_secs_f64()),
+            rescan_speedup: median_of(runs, |r| {
+                r.full.elapsed.as_secs_f64() / r.rescan.elapsed.as_secs_f64().max(1e-9)
+            }),
+            rescan_rows_written: max(|r| r.rescan.report.counts.rows_written),
+            rescan_row_versions: max(|r| r.rescan_row_versions),
+            rescan_peak_rss_mb: median_some(runs, |r| mb(r.rescan.peak_rss)),
+            delta_s: median_of(runs, |r| r.delta.elapsed.as_secs_f64()),
+            delta_changes: max(|r| r.delta.report.counts.total),
+            delta_rows_written: max(|r| r.delta.report.counts.rows_written),
+            emulator_peak_rss_mb: median_some(runs, |r| mb(r.emulator_peak_rss)),
+        }
+    }
+}
+
+fn opt(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1}"))
+}
+
+/// One row per run, then the medians (written with `write!` into a String, which cannot fail).
+pub fn markdown(runs: &[RunFigures], summary: &Summary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| run | full s | objects | objects/s | COPY s | full/COPY | peak RSS MB | re-scan s | re-scan writes (report/xmin) | delta s | delta changes | delta rows |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (index, r) in runs.iter().enumerate() {
+        let full = r.full.elapsed.as_secs_f64();
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} | {} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {}/{} | {:.3} | {} | {} |",
+            index + 1,
+            full,
+            r.full.report.counts.total,
+            r.full.report.counts.total as f64 / full.max(1e-9),
+            r.copy.elapsed.as_secs_f64(),
+            full / r.copy.elapsed.as_secs_f64().max(1e-9),
+            opt(mb(r.full.peak_rss)),
+            r.rescan.elapsed.as_secs_f64(),
+            r.rescan.report.counts.rows_written,
+            r.rescan_row_versions,
+            r.delta.elapsed.as_secs_f64(),
+            r.delta.report.counts.total,
+            r.delta.report.counts.rows_written,
+        );
+    }
+    let s = summary;
+    let _ = writeln!(
+        out,
+        "| **median** | {:.2} | {} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {}/{} | {:.3} | {} | {} |",
+        s.full_s,
+        s.full_objects,
+        s.full_objects_per_s,
+        s.copy_s,
+        s.full_to_copy,
+        opt(s.full_peak_rss_mb),
+        s.rescan_s,
+        s.rescan_rows_written,
+        s.rescan_row_versions,
+        s.delta_s,
+        s.delta_changes,
+        s.delta_rows_written,
+    );
+    let _ = writeln!(
+        out,
+        "\nRSS at round start {} MB; re-scan peak {} MB; emulator (child) peak {} MB; re-scan {:.2}x faster than the full round.",
+        opt(s.rss_at_start_mb),
+        opt(s.rescan_peak_rss_mb),
+        opt(s.emulator_peak_rss_mb),
+        s.rescan_speedup
+    );
+    for (index, r) in runs.iter().enumerate() {
+        let _ = writeln!(out, "run {} mutation batch: {}", index + 1, r.mutations);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(vec![]).is_nan());
+    }
+}

@@ -1,0 +1,192 @@
+//! One benchmark run: a fresh database and emulator, then a full round, the COPY limit of its rows, an
+//! unchanged re-scan, a seeded mutation batch and a delta round — each timed end to end.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use secrecy::SecretString;
+
+use super::analyzer::Analyzer;
+use super::copy_limit::{self, CopyLimit};
+use super::database::ScratchDatabase;
+use super::emulator::{ChildEmulator, EmulatorSpec};
+use super::rss;
+use crate::config::DatabaseSettings;
+use crate::graph::{AppCredentials, GraphClient, GraphClientOptions, GraphTenant, RequestPriority, TenantSize};
+use crate::model::{Cloud, ObjectClass, SyncMode, Trigger};
+use crate::store::tenants::{self, NewTenant};
+use crate::store::Pool;
+use crate::sync::{run_round, DeletionGuard, PassThrough, PgRunRecorder, RoundDeps, RoundReport, RoundRequest};
+
+/// The benchmark deletes freely: its mutation batch soft- and permanently deletes objects.
+const NO_GUARD: DeletionGuard = DeletionGuard { max_deletions: u64::MAX, max_percent: 100 };
+
+/// What one run asks for.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    pub emulator: EmulatorSpec,
+    pub delta_mutations: usize,
+    /// Refresh planner statistics this often during the run (autovacuum's job; off on some servers).
+    pub analyze_every: Option<Duration>,
+}
+
+/// A timed round and what it wrote.
+#[derive(Debug, Clone)]
+pub struct TimedRound {
+    pub elapsed: Duration,
+    pub report: RoundReport,
+    /// Peak resident set size of this process during the round (bytes), when the kernel tells.
+    pub peak_rss: Option<u64>,
+}
+
+/// The figures of one run.
+#[derive(Debug, Clone)]
+pub struct RunFigures {
+    /// Resident set size when the full round started (runtime, pool, client; bytes).
+    pub rss_at_start: Option<u64>,
+    pub full: TimedRound,
+    pub copy: CopyLimit,
+    pub rescan: TimedRound,
+    /// Object rows whose row version changed (or that vanished) during the re-scan, counted by `xmin`.
+    pub rescan_row_versions: u64,
+    pub delta: TimedRound,
+    /// The emulator's answer to the mutation batch (counts by kind).
+    pub mutations: serde_json::Value,
+    pub emulator_peak_rss: Option<u64>,
+}
+
+/// Runs one benchmark run; the database is dropped and the emulator stopped whatever happens.
+pub async fn run_once(exe: &Path, base: &DatabaseSettings, plan: &RunPlan) -> anyhow::Result<RunFigures> {
+    let db = ScratchDatabase::create(base).await?;
+    let outcome = match ChildEmulator::start(exe, &plan.emulator).await {
+        Ok(emulator) => {
+            let outcome = measure(&db.pool, &emulator, plan).await;
+            emulator.stop().await;
+            outcome
+        }
+        Err(error) => Err(error),
+    };
+    if let Err(error) = db.drop_database().await {
+        tracing::warn!(error = format!("{error:#}"), "could not drop the benchmark database");
+    }
+    outcome
+}
+
+async fn measure(pool: &Pool, emulator: &ChildEmulator, plan: &RunPlan) -> anyhow::Result<RunFigures> {
+    let app = emulator.register_app().await?;
+    let cloud = Cloud::Custom { login_url: emulator.base_url.clone(), graph_url: emulator.base_url.clone() };
+    let stored = tenants::create(
+        pool,
+        &NewTenant {
+            name: "bench".to_owned(),
+            entra_tenant_id: emulator.tenant_id,
+            cloud: cloud.clone(),
+            credential_profile_id: None,
+            enabled: true,
+        },
+    )
+    .await
+    .context("registering the benchmark tenant")?;
+    let graph_tenant = GraphTenant {
+        cloud,
+        tenant_id: emulator.tenant_id.to_string(),
+        credentials: Arc::new(AppCredentials::with_secret(app.app_id, SecretString::from(app.secret))),
+        size: TenantSize::from_user_count(plan.emulator.users as u64),
+    };
+    // No shared rate budget: it models Graph's quotas, which the emulator does not enforce here.
+    let graph = GraphClient::new(GraphClientOptions::default()).context("the Graph client")?;
+    let recorder = PgRunRecorder::new(pool.clone());
+    let deps = RoundDeps { pool, graph: &graph, policy: &PassThrough, recorder: &recorder };
+    let request = |force_full| RoundRequest {
+        tenant_id: stored.id,
+        graph_tenant: graph_tenant.clone(),
+        class: ObjectClass::User,
+        trigger: Trigger::Manual,
+        force_full,
+        guard: NO_GUARD,
+        priority: RequestPriority::Normal,
+        instance_id: Some("bench".to_owned()),
+    };
+
+    let _analyzer = plan.analyze_every.map(|every| Analyzer::start(pool.clone(), every));
+    let rss_at_start = rss::own_current();
+    let full = timed(&deps, &request(true), SyncMode::Full).await.context("the full round")?;
+    let copy = copy_limit::measure(pool, stored.id).await.context("the COPY limit")?;
+    if copy.rows != full.report.counts.total {
+        tracing::warn!(copied = copy.rows, listed = full.report.counts.total, "COPY rows differ from the listing");
+    }
+
+    let before = RowVersions::snapshot(pool, stored.id).await?;
+    let rescan = timed(&deps, &request(true), SyncMode::Full).await.context("the unchanged re-scan")?;
+    let rescan_row_versions = before.writes_since(pool).await?;
+
+    let mutations = emulator.mutate(plan.emulator.seed ^ 0x5eed, plan.delta_mutations).await?;
+    let delta = timed(&deps, &request(false), SyncMode::Delta).await.context("the delta round")?;
+    let emulator_peak_rss = emulator.pid().and_then(rss::peak_of);
+    Ok(RunFigures { rss_at_start, full, copy, rescan, rescan_row_versions, delta, mutations, emulator_peak_rss })
+}
+
+/// Runs one round from its first request to its final history row, with the peak memory reset first.
+async fn timed(
+    deps: &RoundDeps<'_, PgRunRecorder>,
+    request: &RoundRequest,
+    mode: SyncMode,
+) -> anyhow::Result<TimedRound> {
+    let reset = rss::reset_peak();
+    let started = Instant::now();
+    let report = run_round(deps, request).await?;
+    let elapsed = started.elapsed();
+    let peak_rss = if reset { rss::own_peak() } else { None };
+    if report.mode != mode {
+        bail!("expected a {mode} round, the round ran {} ({:?})", report.mode, report.reason);
+    }
+    tracing::info!(
+        mode = %report.mode,
+        status = report.status.as_str(),
+        total = report.counts.total,
+        rows_written = report.counts.rows_written,
+        elapsed_s = elapsed.as_secs_f64(),
+        peak_rss_mb = peak_rss.map(|b| b / (1 << 20)),
+        "benchmark round"
+    );
+    Ok(TimedRound { elapsed, report, peak_rss })
+}
+
+/// The tenant's object rows before a round: a transaction id and the live row count.
+struct RowVersions {
+    tenant_id: i64,
+    xid: i64,
+    rows: i64,
+}
+
+impl RowVersions {
+    async fn snapshot(pool: &Pool, tenant_id: i64) -> anyhow::Result<RowVersions> {
+        let client = pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT txid_current() % 4294967296, (SELECT count(*) FROM directory_objects WHERE tenant_id = $1)",
+                &[&tenant_id],
+            )
+            .await
+            .context("snapshotting row versions")?;
+        Ok(RowVersions { tenant_id, xid: row.get(0), rows: row.get(1) })
+    }
+
+    /// Rows written by transactions after the snapshot, plus rows that disappeared. Assumes no xid
+    /// wraparound during one round.
+    async fn writes_since(&self, pool: &Pool) -> anyhow::Result<u64> {
+        let client = pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE xmin::text::bigint > $2), count(*) \
+                 FROM directory_objects WHERE tenant_id = $1",
+                &[&self.tenant_id, &self.xid],
+            )
+            .await
+            .context("counting row versions")?;
+        let (newer, rows): (i64, i64) = (row.get(0), row.get(1));
+        Ok((newer + (self.rows - rows).max(0)) as u64)
+    }
+}
