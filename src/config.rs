@@ -38,7 +38,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         secret: true,
         help: "Postgres connection URL; the database is created when missing",
     },
-    spec("database.pool_size", "ENTRASYNC_DATABASE_POOL_SIZE", "16", "maximum pooled Postgres connections"),
+    spec(
+        "database.pool_size",
+        "ENTRASYNC_DATABASE_POOL_SIZE",
+        "16",
+        "maximum pooled Postgres connections; a worker needs one per concurrent round (3 × workers × prefetch) plus 4",
+    ),
     spec(
         "database.connect_timeout_secs",
         "ENTRASYNC_DATABASE_CONNECT_TIMEOUT_SECS",
@@ -58,7 +63,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "entrasync",
         "prefix of exchange and queue names (entrasync.jobs, entrasync.sync.user, ...)",
     ),
-    spec("amqp.prefetch", "ENTRASYNC_AMQP_PREFETCH", "4", "unacknowledged jobs a worker may hold"),
+    spec("amqp.prefetch", "ENTRASYNC_AMQP_PREFETCH", "2", "unacknowledged jobs (concurrent rounds) a worker may hold"),
     spec(
         "amqp.delivery_limit",
         "ENTRASYNC_AMQP_DELIVERY_LIMIT",
@@ -119,6 +124,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         "deletions as a percentage of stored objects at or above which they are held (the lower limit wins)",
     ),
 ];
+
+/// Connections beyond the rounds' own: history recorder, scheduler, scrapes, API.
+const POOL_HEADROOM: usize = 4;
+
+/// The object classes a worker instance consumes (user, group, device).
+const OBJECT_CLASSES: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -240,6 +251,28 @@ impl Settings {
     }
 
     fn parse(raw: &BTreeMap<&'static str, String>) -> Result<Self, ConfigError> {
+        let settings = Self::parse_each(raw)?;
+        settings.check_pool_fits_workers(raw)?;
+        Ok(settings)
+    }
+
+    /// Every running round holds a pooled connection for its page transactions; a pool smaller than the
+    /// rounds a worker instance may run at once would make rounds wait for connections and time out.
+    fn check_pool_fits_workers(&self, raw: &BTreeMap<&'static str, String>) -> Result<(), ConfigError> {
+        let rounds = OBJECT_CLASSES * self.sync.workers_per_class * usize::from(self.amqp.prefetch);
+        let needed = rounds + POOL_HEADROOM;
+        if self.has_role(Role::Worker) && self.database.pool_size < needed {
+            let expected = format!(
+                "at least {needed}: 3 classes × {} workers (ENTRASYNC_SYNC_WORKERS_PER_CLASS) × {} prefetch \
+                 (ENTRASYNC_AMQP_PREFETCH) concurrent rounds + {POOL_HEADROOM}; raise it or lower those",
+                self.sync.workers_per_class, self.amqp.prefetch
+            );
+            return Err(invalid(raw, "database.pool_size", &expected));
+        }
+        Ok(())
+    }
+
+    fn parse_each(raw: &BTreeMap<&'static str, String>) -> Result<Self, ConfigError> {
         let get = |key: &str| raw.get(key).map(String::as_str).unwrap_or_default();
         let instance_id = match get("instance.id") {
             "" => default_instance_id(),
@@ -532,6 +565,15 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         let err = Settings::from_sources(None, env(&[("ENTRASYNC_AMQP_URL", "http://u:hunter2@mq/")])).err().unwrap();
         assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn the_pool_must_fit_the_rounds_a_worker_runs_at_once() {
+        let vars = [("ENTRASYNC_SYNC_WORKERS_PER_CLASS", "4"), ("ENTRASYNC_AMQP_PREFETCH", "2")];
+        let err = Settings::from_sources(None, env(&vars)).expect_err("3 × 4 × 2 + 4 = 28 > 16");
+        assert!(err.to_string().contains("database.pool_size") && err.to_string().contains("at least 28"), "{err}");
+        let api_only = [("ENTRASYNC_SERVE_ROLES", "api"), ("ENTRASYNC_SYNC_WORKERS_PER_CLASS", "4")];
+        assert!(Settings::from_sources(None, env(&api_only)).is_ok(), "no worker, no rounds");
     }
 
     #[test]

@@ -836,7 +836,7 @@ fn a_typo_a_bad_value_or_a_wrong_port_in_a_manifest_is_named() {
         (PROMETHEUS, "entrasync-2:8080", "entrasync-2:9100", &["entrasync-2", "9100"]),
         (
             "deploy/k8s/configmap.yaml",
-            "ENTRASYNC_AMQP_PREFETCH: \"4\"",
+            "ENTRASYNC_AMQP_PREFETCH: \"2\"",
             "ENTRASYNC_AMQP_PREFETCH: \"lots\"",
             &["ENTRASYNC_AMQP_PREFETCH", "\"lots\""],
         ),

@@ -25,8 +25,9 @@ fn serve(world: &World, instance: &str) -> ChildGuard {
         ("ENTRASYNC_SYNC_DELTA_INTERVAL_SECS", "10"),
         ("ENTRASYNC_LOG_FILTER", "warn"),
         // Three instances beside the rest of the suite: keep each one's Postgres connections few.
-        ("ENTRASYNC_DATABASE_POOL_SIZE", "4"),
+        ("ENTRASYNC_SYNC_WORKERS_PER_CLASS", "1"),
         ("ENTRASYNC_AMQP_PREFETCH", "2"),
+        ("ENTRASYNC_DATABASE_POOL_SIZE", "10"),
         // Tiny tenants: a few random deletions are a large share, which the guard would hold.
         ("ENTRASYNC_SYNC_DELETION_THRESHOLD_PERCENT", "100"),
     ];

@@ -89,7 +89,11 @@ async fn queued_jobs_converge_and_bad_messages_are_dead_lettered_while_the_worke
 async fn duplicate_jobs_are_coalesced_into_one_more_run_never_run_concurrently() {
     let world = World::start().await;
     let tenant = world.tenant(12, 200, 5).await;
-    let settings = world.settings(&[("ENTRASYNC_SERVE_ROLES", "worker"), ("ENTRASYNC_SYNC_WORKERS_PER_CLASS", "2")]);
+    let settings = world.settings(&[
+        ("ENTRASYNC_SERVE_ROLES", "worker"),
+        ("ENTRASYNC_SYNC_WORKERS_PER_CLASS", "2"),
+        ("ENTRASYNC_DATABASE_POOL_SIZE", "16"),
+    ]);
     let (service, broker) = start_service(&settings);
     broker.connection(Duration::from_secs(10)).await.expect("connected");
 

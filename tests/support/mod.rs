@@ -102,9 +102,14 @@ impl Drop for TestAmqp {
 }
 
 /// Settings built from defaults plus the given `ENTRASYNC_*` variables (never the process environment).
-/// Tests run in parallel against one Postgres (100 connections by default): small pools unless a test asks.
+/// Tests run in parallel against one Postgres (100 connections by default): each service a test starts runs
+/// one worker per class with two rounds each, and a pool that fits that (3 × 1 × 2 + 4), unless it asks.
 pub fn settings_with(vars: &[(&str, &str)]) -> Settings {
-    let defaults = [("ENTRASYNC_DATABASE_POOL_SIZE", "4")];
+    let defaults = [
+        ("ENTRASYNC_SYNC_WORKERS_PER_CLASS", "1"),
+        ("ENTRASYNC_AMQP_PREFETCH", "2"),
+        ("ENTRASYNC_DATABASE_POOL_SIZE", "10"),
+    ];
     let vars = defaults.iter().chain(vars).map(|(k, v)| (k.to_string(), v.to_string()));
     Settings::from_sources(None, vars).expect("test settings are valid")
 }
