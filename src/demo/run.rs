@@ -15,7 +15,7 @@ use crate::graph_sim::state::TenantSpec;
 use crate::graph_sim::{GraphSim, SimOptions};
 use crate::model::ObjectClass;
 use crate::startup::Application;
-use crate::store::{self, demo_database, run_feed, secret_box::SecretBox};
+use crate::store::{self, run_feed, secret_box::SecretBox};
 
 /// What `entrasync demo` generates and how fast it changes it.
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ const DEMO_DELTA_INTERVAL: Duration = Duration::from_secs(15);
 pub async fn run(mut settings: Settings, options: DemoOptions) -> anyhow::Result<()> {
     bring_up_local_services()?;
     prepare_settings(&mut settings)?;
-    demo_database::recreate(&settings.database).await.context("creating the demo database")?;
+    store::recreate_database(&settings.database).await.context("creating the demo database")?;
     store::migrate::run(&settings.database).await.context("applying migrations")?;
     let pool = store::pool(&settings.database)?;
     let secrets = SecretBox::from_setting(&settings.secrets_key)?;

@@ -3,7 +3,6 @@
 pub mod credentials;
 pub mod cursors;
 mod database;
-pub mod demo_database;
 mod error;
 pub mod held_deletions;
 pub mod leases;
@@ -26,7 +25,7 @@ use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime, Timeou
 use secrecy::ExposeSecret;
 use tokio_postgres::NoTls;
 
-pub use database::ensure_database_exists;
+pub use database::{ensure_database_exists, recreate_database};
 pub use error::StoreError;
 
 use crate::config::DatabaseSettings;
