@@ -24,6 +24,17 @@ pub async fn hold_pending(
     Ok(db.execute(&statement, &[&run_id, &tenant_id, &class.as_str()]).await?)
 }
 
+/// Whether anything is held for a tenant and class (a page need not supersede anything otherwise).
+pub async fn any_held(db: &impl GenericClient, tenant_id: i64, class: ObjectClass) -> Result<bool, StoreError> {
+    let statement = db
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM held_deletions \
+             WHERE tenant_id = $1 AND object_class = $2::text::object_class AND status = 'held')",
+        )
+        .await?;
+    Ok(db.query_one(&statement, &[&tenant_id, &class.as_str()]).await?.get(0))
+}
+
 /// Objects that reappeared: their held deletion no longer applies.
 pub async fn supersede(
     db: &impl GenericClient,

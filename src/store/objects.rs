@@ -42,7 +42,8 @@ impl ObjectWrites {
     }
 }
 
-/// The stored markers of `ids`, in one query. Ids not stored are absent from the map.
+/// The stored markers of `ids`, in one query (one index probe per id, whatever the table's statistics).
+/// Ids not stored are absent from the map.
 pub async fn stored_states(
     db: &impl GenericClient,
     tenant_id: i64,
@@ -52,12 +53,7 @@ pub async fn stored_states(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let statement = db
-        .prepare_cached(
-            "SELECT object_id, marker, deleted_at IS NOT NULL FROM directory_objects \
-             WHERE tenant_id = $1 AND object_class = $2::text::object_class AND object_id = ANY($3::uuid[])",
-        )
-        .await?;
+    let statement = db.prepare_cached(include_str!("sql/objects_stored_states.sql")).await?;
     let rows = db.query(&statement, &[&tenant_id, &class.as_str(), &ids]).await?;
     Ok(rows.iter().map(|r| (r.get(0), StoredState { marker: r.get(1), deleted: r.get(2) })).collect())
 }

@@ -17,14 +17,15 @@ async fn execute(
     Ok(db.execute(&statement, params).await?)
 }
 
-/// Marks objects as listed by this (full) run; returns how many no earlier page had listed.
+/// Marks objects as listed by this (full) run; returns how many no earlier page had listed. Duplicates
+/// in `ids` are fine: `ON CONFLICT DO NOTHING` skips the second one too, so no `DISTINCT` sort is needed.
 pub async fn mark_seen(db: &impl GenericClient, run_id: Uuid, ids: &[Uuid]) -> Result<u64, StoreError> {
     if ids.is_empty() {
         return Ok(0);
     }
     execute(
         db,
-        "INSERT INTO sync_run_seen_objects (run_id, object_id) SELECT DISTINCT $1::uuid, unnest($2::uuid[]) \
+        "INSERT INTO sync_run_seen_objects (run_id, object_id) SELECT $1::uuid, unnest($2::uuid[]) \
          ON CONFLICT DO NOTHING",
         &[&run_id, &ids],
     )
@@ -58,14 +59,15 @@ pub async fn seen_count(db: &impl GenericClient, run_id: Uuid) -> Result<u64, St
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
-/// Records objects as changed by this run; returns how many were not recorded before.
+/// Records objects as changed by this run; returns how many were not recorded before (duplicates in
+/// `ids` count once, as in [`mark_seen`]).
 pub async fn record_changed(db: &impl GenericClient, run_id: Uuid, ids: &[Uuid]) -> Result<u64, StoreError> {
     if ids.is_empty() {
         return Ok(0);
     }
     execute(
         db,
-        "INSERT INTO sync_run_changed_objects (run_id, object_id) SELECT DISTINCT $1::uuid, unnest($2::uuid[]) \
+        "INSERT INTO sync_run_changed_objects (run_id, object_id) SELECT $1::uuid, unnest($2::uuid[]) \
          ON CONFLICT DO NOTHING",
         &[&run_id, &ids],
     )
@@ -92,6 +94,13 @@ pub async fn stage_deletions(
     )
     .await?;
     Ok(())
+}
+
+/// Whether the run has staged any deletion (a page need not unstage anything otherwise).
+pub async fn has_staged_deletions(db: &impl GenericClient, run_id: Uuid) -> Result<bool, StoreError> {
+    let statement =
+        db.prepare_cached("SELECT EXISTS (SELECT 1 FROM sync_run_pending_deletions WHERE run_id = $1)").await?;
+    Ok(db.query_one(&statement, &[&run_id]).await?.get(0))
 }
 
 /// Objects that reappeared later in the run are no longer to be deleted.

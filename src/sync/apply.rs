@@ -19,6 +19,22 @@ pub struct PageTarget {
     pub mode: SyncMode,
 }
 
+/// What the round knows about its scratch state, so a page can skip statements that would find
+/// nothing. The default assumes everything may exist (always correct).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageHints {
+    /// The run may have staged deletions (a reappearing object must be unstaged).
+    pub staged_deletions: bool,
+    /// The tenant and class may have deletions held for an operator (a reappearing object supersedes).
+    pub held_deletions: bool,
+}
+
+impl Default for PageHints {
+    fn default() -> Self {
+        Self { staged_deletions: true, held_deletions: true }
+    }
+}
+
 /// What a page changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PageOutcome {
@@ -40,12 +56,27 @@ pub const REASON_PERMANENT: &str = "permanently deleted in Entra ID";
 pub const REASON_FILTERED: &str = "outside the scoping filter";
 pub const REASON_NOT_LISTED: &str = "absent from a full listing";
 
+/// Applies a page in two pipelined round trips (plus one in the rare case of tombstones): the
+/// statements that need only the page (marker lookup, unstaging, superseding, membership, seen marks)
+/// are sent together, then the writes that depend on the stored markers. Statements with nothing to
+/// do are not sent, so an unchanged page of a full round costs one round trip here.
 pub async fn apply_page(
     db: &impl GenericClient,
     target: PageTarget,
     page: &PreparedPage,
 ) -> Result<PageOutcome, StoreError> {
+    apply_page_with(db, target, page, PageHints::default()).await
+}
+
+/// [`apply_page`], skipping the unstaging and superseding statements that `hints` says find nothing.
+pub async fn apply_page_with(
+    db: &impl GenericClient,
+    target: PageTarget,
+    page: &PreparedPage,
+    hints: PageHints,
+) -> Result<PageOutcome, StoreError> {
     let PageTarget { tenant_id, class, run_id, mode } = target;
+    let full = mode == SyncMode::Full;
     let mut outcome = PageOutcome::default();
 
     let ids: Vec<Uuid> = page
@@ -55,7 +86,30 @@ pub async fn apply_page(
         .chain(page.removals.iter().map(|(id, _)| *id))
         .chain(page.filtered.iter().copied())
         .collect();
-    let stored = objects::stored_states(db, tenant_id, class, &ids).await?;
+    let present: Vec<Uuid> = page.objects.iter().map(|o| o.id).collect();
+    // Membership: slices are merged, never taken as the whole list.
+    let (mut added, mut removed) = (MemberEntries::default(), MemberEntries::default());
+    for change in &page.members {
+        let entries = if change.present { &mut added } else { &mut removed };
+        entries.push(change.group_id, change.member_id, &change.member_class);
+    }
+    // What a full round marks as listed (a delta round marks nothing).
+    let (seen_ids, seen_groups, seen_members): (&[Uuid], &[Uuid], &[Uuid]) =
+        if full { (&present, &added.group_ids, &added.member_ids) } else { (&[], &[], &[]) };
+
+    // Round trip 1: everything that depends on the page alone. An object seen again after a deletion
+    // earlier in the run (or a held one) is not deleted.
+    let (stored, (), _superseded, gained, lost, newly_listed, ()) = futures::try_join!(
+        objects::stored_states(db, tenant_id, class, &ids),
+        run_scratch::unstage_deletions(db, run_id, if hints.staged_deletions { &present } else { &[] }),
+        held_deletions::supersede(db, tenant_id, class, if hints.held_deletions { &present } else { &[] }),
+        members::add(db, tenant_id, &added),
+        members::remove(db, tenant_id, &removed),
+        run_scratch::mark_seen(db, run_id, seen_ids),
+        run_scratch::mark_members_seen(db, run_id, seen_groups, seen_members),
+    )?;
+    outcome.newly_listed = newly_listed;
+    outcome.member_rows = (gained.len() + lost.len()) as u64;
 
     // Objects: only new, changed or restored ones are sent.
     let mut writes = ObjectWrites::default();
@@ -64,29 +118,6 @@ pub async fn apply_page(
         if !unchanged {
             writes.push(object.id, object.marker, object.attrs.clone(), object.mapped.clone());
         }
-    }
-    outcome.object_rows = objects::upsert(db, tenant_id, class, &writes).await?;
-    let present: Vec<Uuid> = page.objects.iter().map(|o| o.id).collect();
-    // An object seen again after a deletion earlier in the run (or a held one) is not deleted.
-    run_scratch::unstage_deletions(db, run_id, &present).await?;
-    held_deletions::supersede(db, tenant_id, class, &present).await?;
-
-    // Membership: slices are merged, never taken as the whole list.
-    let (mut added, mut removed) = (MemberEntries::default(), MemberEntries::default());
-    for change in &page.members {
-        let entries = if change.present { &mut added } else { &mut removed };
-        entries.push(change.group_id, change.member_id, &change.member_class);
-    }
-    let mut changed_ids = writes.ids.clone();
-    let gained = members::add(db, tenant_id, &added).await?;
-    let lost = members::remove(db, tenant_id, &removed).await?;
-    outcome.member_rows = (gained.len() + lost.len()) as u64;
-    changed_ids.extend(gained);
-    changed_ids.extend(lost);
-
-    if mode == SyncMode::Full {
-        outcome.newly_listed = run_scratch::mark_seen(db, run_id, &present).await?;
-        run_scratch::mark_members_seen(db, run_id, &added.group_ids, &added.member_ids).await?;
     }
 
     // Deletions wait for the round's end (deletion guard); only those that would change a row count.
@@ -113,14 +144,23 @@ pub async fn apply_page(
         }
     }
     outcome.staged_deletions = delete_ids.len() as u64;
-    // Nothing stored is lost by these, so they bypass the guard and are written at once.
-    let tombstoned = objects::insert_tombstones(db, tenant_id, class, &tombstones, REASON_SOFT_DELETED).await?;
-    outcome.object_rows += tombstoned;
-    if tombstoned > 0 {
-        changed_ids.extend(tombstones);
-    }
-    run_scratch::stage_deletions(db, run_id, &delete_ids, &permanent, &reasons).await?;
 
-    outcome.newly_changed = run_scratch::record_changed(db, run_id, &changed_ids).await?;
+    let mut changed_ids = writes.ids.clone();
+    changed_ids.extend(gained);
+    changed_ids.extend(lost);
+    // Round trip 2: the writes. Tombstones bypass the guard (nothing stored is lost by them) and are
+    // written at once.
+    let (object_rows, tombstoned, (), newly_changed) = futures::try_join!(
+        objects::upsert(db, tenant_id, class, &writes),
+        objects::insert_tombstones(db, tenant_id, class, &tombstones, REASON_SOFT_DELETED),
+        run_scratch::stage_deletions(db, run_id, &delete_ids, &permanent, &reasons),
+        run_scratch::record_changed(db, run_id, &changed_ids),
+    )?;
+    outcome.object_rows = object_rows + tombstoned;
+    outcome.newly_changed = newly_changed;
+    if tombstoned > 0 {
+        // Counted apart: `ON CONFLICT DO NOTHING` makes the two inserts count the union once.
+        outcome.newly_changed += run_scratch::record_changed(db, run_id, &tombstones).await?;
+    }
     Ok(outcome)
 }

@@ -18,7 +18,7 @@ mod recorder;
 mod round;
 
 pub use crate::store::runs::RunCounts;
-pub use apply::{apply_page, PageOutcome, PageTarget};
+pub use apply::{apply_page, apply_page_with, PageHints, PageOutcome, PageTarget};
 pub use error::SyncError;
 pub use guard::{short_listing, DeletionGuard};
 pub use held::{allow_held_deletions, held_deletions_of_run, reject_held_deletions};

@@ -9,13 +9,13 @@ use futures::StreamExt;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::apply::{apply_page, PageTarget, REASON_NOT_LISTED};
+use super::apply::{apply_page_with, PageHints, PageTarget, REASON_NOT_LISTED};
 use super::error::SyncError;
 use super::guard::{short_listing, DeletionGuard};
 use super::page::prepare;
 use super::policy::ObjectPolicy;
 use super::recorder::{RunFinished, RunProgress, RunRecorder, RunStarted};
-use crate::graph::{DeltaRequest, GraphClient, GraphError, GraphTenant, PageLink, RequestPriority};
+use crate::graph::{DeltaPage, DeltaRequest, GraphClient, GraphError, GraphTenant, PageLink, RequestPriority};
 use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
 use crate::store::runs::RunCounts;
 use crate::store::{cursors, held_deletions, objects, run_scratch, Pool};
@@ -222,7 +222,8 @@ fn choose_mode(request: &RoundRequest, cursor: &cursors::CursorState) -> (SyncMo
     }
 }
 
-/// Streams and applies pages until the deltaLink page has committed.
+/// Streams and applies pages until the deltaLink page has committed (the stream itself fetches the
+/// next page while this one is applied).
 async fn stream_pages<R: RunRecorder>(
     deps: &RoundDeps<'_, R>,
     request: &RoundRequest,
@@ -231,52 +232,75 @@ async fn stream_pages<R: RunRecorder>(
 ) -> Result<Ending, SyncError> {
     let mut client = deps.pool.get().await?;
     let mut pages = deps.graph.delta_pages(request.graph_tenant.clone(), delta_request);
+    // Held deletions are only created at a round's end and this (tenant, class) runs nowhere else;
+    // staged ones only by this run's pages. What is absent now stays absent until a page stages some.
+    let t = run.target;
+    let (staged_deletions, held_deletions) = futures::try_join!(
+        run_scratch::has_staged_deletions(&client, t.run_id),
+        held_deletions::any_held(&client, t.tenant_id, t.class),
+    )?;
+    let mut hints = PageHints { staged_deletions, held_deletions };
     while let Some(page) = pages.next().await {
-        let page = page?;
-        let mut counts = run.counts;
-        counts.pages += 1;
-        counts.graph_requests += u64::from(page.stats.requests);
-        counts.throttled_waits += u64::from(page.stats.throttled_waits);
-        let prepared = prepare(run.target.class, page.items, deps.policy);
-        counts.filtered += prepared.filtered.len() as u64;
-
-        let transaction = client.transaction().await?;
-        claim(&transaction, run).await?;
-        let outcome = apply_page(&transaction, run.target, &prepared).await?;
-        counts.changed += outcome.newly_changed;
-        counts.total += match run.target.mode {
-            SyncMode::Full => outcome.newly_listed + (prepared.removals.len() + prepared.filtered.len()) as u64,
-            SyncMode::Delta => prepared.distinct,
-        };
-        counts.rows_written += outcome.object_rows + outcome.member_rows;
-        let ending = match &page.next {
-            PageLink::Next(next) => {
-                let t = run.target;
-                cursors::checkpoint(&transaction, t.tenant_id, t.class, t.run_id, t.mode, Some(next), &counts).await?;
-                None
-            }
-            PageLink::Delta(delta_link) => {
-                Some(finish(&transaction, request, run.target, delta_link, &mut counts).await?)
-            }
-        };
-        transaction.commit().await?;
-        run.counts = counts;
-        tracing::debug!(
-            page = counts.pages,
-            objects = prepared.distinct,
-            rows = outcome.object_rows,
-            memberships = outcome.member_rows,
-            "page applied"
-        );
-        if let Some(ending) = ending {
+        if let Some(ending) = apply_and_report(deps, request, &mut client, run, &mut hints, page?).await? {
             return Ok(ending);
         }
-        report_progress(deps, run).await;
     }
     Err(SyncError::Graph(GraphError::MalformedResponse {
         url: "delta round".to_owned(),
         detail: "the page stream ended without a deltaLink".to_owned(),
     }))
+}
+
+/// Applies one page with its checkpoint (or the round's end) in one transaction, then reports progress.
+async fn apply_and_report<R: RunRecorder>(
+    deps: &RoundDeps<'_, R>,
+    request: &RoundRequest,
+    client: &mut deadpool_postgres::Object,
+    run: &mut Run,
+    hints: &mut PageHints,
+    page: DeltaPage,
+) -> Result<Option<Ending>, SyncError> {
+    let mut counts = run.counts;
+    counts.pages += 1;
+    counts.graph_requests += u64::from(page.stats.requests);
+    counts.throttled_waits += u64::from(page.stats.throttled_waits);
+    let prepared = prepare(run.target.class, page.items, deps.policy);
+    counts.filtered += prepared.filtered.len() as u64;
+
+    let transaction = client.transaction().await?;
+    // The claim and the page's first statements travel together; the claim still runs first (one
+    // connection executes in order), and if it fails nothing of the page commits.
+    let apply = async { Ok::<_, SyncError>(apply_page_with(&transaction, run.target, &prepared, *hints).await?) };
+    let ((), outcome) = futures::try_join!(claim(&transaction, run), apply)?;
+    // Set before the commit: if the commit fails the round stops, and a new stream asks the store again.
+    hints.staged_deletions |= outcome.staged_deletions > 0;
+    counts.changed += outcome.newly_changed;
+    counts.total += match run.target.mode {
+        SyncMode::Full => outcome.newly_listed + (prepared.removals.len() + prepared.filtered.len()) as u64,
+        SyncMode::Delta => prepared.distinct,
+    };
+    counts.rows_written += outcome.object_rows + outcome.member_rows;
+    let ending = match &page.next {
+        PageLink::Next(next) => {
+            let t = run.target;
+            cursors::checkpoint(&transaction, t.tenant_id, t.class, t.run_id, t.mode, Some(next), &counts).await?;
+            None
+        }
+        PageLink::Delta(delta_link) => Some(finish(&transaction, request, run.target, delta_link, &mut counts).await?),
+    };
+    transaction.commit().await?;
+    run.counts = counts;
+    tracing::debug!(
+        page = counts.pages,
+        objects = prepared.distinct,
+        rows = outcome.object_rows,
+        memberships = outcome.member_rows,
+        "page applied"
+    );
+    if ending.is_none() {
+        report_progress(deps, run).await;
+    }
+    Ok(ending)
 }
 
 /// The end of a round, in the last page's transaction: sweep (full), guards, deletions, deltaLink.
