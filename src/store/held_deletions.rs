@@ -3,7 +3,7 @@
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{execute_cached, StoreError};
 use crate::model::ObjectClass;
 
 /// Moves a run's staged deletions (those not already held) into `held_deletions`; returns how many.
@@ -46,14 +46,14 @@ pub async fn supersede(
         return Ok(0);
     }
     // The partial index answers "is anything held for these ids" without touching resolved rows.
-    let statement = db
-        .prepare_cached(
-            "UPDATE held_deletions SET status = 'superseded', resolved_at = now(), resolved_by = 'sync' \
-             WHERE tenant_id = $1 AND object_class = $2::text::object_class AND status = 'held' \
-               AND object_id = ANY($3::uuid[])",
-        )
-        .await?;
-    Ok(db.execute(&statement, &[&tenant_id, &class.as_str(), &ids]).await?)
+    execute_cached(
+        db,
+        "UPDATE held_deletions SET status = 'superseded', resolved_at = now(), resolved_by = 'sync' \
+         WHERE tenant_id = $1 AND object_class = $2::text::object_class AND status = 'held' \
+           AND object_id = ANY($3::uuid[])",
+        &[&tenant_id, &class.as_str(), &ids],
+    )
+    .await
 }
 
 /// The result of an operator's decision.
@@ -87,13 +87,13 @@ pub async fn reject(
     run_id: Uuid,
     operator: &str,
 ) -> Result<Resolution, StoreError> {
-    let statement = db
-        .prepare_cached(
-            "UPDATE held_deletions SET status = 'rejected', resolved_at = now(), resolved_by = $4 \
-             WHERE tenant_id = $1 AND object_class = $2::text::object_class AND run_id = $3 AND status = 'held'",
-        )
-        .await?;
-    let resolved = db.execute(&statement, &[&tenant_id, &class.as_str(), &run_id, &operator]).await?;
+    let resolved = execute_cached(
+        db,
+        "UPDATE held_deletions SET status = 'rejected', resolved_at = now(), resolved_by = $4 \
+         WHERE tenant_id = $1 AND object_class = $2::text::object_class AND run_id = $3 AND status = 'held'",
+        &[&tenant_id, &class.as_str(), &run_id, &operator],
+    )
+    .await?;
     Ok(Resolution { resolved, deleted: 0 })
 }
 

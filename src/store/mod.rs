@@ -62,3 +62,14 @@ pub async fn ping(pool: &Pool, timeout: Duration) -> Result<(), StoreError> {
     };
     tokio::time::timeout(timeout, check).await.map_err(|_| StoreError::Timeout(timeout))?
 }
+
+/// Runs a statement through the connection's statement cache; returns the rows it affected. Sync
+/// statements repeat once per page, so they are prepared once per connection.
+pub(crate) async fn execute_cached(
+    db: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let statement = db.prepare_cached(sql).await?;
+    Ok(db.execute(&statement, params).await?)
+}

@@ -6,7 +6,7 @@ use deadpool_postgres::GenericClient;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{execute_cached, StoreError};
 use crate::model::ObjectClass;
 
 /// What the store holds for an object: enough to decide whether a page's version needs a write.
@@ -90,14 +90,14 @@ pub async fn insert_tombstones(
     if ids.is_empty() {
         return Ok(0);
     }
-    let statement = db
-        .prepare_cached(
-            "INSERT INTO directory_objects (tenant_id, object_class, object_id, marker, attrs, deleted_at, delete_reason) \
-             SELECT $1::bigint, $2::text::object_class, id, 0, '{}'::jsonb, now(), $4::text FROM unnest($3::uuid[]) AS id \
-             ON CONFLICT (tenant_id, object_class, object_id) DO NOTHING",
-        )
-        .await?;
-    Ok(db.execute(&statement, &[&tenant_id, &class.as_str(), &ids, &reason]).await?)
+    execute_cached(
+        db,
+        "INSERT INTO directory_objects (tenant_id, object_class, object_id, marker, attrs, deleted_at, delete_reason) \
+         SELECT $1::bigint, $2::text::object_class, id, 0, '{}'::jsonb, now(), $4::text FROM unnest($3::uuid[]) AS id \
+         ON CONFLICT (tenant_id, object_class, object_id) DO NOTHING",
+        &[&tenant_id, &class.as_str(), &ids, &reason],
+    )
+    .await
 }
 
 /// Live (not soft-deleted) objects stored for a tenant and class.

@@ -5,17 +5,8 @@
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{execute_cached, StoreError};
 use crate::model::ObjectClass;
-
-async fn execute(
-    db: &impl GenericClient,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<u64, StoreError> {
-    let statement = db.prepare_cached(sql).await?;
-    Ok(db.execute(&statement, params).await?)
-}
 
 /// Marks objects as listed by this (full) run; returns how many no earlier page had listed. Duplicates
 /// in `ids` are fine: `ON CONFLICT DO NOTHING` skips the second one too, so no `DISTINCT` sort is needed.
@@ -23,7 +14,7 @@ pub async fn mark_seen(db: &impl GenericClient, run_id: Uuid, ids: &[Uuid]) -> R
     if ids.is_empty() {
         return Ok(0);
     }
-    execute(
+    execute_cached(
         db,
         "INSERT INTO sync_run_seen_objects (run_id, object_id) SELECT $1::uuid, unnest($2::uuid[]) \
          ON CONFLICT DO NOTHING",
@@ -42,7 +33,7 @@ pub async fn mark_members_seen(
     if group_ids.is_empty() {
         return Ok(());
     }
-    execute(
+    execute_cached(
         db,
         "INSERT INTO sync_run_seen_members (run_id, group_id, member_id) \
          SELECT $1::uuid, g, m FROM unnest($2::uuid[], $3::uuid[]) AS s (g, m) ON CONFLICT DO NOTHING",
@@ -65,7 +56,7 @@ pub async fn record_changed(db: &impl GenericClient, run_id: Uuid, ids: &[Uuid])
     if ids.is_empty() {
         return Ok(0);
     }
-    execute(
+    execute_cached(
         db,
         "INSERT INTO sync_run_changed_objects (run_id, object_id) SELECT $1::uuid, unnest($2::uuid[]) \
          ON CONFLICT DO NOTHING",
@@ -85,7 +76,7 @@ pub async fn stage_deletions(
     if ids.is_empty() {
         return Ok(());
     }
-    execute(
+    execute_cached(
         db,
         "INSERT INTO sync_run_pending_deletions (run_id, object_id, permanent, reason) \
          SELECT $1::uuid, i, p, r FROM unnest($2::uuid[], $3::boolean[], $4::text[]) AS s (i, p, r) \
@@ -108,7 +99,7 @@ pub async fn unstage_deletions(db: &impl GenericClient, run_id: Uuid, ids: &[Uui
     if ids.is_empty() {
         return Ok(());
     }
-    execute(
+    execute_cached(
         db,
         "DELETE FROM sync_run_pending_deletions WHERE run_id = $1 AND object_id = ANY($2::uuid[])",
         &[&run_id, &ids],
@@ -125,7 +116,8 @@ pub async fn stage_sweep(
     class: ObjectClass,
     reason: &str,
 ) -> Result<u64, StoreError> {
-    execute(db, include_str!("sql/deletions_stage_sweep.sql"), &[&run_id, &tenant_id, &class.as_str(), &reason]).await
+    execute_cached(db, include_str!("sql/deletions_stage_sweep.sql"), &[&run_id, &tenant_id, &class.as_str(), &reason])
+        .await
 }
 
 /// Staged deletions of this run that are not already held for an operator.
@@ -179,15 +171,15 @@ pub async fn sweep_members(db: &impl GenericClient, run_id: Uuid, tenant_id: i64
 
 /// Forgets what a full listing saw (it restarts from the beginning).
 pub async fn forget_seen(db: &impl GenericClient, run_id: Uuid) -> Result<(), StoreError> {
-    execute(db, "DELETE FROM sync_run_seen_objects WHERE run_id = $1", &[&run_id]).await?;
-    execute(db, "DELETE FROM sync_run_seen_members WHERE run_id = $1", &[&run_id]).await?;
+    execute_cached(db, "DELETE FROM sync_run_seen_objects WHERE run_id = $1", &[&run_id]).await?;
+    execute_cached(db, "DELETE FROM sync_run_seen_members WHERE run_id = $1", &[&run_id]).await?;
     Ok(())
 }
 
 /// Removes every scratch row of a finished run.
 pub async fn clear(db: &impl GenericClient, run_id: Uuid) -> Result<(), StoreError> {
     forget_seen(db, run_id).await?;
-    execute(db, "DELETE FROM sync_run_pending_deletions WHERE run_id = $1", &[&run_id]).await?;
-    execute(db, "DELETE FROM sync_run_changed_objects WHERE run_id = $1", &[&run_id]).await?;
+    execute_cached(db, "DELETE FROM sync_run_pending_deletions WHERE run_id = $1", &[&run_id]).await?;
+    execute_cached(db, "DELETE FROM sync_run_changed_objects WHERE run_id = $1", &[&run_id]).await?;
     Ok(())
 }
