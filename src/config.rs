@@ -112,6 +112,12 @@ pub const SETTINGS: &[SettingSpec] = &[
     ),
     spec("sync.workers_per_class", "ENTRASYNC_SYNC_WORKERS_PER_CLASS", "2", "sync workers per object class"),
     spec(
+        "sync.batch_objects",
+        "ENTRASYNC_SYNC_BATCH_OBJECTS",
+        "1000",
+        "delta pages are written in batches of at least this many objects, one transaction each (1: every page)",
+    ),
+    spec(
         "sync.deletion_threshold",
         "ENTRASYNC_SYNC_DELETION_THRESHOLD",
         "500",
@@ -122,6 +128,13 @@ pub const SETTINGS: &[SettingSpec] = &[
         "ENTRASYNC_SYNC_DELETION_THRESHOLD_PERCENT",
         "20",
         "deletions as a percentage of stored objects at or above which they are held (the lower limit wins)",
+    ),
+    spec(
+        "testing.panic_schedule_checks_of_tenant",
+        "ENTRASYNC_TESTING_PANIC_SCHEDULE_CHECKS_OF_TENANT",
+        "",
+        "FOR TESTS ONLY (fault injection): every schedule check of the tenant with this name panics, to exercise \
+         tenant supervisor restarts; empty (the default) turns it off. Never set it in production",
     ),
 ];
 
@@ -188,8 +201,17 @@ pub struct SyncSettings {
     pub delta_interval: Duration,
     pub full_scan_interval: Duration,
     pub workers_per_class: usize,
+    /// Objects after which a batch of delta pages is written (`sync.batch_objects`).
+    pub batch_objects: usize,
     pub deletion_threshold: u64,
     pub deletion_threshold_percent: u8,
+}
+
+/// Fault injection for tests. Off by default; never meant for production.
+#[derive(Debug, Clone, Default)]
+pub struct TestingSettings {
+    /// Schedule checks of the tenant with this name panic (`testing.panic_schedule_checks_of_tenant`).
+    pub panic_schedule_checks_of_tenant: Option<String>,
 }
 
 /// The validated configuration of one process.
@@ -204,6 +226,7 @@ pub struct Settings {
     pub instance_id: String,
     pub roles: Vec<Role>,
     pub sync: SyncSettings,
+    pub testing: TestingSettings,
 }
 
 impl Settings {
@@ -314,8 +337,14 @@ impl Settings {
                     90 * 86_400,
                 )?),
                 workers_per_class: parse_range(raw, "sync.workers_per_class", 1, 64)?,
+                batch_objects: parse_range(raw, "sync.batch_objects", 1, 100_000)?,
                 deletion_threshold: parse_range(raw, "sync.deletion_threshold", 1, u64::MAX)?,
                 deletion_threshold_percent: parse_range(raw, "sync.deletion_threshold_percent", 1, 100)?,
+            },
+            testing: TestingSettings {
+                panic_schedule_checks_of_tenant: Some(get("testing.panic_schedule_checks_of_tenant").trim())
+                    .filter(|name| !name.is_empty())
+                    .map(str::to_owned),
             },
         })
     }
@@ -349,8 +378,13 @@ impl Settings {
             ("sync.delta_interval_secs", self.sync.delta_interval.as_secs().to_string()),
             ("sync.full_scan_interval_secs", self.sync.full_scan_interval.as_secs().to_string()),
             ("sync.workers_per_class", self.sync.workers_per_class.to_string()),
+            ("sync.batch_objects", self.sync.batch_objects.to_string()),
             ("sync.deletion_threshold", self.sync.deletion_threshold.to_string()),
             ("sync.deletion_threshold_percent", self.sync.deletion_threshold_percent.to_string()),
+            (
+                "testing.panic_schedule_checks_of_tenant",
+                self.testing.panic_schedule_checks_of_tenant.clone().unwrap_or_default(),
+            ),
         ];
         let mut out = String::new();
         for (key, value) in values {

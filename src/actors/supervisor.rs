@@ -2,7 +2,7 @@
 //! jobs (`schedule::enqueue_due`) and sleeps again. Its schedule state lives in Postgres, so a restart or
 //! a move to another instance loses nothing. Runs under `actix::Supervisor`; each check runs in a task
 //! of its own, so a panic is observed (and the actor restarted with backoff) instead of taking the
-//! Arbiter down.
+//! Arbiter down. `testing.panic_schedule_checks_of_tenant` injects such a panic for tests.
 
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use super::Shared;
 use crate::metrics::{ActorKind, RestartCause};
 use crate::model::{ObjectClass, SyncMode, Trigger};
 use crate::queue::SyncJob;
-use crate::schedule::{enqueue_due, CheckOutcome, Policy};
+use crate::schedule::{enqueue_due, CheckOutcome, Policy, ScheduleError};
 use crate::store::tenants;
 
 const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -75,7 +75,10 @@ impl Handler<Check> for TenantSupervisor {
         }
         let (shared, tenant_id, policy) = (self.shared.clone(), self.tenant_id, self.policy);
         // A task of its own: its JoinError tells a panic apart from an error.
-        let task = actix_rt::spawn(async move { enqueue_due(&shared.pool, &shared.broker, tenant_id, &policy).await });
+        let task = actix_rt::spawn(async move {
+            injected_panic(&shared, tenant_id).await?;
+            enqueue_due(&shared.pool, &shared.broker, tenant_id, &policy).await
+        });
         let check = task.into_actor(self).map(|joined, act, ctx| match joined {
             Ok(Ok(CheckOutcome::Checked { next_check, .. })) => {
                 act.failures = 0;
@@ -99,6 +102,17 @@ impl Handler<Check> for TenantSupervisor {
         });
         AtomicResponse::new(Box::pin(check))
     }
+}
+
+/// Fault injection for tests (`testing.panic_schedule_checks_of_tenant`, off by default): the check of the
+/// tenant bearing the configured name panics, in the check's task like a real bug would. Tests rename a
+/// tenant to break it and back to repair it, to prove panics lead to restarts with backoff.
+async fn injected_panic(shared: &Shared, tenant_id: i64) -> Result<(), ScheduleError> {
+    let Some(name) = shared.settings.testing.panic_schedule_checks_of_tenant.as_deref() else { return Ok(()) };
+    if tenants::get(&shared.pool, tenant_id).await?.is_some_and(|tenant| tenant.name == name) {
+        panic!("injected fault: testing.panic_schedule_checks_of_tenant names tenant {tenant_id} ({name:?})");
+    }
+    Ok(())
 }
 
 /// The lease is gone (or the instance is leaving): stop for good.

@@ -1,5 +1,6 @@
 //! Which runs of a tenant are due now, and when to look again.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -52,9 +53,10 @@ pub struct TenantPlan {
 
 /// Decides for every class of one tenant.
 pub fn plan(schedule: &TenantSchedule, policy: &Policy) -> TenantPlan {
+    let schedule = &not_after_now(schedule);
     let now = schedule.now;
     let mut due = Vec::new();
-    let mut wake = now + delta(policy.max_sleep);
+    let mut wake = after(now, policy.max_sleep);
     let disabled = schedule.quarantined_at.is_some_and(|since| now - since >= delta(policy.backoff.disable_after));
     if schedule.enabled && !disabled {
         for class in &schedule.classes {
@@ -75,15 +77,14 @@ enum Decision {
 
 fn decide(schedule: &TenantSchedule, class: &ClassState, policy: &Policy) -> Decision {
     let now = schedule.now;
-    let interval = delta(policy.delta_interval);
     if class.running {
         // The running round is the run; a check one interval later decides the next.
-        return Decision::WaitUntil(now + interval);
+        return Decision::WaitUntil(after(now, policy.delta_interval));
     }
     if class.consecutive_failures > 0 {
         if let Some(failed_at) = class.last_failure_at {
             let retry_at =
-                failed_at + delta(policy.backoff.retry_delay(class.consecutive_failures, policy.delta_interval));
+                after(failed_at, policy.backoff.retry_delay(class.consecutive_failures, policy.delta_interval));
             if now < retry_at {
                 return Decision::WaitUntil(retry_at);
             }
@@ -96,12 +97,12 @@ fn decide(schedule: &TenantSchedule, class: &ClassState, policy: &Policy) -> Dec
         });
         return match pending {
             // A full job is queued or running: a delta job now would only wait behind it.
-            Some(enqueued) => Decision::WaitUntil(enqueued + delta(policy.full_requeue_after)),
+            Some(enqueued) => Decision::WaitUntil(after(enqueued, policy.full_requeue_after)),
             None => Decision::Enqueue(SyncMode::Full, reason),
         };
     }
-    match class.last_enqueued_at {
-        Some(last) if last + interval > now => Decision::WaitUntil(last + interval),
+    match class.last_enqueued_at.map(|last| after(last, policy.delta_interval)) {
+        Some(next) if next > now => Decision::WaitUntil(next),
         _ => Decision::Enqueue(SyncMode::Delta, "delta interval elapsed"),
     }
 }
@@ -121,15 +122,13 @@ fn full_scan_reason(
         reasons.push((schedule.full_scan_requested_at, "full scan requested"));
     }
     if let Some(at) = class.delta_link_at {
-        let expires = at + delta(policy.delta_link_max_age);
+        let expires = after(at, policy.delta_link_max_age);
         if expires <= schedule.now {
             reasons.push((expires, "delta cursor older than 6 days"));
         }
     }
-    match class.last_full_scan_at {
-        Some(done) if done + delta(policy.full_scan_interval) <= schedule.now => {
-            reasons.push((done + delta(policy.full_scan_interval), "periodic full scan"))
-        }
+    match class.last_full_scan_at.map(|done| after(done, policy.full_scan_interval)) {
+        Some(next) if next <= schedule.now => reasons.push((next, "periodic full scan")),
         None if class.has_delta_link => reasons.push((DateTime::<Utc>::MIN_UTC, "no full scan recorded")),
         _ => {}
     }
@@ -138,6 +137,65 @@ fn full_scan_reason(
 
 fn delta(duration: Duration) -> TimeDelta {
     TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+}
+
+/// `at + duration`, saturating at the end of chrono's range instead of panicking ("never" in practice).
+fn after(at: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    at.checked_add_signed(delta(duration)).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The schedule with every stored timestamp later than `now` read as `now`. They are all written from
+/// the database's clock, which `now` also comes from, so a later one is a clock stepped back or a damaged
+/// (hand-edited) row; taken at face value, one near the end of time would stop the class's runs for good.
+/// Read as `now`, the class waits at most one interval, and the next enqueue or run rewrites the row.
+fn not_after_now(schedule: &TenantSchedule) -> Cow<'_, TenantSchedule> {
+    let now = schedule.now;
+    let late = |at: &Option<DateTime<Utc>>| at.is_some_and(|at| at > now);
+    let class_late = |c: &ClassState| {
+        [c.delta_link_at, c.last_full_scan_at, c.last_enqueued_at, c.last_full_enqueued_at, c.last_failure_at]
+            .iter()
+            .any(late)
+    };
+    if schedule.full_scan_requested_at <= now
+        && !late(&schedule.quarantined_at)
+        && !schedule.classes.iter().any(class_late)
+    {
+        return Cow::Borrowed(schedule);
+    }
+    let mut fixed = schedule.clone();
+    let clamp = |field: &str, class: Option<ObjectClass>, at: &mut DateTime<Utc>| {
+        if *at > now {
+            tracing::warn!(
+                entra_tenant_id = %schedule.entra_tenant_id,
+                class = class.map(|c| c.as_str()),
+                field,
+                stored = %at,
+                %now,
+                "stored schedule timestamp is in the future; treating it as now"
+            );
+            *at = now;
+        }
+    };
+    clamp("full_scan_requested_at", None, &mut fixed.full_scan_requested_at);
+    if let Some(at) = fixed.quarantined_at.as_mut() {
+        clamp("quarantined_at", None, at);
+    }
+    for c in &mut fixed.classes {
+        let class = Some(c.class);
+        let fields = [
+            ("delta_link_at", &mut c.delta_link_at),
+            ("last_full_scan_at", &mut c.last_full_scan_at),
+            ("last_enqueued_at", &mut c.last_enqueued_at),
+            ("last_full_enqueued_at", &mut c.last_full_enqueued_at),
+            ("last_failure_at", &mut c.last_failure_at),
+        ];
+        for (field, at) in fields {
+            if let Some(at) = at.as_mut() {
+                clamp(field, class, at);
+            }
+        }
+    }
+    Cow::Owned(fixed)
 }
 
 #[cfg(test)]
@@ -240,6 +298,44 @@ mod tests {
         assert_eq!(modes(&plan(&s, &policy())), vec![SyncMode::Delta]);
         s.quarantined_at = Some(s.now - TimeDelta::days(28));
         assert!(plan(&s, &policy()).due.is_empty(), "disabled after four weeks");
+    }
+
+    #[test]
+    fn a_far_future_last_enqueue_is_read_as_now_instead_of_overflowing() {
+        let end_of_time = DateTime::<Utc>::MAX_UTC - TimeDelta::seconds(1);
+        let mut s = synced(1000, 0);
+        s.classes[0].last_enqueued_at = Some(end_of_time);
+        let waiting = plan(&s, &policy());
+        assert!(waiting.due.is_empty(), "as if enqueued just now");
+        assert_eq!(waiting.next_check, policy().max_sleep);
+        // One interval later the class is due again (and the enqueue rewrites the row).
+        s.now = at(1000 + 300);
+        s.classes[0].last_enqueued_at = Some(at(1000));
+        assert_eq!(modes(&plan(&s, &policy())), vec![SyncMode::Delta]);
+    }
+
+    #[test]
+    fn no_stored_timestamp_or_policy_duration_can_overflow() {
+        let end_of_time = DateTime::<Utc>::MAX_UTC;
+        let mut s = synced(1000, 0);
+        s.full_scan_next_run = true;
+        s.full_scan_requested_at = end_of_time;
+        s.quarantined_at = Some(end_of_time);
+        let class = &mut s.classes[0];
+        class.delta_link_at = Some(end_of_time);
+        class.last_full_scan_at = Some(end_of_time);
+        class.last_enqueued_at = Some(end_of_time);
+        class.last_full_enqueued_at = Some(end_of_time);
+        class.consecutive_failures = u32::MAX;
+        class.last_failure_at = Some(end_of_time);
+        for policy in [policy(), Policy::new(Duration::MAX, Duration::MAX)] {
+            let mut s = s.clone();
+            plan(&s, &policy);
+            s.classes[0].running = true;
+            plan(&s, &policy);
+            s.now = DateTime::<Utc>::MAX_UTC;
+            plan(&s, &policy);
+        }
     }
 
     #[test]

@@ -34,7 +34,8 @@ pub async fn enqueue_due(
     policy: &Policy,
 ) -> Result<CheckOutcome, ScheduleError> {
     let Some(state) = schedule::load(pool, tenant_id).await? else { return Ok(CheckOutcome::TenantGone) };
-    let decided = plan(&state, policy);
+    // In a span naming the tenant: `plan` warns about damaged schedule rows.
+    let decided = tracing::info_span!("schedule_check", tenant = tenant_id).in_scope(|| plan(&state, policy));
     for due in &decided.due {
         let job = SyncJob::new(state.entra_tenant_id, due.class, due.mode, Trigger::Schedule);
         let span = tracing::info_span!("enqueue", tenant = tenant_id, class = %due.class, job = %job.job_id);

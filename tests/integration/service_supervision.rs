@@ -1,12 +1,13 @@
 //! Tenant supervisors under actix supervision. `actix::Supervisor` does not catch panics, so a supervisor
 //! runs each schedule check in a task of its own, and when that task panics it stops itself: the actix
-//! Supervisor restarts it, and the supervisor waits a growing backoff before checking again. A real panic
-//! is used: a schedule row whose `last_enqueued_at` sits at the very end of chrono's range makes
-//! `schedule::plan` overflow (`DateTime + TimeDelta` panics) on every check, until the row is repaired.
+//! Supervisor restarts it, and the supervisor waits a growing backoff before checking again. The panic is
+//! injected with the fault setting `testing.panic_schedule_checks_of_tenant` (no real panic is known in
+//! the check any more): the checks of the tenant bearing that name panic inside the check's task, as a
+//! bug would, so renaming the victim breaks it and renaming it back repairs it.
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::service_support::World;
 use crate::support::app::spawn_app;
@@ -43,16 +44,14 @@ async fn user_deltas(pool: &entrasync::store::Pool, tenant: i64) -> Vec<DateTime
         .collect()
 }
 
-async fn set_last_enqueued(pool: &entrasync::store::Pool, tenant: i64, at: DateTime<Utc>) {
+/// The name the fault setting makes panic.
+const PANICKING_NAME: &str = "panicking tenant (fault injection)";
+
+async fn rename(pool: &entrasync::store::Pool, tenant: i64, name: &str) {
     let client = pool.get().await.expect("connection");
-    let updated = client
-        .execute(
-            "UPDATE sync_schedules SET last_enqueued_at = $2 WHERE tenant_id = $1 AND object_class = 'user'",
-            &[&tenant, &at],
-        )
-        .await
-        .expect("update schedule");
-    assert_eq!(updated, 1, "tenant {tenant} has a user schedule row");
+    let updated =
+        client.execute("UPDATE tenants SET name = $2 WHERE id = $1", &[&tenant, &name]).await.expect("rename tenant");
+    assert_eq!(updated, 1, "tenant {tenant} exists");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,6 +63,7 @@ async fn a_panicking_tenant_supervisor_is_restarted_with_backoff_and_resumes_sch
         ("ENTRASYNC_SYNC_DELTA_INTERVAL_SECS", "2"),
         ("ENTRASYNC_LOG_FILTER", "error"),
         ("ENTRASYNC_SYNC_DELETION_THRESHOLD_PERCENT", "100"),
+        ("ENTRASYNC_TESTING_PANIC_SCHEDULE_CHECKS_OF_TENANT", PANICKING_NAME),
     ]);
     let app = spawn_app(&settings).await;
     let pool = world.pool.clone();
@@ -74,11 +74,10 @@ async fn a_panicking_tenant_supervisor_is_restarted_with_backoff_and_resumes_sch
         async move { user_deltas(&pool, victim).await.len() >= 2 && user_deltas(&pool, bystander).await.len() >= 2 }
     };
     assert!(eventually(Duration::from_secs(90), delta_cadence).await, "no delta cadence");
-    assert_eq!(supervisor_panics(&app.metrics), 0, "no panic before the row is broken");
+    assert_eq!(supervisor_panics(&app.metrics), 0, "no panic before the victim is broken");
 
-    // Break the victim's row: its next check panics, and so does every check after a restart.
-    let end_of_time = (DateTime::<Utc>::MAX_UTC - TimeDelta::seconds(1)).with_nanosecond(0).expect("whole second");
-    set_last_enqueued(&pool, victim, end_of_time).await;
+    // Break the victim: its next check panics, and so does every check after a restart.
+    rename(&pool, victim, PANICKING_NAME).await;
     let broken_at = Utc::now();
     let metrics = app.metrics.clone();
     let restarted_twice = || {
@@ -106,9 +105,9 @@ async fn a_panicking_tenant_supervisor_is_restarted_with_backoff_and_resumes_sch
     let window = (repaired_at - broken_at).num_seconds();
     assert!((2..=5).contains(&panics), "{panics} supervisor panics in {window} s");
 
-    // Repair the row: the restarted supervisor (still the coordinator's, still holding the lease) resumes
+    // Repair the victim: the restarted supervisor (still the coordinator's, still holding the lease) resumes
     // scheduling within its backoff (at most 16 s here) and returns to one delta per interval.
-    set_last_enqueued(&pool, victim, Utc::now() - TimeDelta::seconds(60)).await;
+    rename(&pool, victim, "tenant 700").await; // its name from `World::tenant`
     let resumed = || {
         let pool = pool.clone();
         async move { user_deltas(&pool, victim).await.iter().filter(|s| **s > repaired_at).count() >= 3 }
@@ -122,7 +121,7 @@ async fn a_panicking_tenant_supervisor_is_restarted_with_backoff_and_resumes_sch
         assert!(gap <= 4.5, "after recovery the victim's deltas were {gap:.2} s apart: {after:?}");
     }
     let final_panics = supervisor_panics(&app.metrics);
-    // One check may have been under way while the row was repaired.
+    // One check may have been under way while the victim was repaired.
     assert!(final_panics <= panics + 1, "panics went on after the repair: {panics} → {final_panics}");
     app.handle.stop(true).await;
 }
