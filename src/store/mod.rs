@@ -18,6 +18,7 @@ pub mod runs;
 pub mod schedule;
 pub mod secret_box;
 pub mod tenants;
+pub mod wire;
 
 use std::time::Duration;
 

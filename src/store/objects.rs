@@ -6,6 +6,9 @@ use deadpool_postgres::GenericClient;
 use serde_json::Value;
 use uuid::Uuid;
 
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+
+use super::wire::{EnumLabel, JsonText};
 use super::{execute_cached, StoreError};
 use crate::model::ObjectClass;
 
@@ -14,19 +17,22 @@ use crate::model::ObjectClass;
 pub struct StoredState {
     pub marker: i64,
     pub deleted: bool,
+    /// The asking run inserted this object (so it already counted it as changed and as listed).
+    pub created_in_run: bool,
 }
 
-/// Objects to insert or overwrite, as parallel columns (bound as arrays: one statement per page).
+/// Objects to insert or overwrite, as parallel columns (bound as arrays, or copied: one statement per
+/// page). Borrowed from the prepared page, whose JSON text is sent as it is.
 #[derive(Debug, Default)]
-pub struct ObjectWrites {
+pub struct ObjectWrites<'a> {
     pub ids: Vec<Uuid>,
     pub markers: Vec<i64>,
-    pub attrs: Vec<Value>,
-    pub mapped: Vec<Option<Value>>,
+    pub attrs: Vec<&'a JsonText>,
+    pub mapped: Vec<Option<&'a Value>>,
 }
 
-impl ObjectWrites {
-    pub fn push(&mut self, id: Uuid, marker: i64, attrs: Value, mapped: Option<Value>) {
+impl<'a> ObjectWrites<'a> {
+    pub fn push(&mut self, id: Uuid, marker: i64, attrs: &'a JsonText, mapped: Option<&'a Value>) {
         self.ids.push(id);
         self.markers.push(marker);
         self.attrs.push(attrs);
@@ -42,28 +48,33 @@ impl ObjectWrites {
     }
 }
 
-/// The stored markers of `ids`, in one query (one index probe per id, whatever the table's statistics).
-/// Ids not stored are absent from the map.
+/// The stored markers of `ids`, in one query (one index probe per id, whatever the table's statistics),
+/// and whether `run_id` created them. Ids not stored are absent from the map.
 pub async fn stored_states(
     db: &impl GenericClient,
     tenant_id: i64,
     class: ObjectClass,
+    run_id: Uuid,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, StoredState>, StoreError> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
     let statement = db.prepare_cached(include_str!("sql/objects_stored_states.sql")).await?;
-    let rows = db.query(&statement, &[&tenant_id, &class.as_str(), &ids]).await?;
-    Ok(rows.iter().map(|r| (r.get(0), StoredState { marker: r.get(1), deleted: r.get(2) })).collect())
+    let rows = db.query(&statement, &[&tenant_id, &class.as_str(), &ids, &run_id]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), StoredState { marker: r.get(1), deleted: r.get(2), created_in_run: r.get(3) }))
+        .collect())
 }
 
-/// Inserts or overwrites `writes` (restoring soft-deleted ones); returns the rows written.
+/// Overwrites stored objects with `writes` (restoring soft-deleted ones); returns the rows written.
+/// Objects not stored yet are inserted too, but [`insert_new`] is the fast way for those.
 pub async fn upsert(
     db: &impl GenericClient,
     tenant_id: i64,
     class: ObjectClass,
-    writes: &ObjectWrites,
+    writes: &ObjectWrites<'_>,
 ) -> Result<u64, StoreError> {
     if writes.is_empty() {
         return Ok(0);
@@ -77,6 +88,49 @@ pub async fn upsert(
         .await?;
     Ok(written)
 }
+
+/// Inserts objects the caller found absent (in this transaction, holding the run's claim, so nobody
+/// else inserts them meanwhile) by binary `COPY`: no conflict check, no array building — the physical
+/// limit of getting rows into the table. Stamps `created_run`. Returns the rows inserted. Should an
+/// object exist after all, the primary key refuses the COPY and the transaction fails; nothing is
+/// overwritten.
+pub async fn insert_new(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant_id: i64,
+    class: ObjectClass,
+    run_id: Uuid,
+    writes: &ObjectWrites<'_>,
+) -> Result<u64, StoreError> {
+    if writes.is_empty() {
+        return Ok(0);
+    }
+    // The column types, enum included, as the server knows them (cached per connection).
+    let types = tx.prepare_cached(COPY_TYPES).await?;
+    let sink = tx.copy_in(COPY_NEW_OBJECTS).await?;
+    let writer = BinaryCopyInWriter::new(sink, types.params());
+    futures::pin_mut!(writer);
+    let class = EnumLabel(class.as_str());
+    for i in 0..writes.len() {
+        writer
+            .as_mut()
+            .write(&[
+                &tenant_id,
+                &class,
+                &writes.ids[i],
+                &writes.markers[i],
+                writes.attrs[i],
+                &writes.mapped[i],
+                &run_id,
+            ])
+            .await?;
+    }
+    Ok(writer.finish().await?)
+}
+
+const COPY_NEW_OBJECTS: &str = "COPY directory_objects (tenant_id, object_class, object_id, marker, attrs, mapped, \
+     created_run) FROM STDIN (FORMAT binary)";
+/// Never executed: prepared only for its parameter types, in COPY_NEW_OBJECTS' column order.
+const COPY_TYPES: &str = "SELECT $1::bigint, $2::object_class, $3::uuid, $4::bigint, $5::jsonb, $6::jsonb, $7::uuid";
 
 /// Records restorable deletions of objects never stored (created and soft-deleted between rounds):
 /// the store knows every object Graph reported, even one known only as deleted. Returns rows written.

@@ -43,10 +43,21 @@ pub async fn mark_members_seen(
     Ok(())
 }
 
-/// Objects listed by this run so far.
-pub async fn seen_count(db: &impl GenericClient, run_id: Uuid) -> Result<u64, StoreError> {
-    let statement = db.prepare_cached("SELECT count(*) FROM sync_run_seen_objects WHERE run_id = $1").await?;
-    let count: i64 = db.query_one(&statement, &[&run_id]).await?.get(0);
+/// Objects listed by this (full) run so far: those it marked seen and those it created.
+pub async fn listed_count(
+    db: &impl GenericClient,
+    run_id: Uuid,
+    tenant_id: i64,
+    class: ObjectClass,
+) -> Result<u64, StoreError> {
+    let statement = db
+        .prepare_cached(
+            "SELECT (SELECT count(*) FROM sync_run_seen_objects WHERE run_id = $1) \
+                  + (SELECT count(*) FROM directory_objects \
+                     WHERE tenant_id = $2 AND object_class = $3::text::object_class AND created_run = $1)",
+        )
+        .await?;
+    let count: i64 = db.query_one(&statement, &[&run_id, &tenant_id, &class.as_str()]).await?.get(0);
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
@@ -173,6 +184,28 @@ pub async fn sweep_members(db: &impl GenericClient, run_id: Uuid, tenant_id: i64
 pub async fn forget_seen(db: &impl GenericClient, run_id: Uuid) -> Result<(), StoreError> {
     execute_cached(db, "DELETE FROM sync_run_seen_objects WHERE run_id = $1", &[&run_id]).await?;
     execute_cached(db, "DELETE FROM sync_run_seen_members WHERE run_id = $1", &[&run_id]).await?;
+    Ok(())
+}
+
+/// A restarted listing must see again what the run created before: those objects become ordinary
+/// stored ones (no longer implicitly listed), recorded as changed so they still count once.
+pub async fn forget_created(
+    db: &impl GenericClient,
+    run_id: Uuid,
+    tenant_id: i64,
+    class: ObjectClass,
+) -> Result<(), StoreError> {
+    execute_cached(
+        db,
+        "WITH created AS ( \
+             UPDATE directory_objects SET created_run = NULL \
+             WHERE tenant_id = $2 AND object_class = $3::text::object_class AND created_run = $1 \
+             RETURNING object_id) \
+         INSERT INTO sync_run_changed_objects (run_id, object_id) SELECT $1, object_id FROM created \
+         ON CONFLICT DO NOTHING",
+        &[&run_id, &tenant_id, &class.as_str()],
+    )
+    .await?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Applies one prepared page inside the caller's transaction: compare markers (one query), write only
 //! what changed (bulk), merge membership, stage deletions for the round's end, mark what a full round saw.
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use super::page::PreparedPage;
@@ -57,20 +57,21 @@ pub const REASON_FILTERED: &str = "outside the scoping filter";
 pub const REASON_NOT_LISTED: &str = "absent from a full listing";
 
 /// Applies a page in two pipelined round trips (plus one in the rare case of tombstones): the
-/// statements that need only the page (marker lookup, unstaging, superseding, membership, seen marks)
-/// are sent together, then the writes that depend on the stored markers. Statements with nothing to
-/// do are not sent, so an unchanged page of a full round costs one round trip here.
+/// statements that need only the page (marker lookup, unstaging, superseding, membership) are sent
+/// together, then the writes that depend on the stored markers. Statements with nothing to do are not
+/// sent. New objects are copied in (`COPY`), and because the lookup says which objects this run created,
+/// they need no seen or changed marks: a new tenant's first round writes each object once.
 pub async fn apply_page(
-    db: &impl GenericClient,
+    tx: &Transaction<'_>,
     target: PageTarget,
     page: &PreparedPage,
 ) -> Result<PageOutcome, StoreError> {
-    apply_page_with(db, target, page, PageHints::default()).await
+    apply_page_with(tx, target, page, PageHints::default()).await
 }
 
 /// [`apply_page`], skipping the unstaging and superseding statements that `hints` says find nothing.
 pub async fn apply_page_with(
-    db: &impl GenericClient,
+    tx: &Transaction<'_>,
     target: PageTarget,
     page: &PreparedPage,
     hints: PageHints,
@@ -93,30 +94,48 @@ pub async fn apply_page_with(
         let entries = if change.present { &mut added } else { &mut removed };
         entries.push(change.group_id, change.member_id, &change.member_class);
     }
-    // What a full round marks as listed (a delta round marks nothing).
-    let (seen_ids, seen_groups, seen_members): (&[Uuid], &[Uuid], &[Uuid]) =
-        if full { (&present, &added.group_ids, &added.member_ids) } else { (&[], &[], &[]) };
 
     // Round trip 1: everything that depends on the page alone. An object seen again after a deletion
     // earlier in the run (or a held one) is not deleted.
-    let (stored, (), _superseded, gained, lost, newly_listed, ()) = futures::try_join!(
-        objects::stored_states(db, tenant_id, class, &ids),
-        run_scratch::unstage_deletions(db, run_id, if hints.staged_deletions { &present } else { &[] }),
-        held_deletions::supersede(db, tenant_id, class, if hints.held_deletions { &present } else { &[] }),
-        members::add(db, tenant_id, &added),
-        members::remove(db, tenant_id, &removed),
-        run_scratch::mark_seen(db, run_id, seen_ids),
-        run_scratch::mark_members_seen(db, run_id, seen_groups, seen_members),
+    let (stored, (), _superseded, gained, lost) = futures::try_join!(
+        objects::stored_states(tx, tenant_id, class, run_id, &ids),
+        run_scratch::unstage_deletions(tx, run_id, if hints.staged_deletions { &present } else { &[] }),
+        held_deletions::supersede(tx, tenant_id, class, if hints.held_deletions { &present } else { &[] }),
+        members::add(tx, tenant_id, &added),
+        members::remove(tx, tenant_id, &removed),
     )?;
-    outcome.newly_listed = newly_listed;
     outcome.member_rows = (gained.len() + lost.len()) as u64;
 
-    // Objects: only new, changed or restored ones are sent.
-    let mut writes = ObjectWrites::default();
+    // Objects: only new, changed or restored ones are written. What the run created counts as changed
+    // and as listed once, when it is created; everything else stored is marked (full rounds) and
+    // recorded as changed in the run's scratch tables, which count each object once.
+    let (mut inserts, mut updates) = (ObjectWrites::default(), ObjectWrites::default());
+    let (mut seen_ids, mut changed_ids) = (Vec::new(), Vec::new());
     for object in &page.objects {
-        let unchanged = stored.get(&object.id).is_some_and(|s| s.marker == object.marker && !s.deleted);
-        if !unchanged {
-            writes.push(object.id, object.marker, object.attrs.clone(), object.mapped.clone());
+        let Some(state) = stored.get(&object.id) else {
+            inserts.push(object.id, object.marker, &object.attrs, object.mapped.as_ref());
+            continue;
+        };
+        if full && !state.created_in_run {
+            seen_ids.push(object.id);
+        }
+        if state.marker != object.marker || state.deleted {
+            updates.push(object.id, object.marker, &object.attrs, object.mapped.as_ref());
+            if !state.created_in_run {
+                changed_ids.push(object.id);
+            }
+        }
+    }
+    let created_in_run = |group: &Uuid| stored.get(group).is_none_or(|state| state.created_in_run);
+    // A group this run created holds only memberships this run added: nothing of it to mark or count.
+    changed_ids.extend(gained.into_iter().chain(lost).filter(|group| !created_in_run(group)));
+    let (mut seen_groups, mut seen_members) = (Vec::new(), Vec::new());
+    if full {
+        for (group, member) in added.group_ids.iter().zip(&added.member_ids) {
+            if !created_in_run(group) {
+                seen_groups.push(*group);
+                seen_members.push(*member);
+            }
         }
     }
 
@@ -145,22 +164,23 @@ pub async fn apply_page_with(
     }
     outcome.staged_deletions = delete_ids.len() as u64;
 
-    let mut changed_ids = writes.ids.clone();
-    changed_ids.extend(gained);
-    changed_ids.extend(lost);
     // Round trip 2: the writes. Tombstones bypass the guard (nothing stored is lost by them) and are
-    // written at once.
-    let (object_rows, tombstoned, (), newly_changed) = futures::try_join!(
-        objects::upsert(db, tenant_id, class, &writes),
-        objects::insert_tombstones(db, tenant_id, class, &tombstones, REASON_SOFT_DELETED),
-        run_scratch::stage_deletions(db, run_id, &delete_ids, &permanent, &reasons),
-        run_scratch::record_changed(db, run_id, &changed_ids),
+    // written at once. The COPY goes first; the statements after it queue behind it on the connection.
+    let (inserted, updated, tombstoned, (), newly_changed, newly_seen, ()) = futures::try_join!(
+        objects::insert_new(tx, tenant_id, class, run_id, &inserts),
+        objects::upsert(tx, tenant_id, class, &updates),
+        objects::insert_tombstones(tx, tenant_id, class, &tombstones, REASON_SOFT_DELETED),
+        run_scratch::stage_deletions(tx, run_id, &delete_ids, &permanent, &reasons),
+        run_scratch::record_changed(tx, run_id, &changed_ids),
+        run_scratch::mark_seen(tx, run_id, &seen_ids),
+        run_scratch::mark_members_seen(tx, run_id, &seen_groups, &seen_members),
     )?;
-    outcome.object_rows = object_rows + tombstoned;
-    outcome.newly_changed = newly_changed;
+    outcome.object_rows = inserted + updated + tombstoned;
+    outcome.newly_changed = inserted + newly_changed;
+    outcome.newly_listed = if full { inserted + newly_seen } else { 0 };
     if tombstoned > 0 {
         // Counted apart: `ON CONFLICT DO NOTHING` makes the two inserts count the union once.
-        outcome.newly_changed += run_scratch::record_changed(db, run_id, &tombstones).await?;
+        outcome.newly_changed += run_scratch::record_changed(tx, run_id, &tombstones).await?;
     }
     Ok(outcome)
 }

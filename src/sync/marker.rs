@@ -14,22 +14,36 @@ pub fn canonical_attrs(mut attrs: Map<String, Value>) -> Map<String, Value> {
     attrs
 }
 
-/// The marker of an object's stored state: its canonical attributes and, when mappings produced any,
-/// its mapped attributes (so a mapping change rewrites the row).
-pub fn marker(attrs: &Map<String, Value>, mapped: Option<&Value>) -> i64 {
+/// An object's canonical state: its attributes as canonical JSON text (what is stored, so the text is
+/// produced once and never serialised again) and the marker of that state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canonical {
+    pub marker: i64,
+    /// Canonical JSON text of the attributes (keys sorted at every level, top-level nulls dropped).
+    pub attrs_json: Vec<u8>,
+}
+
+/// The canonical form and marker of an object's stored state: its canonical attributes and, when
+/// mappings produced any, its mapped attributes (so a mapping change rewrites the row).
+pub fn canonicalize(attrs: &Map<String, Value>, mapped: Option<&Value>) -> Canonical {
+    let mut attrs_json = Vec::with_capacity(512);
+    write_object(&mut attrs_json, attrs.iter());
     let mut hasher = Xxh3::new();
-    let mut buffer = Vec::with_capacity(512);
-    write_object(&mut buffer, attrs.iter());
-    hasher.update(&buffer);
+    hasher.update(&attrs_json);
     if let Some(mapped) = mapped {
-        buffer.clear();
+        let mut buffer = Vec::with_capacity(128);
         // A separator no JSON text starts with keeps (attrs, mapped) pairs unambiguous.
         buffer.push(0);
         write_canonical(&mut buffer, mapped);
         hasher.update(&buffer);
     }
     // Stored as Postgres bigint: the same 64 bits, reinterpreted.
-    hasher.digest() as i64
+    Canonical { marker: hasher.digest() as i64, attrs_json }
+}
+
+/// The marker alone (see [`canonicalize`]).
+pub fn marker(attrs: &Map<String, Value>, mapped: Option<&Value>) -> i64 {
+    canonicalize(attrs, mapped).marker
 }
 
 fn write_object<'a>(out: &mut Vec<u8>, entries: impl Iterator<Item = (&'a String, &'a Value)>) {
@@ -132,5 +146,14 @@ mod tests {
         };
         assert_eq!(canonical, r#"{"displayName":"Cameron White","givenName":"Cameron","surname":"White"}"#);
         assert_eq!(marker(&attrs, None), xxhash_rust::xxh3::xxh3_64(canonical.as_bytes()) as i64);
+        assert_eq!(canonicalize(&attrs, None).attrs_json, canonical.as_bytes());
+    }
+
+    #[test]
+    fn the_canonical_text_is_json_of_the_same_value() {
+        let attrs = object(json!({"b": [1, {"y": "\u{1}\"", "x": 2.5}], "a": "é", "n": null}));
+        let text = canonicalize(&canonical_attrs(attrs.clone()), None).attrs_json;
+        let parsed: Value = serde_json::from_slice(&text).expect("canonical text parses");
+        assert_eq!(parsed, Value::Object(canonical_attrs(attrs)));
     }
 }

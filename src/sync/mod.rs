@@ -8,6 +8,7 @@
 //! ```
 
 mod apply;
+mod batch;
 mod error;
 mod guard;
 mod held;

@@ -7,17 +7,19 @@ use std::collections::HashMap;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::marker::{canonical_attrs, marker};
+use super::marker::{canonical_attrs, canonicalize};
 use super::policy::{Admission, ObjectPolicy};
 use crate::graph::{DeltaItem, MemberRef};
 use crate::model::ObjectClass;
+use crate::store::wire::JsonText;
 
 /// An object to store (if its marker differs from the stored one).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedObject {
     pub id: Uuid,
     pub marker: i64,
-    pub attrs: Value,
+    /// Canonical JSON text of the attributes: hashed for the marker and stored as it is.
+    pub attrs: JsonText,
     pub mapped: Option<Value>,
 }
 
@@ -97,8 +99,9 @@ pub fn prepare(class: ObjectClass, items: Vec<DeltaItem>, policy: &dyn ObjectPol
                 match policy.admit(class, &attrs) {
                     Admission::Filter => page.filtered.push(id),
                     Admission::Admit { mapped } => {
-                        let marker = marker(&attrs, mapped.as_ref());
-                        page.objects.push(PreparedObject { id, marker, attrs: Value::Object(attrs), mapped });
+                        let canonical = canonicalize(&attrs, mapped.as_ref());
+                        let attrs = JsonText::from_json_bytes(canonical.attrs_json);
+                        page.objects.push(PreparedObject { id, marker: canonical.marker, attrs, mapped });
                         admitted_groups.push(id);
                     }
                 }
@@ -157,6 +160,10 @@ mod tests {
         DeltaItem::Upsert { id: id.to_owned(), attrs, members_added: refs(added), members_removed: refs(removed) }
     }
 
+    fn attrs_of(object: &PreparedObject) -> Value {
+        serde_json::from_slice(object.attrs.as_bytes()).expect("attrs are JSON")
+    }
+
     fn uuid(text: &str) -> Uuid {
         Uuid::parse_str(text).expect("uuid")
     }
@@ -173,8 +180,8 @@ mod tests {
         assert_eq!(page.distinct, 2);
         assert!(page.removals.is_empty());
         assert_eq!(page.objects.len(), 2);
-        assert_eq!(page.objects[0].attrs, json!({"displayName": "new"}));
-        assert_eq!(page.objects[1].attrs, json!({"displayName": "restored"}));
+        assert_eq!(attrs_of(&page.objects[0]), json!({"displayName": "new"}));
+        assert_eq!(attrs_of(&page.objects[1]), json!({"displayName": "restored"}));
 
         let items = vec![
             upsert(A, json!({"displayName": "x"}), &[], &[]),

@@ -1,21 +1,23 @@
-//! One sync round for one (tenant, class): pick the mode, stream Graph's delta pages, apply each page
-//! with its checkpoint in one transaction, and finish (sweep, deletion guard, deltaLink) with the last.
+//! One sync round for one (tenant, class): pick the mode, stream Graph's delta pages, apply each batch of
+//! pages with its checkpoint in one transaction, and finish (sweep, deletion guard, deltaLink) with the
+//! last.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use deadpool_postgres::GenericClient;
-use futures::StreamExt;
+use futures::future::Either;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use super::apply::{apply_page_with, PageHints, PageTarget, REASON_NOT_LISTED};
+use super::batch::{Batches, PageBatch, PREFETCH_PAGES};
 use super::error::SyncError;
 use super::guard::{short_listing, DeletionGuard};
-use super::page::prepare;
+use super::page::{prepare, PreparedPage};
 use super::policy::ObjectPolicy;
 use super::recorder::{RunFinished, RunProgress, RunRecorder, RunStarted};
-use crate::graph::{DeltaPage, DeltaRequest, GraphClient, GraphError, GraphTenant, PageLink, RequestPriority};
+use crate::graph::{DeltaRequest, GraphClient, GraphError, GraphTenant, PageLink, RequestPriority};
 use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
 use crate::store::runs::RunCounts;
 use crate::store::{cursors, held_deletions, objects, run_scratch, Pool};
@@ -45,6 +47,8 @@ pub struct RoundRequest {
     pub guard: DeletionGuard,
     pub priority: RequestPriority,
     pub instance_id: Option<String>,
+    /// Objects after which a batch of pages is written in one transaction (`sync.batch_objects`).
+    pub batch_objects: usize,
 }
 
 /// How a round ended. Errors that stop a round early are `Err(SyncError)` instead (the checkpoint is
@@ -75,8 +79,8 @@ struct Ending {
     reason: Option<String>,
 }
 
-/// Runs one round. Cancel-safe: dropping the future at any await loses nothing, because each page and
-/// its checkpoint commit together; the next call resumes the same run from the last checkpoint.
+/// Runs one round. Cancel-safe: dropping the future at any await loses nothing, because each batch of
+/// pages and its checkpoint commit together; the next call resumes the same run from the last checkpoint.
 pub async fn run_round<R: RunRecorder>(
     deps: &RoundDeps<'_, R>,
     request: &RoundRequest,
@@ -103,7 +107,8 @@ async fn drive<R: RunRecorder>(deps: &RoundDeps<'_, R>, request: &RoundRequest) 
             Some(link) => DeltaRequest::resume(request.class, link),
             None => DeltaRequest::full(request.class),
         }
-        .with_priority(request.priority);
+        .with_priority(request.priority)
+        .with_prefetch(PREFETCH_PAGES);
         match stream_pages(deps, request, &mut run, delta_request).await {
             Ok(ending) => break ending,
             // 410 Gone / syncStateNotFound: the token is dead; list everything again (once per round).
@@ -222,8 +227,8 @@ fn choose_mode(request: &RoundRequest, cursor: &cursors::CursorState) -> (SyncMo
     }
 }
 
-/// Streams and applies pages until the deltaLink page has committed (the stream itself fetches the
-/// next page while this one is applied).
+/// Streams and applies pages, a batch per transaction, until the deltaLink page has committed (the
+/// stream fetches the next pages while a batch is written).
 async fn stream_pages<R: RunRecorder>(
     deps: &RoundDeps<'_, R>,
     request: &RoundRequest,
@@ -231,7 +236,8 @@ async fn stream_pages<R: RunRecorder>(
     delta_request: DeltaRequest,
 ) -> Result<Ending, SyncError> {
     let mut client = deps.pool.get().await?;
-    let mut pages = deps.graph.delta_pages(request.graph_tenant.clone(), delta_request);
+    let pages = deps.graph.delta_pages(request.graph_tenant.clone(), delta_request);
+    let mut batches = Batches::new(pages, request.batch_objects);
     // Held deletions are only created at a round's end and this (tenant, class) runs nowhere else;
     // staged ones only by this run's pages. What is absent now stays absent until a page stages some.
     let t = run.target;
@@ -240,10 +246,31 @@ async fn stream_pages<R: RunRecorder>(
         held_deletions::any_held(&client, t.tenant_id, t.class),
     )?;
     let mut hints = PageHints { staged_deletions, held_deletions };
-    while let Some(page) = pages.next().await {
-        if let Some(ending) = apply_and_report(deps, request, &mut client, run, &mut hints, page?).await? {
-            return Ok(ending);
-        }
+    let class = run.target.class;
+    let mut upcoming = next_prepared(&mut batches, class, deps.policy).await;
+    while let Some(batch) = upcoming.take() {
+        let batch = batch?;
+        let more = matches!(batch.next, PageLink::Next(_));
+        // While this batch is written, the next one is fetched and prepared: the client's work overlaps
+        // the database's.
+        let apply = std::pin::pin!(apply_and_report(deps, request, &mut client, run, &mut hints, batch));
+        let prefetch = std::pin::pin!(async {
+            if more {
+                next_prepared(&mut batches, class, deps.policy).await
+            } else {
+                None
+            }
+        });
+        upcoming = match futures::future::select(apply, prefetch).await {
+            Either::Left((applied, prefetch)) => match applied? {
+                Some(ending) => return Ok(ending),
+                None => prefetch.await,
+            },
+            Either::Right((following, apply)) => match apply.await? {
+                Some(ending) => return Ok(ending),
+                None => following,
+            },
+        };
     }
     Err(SyncError::Graph(GraphError::MalformedResponse {
         url: "delta round".to_owned(),
@@ -251,26 +278,54 @@ async fn stream_pages<R: RunRecorder>(
     }))
 }
 
-/// Applies one page with its checkpoint (or the round's end) in one transaction, then reports progress.
+/// A batch of pages, folded and prepared (markers computed): what one transaction applies.
+struct PreparedBatch {
+    page: PreparedPage,
+    next: PageLink,
+    pages: u64,
+    graph_requests: u64,
+    throttled_waits: u64,
+}
+
+async fn next_prepared<S>(
+    batches: &mut Batches<S>,
+    class: ObjectClass,
+    policy: &dyn ObjectPolicy,
+) -> Option<Result<PreparedBatch, GraphError>>
+where
+    S: futures::Stream<Item = Result<crate::graph::DeltaPage, GraphError>> + Unpin,
+{
+    let batch = match batches.next().await? {
+        Ok(batch) => batch,
+        Err(error) => return Some(Err(error)),
+    };
+    let PageBatch { items, next, pages, graph_requests, throttled_waits } = batch;
+    // Folded across the batch's pages: the last occurrence of an object wins, as within a page.
+    let page = prepare(class, items, policy);
+    Some(Ok(PreparedBatch { page, next, pages, graph_requests, throttled_waits }))
+}
+
+/// Applies a batch of pages with its checkpoint (or the round's end) in one transaction, then reports
+/// progress.
 async fn apply_and_report<R: RunRecorder>(
     deps: &RoundDeps<'_, R>,
     request: &RoundRequest,
     client: &mut deadpool_postgres::Object,
     run: &mut Run,
     hints: &mut PageHints,
-    page: DeltaPage,
+    batch: PreparedBatch,
 ) -> Result<Option<Ending>, SyncError> {
     let mut counts = run.counts;
-    counts.pages += 1;
-    counts.graph_requests += u64::from(page.stats.requests);
-    counts.throttled_waits += u64::from(page.stats.throttled_waits);
-    let prepared = prepare(run.target.class, page.items, deps.policy);
+    counts.pages += batch.pages;
+    counts.graph_requests += batch.graph_requests;
+    counts.throttled_waits += batch.throttled_waits;
+    let prepared = &batch.page;
     counts.filtered += prepared.filtered.len() as u64;
 
     let transaction = client.transaction().await?;
     // The claim and the page's first statements travel together; the claim still runs first (one
     // connection executes in order), and if it fails nothing of the page commits.
-    let apply = async { Ok::<_, SyncError>(apply_page_with(&transaction, run.target, &prepared, *hints).await?) };
+    let apply = async { Ok::<_, SyncError>(apply_page_with(&transaction, run.target, prepared, *hints).await?) };
     let ((), outcome) = futures::try_join!(claim(&transaction, run), apply)?;
     // Set before the commit: if the commit fails the round stops, and a new stream asks the store again.
     hints.staged_deletions |= outcome.staged_deletions > 0;
@@ -280,7 +335,7 @@ async fn apply_and_report<R: RunRecorder>(
         SyncMode::Delta => prepared.distinct,
     };
     counts.rows_written += outcome.object_rows + outcome.member_rows;
-    let ending = match &page.next {
+    let ending = match &batch.next {
         PageLink::Next(next) => {
             let t = run.target;
             cursors::checkpoint(&transaction, t.tenant_id, t.class, t.run_id, t.mode, Some(next), &counts).await?;
@@ -291,11 +346,11 @@ async fn apply_and_report<R: RunRecorder>(
     transaction.commit().await?;
     run.counts = counts;
     tracing::debug!(
-        page = counts.pages,
+        pages = counts.pages,
         objects = prepared.distinct,
         rows = outcome.object_rows,
         memberships = outcome.member_rows,
-        "page applied"
+        "pages applied"
     );
     if ending.is_none() {
         report_progress(deps, run).await;
@@ -314,7 +369,7 @@ async fn finish(
     let PageTarget { tenant_id, class, run_id, mode } = target;
     let full = mode == SyncMode::Full;
     if full {
-        let listed = run_scratch::seen_count(db, run_id).await?;
+        let listed = run_scratch::listed_count(db, run_id, tenant_id, class).await?;
         let stored_live = objects::live_count(db, tenant_id, class).await?;
         if let Some(reason) = short_listing(listed, stored_live) {
             // Keep what the pages wrote (it is true), drop the run, delete nothing; the next round lists again.
@@ -370,9 +425,10 @@ async fn restart_as_full<R: RunRecorder>(
     let transaction = client.transaction().await?;
     claim(&transaction, run).await?;
     let t = run.target;
-    // What a previous listing saw says nothing about the new one; staged deletions stay (later pages
-    // unstage whatever reappears).
+    // What a previous listing saw (or created) says nothing about the new one; staged deletions stay
+    // (later pages unstage whatever reappears).
     run_scratch::forget_seen(&transaction, t.run_id).await?;
+    run_scratch::forget_created(&transaction, t.run_id, t.tenant_id, t.class).await?;
     cursors::checkpoint(&transaction, t.tenant_id, t.class, t.run_id, t.mode, None, &run.counts).await?;
     transaction.commit().await?;
     report_progress(deps, run).await;

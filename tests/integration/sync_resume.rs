@@ -10,8 +10,8 @@ use entrasync::graph_sim::mutate::MutationBatch;
 use entrasync::model::{ObjectClass, RunStatus, SyncMode};
 use entrasync::store::cursors;
 use entrasync::sync::{
-    run_round, PassThrough, PgRunRecorder, RecorderError, RoundDeps, RoundReport, RunCounts, RunFinished, RunProgress,
-    RunRecorder, RunStarted, SyncError,
+    run_round, PassThrough, PgRunRecorder, RecorderError, RoundDeps, RoundReport, RoundRequest, RunCounts, RunFinished,
+    RunProgress, RunRecorder, RunStarted, SyncError,
 };
 use rand::Rng;
 use tokio::sync::Notify;
@@ -122,6 +122,60 @@ async fn a_round_dropped_after_a_random_page_resumes_with_the_same_counts() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_written_in_batches_count_the_same_and_resume_after_a_batch() {
+    let world = SyncWorld::start().await;
+    let batched = world.tenant(spec(43, 150, 30, 40), 15).await;
+    let twin = world.tenant(spec(43, 150, 30, 40), 15).await;
+    let batched_request = |class| RoundRequest { batch_objects: 40, ..world.request(&batched, class) };
+
+    // Users: 10 pages of 15 in batches of 3 pages; stopped after the first batch, then resumed.
+    let per_page = world.round(&twin, ObjectClass::User).await;
+    let recorder = StopAfterPage {
+        inner: world.recorder.clone(),
+        stop_after: 1,
+        pages: AtomicU64::new(0),
+        reached: Notify::new(),
+    };
+    let deps = RoundDeps { pool: &world.pool, graph: &world.graph, policy: &PassThrough, recorder: &recorder };
+    let request = batched_request(ObjectClass::User);
+    tokio::select! {
+        report = run_round(&deps, &request) => panic!("not stopped: {report:?}"),
+        _ = recorder.reached.notified() => {}
+    }
+    let checkpointed = checkpointed_pages(&world, &batched).await;
+    assert_eq!(checkpointed, 3, "the first batch is three pages, committed together");
+    let resumed = world.try_round(&batched_request(ObjectClass::User)).await.expect("resumed round");
+    assert!(resumed.resumed);
+    assert!(same_counts(&resumed.counts, &per_page.counts), "{:?} vs {:?}", resumed.counts, per_page.counts);
+    world.assert_converged(&batched, ObjectClass::User, true).await;
+
+    // Every class, full then delta: batches count exactly what pages do.
+    for class in [ObjectClass::Group, ObjectClass::Device] {
+        let per_page = world.round(&twin, class).await;
+        let report = world.try_round(&batched_request(class)).await.expect("batched round");
+        assert!(same_counts(&report.counts, &per_page.counts), "{class}: {:?} vs {:?}", report.counts, per_page.counts);
+    }
+    for tenant in [&batched, &twin] {
+        world
+            .sim
+            .state()
+            .random_mutations(&tenant.sim_tenant, &MutationBatch { seed: 43, count: 1_000 })
+            .expect("mutate");
+    }
+    for class in ObjectClass::ALL {
+        let per_page = world.round(&twin, class).await;
+        let report = world.try_round(&batched_request(class)).await.expect("batched delta round");
+        assert_eq!((report.mode, report.status), (SyncMode::Delta, RunStatus::Success));
+        assert_eq!(
+            (report.counts.changed, report.counts.deleted, report.counts.pages),
+            (per_page.counts.changed, per_page.counts.deleted, per_page.counts.pages),
+            "{class}"
+        );
+        world.assert_converged(&batched, class, true).await;
+    }
+}
+
 const CHILD_ENV: &str = "ENTRASYNC_SYNC_TEST_CHILD";
 
 /// Entry point of the child process that `killing_the_process_running_a_round_loses_nothing` kills.
@@ -153,6 +207,7 @@ async fn child_process_runs_a_round() {
         guard: crate::sync_support::NO_GUARD,
         priority: Default::default(),
         instance_id: Some("child".to_owned()),
+        batch_objects: 1,
     };
     let recorder = PgRunRecorder::new(pool.clone());
     let deps = RoundDeps { pool: &pool, graph: &graph, policy: &PassThrough, recorder: &recorder };

@@ -134,6 +134,8 @@ impl SyncWorld {
             guard: NO_GUARD,
             priority: RequestPriority::Normal,
             instance_id: Some("test".to_owned()),
+            // Every page its own transaction, so tests can stop a round between any two pages.
+            batch_objects: 1,
         }
     }
 

@@ -70,7 +70,7 @@ async fn run_job(deps: &WorkerDeps, job: &SyncJob, stop: &CancellationToken) -> 
     if patiently(stop, || schedule::request_rerun(pool, tenant.id, job.object_class, job.mode)).await.is_none() {
         return Settlement::Requeue;
     }
-    let lock = match RunLock::try_acquire(&deps.shared.settings.database, tenant.id, job.object_class).await {
+    let lock = match deps.shared.run_locks.try_acquire(tenant.id, job.object_class).await {
         Ok(Some(lock)) => lock,
         Ok(None) => {
             tracing::info!(mode = %job.mode, "run in progress; coalesced into one more run after it");
@@ -130,6 +130,7 @@ async fn run_locked(
         guard: DeletionGuard::from_settings(&deps.shared.settings.sync),
         priority: if job.trigger == Trigger::Schedule { RequestPriority::Low } else { RequestPriority::Normal },
         instance_id: Some(deps.shared.settings.instance_id.clone()),
+        batch_objects: deps.shared.settings.sync.batch_objects,
     };
     // The round's history events also move the sync series (runs, objects, pages), labelled by the
     // Entra tenant id.

@@ -1,0 +1,132 @@
+//! Consecutive delta pages gathered into one write: a round commits once per batch instead of once per
+//! page, with the last page's link as the checkpoint (a resumed run repeats at most one batch, which is
+//! harmless: applying a page twice writes nothing the second time).
+
+use futures::{Stream, StreamExt};
+
+use crate::graph::{DeltaItem, DeltaPage, GraphError, PageLink};
+
+/// Pages the Graph client fetches ahead while a batch is written: about one batch of default pages.
+pub const PREFETCH_PAGES: usize = 5;
+
+/// Pages to apply in one transaction.
+#[derive(Debug)]
+pub struct PageBatch {
+    /// The pages' items in Graph's order (the same object may repeat; the last occurrence wins).
+    pub items: Vec<DeltaItem>,
+    /// Where the round continues after the batch (the last page's link).
+    pub next: PageLink,
+    pub pages: u64,
+    pub graph_requests: u64,
+    pub throttled_waits: u64,
+}
+
+impl PageBatch {
+    fn of(page: DeltaPage) -> Self {
+        Self {
+            items: page.items,
+            next: page.next,
+            pages: 1,
+            graph_requests: u64::from(page.stats.requests),
+            throttled_waits: u64::from(page.stats.throttled_waits),
+        }
+    }
+
+    fn absorb(&mut self, page: DeltaPage) {
+        self.items.extend(page.items);
+        self.next = page.next;
+        self.pages += 1;
+        self.graph_requests += u64::from(page.stats.requests);
+        self.throttled_waits += u64::from(page.stats.throttled_waits);
+    }
+
+    fn is_complete(&self, min_items: usize) -> bool {
+        self.items.len() >= min_items || matches!(self.next, PageLink::Delta(_))
+    }
+}
+
+/// Gathers a page stream into batches. A failed page ends the batch before it: the pages already
+/// fetched are returned first (their progress is kept), the error with the next call.
+pub struct Batches<S> {
+    pages: S,
+    min_items: usize,
+    deferred: Option<GraphError>,
+}
+
+impl<S: Stream<Item = Result<DeltaPage, GraphError>> + Unpin> Batches<S> {
+    /// Batches end after at least `min_items` items (Graph pages hold 100-999 objects: large enough
+    /// that per-statement and per-commit costs are spread, small enough that memory stays flat) or
+    /// with the round's last page.
+    pub fn new(pages: S, min_items: usize) -> Self {
+        Self { pages, min_items, deferred: None }
+    }
+
+    /// The next batch; `None` once the stream has ended.
+    pub async fn next(&mut self) -> Option<Result<PageBatch, GraphError>> {
+        if let Some(error) = self.deferred.take() {
+            return Some(Err(error));
+        }
+        let mut batch: Option<PageBatch> = None;
+        loop {
+            match (self.pages.next().await, batch.as_mut()) {
+                (None, _) => return batch.map(Ok),
+                (Some(Err(error)), None) => return Some(Err(error)),
+                (Some(Err(error)), Some(_)) => {
+                    self.deferred = Some(error);
+                    return batch.map(Ok);
+                }
+                (Some(Ok(page)), None) => batch = Some(PageBatch::of(page)),
+                (Some(Ok(page)), Some(open)) => open.absorb(page),
+            }
+            if batch.as_ref().is_some_and(|batch| batch.is_complete(self.min_items)) {
+                return batch.map(Ok);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::RequestStats;
+
+    fn page(items: usize, next: PageLink) -> Result<DeltaPage, GraphError> {
+        let items = (0..items).map(|i| DeltaItem::Removed { id: format!("id-{i}"), permanent: false }).collect();
+        Ok(DeltaPage { items, next, stats: RequestStats { requests: 1, ..RequestStats::default() } })
+    }
+
+    fn next_link(n: usize) -> PageLink {
+        PageLink::Next(format!("https://graph/next/{n}"))
+    }
+
+    #[tokio::test]
+    async fn pages_gather_until_the_batch_is_full_or_the_round_ends() {
+        let pages = vec![
+            page(600, next_link(1)),
+            page(600, next_link(2)),
+            page(10, next_link(3)),
+            page(10, PageLink::Delta("https://graph/delta".into())),
+        ];
+        let mut batches = Batches::new(futures::stream::iter(pages), 1_000);
+        let first = batches.next().await.expect("a batch").expect("ok");
+        assert_eq!((first.pages, first.items.len(), first.graph_requests), (2, 1200, 2));
+        assert_eq!(first.next, next_link(2));
+        let last = batches.next().await.expect("a batch").expect("ok");
+        assert_eq!((last.pages, last.items.len()), (2, 20));
+        assert!(matches!(last.next, PageLink::Delta(_)));
+        assert!(batches.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_page_comes_after_the_pages_before_it() {
+        let pages = vec![
+            page(5, next_link(1)),
+            Err(GraphError::DeltaTokenExpired { reason: "gone".into() }),
+            page(5, next_link(2)),
+        ];
+        let mut batches = Batches::new(futures::stream::iter(pages), 1_000);
+        let first = batches.next().await.expect("a batch").expect("ok");
+        assert_eq!((first.pages, first.next), (1, next_link(1)));
+        assert!(matches!(batches.next().await, Some(Err(GraphError::DeltaTokenExpired { .. }))));
+    }
+}
