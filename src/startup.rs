@@ -44,12 +44,7 @@ impl Application {
         let listener = TcpListener::bind(settings.http.listen)
             .with_context(|| format!("cannot listen on {} (http.listen)", settings.http.listen))?;
         let port = listener.local_addr()?.port();
-        let shared = Shared {
-            pool: pool.clone(),
-            broker: broker.clone(),
-            metrics: metrics.clone(),
-            settings: std::sync::Arc::new(settings.clone()),
-        };
+        let shared = Shared::new(pool.clone(), broker.clone(), metrics.clone(), settings.clone());
         let service = Service::start(shared).context("starting the actors")?;
         let state = web::Data::new(AppState {
             pool,

@@ -24,6 +24,7 @@ pub use supervisor::TenantSupervisor;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::queue::Broker;
+use crate::store::run_lock::RunLocks;
 use crate::store::Pool;
 
 /// What every actor may use; cheap to clone.
@@ -33,4 +34,12 @@ pub struct Shared {
     pub broker: Broker,
     pub metrics: Metrics,
     pub settings: Arc<Settings>,
+    pub run_locks: RunLocks,
+}
+
+impl Shared {
+    pub fn new(pool: Pool, broker: Broker, metrics: Metrics, settings: Settings) -> Shared {
+        let run_locks = RunLocks::new(settings.database.clone());
+        Shared { pool, broker, metrics, settings: Arc::new(settings), run_locks }
+    }
 }

@@ -1,8 +1,11 @@
 //! The (tenant, class) run lock: at most one sync run per tenant and class across all instances.
 //!
-//! A session advisory lock on a connection of its own (not pooled): when the holder dies, or loses its
-//! connection, Postgres releases the lock, so no lock outlives its holder. The holder must stop its run
+//! A session advisory lock on a connection of its own (not the shared pool's): when the holder dies, or
+//! loses its connection, Postgres releases the lock, so no lock outlives its holder. Released locks' sessions
+//! are reused ([`RunLocks`]). The holder must stop its run
 //! when [`RunLock::lost`] fires, because from then on another worker may take the lock.
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use secrecy::ExposeSecret;
 use tokio_postgres::NoTls;
@@ -30,60 +33,115 @@ pub(super) fn lock_keys(tenant_id: i64) -> (Vec<String>, Vec<i32>, i64) {
     (classes, class_keys, i64::from(tenant_key(tenant_id)))
 }
 
-/// A held run lock. Dropping it closes its connection, which releases the lock.
-pub struct RunLock {
+/// Idle sessions kept for reuse at most: opening a Postgres session costs the server ~11 CPU-ms (fork,
+/// backend start, catalogue caches), a third of a small tenant's whole run (docs/benchmarks.md).
+const MAX_IDLE_SESSIONS: usize = 16;
+
+/// A connection of its own for run locks, and the token that fires when it ends.
+struct Session {
     client: tokio_postgres::Client,
     lost: CancellationToken,
 }
 
-impl RunLock {
-    /// Takes the lock if nobody holds it: `Ok(None)` means a run of this tenant and class is in progress.
-    pub async fn try_acquire(
-        settings: &DatabaseSettings,
-        tenant_id: i64,
-        class: ObjectClass,
-    ) -> Result<Option<RunLock>, StoreError> {
-        let mut config: tokio_postgres::Config = settings
-            .url
-            .expose_secret()
-            .parse()
-            .map_err(|e| StoreError::Config(format!("invalid database.url: {e}")))?;
-        config.connect_timeout(settings.connect_timeout);
-        config.application_name("entrasync run lock");
-        // A silently vanished server is noticed within a minute even without traffic.
-        config.keepalives(true).keepalives_idle(std::time::Duration::from_secs(20));
-        let (client, connection) = config.connect(NoTls).await?;
-        let lost = CancellationToken::new();
-        let on_close = lost.clone();
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::warn!(%error, "run lock connection failed");
-            }
-            on_close.cancel();
-        });
-        let row = client
-            .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&class_key(class), &tenant_key(tenant_id)])
-            .await?;
-        Ok(row.get::<_, bool>(0).then_some(RunLock { client, lost }))
+/// Takes run locks for one process, reusing the sessions of released locks. A session is reused only
+/// after `pg_advisory_unlock_all()` answered on it and its connection is alive, so it holds no lock;
+/// "lock lost ⇒ connection gone" still holds, because a reused session is never closed under a holder.
+/// Clones share the idle sessions.
+#[derive(Clone)]
+pub struct RunLocks {
+    settings: DatabaseSettings,
+    idle: Arc<Mutex<Vec<Session>>>,
+}
+
+impl RunLocks {
+    pub fn new(settings: DatabaseSettings) -> RunLocks {
+        RunLocks { settings, idle: Arc::default() }
     }
 
+    /// Takes the lock if nobody holds it: `Ok(None)` means a run of this tenant and class is in progress.
+    pub async fn try_acquire(&self, tenant_id: i64, class: ObjectClass) -> Result<Option<RunLock>, StoreError> {
+        let keys = (class_key(class), tenant_key(tenant_id));
+        let try_lock = |session: Session| async move {
+            let row = session.client.query_one("SELECT pg_try_advisory_lock($1, $2)", &[&keys.0, &keys.1]).await;
+            row.map(|row| (session, row.get::<_, bool>(0)))
+        };
+        // An idle session may have died unnoticed (the server restarted): then a new one is opened.
+        let reused = match self.take_idle() {
+            Some(session) => try_lock(session).await.ok(),
+            None => None,
+        };
+        let (session, locked) = match reused {
+            Some(reused) => reused,
+            None => try_lock(connect(&self.settings).await?).await?,
+        };
+        if locked {
+            Ok(Some(RunLock { session, home: self.idle.clone() }))
+        } else {
+            put_back(&self.idle, session);
+            Ok(None)
+        }
+    }
+
+    fn take_idle(&self) -> Option<Session> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|session| !session.lost.is_cancelled());
+        idle.pop()
+    }
+}
+
+fn put_back(idle: &Mutex<Vec<Session>>, session: Session) {
+    let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
+    if !session.lost.is_cancelled() && idle.len() < MAX_IDLE_SESSIONS {
+        idle.push(session);
+    }
+}
+
+async fn connect(settings: &DatabaseSettings) -> Result<Session, StoreError> {
+    let mut config: tokio_postgres::Config =
+        settings.url.expose_secret().parse().map_err(|e| StoreError::Config(format!("invalid database.url: {e}")))?;
+    config.connect_timeout(settings.connect_timeout);
+    config.application_name("entrasync run lock");
+    // A silently vanished server is noticed within a minute even without traffic.
+    config.keepalives(true).keepalives_idle(std::time::Duration::from_secs(20));
+    let (client, connection) = config.connect(NoTls).await?;
+    let lost = CancellationToken::new();
+    let on_close = lost.clone();
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "run lock connection failed");
+        }
+        on_close.cancel();
+    });
+    Ok(Session { client, lost })
+}
+
+/// A held run lock. Dropping it without [`RunLock::release`] closes its connection, which releases the lock.
+pub struct RunLock {
+    session: Session,
+    home: Arc<Mutex<Vec<Session>>>,
+}
+
+impl RunLock {
     /// Resolves when the lock's connection is gone (and with it the lock).
     pub async fn lost(&self) {
-        self.lost.cancelled().await
+        self.session.lost.cancelled().await
     }
 
     pub fn is_lost(&self) -> bool {
-        self.lost.is_cancelled()
+        self.session.lost.is_cancelled()
     }
 
-    /// Releases the lock and closes its connection.
+    /// Releases the lock; its session is kept for the next lock only when the unlock answered in time.
     pub async fn release(self) {
-        // Closing the session releases the lock too; the explicit unlock only makes it immediate.
-        let _ = tokio::time::timeout(
+        let unlocked = tokio::time::timeout(
             std::time::Duration::from_secs(2),
-            self.client.simple_query("SELECT pg_advisory_unlock_all()"),
+            self.session.client.simple_query("SELECT pg_advisory_unlock_all()"),
         )
         .await;
+        if matches!(unlocked, Ok(Ok(_))) {
+            put_back(&self.home, self.session);
+        }
+        // Otherwise dropping the session closes it, and closing releases the lock.
     }
 }
 
@@ -105,6 +163,7 @@ pub async fn close_orphaned_runs(pool: &super::Pool) -> Result<u64, StoreError> 
 /// the run lock, so they can only be left over from a holder that is gone.
 pub async fn close_interrupted(lock: &RunLock, tenant_id: i64, class: ObjectClass) -> Result<u64, StoreError> {
     let closed = lock
+        .session
         .client
         .execute(
             "UPDATE sync_runs SET status = 'failed', error = 'interrupted', finished_at = now(), updated_at = now()

@@ -118,12 +118,8 @@ async fn graph_client_counts_connection_failures_and_never_labels_a_domain() {
 fn start_metered_service(settings: &Settings) -> (Service, Broker, Metrics) {
     let broker = Broker::start(&settings.amqp);
     let metrics = Metrics::new();
-    let shared = Shared {
-        pool: entrasync::store::pool(&settings.database).expect("pool"),
-        broker: broker.clone(),
-        metrics: metrics.clone(),
-        settings: Arc::new(settings.clone()),
-    };
+    let pool = entrasync::store::pool(&settings.database).expect("pool");
+    let shared = Shared::new(pool, broker.clone(), metrics.clone(), settings.clone());
     (Service::start(shared).expect("service"), broker, metrics)
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use entrasync::model::{ObjectClass, RunStatus, SyncMode, Trigger};
 use entrasync::queue::{Broker, SyncJob};
-use entrasync::store::run_lock::{self, RunLock};
+use entrasync::store::run_lock::{self, RunLocks};
 use entrasync::store::{cursors, runs, schedule, tenants};
 use lapin::options::BasicAckOptions;
 
@@ -88,11 +88,11 @@ async fn the_run_lock_is_exclusive_shows_as_running_and_orphaned_runs_are_closed
     let db = TestDb::migrated().await;
     let pool = db.pool();
     let tenant = create_tenants(&pool, 1).await[0];
-    let settings = db.settings();
+    let locks = RunLocks::new(db.settings().database);
 
-    let lock = RunLock::try_acquire(&settings.database, tenant, ObjectClass::User).await.unwrap().expect("free");
-    assert!(RunLock::try_acquire(&settings.database, tenant, ObjectClass::User).await.unwrap().is_none());
-    let other_class = RunLock::try_acquire(&settings.database, tenant, ObjectClass::Group).await.unwrap();
+    let lock = locks.try_acquire(tenant, ObjectClass::User).await.unwrap().expect("free");
+    assert!(locks.try_acquire(tenant, ObjectClass::User).await.unwrap().is_none());
+    let other_class = locks.try_acquire(tenant, ObjectClass::Group).await.unwrap();
     assert!(other_class.is_some(), "classes lock independently");
     let state = schedule::load(&pool, tenant).await.unwrap().unwrap();
     let running: Vec<bool> = state.classes.iter().map(|c| c.running).collect();
@@ -121,13 +121,13 @@ async fn the_run_lock_is_exclusive_shows_as_running_and_orphaned_runs_are_closed
 
     // Its holder dies: the next holder closes the leftover run.
     drop(lock);
-    let next = RunLock::try_acquire(&settings.database, tenant, ObjectClass::User).await.unwrap();
+    let next = locks.try_acquire(tenant, ObjectClass::User).await.unwrap();
     let next = match next {
         Some(lock) => lock,
         // The server notices the closed session asynchronously.
         None => {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            RunLock::try_acquire(&settings.database, tenant, ObjectClass::User).await.unwrap().expect("released")
+            locks.try_acquire(tenant, ObjectClass::User).await.unwrap().expect("released")
         }
     };
     assert_eq!(run_lock::close_interrupted(&next, tenant, ObjectClass::User).await.unwrap(), 1);
@@ -159,4 +159,44 @@ async fn reruns_coalesce_and_repeated_failures_quarantine_until_a_success() {
     assert_eq!(schedule::quarantined(&pool).await.unwrap().len(), 1);
     schedule::record_success(&pool, tenant, ObjectClass::User, 5).await.unwrap();
     assert!(schedule::quarantined(&pool).await.unwrap().is_empty());
+}
+
+/// Sessions of run locks in this test's database.
+async fn lock_sessions(pool: &entrasync::store::Pool) -> i64 {
+    let client = pool.get().await.unwrap();
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'entrasync run lock'";
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn a_released_lock_is_free_at_once_and_its_session_is_reused() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool();
+    let tenant = create_tenants(&pool, 1).await[0];
+    // Two instances' lock takers.
+    let (ours, theirs) = (RunLocks::new(db.settings().database), RunLocks::new(db.settings().database));
+
+    let held = ours.try_acquire(tenant, ObjectClass::User).await.unwrap().expect("free");
+    assert!(theirs.try_acquire(tenant, ObjectClass::User).await.unwrap().is_none(), "exclusive across instances");
+    held.release().await;
+    // The session stays open, but holds nothing: the other instance takes the lock right away.
+    let theirs_held = theirs.try_acquire(tenant, ObjectClass::User).await.unwrap().expect("released at once");
+    assert!(ours.try_acquire(tenant, ObjectClass::User).await.unwrap().is_none(), "a reused session is no holder");
+    theirs_held.release().await;
+    assert_eq!(lock_sessions(&pool).await, 2, "one session per taker");
+
+    // A thousand runs one after another on one session, not a thousand sessions.
+    for _ in 0..1000 {
+        ours.try_acquire(tenant, ObjectClass::User).await.unwrap().expect("free").release().await;
+    }
+    assert_eq!(lock_sessions(&pool).await, 2, "released sessions are reused");
+
+    // A session whose connection was killed is not reused: the next lock opens a new one.
+    let client = pool.get().await.unwrap();
+    let killed = "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                  WHERE datname = current_database() AND application_name = 'entrasync run lock') t";
+    let _: i64 = client.query_one(killed, &[]).await.unwrap().get(0);
+    let again = ours.try_acquire(tenant, ObjectClass::User).await.unwrap().expect("a fresh session");
+    assert!(!again.is_lost());
+    assert!(theirs.try_acquire(tenant, ObjectClass::User).await.unwrap().is_none(), "held on the fresh session");
 }

@@ -1,7 +1,5 @@
 //! Helpers shared by the `service_*` tests: tenants, an in-process service, counting jobs.
 
-use std::sync::Arc;
-
 use entrasync::actors::{Service, Shared};
 use entrasync::config::Settings;
 use entrasync::metrics::Metrics;
@@ -28,12 +26,8 @@ pub async fn create_tenants(pool: &Pool, n: usize) -> Vec<i64> {
 /// The actors of one instance, in this process.
 pub fn start_service(settings: &Settings) -> (Service, Broker) {
     let broker = Broker::start(&settings.amqp);
-    let shared = Shared {
-        pool: entrasync::store::pool(&settings.database).expect("pool"),
-        broker: broker.clone(),
-        metrics: Metrics::new(),
-        settings: Arc::new(settings.clone()),
-    };
+    let pool = entrasync::store::pool(&settings.database).expect("pool");
+    let shared = Shared::new(pool, broker.clone(), Metrics::new(), settings.clone());
     (Service::start(shared).expect("service"), broker)
 }
 
