@@ -59,6 +59,8 @@ enum Command {
     },
     /// Benchmark the whole pipeline (emulator, Graph client, sync round, Postgres); docs/benchmarks.md.
     Bench(entrasync::bench::BenchArgs),
+    /// Benchmark many tenants through RabbitMQ and the service's actors against one big tenant.
+    BenchFleet(entrasync::bench::fleet::FleetArgs),
     /// Manage tenants (until the admin API exists).
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -171,6 +173,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             entrasync::demo::run(settings, options).await
         }
         Command::Bench(args) => entrasync::bench::run(args, settings).await,
+        Command::BenchFleet(args) => entrasync::bench::fleet::run(args, settings).await,
         Command::Tenant(TenantCommand::Add { name, tenant_id, cloud, login_url, graph_url, credential }) => {
             let cloud = register::parse_cloud(&cloud, login_url, graph_url)?;
             let id = register::add_tenant(&settings, &name, tenant_id, cloud, &credential).await?;

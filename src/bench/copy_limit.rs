@@ -1,8 +1,9 @@
-//! The physical limit of a full round: the time Postgres takes to `COPY` the round's own object rows
-//! (exported once, untimed, in binary) into a scratch table with the same columns, defaults, primary key
-//! and indexes as `directory_objects` (`LIKE … INCLUDING ALL`: one tenant's rows land in one hash
-//! partition, which is what this table stands for). Foreign keys are not copied; the sync's table has none
-//! on these columns.
+//! The physical limit of a full round: the time Postgres takes to `COPY` the round's own rows (exported
+//! once, untimed, in binary) into scratch tables with the same columns, defaults, primary key and indexes
+//! as the sync's (`LIKE … INCLUDING ALL`: one tenant's rows land in one hash partition, which is what each
+//! table stands for). The object rows go to a copy of `directory_objects`; a group round's memberships also
+//! to a copy of `group_members`, timed separately. Foreign keys are not copied; the sync's tables have
+//! none on these columns.
 
 use std::time::{Duration, Instant};
 
@@ -13,23 +14,48 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::store::Pool;
 
-const SCRATCH_TABLE: &str = "bench_copy_limit";
 const CHUNK: usize = 1 << 20;
 
-/// What the COPY took.
-#[derive(Debug, Clone, Copy)]
-pub struct CopyLimit {
+/// One table's COPY.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CopyTimed {
     pub rows: u64,
     pub elapsed: Duration,
 }
 
-/// Exports the tenant's object rows to a temporary file, then times `COPY … FROM STDIN (FORMAT binary)`
-/// of that file into the scratch table; the table and the file are removed afterwards.
-pub async fn measure(pool: &Pool, tenant_id: i64) -> anyhow::Result<CopyLimit> {
+/// What the COPY of a round's rows took.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyLimit {
+    pub objects: CopyTimed,
+    /// The tenant's `group_members` rows, when asked for (group rounds).
+    pub members: Option<CopyTimed>,
+}
+
+impl CopyLimit {
+    /// Both COPYs together: what a round writing the same rows would at least take.
+    pub fn elapsed(&self) -> Duration {
+        self.objects.elapsed + self.members.map_or(Duration::ZERO, |m| m.elapsed)
+    }
+}
+
+/// Times the COPY of the tenant's object rows and, with `memberships`, of its membership rows.
+pub async fn measure(pool: &Pool, tenant_id: i64, memberships: bool) -> anyhow::Result<CopyLimit> {
+    let objects = measure_table(pool, "directory_objects", tenant_id).await.context("directory_objects")?;
+    let members = if memberships {
+        Some(measure_table(pool, "group_members", tenant_id).await.context("group_members")?)
+    } else {
+        None
+    };
+    Ok(CopyLimit { objects, members })
+}
+
+/// Exports the tenant's rows of `table` to a temporary file, then times `COPY … FROM STDIN (FORMAT
+/// binary)` of that file into `bench_copy_<table>`; the scratch table and the file are removed afterwards.
+async fn measure_table(pool: &Pool, table: &str, tenant_id: i64) -> anyhow::Result<CopyTimed> {
     let client = pool.get().await.context("a connection for the COPY limit")?;
+    let scratch = format!("bench_copy_{table}");
     let path = std::env::temp_dir().join(format!("entrasync-bench-{}.copy", uuid::Uuid::new_v4().simple()));
-    let export =
-        format!("COPY (SELECT * FROM directory_objects WHERE tenant_id = {tenant_id}) TO STDOUT (FORMAT binary)");
+    let export = format!("COPY (SELECT * FROM {table} WHERE tenant_id = {tenant_id}) TO STDOUT (FORMAT binary)");
     {
         let mut file = tokio::fs::File::create(&path).await.context("creating the COPY file")?;
         let stream = client.copy_out(export.as_str()).await.context("exporting the rows")?;
@@ -40,25 +66,24 @@ pub async fn measure(pool: &Pool, tenant_id: i64) -> anyhow::Result<CopyLimit> {
         file.flush().await?;
     }
     client
-        .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {SCRATCH_TABLE}; CREATE TABLE {SCRATCH_TABLE} (LIKE directory_objects INCLUDING ALL)"
-        ))
+        .batch_execute(&format!("DROP TABLE IF EXISTS {scratch}; CREATE TABLE {scratch} (LIKE {table} INCLUDING ALL)"))
         .await
         .context("creating the scratch table")?;
-    let timed = copy_file_in(&client, &path).await;
+    let timed = copy_file_in(&client, &scratch, &path).await;
     let _ = tokio::fs::remove_file(&path).await;
-    client
-        .batch_execute(&format!("DROP TABLE IF EXISTS {SCRATCH_TABLE}"))
-        .await
-        .context("dropping the scratch table")?;
+    client.batch_execute(&format!("DROP TABLE IF EXISTS {scratch}")).await.context("dropping the scratch table")?;
     timed
 }
 
-async fn copy_file_in(client: &tokio_postgres::Client, path: &std::path::Path) -> anyhow::Result<CopyLimit> {
+async fn copy_file_in(
+    client: &tokio_postgres::Client,
+    scratch: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<CopyTimed> {
     let mut file = tokio::fs::File::open(path).await.context("opening the COPY file")?;
     let started = Instant::now();
     let sink = client
-        .copy_in::<_, Bytes>(&format!("COPY {SCRATCH_TABLE} FROM STDIN (FORMAT binary)"))
+        .copy_in::<_, Bytes>(&format!("COPY {scratch} FROM STDIN (FORMAT binary)"))
         .await
         .context("starting the COPY")?;
     pin_mut!(sink);
@@ -72,5 +97,5 @@ async fn copy_file_in(client: &tokio_postgres::Client, path: &std::path::Path) -
         sink.send(Bytes::from(buffer)).await.context("sending COPY data")?;
     }
     let rows = sink.as_mut().finish().await.context("finishing the COPY")?;
-    Ok(CopyLimit { rows, elapsed: started.elapsed() })
+    Ok(CopyTimed { rows, elapsed: started.elapsed() })
 }

@@ -25,6 +25,14 @@ pub struct EmulatorSpec {
     pub workers: usize,
 }
 
+/// Groups and devices generated beside the spec's users (none unless asked; group sizes and members:
+/// `graph_sim::generate`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GroupsAndDevices {
+    pub groups: usize,
+    pub devices: usize,
+}
+
 /// An app registration of the emulator, consented in the benchmark tenant.
 #[derive(Debug, Clone)]
 pub struct EmulatedApp {
@@ -47,8 +55,13 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl ChildEmulator {
-    /// Starts `exe graph-sim` with a generated tenant and waits until its admin API answers.
+    /// Starts `exe graph-sim` with a generated tenant of users and waits until its admin API answers.
     pub async fn start(exe: &Path, spec: &EmulatorSpec) -> anyhow::Result<ChildEmulator> {
+        ChildEmulator::start_with(exe, spec, GroupsAndDevices::default()).await
+    }
+
+    /// [`ChildEmulator::start`] with groups and devices in the tenant as well.
+    pub async fn start_with(exe: &Path, spec: &EmulatorSpec, more: GroupsAndDevices) -> anyhow::Result<ChildEmulator> {
         let port = free_port()?;
         let tenant_id = Uuid::new_v4();
         let child = Command::new(exe)
@@ -59,6 +72,8 @@ impl ChildEmulator {
             .args(["--tenant-id", &tenant_id.to_string()])
             .args(["--seed", &spec.seed.to_string()])
             .args(["--users", &spec.users.to_string()])
+            .args(["--groups", &more.groups.to_string()])
+            .args(["--devices", &more.devices.to_string()])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

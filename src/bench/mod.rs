@@ -2,20 +2,25 @@
 //! client, the sync round and a fresh Postgres database per run — with the figures of
 //! docs/benchmarks.md ("Sync round: memory" and "Sync round: throughput"):
 //!
-//! 1. a full round of `--users` users: time, objects/s, peak RSS of this (the syncing) process, and the
-//!    time Postgres takes to COPY the same rows into an identical scratch table, as a ratio;
-//! 2. an unchanged re-scan (a full round again): object-row writes and time;
+//! 1. a full round of one object class (`--class`: users, groups with their memberships, or devices):
+//!    time, objects/s, peak RSS of this (the syncing) process, and the time Postgres takes to COPY the
+//!    same rows (a group round's memberships included) into identical scratch tables, as a ratio;
+//! 2. an unchanged re-scan (a full round again): object- and membership-row writes and time;
 //! 3. a delta round after the emulator's seeded random mutation batch: time end to end.
 //!
 //! ```sh
 //! entrasync bench --users 100000 --runs 3
+//! entrasync bench --class group --runs 3    # 100,000 users, 5,000 groups, ~1.2M memberships
+//! entrasync bench --class device --runs 3   # 100,000 devices
 //! ```
 
 mod analyzer;
 mod copy_limit;
 mod database;
 mod emulator;
+pub mod fleet;
 mod report;
+mod row_versions;
 mod rss;
 mod scenario;
 
@@ -25,22 +30,34 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::Settings;
-pub use emulator::EmulatorSpec;
+use crate::model::ObjectClass;
+pub use emulator::{ChildEmulator, EmulatedApp, EmulatorSpec, GroupsAndDevices};
 pub use report::Summary;
 pub use scenario::{RunFigures, RunPlan};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Users in the generated tenant.
-    #[arg(long, default_value_t = 100_000)]
-    pub users: usize,
+    /// The object class the rounds sync: user, group (with memberships) or device. It sets the default
+    /// tenant: user 100,000 users; group 100,000 users and 5,000 groups; device 100,000 devices.
+    #[arg(long, default_value = "user")]
+    pub class: ObjectClass,
+    /// Users in the generated tenant (default: by class).
+    #[arg(long)]
+    pub users: Option<usize>,
+    /// Groups in the generated tenant (default: by class); members are drawn from the users.
+    #[arg(long)]
+    pub groups: Option<usize>,
+    /// Devices in the generated tenant (default: by class).
+    #[arg(long)]
+    pub devices: Option<usize>,
     /// Runs (each with a fresh database and emulator); the figures are their medians.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
     /// Size of the emulator's seeded random mutation batch before the delta round. The batch spreads
-    /// over users, groups, devices and memberships: 28,000 give about 10,000 user changes.
-    #[arg(long, default_value_t = 28_000)]
-    pub delta_mutations: usize,
+    /// over users, groups, devices and memberships, skipping classes the tenant lacks; the default (by
+    /// class: user 28,000, group 20,000, device 170,000) gives about 10,000 changes of the class.
+    #[arg(long)]
+    pub delta_mutations: Option<usize>,
     /// Seed of the generated directory and of the mutation batch.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -62,6 +79,25 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// The generated tenant and mutation batch of a class, unless the flags say otherwise.
+struct ClassDefaults {
+    users: usize,
+    groups: usize,
+    devices: usize,
+    delta_mutations: usize,
+}
+
+impl ClassDefaults {
+    /// A demanding customer's large tenant, per class (docs/benchmarks.md explains the sizes).
+    fn of(class: ObjectClass) -> ClassDefaults {
+        match class {
+            ObjectClass::User => ClassDefaults { users: 100_000, groups: 0, devices: 0, delta_mutations: 28_000 },
+            ObjectClass::Group => ClassDefaults { users: 100_000, groups: 5_000, devices: 0, delta_mutations: 20_000 },
+            ObjectClass::Device => ClassDefaults { users: 0, groups: 0, devices: 100_000, delta_mutations: 170_000 },
+        }
+    }
+}
+
 /// Runs the benchmark and prints its summary on stdout.
 pub async fn run(args: BenchArgs, settings: Settings) -> anyhow::Result<()> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
@@ -69,25 +105,40 @@ pub async fn run(args: BenchArgs, settings: Settings) -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => std::env::current_exe().context("locating this executable to start the emulator")?,
     };
+    let defaults = ClassDefaults::of(args.class);
     let plan = RunPlan {
+        class: args.class,
         emulator: EmulatorSpec {
-            users: args.users,
+            users: args.users.unwrap_or(defaults.users),
             seed: args.seed,
             page_size: args.page_size,
             workers: args.emulator_workers,
         },
-        delta_mutations: args.delta_mutations,
+        groups_and_devices: GroupsAndDevices {
+            groups: args.groups.unwrap_or(defaults.groups),
+            devices: args.devices.unwrap_or(defaults.devices),
+        },
+        delta_mutations: args.delta_mutations.unwrap_or(defaults.delta_mutations),
         analyze_every: (args.analyze_every_secs > 0).then(|| Duration::from_secs(args.analyze_every_secs)),
+        batch_objects: settings.sync.batch_objects,
     };
     let mut runs = Vec::with_capacity(args.runs);
     for index in 0..args.runs {
-        tracing::info!(run = index + 1, of = args.runs, users = args.users, "benchmark run");
+        tracing::info!(
+            run = index + 1,
+            of = args.runs,
+            class = %plan.class,
+            users = plan.emulator.users,
+            groups = plan.groups_and_devices.groups,
+            devices = plan.groups_and_devices.devices,
+            "benchmark run"
+        );
         let figures = scenario::run_once(&exe, &settings.database, &plan)
             .await
             .with_context(|| format!("benchmark run {}", index + 1))?;
         runs.push(figures);
     }
-    let summary = Summary::of(args.users, &runs);
+    let summary = Summary::of(&plan, &runs);
     if args.json {
         println!("{}", serde_json::to_string(&summary).context("the JSON summary")?);
     } else {

@@ -4,19 +4,28 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::scenario::RunFigures;
+use super::scenario::{RunFigures, RunPlan};
 
 const MB: f64 = (1 << 20) as f64;
 
 /// The medians of a benchmark's runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// The class the rounds synced, and the generated tenant.
+    pub class: String,
     pub users: usize,
+    pub groups: usize,
+    pub devices: usize,
     pub runs: usize,
     pub full_s: f64,
     pub full_objects: u64,
     pub full_objects_per_s: f64,
+    /// Membership rows stored after the full round (group rounds; 0 otherwise).
+    pub memberships: u64,
+    /// COPY of the object rows plus, for groups, of the membership rows.
     pub copy_s: f64,
+    pub copy_objects_s: f64,
+    pub copy_members_s: Option<f64>,
     /// Full round time ÷ COPY time, per run, then the median.
     pub full_to_copy: f64,
     pub full_peak_rss_mb: Option<f64>,
@@ -25,11 +34,15 @@ pub struct Summary {
     /// Full round time ÷ re-scan time.
     pub rescan_speedup: f64,
     pub rescan_rows_written: u64,
+    /// Object plus membership rows written during the re-scan, counted by `xmin` (largest of the runs).
     pub rescan_row_versions: u64,
+    pub rescan_member_row_versions: u64,
     pub rescan_peak_rss_mb: Option<f64>,
     pub delta_s: f64,
     pub delta_changes: u64,
     pub delta_rows_written: u64,
+    /// Membership rows the delta round wrote, counted by `xmin`.
+    pub delta_member_rows: u64,
     pub emulator_peak_rss_mb: Option<f64>,
 }
 
@@ -60,18 +73,24 @@ fn mb(bytes: Option<u64>) -> Option<f64> {
 }
 
 impl Summary {
-    pub fn of(users: usize, runs: &[RunFigures]) -> Summary {
+    pub fn of(plan: &RunPlan, runs: &[RunFigures]) -> Summary {
         let max = |figure: fn(&RunFigures) -> u64| runs.iter().map(figure).max().unwrap_or(0);
         Summary {
-            users,
+            class: plan.class.as_str().to_owned(),
+            users: plan.emulator.users,
+            groups: plan.groups_and_devices.groups,
+            devices: plan.groups_and_devices.devices,
             runs: runs.len(),
             full_s: median_of(runs, |r| r.full.elapsed.as_secs_f64()),
             full_objects: max(|r| r.full.report.counts.total),
             full_objects_per_s: median_of(runs, |r| {
                 r.full.report.counts.total as f64 / r.full.elapsed.as_secs_f64().max(1e-9)
             }),
-            copy_s: median_of(runs, |r| r.copy.elapsed.as_secs_f64()),
-            full_to_copy: median_of(runs, |r| r.full.elapsed.as_secs_f64() / r.copy.elapsed.as_secs_f64().max(1e-9)),
+            memberships: max(|r| r.copy.members.map_or(0, |m| m.rows)),
+            copy_s: median_of(runs, |r| r.copy.elapsed().as_secs_f64()),
+            copy_objects_s: median_of(runs, |r| r.copy.objects.elapsed.as_secs_f64()),
+            copy_members_s: median_some(runs, |r| r.copy.members.map(|m| m.elapsed.as_secs_f64())),
+            full_to_copy: median_of(runs, |r| r.full.elapsed.as_secs_f64() / r.copy.elapsed().as_secs_f64().max(1e-9)),
             full_peak_rss_mb: median_some(runs, |r| mb(r.full.peak_rss)),
             rss_at_start_mb: median_some(runs, |r| mb(r.rss_at_start)),
             rescan_s: median_of(runs, |r| r.rescan.elapsed.as_secs_f64()),
@@ -79,11 +98,13 @@ impl Summary {
                 r.full.elapsed.as_secs_f64() / r.rescan.elapsed.as_secs_f64().max(1e-9)
             }),
             rescan_rows_written: max(|r| r.rescan.report.counts.rows_written),
-            rescan_row_versions: max(|r| r.rescan_row_versions),
+            rescan_row_versions: max(|r| r.rescan_row_versions.total()),
+            rescan_member_row_versions: max(|r| r.rescan_row_versions.members),
             rescan_peak_rss_mb: median_some(runs, |r| mb(r.rescan.peak_rss)),
             delta_s: median_of(runs, |r| r.delta.elapsed.as_secs_f64()),
             delta_changes: max(|r| r.delta.report.counts.total),
             delta_rows_written: max(|r| r.delta.report.counts.rows_written),
+            delta_member_rows: max(|r| r.delta_row_versions.members),
             emulator_peak_rss_mb: median_some(runs, |r| mb(r.emulator_peak_rss)),
         }
     }
@@ -93,42 +114,56 @@ fn opt(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1}"))
 }
 
+fn opt_s(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+}
+
 /// One row per run, then the medians (written with `write!` into a String, which cannot fail).
 pub fn markdown(runs: &[RunFigures], summary: &Summary) -> String {
     let mut out = String::new();
+    let s = summary;
+    let _ =
+        writeln!(out, "{} rounds; tenant of {} users, {} groups, {} devices.\n", s.class, s.users, s.groups, s.devices);
     let _ = writeln!(
         out,
-        "| run | full s | objects | objects/s | COPY s | full/COPY | peak RSS MB | re-scan s | re-scan writes (report/xmin) | delta s | delta changes | delta rows |"
+        "| run | full s | objects | objects/s | memberships | COPY s (objects + members) | full/COPY | peak RSS MB | re-scan s | re-scan writes (report/xmin) | delta s | delta changes | delta rows (of them memberships) |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (index, r) in runs.iter().enumerate() {
         let full = r.full.elapsed.as_secs_f64();
+        let copy = r.copy.elapsed().as_secs_f64();
         let _ = writeln!(
             out,
-            "| {} | {:.2} | {} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {}/{} | {:.3} | {} | {} |",
+            "| {} | {:.2} | {} | {:.0} | {} | {:.2} ({:.2} + {}) | {:.2} | {} | {:.2} | {}/{} | {:.3} | {} | {} ({}) |",
             index + 1,
             full,
             r.full.report.counts.total,
             r.full.report.counts.total as f64 / full.max(1e-9),
-            r.copy.elapsed.as_secs_f64(),
-            full / r.copy.elapsed.as_secs_f64().max(1e-9),
+            r.copy.members.map_or(0, |m| m.rows),
+            copy,
+            r.copy.objects.elapsed.as_secs_f64(),
+            opt_s(r.copy.members.map(|m| m.elapsed.as_secs_f64())),
+            full / copy.max(1e-9),
             opt(mb(r.full.peak_rss)),
             r.rescan.elapsed.as_secs_f64(),
             r.rescan.report.counts.rows_written,
-            r.rescan_row_versions,
+            r.rescan_row_versions.total(),
             r.delta.elapsed.as_secs_f64(),
             r.delta.report.counts.total,
             r.delta.report.counts.rows_written,
+            r.delta_row_versions.members,
         );
     }
-    let s = summary;
     let _ = writeln!(
         out,
-        "| **median** | {:.2} | {} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {}/{} | {:.3} | {} | {} |",
+        "| **median** | {:.2} | {} | {:.0} | {} | {:.2} ({:.2} + {}) | {:.2} | {} | {:.2} | {}/{} | {:.3} | {} | {} ({}) |",
         s.full_s,
         s.full_objects,
         s.full_objects_per_s,
+        s.memberships,
         s.copy_s,
+        s.copy_objects_s,
+        opt_s(s.copy_members_s),
         s.full_to_copy,
         opt(s.full_peak_rss_mb),
         s.rescan_s,
@@ -137,6 +172,7 @@ pub fn markdown(runs: &[RunFigures], summary: &Summary) -> String {
         s.delta_s,
         s.delta_changes,
         s.delta_rows_written,
+        s.delta_member_rows,
     );
     let _ = writeln!(
         out,

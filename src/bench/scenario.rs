@@ -1,5 +1,6 @@
-//! One benchmark run: a fresh database and emulator, then a full round, the COPY limit of its rows, an
-//! unchanged re-scan, a seeded mutation batch and a delta round — each timed end to end.
+//! One benchmark run: a fresh database and emulator, then a full round of one object class, the COPY
+//! limit of its rows (a group round's memberships included), an unchanged re-scan, a seeded mutation
+//! batch and a delta round — each timed end to end.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use secrecy::SecretString;
 use super::analyzer::Analyzer;
 use super::copy_limit::{self, CopyLimit};
 use super::database::ScratchDatabase;
-use super::emulator::{ChildEmulator, EmulatorSpec};
+use super::emulator::{ChildEmulator, EmulatorSpec, GroupsAndDevices};
+use super::row_versions::{RowVersions, RowWrites};
 use super::rss;
 use crate::config::DatabaseSettings;
 use crate::graph::{AppCredentials, GraphClient, GraphClientOptions, GraphTenant, RequestPriority, TenantSize};
@@ -26,10 +28,15 @@ const NO_GUARD: DeletionGuard = DeletionGuard { max_deletions: u64::MAX, max_per
 /// What one run asks for.
 #[derive(Debug, Clone)]
 pub struct RunPlan {
+    /// The class the rounds sync (the emulator's tenant may hold others).
+    pub class: ObjectClass,
     pub emulator: EmulatorSpec,
+    pub groups_and_devices: GroupsAndDevices,
     pub delta_mutations: usize,
     /// Refresh planner statistics this often during the run (autovacuum's job; off on some servers).
     pub analyze_every: Option<Duration>,
+    /// Objects per written batch of pages (`sync.batch_objects` of the configuration).
+    pub batch_objects: usize,
 }
 
 /// A timed round and what it wrote.
@@ -49,9 +56,12 @@ pub struct RunFigures {
     pub full: TimedRound,
     pub copy: CopyLimit,
     pub rescan: TimedRound,
-    /// Object rows whose row version changed (or that vanished) during the re-scan, counted by `xmin`.
-    pub rescan_row_versions: u64,
+    /// Object and membership rows whose row version changed (or that vanished) during the re-scan,
+    /// counted by `xmin`.
+    pub rescan_row_versions: RowWrites,
     pub delta: TimedRound,
+    /// Object and membership rows the delta round wrote, counted by `xmin`.
+    pub delta_row_versions: RowWrites,
     /// The emulator's answer to the mutation batch (counts by kind).
     pub mutations: serde_json::Value,
     pub emulator_peak_rss: Option<u64>,
@@ -60,7 +70,7 @@ pub struct RunFigures {
 /// Runs one benchmark run; the database is dropped and the emulator stopped whatever happens.
 pub async fn run_once(exe: &Path, base: &DatabaseSettings, plan: &RunPlan) -> anyhow::Result<RunFigures> {
     let db = ScratchDatabase::create(base).await?;
-    let outcome = match ChildEmulator::start(exe, &plan.emulator).await {
+    let outcome = match ChildEmulator::start_with(exe, &plan.emulator, plan.groups_and_devices).await {
         Ok(emulator) => {
             let outcome = measure(&db.pool, &emulator, plan).await;
             emulator.stop().await;
@@ -93,7 +103,7 @@ async fn measure(pool: &Pool, emulator: &ChildEmulator, plan: &RunPlan) -> anyho
         cloud,
         tenant_id: emulator.tenant_id.to_string(),
         credentials: Arc::new(AppCredentials::with_secret(app.app_id, SecretString::from(app.secret))),
-        size: TenantSize::from_user_count(plan.emulator.users as u64),
+        size: TenantSize::from_user_count(plan.emulator.users.max(plan.groups_and_devices.devices) as u64),
     };
     // No shared rate budget: it models Graph's quotas, which the emulator does not enforce here.
     let graph = GraphClient::new(GraphClientOptions::default()).context("the Graph client")?;
@@ -102,20 +112,23 @@ async fn measure(pool: &Pool, emulator: &ChildEmulator, plan: &RunPlan) -> anyho
     let request = |force_full| RoundRequest {
         tenant_id: stored.id,
         graph_tenant: graph_tenant.clone(),
-        class: ObjectClass::User,
+        class: plan.class,
         trigger: Trigger::Manual,
         force_full,
         guard: NO_GUARD,
         priority: RequestPriority::Normal,
         instance_id: Some("bench".to_owned()),
+        batch_objects: plan.batch_objects,
     };
 
     let _analyzer = plan.analyze_every.map(|every| Analyzer::start(pool.clone(), every));
     let rss_at_start = rss::own_current();
     let full = timed(&deps, &request(true), SyncMode::Full).await.context("the full round")?;
-    let copy = copy_limit::measure(pool, stored.id).await.context("the COPY limit")?;
-    if copy.rows != full.report.counts.total {
-        tracing::warn!(copied = copy.rows, listed = full.report.counts.total, "COPY rows differ from the listing");
+    let memberships = plan.class == ObjectClass::Group;
+    let copy = copy_limit::measure(pool, stored.id, memberships).await.context("the COPY limit")?;
+    if copy.objects.rows != full.report.counts.total {
+        let (copied, listed) = (copy.objects.rows, full.report.counts.total);
+        tracing::warn!(copied, listed, "COPY rows differ from the listing");
     }
 
     let before = RowVersions::snapshot(pool, stored.id).await?;
@@ -123,9 +136,21 @@ async fn measure(pool: &Pool, emulator: &ChildEmulator, plan: &RunPlan) -> anyho
     let rescan_row_versions = before.writes_since(pool).await?;
 
     let mutations = emulator.mutate(plan.emulator.seed ^ 0x5eed, plan.delta_mutations).await?;
+    let before = RowVersions::snapshot(pool, stored.id).await?;
     let delta = timed(&deps, &request(false), SyncMode::Delta).await.context("the delta round")?;
+    let delta_row_versions = before.writes_since(pool).await?;
     let emulator_peak_rss = emulator.pid().and_then(rss::peak_of);
-    Ok(RunFigures { rss_at_start, full, copy, rescan, rescan_row_versions, delta, mutations, emulator_peak_rss })
+    Ok(RunFigures {
+        rss_at_start,
+        full,
+        copy,
+        rescan,
+        rescan_row_versions,
+        delta,
+        delta_row_versions,
+        mutations,
+        emulator_peak_rss,
+    })
 }
 
 /// Runs one round from its first request to its final history row, with the peak memory reset first.
@@ -152,41 +177,4 @@ async fn timed(
         "benchmark round"
     );
     Ok(TimedRound { elapsed, report, peak_rss })
-}
-
-/// The tenant's object rows before a round: a transaction id and the live row count.
-struct RowVersions {
-    tenant_id: i64,
-    xid: i64,
-    rows: i64,
-}
-
-impl RowVersions {
-    async fn snapshot(pool: &Pool, tenant_id: i64) -> anyhow::Result<RowVersions> {
-        let client = pool.get().await?;
-        let row = client
-            .query_one(
-                "SELECT txid_current() % 4294967296, (SELECT count(*) FROM directory_objects WHERE tenant_id = $1)",
-                &[&tenant_id],
-            )
-            .await
-            .context("snapshotting row versions")?;
-        Ok(RowVersions { tenant_id, xid: row.get(0), rows: row.get(1) })
-    }
-
-    /// Rows written by transactions after the snapshot, plus rows that disappeared. Assumes no xid
-    /// wraparound during one round.
-    async fn writes_since(&self, pool: &Pool) -> anyhow::Result<u64> {
-        let client = pool.get().await?;
-        let row = client
-            .query_one(
-                "SELECT count(*) FILTER (WHERE xmin::text::bigint > $2), count(*) \
-                 FROM directory_objects WHERE tenant_id = $1",
-                &[&self.tenant_id, &self.xid],
-            )
-            .await
-            .context("counting row versions")?;
-        let (newer, rows): (i64, i64) = (row.get(0), row.get(1));
-        Ok((newer + (self.rows - rows).max(0)) as u64)
-    }
 }

@@ -1,6 +1,7 @@
 //! All integration tests, in one binary (one link instead of one per file).
 //! Each module tests one capability against real Postgres, RabbitMQ and the Graph emulator over HTTP.
 
+mod bench_fleet_smoke;
 mod bench_smoke;
 mod deploy_manifests;
 mod foundation_queue;

@@ -1,0 +1,101 @@
+//! The benchmark's side of RabbitMQ: its own broker connection under the run's queue prefix, to wait
+//! until every worker consumes, publish the jobs (confirmed, several in flight), watch the dead-letter
+//! queue, and delete the run's exchanges and queues afterwards.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use uuid::Uuid;
+
+use crate::config::AmqpSettings;
+use crate::model::{ObjectClass, SyncMode, Trigger};
+use crate::queue::{Broker, SyncJob};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const CONSUMERS_TIMEOUT: Duration = Duration::from_secs(60);
+/// Publishes awaiting their confirm at once, on the broker's one confirm channel.
+const IN_FLIGHT: usize = 64;
+
+/// The class every fleet job syncs.
+pub const CLASS: ObjectClass = ObjectClass::User;
+
+pub struct JobQueue {
+    broker: Broker,
+}
+
+impl JobQueue {
+    /// Connects under `settings.prefix` and declares its topology.
+    pub async fn connect(settings: &AmqpSettings) -> anyhow::Result<JobQueue> {
+        let broker = Broker::start(settings);
+        broker.connection(CONNECT_TIMEOUT).await.context("connecting to RabbitMQ")?;
+        Ok(JobQueue { broker })
+    }
+
+    /// The prefix of the run's exchanges and queues.
+    pub fn prefix(&self) -> &str {
+        &self.broker.topology().prefix
+    }
+
+    /// Waits until the class queue has `expected` consumers (every worker of every instance subscribed).
+    pub async fn wait_for_consumers(&self, expected: u32) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            let consumers = self.depth(CLASS).await?.1;
+            if consumers >= expected {
+                return Ok(());
+            }
+            if started.elapsed() > CONSUMERS_TIMEOUT {
+                bail!("{consumers} of {expected} workers consume the {CLASS} queue after {CONSUMERS_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Messages ready and consumers of a class queue.
+    async fn depth(&self, class: ObjectClass) -> anyhow::Result<(u32, u32)> {
+        let depths = self.broker.queue_depths(CONNECT_TIMEOUT).await.context("reading queue depths")?;
+        let queue = depths.iter().find(|d| d.class == Some(class)).context("the class queue is missing")?;
+        Ok((queue.messages, queue.consumers))
+    }
+
+    /// Messages in the dead-letter queue: a job there will never run.
+    pub async fn dead_letters(&self) -> anyhow::Result<u32> {
+        let depths = self.broker.queue_depths(CONNECT_TIMEOUT).await.context("reading queue depths")?;
+        Ok(depths.iter().find(|d| d.class.is_none()).map_or(0, |d| d.messages))
+    }
+
+    /// Publishes one full job per tenant, each confirmed by the broker.
+    pub async fn publish_full_jobs(&self, entra_ids: &[Uuid]) -> anyhow::Result<()> {
+        stream::iter(entra_ids)
+            .map(|tenant| {
+                let job = SyncJob::new(*tenant, CLASS, SyncMode::Full, Trigger::Manual);
+                async move { self.broker.publish(&job).await.with_context(|| format!("publishing the job of {tenant}")) }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect::<()>()
+            .await
+    }
+
+    /// Deletes the run's queues and exchanges, then closes the connection.
+    pub async fn remove(self) {
+        let topology = self.broker.topology().clone();
+        if let Ok(connection) = self.broker.connection(CONNECT_TIMEOUT).await {
+            if let Ok(channel) = connection.create_channel().await {
+                let queues = ObjectClass::ALL.iter().map(|c| topology.class_queue(*c)).chain([topology.dead_queue()]);
+                for queue in queues {
+                    if let Err(error) = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await
+                    {
+                        tracing::warn!(%queue, %error, "cannot delete a benchmark queue");
+                    }
+                }
+                for exchange in [topology.jobs_exchange(), topology.dead_exchange()] {
+                    let _ = channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await;
+                }
+                let _ = channel.close(200, "benchmark done".into()).await;
+            }
+        }
+        self.broker.close().await;
+    }
+}
