@@ -58,6 +58,9 @@ pub enum TenantSize {
 }
 
 impl TenantSize {
+    /// Users beyond this many do not change the size: a count may stop here.
+    pub const USERS_THAT_DECIDE: u64 = 501;
+
     pub fn from_user_count(users: u64) -> Self {
         match users {
             0..50 => TenantSize::Small,

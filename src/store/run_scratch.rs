@@ -127,8 +127,10 @@ pub async fn stage_sweep(
     class: ObjectClass,
     reason: &str,
 ) -> Result<u64, StoreError> {
-    execute_cached(db, include_str!("sql/deletions_stage_sweep.sql"), &[&run_id, &tenant_id, &class.as_str(), &reason])
-        .await
+    // A function of its own (migrations/V42) so the anti-join's plan holds without statistics.
+    let statement = db.prepare_cached("SELECT stage_unlisted_deletions($1, $2, $3::text::object_class, $4)").await?;
+    let staged: i64 = db.query_one(&statement, &[&run_id, &tenant_id, &class.as_str(), &reason]).await?.get(0);
+    Ok(u64::try_from(staged).unwrap_or(0))
 }
 
 /// Staged deletions of this run that are not already held for an operator.

@@ -31,6 +31,18 @@ impl DeletionGuard {
     pub fn holds(&self, deletions: u64, stored: u64) -> bool {
         deletions > 0 && deletions >= self.limit(stored)
     }
+
+    /// How many stored objects it is worth counting for `deletions`: `holds(deletions, n)` is the same
+    /// for every `n` at or above it, so a count capped here decides like the full count. 0: the stored
+    /// count does not matter (no deletions, or at least `max_deletions` of them).
+    pub fn stored_that_decides(&self, deletions: u64) -> u64 {
+        if deletions == 0 || deletions >= self.max_deletions || self.max_percent == 0 {
+            return 0;
+        }
+        // Not held once ⌈stored × percent / 100⌉ > deletions, i.e. stored > deletions × 100 / percent.
+        let threshold = u128::from(deletions) * 100 / u128::from(self.max_percent) + 1;
+        u64::try_from(threshold).unwrap_or(u64::MAX)
+    }
 }
 
 /// Below this many stored objects only an empty listing counts as short (small tenants shrink legitimately).
@@ -61,6 +73,29 @@ pub fn short_listing(listed: u64, stored_live: u64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_capped_where_it_decides_holds_like_the_full_count() {
+        let guards = [
+            DeletionGuard { max_deletions: 500, max_percent: 20 },
+            DeletionGuard { max_deletions: 500, max_percent: 100 },
+            DeletionGuard { max_deletions: 3, max_percent: 1 },
+            DeletionGuard { max_deletions: u64::MAX, max_percent: 100 },
+            DeletionGuard { max_deletions: u64::MAX, max_percent: 7 },
+        ];
+        for guard in guards {
+            for deletions in (0..40).chain([99, 100, 101, 499, 500, 501, 1_733]) {
+                let cap = guard.stored_that_decides(deletions);
+                for stored in (0..400).chain([999, 1_000, 8_665, 8_666, 8_667, 10_000, 1_000_000]) {
+                    assert_eq!(
+                        guard.holds(deletions, stored.min(cap)),
+                        guard.holds(deletions, stored),
+                        "{guard:?}: {deletions} deletions, {stored} stored, counted up to {cap}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_lower_of_count_and_percentage_wins() {

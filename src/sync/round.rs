@@ -368,9 +368,12 @@ async fn finish(
 ) -> Result<Ending, SyncError> {
     let PageTarget { tenant_id, class, run_id, mode } = target;
     let full = mode == SyncMode::Full;
+    // A full round needs the exact live count (short-listing guard); a delta round only as far as the
+    // deletion guard looks (`stored_that_decides`), which is cheap in a tenant of millions.
+    let mut stored_live = None;
     if full {
         let listed = run_scratch::listed_count(db, run_id, tenant_id, class).await?;
-        let stored_live = objects::live_count(db, tenant_id, class).await?;
+        let stored_live = *stored_live.insert(objects::live_count(db, tenant_id, class).await?);
         if let Some(reason) = short_listing(listed, stored_live) {
             // Keep what the pages wrote (it is true), drop the run, delete nothing; the next round lists again.
             tracing::warn!(listed, stored_live, "full listing refused: {reason}");
@@ -382,9 +385,16 @@ async fn finish(
     }
 
     let deletions = run_scratch::pending_deletion_count(db, run_id, tenant_id, class).await?;
-    let stored_live = objects::live_count(db, tenant_id, class).await?;
+    let stored_for_guard = match stored_live {
+        Some(stored) => stored,
+        None => objects::live_count_up_to(db, tenant_id, class, request.guard.stored_that_decides(deletions)).await?,
+    };
     let mut ending = Ending { status: RunStatus::Success, reason: None };
-    if request.guard.holds(deletions, stored_live) {
+    if request.guard.holds(deletions, stored_for_guard) {
+        let stored_live = match stored_live {
+            Some(stored) => stored,
+            None => objects::live_count(db, tenant_id, class).await?, // exact, for the operator's message
+        };
         let held = held_deletions::hold_pending(db, run_id, tenant_id, class).await?;
         counts.deleted += held;
         let limit = request.guard.limit(stored_live);

@@ -121,3 +121,32 @@ async fn an_empty_or_far_too_short_full_listing_fails_and_deletes_nothing() {
         assert_eq!((recorded.status.as_str(), recorded.reason.as_deref()), ("failed", Some(reason.as_str())));
     }
 }
+
+/// The percentage guard of a delta round counts stored objects only as far as its decision needs
+/// (`DeletionGuard::stored_that_decides`): 300 deletions among 1,000 are held at 25 % (limit 250) and
+/// applied at 40 % (limit 400, decided after counting 751).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_rounds_percentage_guard_decides_like_a_full_count() {
+    let world = SyncWorld::start().await;
+    for (seed, max_percent, held) in [(31, 25, true), (32, 40, false)] {
+        let tenant = world.tenant(spec(seed, 1_000, 0, 0), 200).await;
+        world.round(&tenant, ObjectClass::User).await;
+        let ids = world.sim.state().ids(&tenant.sim_tenant, ObjectClass::User, true).expect("ids");
+        for id in ids.iter().take(300) {
+            world.sim.state().delete_object(&tenant.sim_tenant, id, false).expect("delete");
+        }
+        let mut request = world.request(&tenant, ObjectClass::User);
+        request.guard = DeletionGuard { max_deletions: 500, max_percent };
+        let report = world.try_round(&request).await.expect("round");
+        assert_eq!(report.counts.deleted, 300, "{report:?}");
+        if held {
+            assert_eq!(report.status, RunStatus::Held, "{report:?}");
+            let reason = report.reason.as_deref().unwrap_or_default();
+            assert!(reason.contains("(250 for 1000 stored objects)"), "the exact count in the message: {reason}");
+            assert_eq!(live_count(&world, &tenant).await, 1_000, "nothing deleted");
+        } else {
+            assert_eq!(report.status, RunStatus::Success, "{report:?}");
+            assert_eq!(live_count(&world, &tenant).await, 700);
+        }
+    }
+}

@@ -44,7 +44,7 @@ pub async fn graph_tenant(
     };
     // Graph's per-tenant quota depends on the tenant's size; the stored user count is close enough.
     let client = pool.get().await.map_err(StoreError::from)?;
-    let users = objects::live_count(&client, tenant.id, ObjectClass::User).await?;
+    let users = objects::live_count_up_to(&client, tenant.id, ObjectClass::User, TenantSize::USERS_THAT_DECIDE).await?;
     Ok(GraphTenant {
         cloud: tenant.cloud.clone(),
         tenant_id: tenant.entra_tenant_id.to_string(),
