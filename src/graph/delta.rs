@@ -383,12 +383,7 @@ impl GraphClient {
         check_same_origin(tenant.cloud.graph_url(), url)?;
         let mut stats = RequestStats::default();
         let body = self.get_graph(tenant, url, class, priority, &mut stats).await?;
-        // Parsing is the client's largest CPU cost: off the async thread, it overlaps the caller's
-        // writes (and uses another core where one is free).
-        let page_url = url.to_owned();
-        let (items, next) = tokio::task::spawn_blocking(move || parse_page(&page_url, &body))
-            .await
-            .map_err(|error| GraphError::Unexpected(anyhow::anyhow!("the page parser stopped: {error}")))??;
+        let (items, next) = parse_page(url, &body)?;
         check_same_origin(tenant.cloud.graph_url(), next.url())?;
         tracing::debug!(items = items.len(), last = next.is_delta(), requests = stats.requests, "graph delta page");
         Ok(DeltaPage { items, next, stats })
