@@ -19,11 +19,26 @@ pub struct PageBatch {
     pub pages: u64,
     pub graph_requests: u64,
     pub throttled_waits: u64,
+    /// Objects plus membership references held: what the batch costs in memory and statements.
+    weight: usize,
+}
+
+/// An item counts once, plus once per membership reference it carries: a page of large groups holds
+/// hundreds of thousands of references, and batching by objects alone held 170 MB for them.
+fn weight(items: &[DeltaItem]) -> usize {
+    items
+        .iter()
+        .map(|item| match item {
+            DeltaItem::Upsert { members_added, members_removed, .. } => 1 + members_added.len() + members_removed.len(),
+            DeltaItem::Removed { .. } => 1,
+        })
+        .sum()
 }
 
 impl PageBatch {
     fn of(page: DeltaPage) -> Self {
         Self {
+            weight: weight(&page.items),
             items: page.items,
             next: page.next,
             pages: 1,
@@ -33,6 +48,7 @@ impl PageBatch {
     }
 
     fn absorb(&mut self, page: DeltaPage) {
+        self.weight += weight(&page.items);
         self.items.extend(page.items);
         self.next = page.next;
         self.pages += 1;
@@ -41,7 +57,7 @@ impl PageBatch {
     }
 
     fn is_complete(&self, min_items: usize) -> bool {
-        self.items.len() >= min_items || matches!(self.next, PageLink::Delta(_))
+        self.weight >= min_items || matches!(self.next, PageLink::Delta(_))
     }
 }
 
@@ -54,7 +70,8 @@ pub struct Batches<S> {
 }
 
 impl<S: Stream<Item = Result<DeltaPage, GraphError>> + Unpin> Batches<S> {
-    /// Batches end after at least `min_items` items (Graph pages hold 100-999 objects: large enough
+    /// Batches end after at least `min_items` items, membership references included (Graph pages hold
+    /// 100-999 objects: large enough
     /// that per-statement and per-commit costs are spread, small enough that memory stays flat) or
     /// with the round's last page.
     pub fn new(pages: S, min_items: usize) -> Self {
@@ -88,7 +105,8 @@ impl<S: Stream<Item = Result<DeltaPage, GraphError>> + Unpin> Batches<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::RequestStats;
+    use crate::graph::{MemberRef, RequestStats};
+    use serde_json::Map;
 
     fn page(items: usize, next: PageLink) -> Result<DeltaPage, GraphError> {
         let items = (0..items).map(|i| DeltaItem::Removed { id: format!("id-{i}"), permanent: false }).collect();
@@ -115,6 +133,24 @@ mod tests {
         assert_eq!((last.pages, last.items.len()), (2, 20));
         assert!(matches!(last.next, PageLink::Delta(_)));
         assert!(batches.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn membership_references_count_towards_a_full_batch() {
+        let group = |members: usize| DeltaItem::Upsert {
+            id: "group".into(),
+            attrs: Map::new(),
+            members_added: (0..members).map(|i| MemberRef { id: format!("m-{i}"), kind: None }).collect(),
+            members_removed: Vec::new(),
+        };
+        let groups_page =
+            |members, next| Ok(DeltaPage { items: vec![group(members)], next, stats: RequestStats::default() });
+        let pages = vec![groups_page(2_000, next_link(1)), groups_page(10, next_link(2)), page(5, next_link(3))];
+        let mut batches = Batches::new(futures::stream::iter(pages), 1_000);
+        let first = batches.next().await.expect("a batch").expect("ok");
+        assert_eq!((first.pages, first.items.len()), (1, 1), "one group with 2,000 members fills a batch");
+        let second = batches.next().await.expect("a batch").expect("ok");
+        assert_eq!((second.pages, second.items.len()), (2, 6));
     }
 
     #[tokio::test]

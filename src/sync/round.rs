@@ -299,7 +299,7 @@ where
         Ok(batch) => batch,
         Err(error) => return Some(Err(error)),
     };
-    let PageBatch { items, next, pages, graph_requests, throttled_waits } = batch;
+    let PageBatch { items, next, pages, graph_requests, throttled_waits, .. } = batch;
     // Folded across the batch's pages: the last occurrence of an object wins, as within a page.
     let page = prepare(class, items, policy);
     Some(Ok(PreparedBatch { page, next, pages, graph_requests, throttled_waits }))

@@ -1,11 +1,16 @@
 -- Merges a members@delta add slice. Existing memberships are skipped before the insert, so a replayed
--- slice writes nothing. Returns the groups whose membership changed.
+-- slice writes nothing. Returns the groups whose membership changed. The existence check is a LATERAL
+-- probe with LIMIT 1, which the planner cannot flatten into a join: one primary-key probe per reference
+-- whatever the statistics (as `NOT EXISTS` it was planned, without statistics, as a scan of the tenant's
+-- memberships per statement — quadratic over a round of large groups).
 INSERT INTO group_members (tenant_id, group_id, member_id, member_class)
 SELECT DISTINCT ON (a.group_id, a.member_id) $1::bigint, a.group_id, a.member_id, a.member_class
 FROM unnest($2::uuid[], $3::uuid[], $4::text[]) AS a (group_id, member_id, member_class)
-WHERE NOT EXISTS (
-    SELECT 1 FROM group_members m
+LEFT JOIN LATERAL (
+    SELECT true AS present FROM group_members m
     WHERE m.tenant_id = $1 AND m.group_id = a.group_id AND m.member_id = a.member_id
-)
+    LIMIT 1
+) existing ON true
+WHERE existing.present IS NULL
 ON CONFLICT (tenant_id, group_id, member_id) DO NOTHING
 RETURNING group_id
