@@ -133,6 +133,15 @@ impl ChildEmulator {
         Ok(EmulatedApp { app_id, secret })
     }
 
+    /// Creates another generated tenant of `users` users (a fresh id) and consents `app_id` in it.
+    pub async fn add_tenant(&self, app_id: &str, users: usize, seed: u64) -> anyhow::Result<Uuid> {
+        let id = Uuid::new_v4();
+        self.post("/_sim/tenants", json!({ "tenant_id": id.to_string(), "seed": seed, "users": users })).await?;
+        let consent = format!("/_sim/tenants/{id}/consent");
+        self.post(&consent, json!({ "app_id": app_id, "roles": READ_ROLES })).await?;
+        Ok(id)
+    }
+
     /// Applies the emulator's seeded random mutation batch; answers its summary (counts by kind).
     pub async fn mutate(&self, seed: u64, count: usize) -> anyhow::Result<Value> {
         let path = format!("/_sim/tenants/{}/mutations", self.tenant_id);

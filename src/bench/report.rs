@@ -46,7 +46,8 @@ pub struct Summary {
     pub emulator_peak_rss_mb: Option<f64>,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+/// The median (mean of the middle two for an even count); NaN for none.
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }

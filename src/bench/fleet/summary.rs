@@ -5,6 +5,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::scenario::ScenarioFigures;
+use crate::bench::report::median;
 
 pub const FLEET: &str = "fleet";
 pub const BIG: &str = "big";
@@ -40,19 +41,6 @@ pub struct FleetSummary {
     /// Fleet wall time ÷ big-tenant wall time, within each run, then the median (target ≤ 2).
     pub fleet_to_big: Option<f64>,
     pub measurements: Vec<ScenarioFigures>,
-}
-
-pub fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
 }
 
 fn of_label<'a>(measurements: &'a [ScenarioFigures], label: &str) -> Vec<&'a ScenarioFigures> {
@@ -182,16 +170,4 @@ pub fn markdown(summary: &FleetSummary) -> String {
         let _ = writeln!(out, "\nfleet ÷ big tenant wall time (median of per-run ratios): {ratio:.2}x (target ≤ 2x)");
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::median;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(vec![]).is_nan());
-    }
 }
