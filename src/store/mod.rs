@@ -74,3 +74,14 @@ pub(crate) async fn execute_cached(
     let statement = db.prepare_cached(sql).await?;
     Ok(db.execute(&statement, params).await?)
 }
+
+/// Runs a cached statement whose one row holds one `bigint` count (`count(*)`, a counting function).
+pub(crate) async fn count_cached(
+    db: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let statement = db.prepare_cached(sql).await?;
+    let count: i64 = db.query_one(&statement, params).await?.get(0);
+    Ok(u64::try_from(count).unwrap_or(0))
+}

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 
 use super::wire::{EnumLabel, JsonText};
-use super::{execute_cached, StoreError};
+use super::{count_cached, execute_cached, StoreError};
 use crate::model::ObjectClass;
 
 /// What the store holds for an object: enough to decide whether a page's version needs a write.
@@ -156,14 +156,9 @@ pub async fn insert_tombstones(
 
 /// Live (not soft-deleted) objects stored for a tenant and class.
 pub async fn live_count(db: &impl GenericClient, tenant_id: i64, class: ObjectClass) -> Result<u64, StoreError> {
-    let statement = db
-        .prepare_cached(
-            "SELECT count(*) FROM directory_objects \
-             WHERE tenant_id = $1 AND object_class = $2::text::object_class AND deleted_at IS NULL",
-        )
-        .await?;
-    let count: i64 = db.query_one(&statement, &[&tenant_id, &class.as_str()]).await?.get(0);
-    Ok(u64::try_from(count).unwrap_or(0))
+    let sql = "SELECT count(*) FROM directory_objects \
+               WHERE tenant_id = $1 AND object_class = $2::text::object_class AND deleted_at IS NULL";
+    count_cached(db, sql, &[&tenant_id, &class.as_str()]).await
 }
 
 /// Live objects of the (tenant, class), counted up to `cap`: enough for a threshold, and cheap whatever
@@ -178,9 +173,8 @@ pub async fn live_count_up_to(
         return Ok(0);
     }
     let cap = i64::try_from(cap).unwrap_or(i64::MAX);
-    let statement = db.prepare_cached("SELECT live_objects_up_to($1, $2::text::object_class, $3)").await?;
-    let count: i64 = db.query_one(&statement, &[&tenant_id, &class.as_str(), &cap]).await?.get(0);
-    Ok(u64::try_from(count).unwrap_or(0))
+    count_cached(db, "SELECT live_objects_up_to($1, $2::text::object_class, $3)", &[&tenant_id, &class.as_str(), &cap])
+        .await
 }
 
 /// One stored object, for inspection (API, tests).

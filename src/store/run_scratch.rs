@@ -5,7 +5,7 @@
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{execute_cached, StoreError};
+use super::{count_cached, execute_cached, StoreError};
 use crate::model::ObjectClass;
 
 /// Marks objects as listed by this (full) run; returns how many no earlier page had listed. Duplicates
@@ -50,15 +50,10 @@ pub async fn listed_count(
     tenant_id: i64,
     class: ObjectClass,
 ) -> Result<u64, StoreError> {
-    let statement = db
-        .prepare_cached(
-            "SELECT (SELECT count(*) FROM sync_run_seen_objects WHERE run_id = $1) \
-                  + (SELECT count(*) FROM directory_objects \
-                     WHERE tenant_id = $2 AND object_class = $3::text::object_class AND created_run = $1)",
-        )
-        .await?;
-    let count: i64 = db.query_one(&statement, &[&run_id, &tenant_id, &class.as_str()]).await?.get(0);
-    Ok(u64::try_from(count).unwrap_or(0))
+    let sql = "SELECT (SELECT count(*) FROM sync_run_seen_objects WHERE run_id = $1) \
+                    + (SELECT count(*) FROM directory_objects \
+                       WHERE tenant_id = $2 AND object_class = $3::text::object_class AND created_run = $1)";
+    count_cached(db, sql, &[&run_id, &tenant_id, &class.as_str()]).await
 }
 
 /// Records objects as changed by this run; returns how many were not recorded before (duplicates in
@@ -128,9 +123,8 @@ pub async fn stage_sweep(
     reason: &str,
 ) -> Result<u64, StoreError> {
     // A function of its own (migrations/V42) so the anti-join's plan holds without statistics.
-    let statement = db.prepare_cached("SELECT stage_unlisted_deletions($1, $2, $3::text::object_class, $4)").await?;
-    let staged: i64 = db.query_one(&statement, &[&run_id, &tenant_id, &class.as_str(), &reason]).await?.get(0);
-    Ok(u64::try_from(staged).unwrap_or(0))
+    let sql = "SELECT stage_unlisted_deletions($1, $2, $3::text::object_class, $4)";
+    count_cached(db, sql, &[&run_id, &tenant_id, &class.as_str(), &reason]).await
 }
 
 /// Staged deletions of this run that are not already held for an operator.
@@ -140,15 +134,10 @@ pub async fn pending_deletion_count(
     tenant_id: i64,
     class: ObjectClass,
 ) -> Result<u64, StoreError> {
-    let statement = db
-        .prepare_cached(
-            "SELECT count(*) FROM sync_run_pending_deletions p WHERE p.run_id = $1 AND NOT EXISTS ( \
-               SELECT 1 FROM held_deletions h WHERE h.tenant_id = $2 AND h.object_class = $3::text::object_class \
-               AND h.object_id = p.object_id AND h.status = 'held')",
-        )
-        .await?;
-    let count: i64 = db.query_one(&statement, &[&run_id, &tenant_id, &class.as_str()]).await?.get(0);
-    Ok(u64::try_from(count).unwrap_or(0))
+    let sql = "SELECT count(*) FROM sync_run_pending_deletions p WHERE p.run_id = $1 AND NOT EXISTS ( \
+                 SELECT 1 FROM held_deletions h WHERE h.tenant_id = $2 AND h.object_class = $3::text::object_class \
+                 AND h.object_id = p.object_id AND h.status = 'held')";
+    count_cached(db, sql, &[&run_id, &tenant_id, &class.as_str()]).await
 }
 
 /// What applying the staged deletions did.
