@@ -41,11 +41,6 @@ pub fn canonicalize(attrs: &Map<String, Value>, mapped: Option<&Value>) -> Canon
     Canonical { marker: hasher.digest() as i64, attrs_json }
 }
 
-/// The marker alone (see [`canonicalize`]).
-pub fn marker(attrs: &Map<String, Value>, mapped: Option<&Value>) -> i64 {
-    canonicalize(attrs, mapped).marker
-}
-
 fn write_object<'a>(out: &mut Vec<u8>, entries: impl Iterator<Item = (&'a String, &'a Value)>) {
     let mut entries: Vec<(&String, &Value)> = entries.collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -90,6 +85,10 @@ fn write_string(out: &mut Vec<u8>, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn marker(attrs: &Map<String, Value>, mapped: Option<&Value>) -> i64 {
+        canonicalize(attrs, mapped).marker
+    }
     use serde_json::json;
 
     fn object(value: Value) -> Map<String, Value> {

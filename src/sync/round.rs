@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use deadpool_postgres::GenericClient;
-use futures::future::Either;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -252,25 +251,15 @@ async fn stream_pages<R: RunRecorder>(
         let batch = batch?;
         let more = matches!(batch.next, PageLink::Next(_));
         // While this batch is written, the next one is fetched and prepared: the client's work overlaps
-        // the database's.
-        let apply = std::pin::pin!(apply_and_report(deps, request, &mut client, run, &mut hints, batch));
-        let prefetch = std::pin::pin!(async {
-            if more {
-                next_prepared(&mut batches, class, deps.policy).await
-            } else {
-                None
-            }
-        });
-        upcoming = match futures::future::select(apply, prefetch).await {
-            Either::Left((applied, prefetch)) => match applied? {
-                Some(ending) => return Ok(ending),
-                None => prefetch.await,
-            },
-            Either::Right((following, apply)) => match apply.await? {
-                Some(ending) => return Ok(ending),
-                None => following,
-            },
-        };
+        // the database's. A write error returns at once; a fetch error waits its turn (`upcoming`), so
+        // the batches before it are written first.
+        let prefetch = async { Ok(if more { next_prepared(&mut batches, class, deps.policy).await } else { None }) };
+        let (ending, following) =
+            futures::try_join!(apply_and_report(deps, request, &mut client, run, &mut hints, batch), prefetch)?;
+        if let Some(ending) = ending {
+            return Ok(ending);
+        }
+        upcoming = following;
     }
     Err(SyncError::Graph(GraphError::MalformedResponse {
         url: "delta round".to_owned(),
@@ -370,10 +359,9 @@ async fn finish(
     let full = mode == SyncMode::Full;
     // A full round needs the exact live count (short-listing guard); a delta round only as far as the
     // deletion guard looks (`stored_that_decides`), which is cheap in a tenant of millions.
-    let mut stored_live = None;
-    if full {
+    let exact_live = if full { Some(objects::live_count(db, tenant_id, class).await?) } else { None };
+    if let Some(stored_live) = exact_live {
         let listed = run_scratch::listed_count(db, run_id, tenant_id, class).await?;
-        let stored_live = *stored_live.insert(objects::live_count(db, tenant_id, class).await?);
         if let Some(reason) = short_listing(listed, stored_live) {
             // Keep what the pages wrote (it is true), drop the run, delete nothing; the next round lists again.
             tracing::warn!(listed, stored_live, "full listing refused: {reason}");
@@ -385,13 +373,13 @@ async fn finish(
     }
 
     let deletions = run_scratch::pending_deletion_count(db, run_id, tenant_id, class).await?;
-    let stored_for_guard = match stored_live {
+    let stored_for_guard = match exact_live {
         Some(stored) => stored,
         None => objects::live_count_up_to(db, tenant_id, class, request.guard.stored_that_decides(deletions)).await?,
     };
     let mut ending = Ending { status: RunStatus::Success, reason: None };
     if request.guard.holds(deletions, stored_for_guard) {
-        let stored_live = match stored_live {
+        let stored_live = match exact_live {
             Some(stored) => stored,
             None => objects::live_count(db, tenant_id, class).await?, // exact, for the operator's message
         };
