@@ -1,7 +1,6 @@
 //! Convergence: a full round, 1,000 seeded random mutations of every kind, a delta round → the store
 //! equals the emulator's truth (live objects and attributes, soft deletions, memberships), for 20 seeds.
 
-use entrasync::graph_sim::mutate::MutationBatch;
 use entrasync::model::{ObjectClass, RunStatus, SyncMode};
 use futures::StreamExt;
 
@@ -16,11 +15,7 @@ async fn converge_seed(world: &SyncWorld, seed: u64) {
         world.assert_converged(&tenant, class, true).await;
     }
 
-    let summary = world
-        .sim
-        .state()
-        .random_mutations(&tenant.sim_tenant, &MutationBatch { seed, count: 1_000 })
-        .expect("mutations");
+    let summary = world.mutate(&tenant, seed);
     assert!(
         summary.updated > 0 && summary.created > 0 && summary.soft_deleted > 0 && summary.members_added > 0,
         "seed {seed}: every kind of mutation happens: {summary:?}"

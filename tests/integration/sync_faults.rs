@@ -2,7 +2,6 @@
 //! round as a full scan with the reason in the history; a 429 storm slows the round but it completes.
 
 use entrasync::graph_sim::faults::{FaultKind, FaultRule, FaultTrigger, RetryAfter};
-use entrasync::graph_sim::mutate::MutationBatch;
 use entrasync::graph_sim::settings::SettingsPatch;
 use entrasync::model::{ObjectClass, RunStatus, SyncMode};
 use entrasync::store::runs;
@@ -48,7 +47,7 @@ async fn a_410_sync_reset_restarts_the_round_as_full_and_converges() {
     let world = SyncWorld::start().await;
     let tenant = world.tenant(spec(71, 150, 30, 40), 30).await;
     world.round_all(&tenant).await;
-    world.sim.state().random_mutations(&tenant.sim_tenant, &MutationBatch { seed: 71, count: 1_000 }).expect("mutate");
+    world.mutate(&tenant, 71);
     for class in ObjectClass::ALL {
         let path = format!("{}/delta", class.graph_collection());
         fault(&world, &tenant, FaultKind::SyncReset, FaultTrigger::Always, &path, 1);
@@ -69,7 +68,7 @@ async fn an_expired_delta_token_restarts_the_round_as_full_and_converges() {
         )
         .expect("settings");
     world.round_all(&tenant).await;
-    world.sim.state().random_mutations(&tenant.sim_tenant, &MutationBatch { seed: 72, count: 1_000 }).expect("mutate");
+    world.mutate(&tenant, 72);
     world.sim.state().advance_clock(chrono::Duration::hours(2));
     restarted_as_full_and_converged(&world, &tenant, "syncStateNotFound").await;
 }

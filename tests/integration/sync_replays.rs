@@ -1,7 +1,6 @@
 //! Graph replays objects, repeats them within and across pages, serves empty pages with a nextLink and
 //! sends objects in no particular order: none of it may cost an extra row write.
 
-use entrasync::graph_sim::mutate::MutationBatch;
 use entrasync::graph_sim::settings::SettingsPatch;
 use entrasync::model::ObjectClass;
 
@@ -29,11 +28,7 @@ async fn replays_duplicates_and_empty_pages_cost_no_extra_row_writes() {
 
     assert!(served(&noisy) > served(&quiet) + 100, "replays happened: {} vs {}", served(&noisy), served(&quiet));
     for tenant in [&noisy, &quiet] {
-        world
-            .sim
-            .state()
-            .random_mutations(&tenant.sim_tenant, &MutationBatch { seed: 61, count: 1_000 })
-            .expect("mutate");
+        world.mutate(tenant, 61);
     }
     for class in ObjectClass::ALL {
         let clean = world.round(&quiet, class).await;

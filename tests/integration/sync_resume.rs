@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use entrasync::graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
-use entrasync::graph_sim::mutate::MutationBatch;
 use entrasync::model::{ObjectClass, RunStatus, SyncMode};
 use entrasync::store::cursors;
 use entrasync::sync::{
@@ -104,11 +103,7 @@ async fn a_round_dropped_after_a_random_page_resumes_with_the_same_counts() {
         resumed_round(&world, &stopped, class, &uninterrupted).await;
     }
     for tenant in [&stopped, &twin] {
-        world
-            .sim
-            .state()
-            .random_mutations(&tenant.sim_tenant, &MutationBatch { seed: 41, count: 1_000 })
-            .expect("mutate");
+        world.mutate(tenant, 41);
     }
     for class in ObjectClass::ALL {
         let uninterrupted = world.round(&twin, class).await;
@@ -157,11 +152,7 @@ async fn pages_written_in_batches_count_the_same_and_resume_after_a_batch() {
         assert!(same_counts(&report.counts, &per_page.counts), "{class}: {:?} vs {:?}", report.counts, per_page.counts);
     }
     for tenant in [&batched, &twin] {
-        world
-            .sim
-            .state()
-            .random_mutations(&tenant.sim_tenant, &MutationBatch { seed: 43, count: 1_000 })
-            .expect("mutate");
+        world.mutate(tenant, 43);
     }
     for class in ObjectClass::ALL {
         let per_page = world.round(&twin, class).await;

@@ -11,6 +11,7 @@ use entrasync::graph::{
     GraphTenant, RequestPriority, RetryPolicy, TenantSize,
 };
 use entrasync::graph_sim::identity::NewApp;
+use entrasync::graph_sim::mutate::{MutationBatch, MutationSummary};
 use entrasync::graph_sim::settings::SettingsPatch;
 use entrasync::graph_sim::state::TenantSpec;
 use entrasync::graph_sim::{GraphSim, RunningSim, SimOptions};
@@ -146,6 +147,11 @@ impl SyncWorld {
 
     pub async fn round(&self, tenant: &SyncTenant, class: ObjectClass) -> RoundReport {
         self.try_round(&self.request(tenant, class)).await.expect("round")
+    }
+
+    /// Applies the emulator's seeded batch of 1,000 random mutations to the tenant's directory.
+    pub fn mutate(&self, tenant: &SyncTenant, seed: u64) -> MutationSummary {
+        self.sim.state().random_mutations(&tenant.sim_tenant, &MutationBatch { seed, count: 1_000 }).expect("mutate")
     }
 
     /// Every class, users first (a permanently deleted user leaves its groups).
