@@ -304,3 +304,50 @@ async fn a_stale_writer_of_the_same_run_writes_nothing() {
     assert_eq!(recorded.status, "success", "the stopped round did not overwrite the history");
     world.assert_converged(&tenant, ObjectClass::User, true).await;
 }
+
+/// Objects a run created count as listed through `created_run`. When the run restarts as a full scan,
+/// that must be forgotten: an object the first attempt created and Entra then deleted is absent from the
+/// new listing, and the sweep must delete it (`run_scratch::forget_created`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_created_before_a_restart_as_full_is_swept_when_the_new_listing_lacks_it() {
+    let world = SyncWorld::start().await;
+    let tenant = world.tenant(spec(44, 150, 0, 0), 15).await;
+    // The first full round creates the first page's 15 users, then stops.
+    round_dropped_after_page(&world, &tenant, ObjectClass::User, 1).await;
+    let client = world.pool.get().await.expect("connection");
+    let created: uuid::Uuid = client
+        .query_one(
+            "SELECT object_id FROM directory_objects WHERE tenant_id = $1 AND created_run IS NOT NULL LIMIT 1",
+            &[&tenant.tenant_id],
+        )
+        .await
+        .expect("an object the stopped run created")
+        .get(0);
+    world.sim.state().delete_object(&tenant.sim_tenant, &created.to_string(), true).expect("delete in Entra");
+    // The resumed run's next page is refused with 410: it restarts as a full listing, without the object.
+    world
+        .sim
+        .state()
+        .add_fault(FaultRule {
+            tenant: Some(tenant.sim_tenant.clone()),
+            kind: FaultKind::SyncReset,
+            trigger: FaultTrigger::Always,
+            path_contains: Some("users/delta".to_owned()),
+            limit: Some(1),
+        })
+        .expect("fault");
+
+    let report = world.round(&tenant, ObjectClass::User).await;
+    assert!(report.resumed && report.reason.as_deref().is_some_and(|r| r.contains("restarted as a full scan")));
+    assert_eq!((report.status, report.counts.deleted), (RunStatus::Success, 1), "{report:?}");
+    let live: bool = client
+        .query_one(
+            "SELECT deleted_at IS NULL FROM directory_objects WHERE tenant_id = $1 AND object_id = $2",
+            &[&tenant.tenant_id, &created],
+        )
+        .await
+        .expect("the row")
+        .get(0);
+    assert!(!live, "the object Entra deleted is no longer live");
+    world.assert_converged(&tenant, ObjectClass::User, false).await;
+}
