@@ -6,13 +6,14 @@
 
 pub mod actors;
 pub mod api;
+#[cfg(feature = "emulator")]
 pub mod bench;
 pub mod config;
+#[cfg(feature = "emulator")]
 pub mod demo;
 pub mod graph;
-pub mod graph_sim;
 pub mod metrics;
-pub mod model;
+pub use entrasync_model as model;
 pub mod queue;
 pub mod register;
 pub mod schedule;

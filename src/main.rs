@@ -34,8 +34,9 @@ enum Command {
     Migrate,
     /// Print the effective configuration, secrets masked.
     Config,
+    #[cfg(feature = "emulator")]
     /// Run the Microsoft Graph emulator (docs/graph-sim.md).
-    GraphSim(entrasync::graph_sim::cli::GraphSimArgs),
+    GraphSim(graph_sim::cli::GraphSimArgs),
     /// Publish a resync job for a tenant.
     Enqueue {
         /// The Entra tenant id (directory id).
@@ -48,6 +49,7 @@ enum Command {
         #[arg(long)]
         full: bool,
     },
+    #[cfg(feature = "emulator")]
     /// Try entrasync on one machine: Graph emulator, a generated tenant, the service, live progress.
     Demo {
         #[arg(long, default_value_t = 20_000)]
@@ -57,8 +59,10 @@ enum Command {
         #[arg(long, default_value_t = 5_000)]
         devices: usize,
     },
+    #[cfg(feature = "emulator")]
     /// Benchmark the whole pipeline (emulator, Graph client, sync round, Postgres); docs/benchmarks.md.
     Bench(entrasync::bench::BenchArgs),
+    #[cfg(feature = "emulator")]
     /// Benchmark many tenants through RabbitMQ and the service's actors against one big tenant.
     BenchFleet(entrasync::bench::fleet::FleetArgs),
     /// Manage tenants (until the admin API exists).
@@ -115,13 +119,14 @@ enum CredentialCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(feature = "emulator")]
     if let Command::GraphSim(args) = cli.command {
         // The emulator reads no entrasync settings: it must start whatever ENTRASYNC_* says.
         telemetry::init(&entrasync::config::LogSettings {
             format: entrasync::config::LogFormat::Text,
             filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
         });
-        return exit_code(actix_web::rt::System::new().block_on(entrasync::graph_sim::cli::run(args)));
+        return exit_code(actix_web::rt::System::new().block_on(graph_sim::cli::run(args)));
     }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
@@ -131,6 +136,7 @@ fn main() -> ExitCode {
         }
     };
     let mut log = settings.log.clone();
+    #[cfg(feature = "emulator")]
     if matches!(cli.command, Command::Demo { .. }) && log.filter == "info" {
         // The demo's terminal is for its progress bars; warnings still show.
         log.filter = "warn".to_owned();
@@ -167,12 +173,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             eprintln!("entrasync: schema up to date ({} migration(s) applied now)", applied.len());
             Ok(())
         }
-        Command::GraphSim(args) => entrasync::graph_sim::cli::run(args).await,
+        #[cfg(feature = "emulator")]
+        Command::GraphSim(args) => graph_sim::cli::run(args).await,
+        #[cfg(feature = "emulator")]
         Command::Demo { users, groups, devices } => {
             let options = entrasync::demo::DemoOptions { users, groups, devices, ..Default::default() };
             entrasync::demo::run(settings, options).await
         }
+        #[cfg(feature = "emulator")]
         Command::Bench(args) => entrasync::bench::run(args, settings).await,
+        #[cfg(feature = "emulator")]
         Command::BenchFleet(args) => entrasync::bench::fleet::run(args, settings).await,
         Command::Tenant(TenantCommand::Add { name, tenant_id, cloud, login_url, graph_url, credential }) => {
             let cloud = register::parse_cloud(&cloud, login_url, graph_url)?;

@@ -5,10 +5,10 @@ use anyhow::Context;
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use crate::graph_sim::identity::NewApp;
-use crate::graph_sim::settings::SettingsPatch;
-use crate::graph_sim::state::TenantSpec;
-use crate::graph_sim::RunningSim;
+use graph_sim::identity::NewApp;
+use graph_sim::settings::SettingsPatch;
+use graph_sim::state::TenantSpec;
+use graph_sim::RunningSim;
 use crate::model::Cloud;
 use crate::store::credentials::{self, CredentialMaterial, NewCredentialProfile};
 use crate::store::secret_box::SecretBox;

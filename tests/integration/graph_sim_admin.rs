@@ -1,9 +1,9 @@
 //! Graph emulator: the HTTP admin API, deterministic generation, truth readback, counters, the clock,
 //! national clouds and Bearer checks on Graph endpoints.
 
-use entrasync::graph_sim::clouds::SimCloud;
-use entrasync::graph_sim::state::TenantSpec;
-use entrasync::graph_sim::{GraphSim, SimOptions};
+use graph_sim::clouds::SimCloud;
+use graph_sim::state::TenantSpec;
+use graph_sim::{GraphSim, SimOptions};
 use entrasync::model::ObjectClass;
 use serde_json::{json, Value};
 

@@ -4,7 +4,7 @@
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run in release with --ignored"]
 async fn users_delta_walk_of_a_million_users() {
-    let report = entrasync::graph_sim::bench::run_users_walk(1_000_000, 2).await.expect("bench");
+    let report = graph_sim::bench::run_users_walk(1_000_000, 2).await.expect("bench");
     eprintln!(
         "users={} generate={:.2}s walk={:.2}s pages={} objects={} objects_per_s={:.0} MB={:.1} directory_bytes_per_user={:.1}",
         report.users,

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use entrasync::graph_sim::settings::SettingsPatch;
+use graph_sim::settings::SettingsPatch;
 use serde_json::{json, Map, Value};
 
 use crate::graph_sim_harness::{ids_of, objects, start};
@@ -192,7 +192,7 @@ async fn deletions_and_restores_show_as_removed_changed_deleted_and_plain() {
     let st = sim.state();
     assert_eq!(
         st.delete_object(&sim.tenant, &users[0], false).expect("soft"),
-        entrasync::graph_sim::state::DeleteOutcome::SoftDeleted
+        graph_sim::state::DeleteOutcome::SoftDeleted
     );
     st.delete_object(&sim.tenant, &users[1], true).expect("permanent");
     st.delete_object(&sim.tenant, &users[2], false).expect("soft");

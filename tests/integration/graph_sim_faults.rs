@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use entrasync::graph_sim::faults::{FaultKind, FaultRule, FaultTrigger, RetryAfter};
-use entrasync::graph_sim::throttle::ResourceLimits;
+use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger, RetryAfter};
+use graph_sim::throttle::ResourceLimits;
 use serde_json::json;
 
 use crate::graph_sim_harness::{start, Sim};
@@ -114,14 +114,14 @@ async fn faults_of_one_tenant_leave_others_alone_and_global_faults_hit_all() {
     let a = start(3, 0, 0).await;
     let b_tenant = a
         .state()
-        .create_tenant(entrasync::graph_sim::state::TenantSpec { users: 3, ..Default::default() })
+        .create_tenant(graph_sim::state::TenantSpec { users: 3, ..Default::default() })
         .expect("tenant")
         .tenant_id;
-    let b_token = entrasync::graph_sim::bench::token_for(&a.sim.base_url(), a.state(), &b_tenant, &["User.Read.All"])
+    let b_token = graph_sim::bench::token_for(&a.sim.base_url(), a.state(), &b_tenant, &["User.Read.All"])
         .await
         .expect("token");
     let b = Sim {
-        sim: entrasync::graph_sim::GraphSim::start(Default::default()).expect("unused"),
+        sim: graph_sim::GraphSim::start(Default::default()).expect("unused"),
         tenant: b_tenant,
         token: b_token,
         http: reqwest::Client::new(),

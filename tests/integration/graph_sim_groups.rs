@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use entrasync::graph_sim::settings::SettingsPatch;
-use entrasync::graph_sim::state::DeleteOutcome;
+use graph_sim::settings::SettingsPatch;
+use graph_sim::state::DeleteOutcome;
 use entrasync::model::ObjectClass;
 use serde_json::{json, Map, Value};
 
@@ -205,7 +205,7 @@ async fn random_mutations_converge_when_merging_every_round() {
     };
     apply(&objects(&pages), &mut members, &mut live);
     for round in 0..5u64 {
-        let batch = entrasync::graph_sim::mutate::MutationBatch { seed: round, count: 200 };
+        let batch = graph_sim::mutate::MutationBatch { seed: round, count: 200 };
         sim.state().random_mutations(&sim.tenant, &batch).expect("mutations");
         let (pages, next) = sim.walk(&delta).await;
         apply(&objects(&pages), &mut members, &mut live);

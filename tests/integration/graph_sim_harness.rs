@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use entrasync::graph_sim::bench::token_for;
-use entrasync::graph_sim::state::TenantSpec;
-use entrasync::graph_sim::{GraphSim, RunningSim, SimOptions, SimState};
+use graph_sim::bench::token_for;
+use graph_sim::state::TenantSpec;
+use graph_sim::{GraphSim, RunningSim, SimOptions, SimState};
 use serde_json::Value;
 
 pub const ALL_READ_ROLES: &[&str] = &["User.Read.All", "GroupMember.Read.All", "Device.Read.All"];

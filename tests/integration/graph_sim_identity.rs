@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use entrasync::graph_sim::clock::Clock;
-use entrasync::graph_sim::identity::{self, Identity, NewApp};
+use graph_sim::clock::Clock;
+use graph_sim::identity::{self, Identity, NewApp};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -911,7 +911,7 @@ async fn https_with_generated_ca_serves_tokens_to_clients_trusting_it() {
     let dir = std::env::temp_dir().join(format!("graph-sim-tls-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let ca_path = dir.join("ca.pem");
-    let config = entrasync::graph_sim::tls::server_config_writing_ca(&ca_path, &[]).expect("tls config");
+    let config = graph_sim::tls::server_config_writing_ca(&ca_path, &[]).expect("tls config");
     let sim = start_with(Some(config)).await;
     let app_id = sim.app_with_secret("right", &READ_ROLES);
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca_path).expect("CA file written")).expect("CA PEM");
@@ -955,8 +955,8 @@ async fn msgraph_sdk_check_passes_against_graph_sim_over_https() {
     let dir = std::env::temp_dir().join(format!("graph-sim-sdk-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let ca_path = dir.join("ca.pem");
-    let tls = entrasync::graph_sim::tls::server_config_writing_ca(&ca_path, &[]).expect("tls");
-    let sim = entrasync::graph_sim::GraphSim::start(entrasync::graph_sim::SimOptions {
+    let tls = graph_sim::tls::server_config_writing_ca(&ca_path, &[]).expect("tls");
+    let sim = graph_sim::GraphSim::start(graph_sim::SimOptions {
         tls: Some(tls),
         ..Default::default()
     })

@@ -8,7 +8,7 @@ use std::time::Duration;
 use entrasync::actors::{Service, Shared};
 use entrasync::config::Settings;
 use entrasync::graph::{BudgetLimits, DeltaRequest, GraphClient, GraphClientOptions, RateBudget, RetryPolicy};
-use entrasync::graph_sim::faults::{FaultKind, FaultRule, FaultTrigger, RetryAfter};
+use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger, RetryAfter};
 use entrasync::metrics::Metrics;
 use entrasync::model::{Cloud, ObjectClass, SyncMode, Trigger};
 use entrasync::queue::{Broker, SyncJob};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use entrasync::graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
+use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
 
 use crate::service_support::World;
 use crate::support::app::spawn_app;

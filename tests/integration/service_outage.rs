@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use entrasync::graph_sim::mutate::MutationBatch;
+use graph_sim::mutate::MutationBatch;
 use entrasync::store::tenants;
 
 use crate::service_support::{overlapping_runs, start_service, stored_counts, stored_runs, true_counts, World};

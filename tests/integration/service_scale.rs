@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use entrasync::graph_sim::mutate::MutationBatch;
+use graph_sim::mutate::MutationBatch;
 use entrasync::store::leases;
 
 use crate::service_support::{overlapping_runs, stored_counts, stored_runs, true_counts, World};

@@ -25,10 +25,17 @@ pub async fn create_tenants(pool: &Pool, n: usize) -> Vec<i64> {
 
 /// The actors of one instance, in this process.
 pub fn start_service(settings: &Settings) -> (Service, Broker) {
+    let (service, broker, _) = start_observed_service(settings);
+    (service, broker)
+}
+
+/// [`start_service`], plus the instance's metrics (what its workers hold and have settled).
+pub fn start_observed_service(settings: &Settings) -> (Service, Broker, Metrics) {
     let broker = Broker::start(&settings.amqp);
     let pool = entrasync::store::pool(&settings.database).expect("pool");
-    let shared = Shared::new(pool, broker.clone(), Metrics::new(), settings.clone());
-    (Service::start(shared).expect("service"), broker)
+    let metrics = Metrics::new();
+    let shared = Shared::new(pool, broker.clone(), metrics.clone(), settings.clone());
+    (Service::start(shared).expect("service"), broker, metrics)
 }
 
 /// The emulator, a database, RabbitMQ names and an emulated app whose tenants entrasync can sync.
@@ -36,7 +43,7 @@ pub struct World {
     pub db: crate::support::TestDb,
     pub amqp: crate::support::TestAmqp,
     pub pool: Pool,
-    pub sim: entrasync::graph_sim::RunningSim,
+    pub sim: graph_sim::RunningSim,
     pub app: entrasync::demo::emulated::EmulatedApp,
     pub secrets_key: String,
 }
@@ -47,7 +54,7 @@ impl World {
         let db = crate::support::TestDb::migrated().await;
         let amqp = crate::support::TestAmqp::new();
         let pool = db.pool();
-        let sim = entrasync::graph_sim::GraphSim::start(Default::default()).expect("emulator");
+        let sim = graph_sim::GraphSim::start(Default::default()).expect("emulator");
         let secrets_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
         let secrets = entrasync::store::secret_box::SecretBox::from_setting(&crate::support::secret(&secrets_key))
             .expect("secrets key");
@@ -57,7 +64,7 @@ impl World {
 
     /// A small generated tenant (pages of `page_size`) registered with entrasync.
     pub async fn tenant(&self, seed: u64, users: usize, page_size: usize) -> entrasync::demo::emulated::EmulatedTenant {
-        let spec = entrasync::graph_sim::state::TenantSpec {
+        let spec = graph_sim::state::TenantSpec {
             seed: Some(seed),
             users,
             groups: users / 5,
@@ -152,7 +159,7 @@ pub async fn stored_counts(pool: &Pool, tenant_id: i64) -> Vec<u64> {
 }
 
 /// Live objects in the emulator's truth, per class.
-pub fn true_counts(sim: &entrasync::graph_sim::RunningSim, sim_tenant: &str) -> Vec<u64> {
+pub fn true_counts(sim: &graph_sim::RunningSim, sim_tenant: &str) -> Vec<u64> {
     entrasync::model::ObjectClass::ALL
         .iter()
         .map(|class| sim.state().truth(sim_tenant, *class).expect("truth").objects.len() as u64)

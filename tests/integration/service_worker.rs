@@ -9,7 +9,12 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
 use lapin::types::AMQPValue;
 use lapin::BasicProperties;
 
-use crate::service_support::{overlapping_runs, start_service, stored_counts, stored_runs, true_counts, World};
+use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
+use entrasync::metrics::Metrics;
+
+use crate::service_support::{
+    overlapping_runs, start_observed_service, start_service, stored_counts, stored_runs, true_counts, World,
+};
 use crate::support::{eventually, AMQP_URL};
 
 async fn publish_raw(prefix: &str, routing_key: &str, body: &[u8]) {
@@ -89,41 +94,71 @@ async fn queued_jobs_converge_and_bad_messages_are_dead_lettered_while_the_worke
 async fn duplicate_jobs_are_coalesced_into_one_more_run_never_run_concurrently() {
     let world = World::start().await;
     let tenant = world.tenant(12, 200, 5).await;
+    // Every Graph response is slowed, so the first round (40 user pages) runs for seconds and the
+    // duplicates below arrive while it runs.
+    world
+        .sim
+        .state()
+        .add_fault(FaultRule {
+            tenant: Some(tenant.sim_tenant.clone()),
+            kind: FaultKind::Slow { delay_ms: 100 },
+            trigger: FaultTrigger::Always,
+            path_contains: None,
+            limit: None,
+        })
+        .expect("slow fault");
     let settings = world.settings(&[
         ("ENTRASYNC_SERVE_ROLES", "worker"),
         ("ENTRASYNC_SYNC_WORKERS_PER_CLASS", "2"),
         ("ENTRASYNC_DATABASE_POOL_SIZE", "16"),
     ]);
-    let (service, broker) = start_service(&settings);
+    let (service, broker, metrics) = start_observed_service(&settings);
     broker.connection(Duration::from_secs(10)).await.expect("connected");
 
     let job = || SyncJob::new(tenant.entra_tenant_id, ObjectClass::User, SyncMode::Full, Trigger::Queue);
-    broker.publish(&job()).await.unwrap();
-    // The duplicates arrive while the first run runs: a holder's run covers every request made before it
-    // started, so duplicates sent all at once may rightly collapse into that one run.
+    broker.publish(&job()).await.expect("publish the first job");
+    // Wait for the run to exist (a state that stays true), not for the transient `running` status.
     let pool = world.pool.clone();
-    let running = || {
+    let started = || {
         let pool = pool.clone();
-        async move { stored_runs(&pool).await.iter().any(|r| r.status == "running") }
+        async move { !stored_runs(&pool).await.is_empty() }
     };
-    assert!(eventually(Duration::from_secs(30), running).await, "the first run never started");
+    assert!(eventually(Duration::from_secs(30), started).await, "expected the first job to start a run within 30 s");
     for _ in 0..5 {
-        broker.publish(&job()).await.unwrap();
+        broker.publish(&job()).await.expect("publish a duplicate");
     }
-    let settled = || {
-        let pool = pool.clone();
-        async move {
-            let runs = stored_runs(&pool).await;
-            runs.len() >= 2 && runs.iter().all(|r| r.status != "running")
-        }
-    };
-    assert!(eventually(Duration::from_secs(60), settled).await);
-    // Let any further (wrongly duplicated) run show up before counting.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Quiet means: no run running, no rerun requested, nothing ready in the queue, nothing held by a
+    // worker — three polls in a row, so a rerun on its way from publish to a worker is not missed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut quiet_polls = 0;
+    while quiet_polls < 3 && tokio::time::Instant::now() < deadline {
+        quiet_polls = if is_quiet(&pool, &broker, &metrics).await { quiet_polls + 1 } else { 0 };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let settled = quiet_polls >= 3;
     let runs = stored_runs(&pool).await;
-    assert!(overlapping_runs(&runs).is_empty(), "{:?}", overlapping_runs(&runs));
-    assert!(runs.iter().all(|r| r.status == "success"), "{:?}", runs.iter().map(|r| &r.error).collect::<Vec<_>>());
+    assert!(settled, "expected the jobs to settle within 90 s; runs: {:?}", runs.iter().map(|r| &r.status).collect::<Vec<_>>());
+    assert!(overlapping_runs(&runs).is_empty(), "runs of one (tenant, class) overlap: {:?}", overlapping_runs(&runs));
+    assert!(runs.iter().all(|r| r.status == "success"), "expected every run to succeed: {:?}", runs.iter().map(|r| &r.error).collect::<Vec<_>>());
     assert!((2..=3).contains(&runs.len()), "6 jobs while running coalesce into one more run: {} runs", runs.len());
     service.shutdown().await;
     broker.close().await;
+}
+
+/// No run running or requested, no user job ready in the queue or held by this instance's workers.
+async fn is_quiet(pool: &entrasync::store::Pool, broker: &entrasync::queue::Broker, metrics: &Metrics) -> bool {
+    let runs = stored_runs(pool).await;
+    if runs.len() < 2 || runs.iter().any(|r| r.status == "running") {
+        return false;
+    }
+    let client = pool.get().await.expect("connection");
+    let requested: i64 = client
+        .query_one("SELECT count(*) FROM sync_schedules WHERE rerun_mode IS NOT NULL", &[])
+        .await
+        .expect("rerun requests")
+        .get(0);
+    let Ok(depths) = broker.queue_depths(Duration::from_secs(5)).await else { return false };
+    let ready: u32 = depths.iter().map(|d| d.messages).sum();
+    let none_held = metrics.render().contains("entrasync_worker_jobs_in_flight{class=\"user\"} 0");
+    requested == 0 && ready == 0 && none_held
 }

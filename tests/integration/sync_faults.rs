@@ -1,8 +1,8 @@
 //! Graph faults during a round: a 410 sync reset and an expired token (`syncStateNotFound`) restart the
 //! round as a full scan with the reason in the history; a 429 storm slows the round but it completes.
 
-use entrasync::graph_sim::faults::{FaultKind, FaultRule, FaultTrigger, RetryAfter};
-use entrasync::graph_sim::settings::SettingsPatch;
+use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger, RetryAfter};
+use graph_sim::settings::SettingsPatch;
 use entrasync::model::{ObjectClass, RunStatus, SyncMode};
 use entrasync::store::runs;
 

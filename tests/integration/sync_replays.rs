@@ -1,7 +1,7 @@
 //! Graph replays objects, repeats them within and across pages, serves empty pages with a nextLink and
 //! sends objects in no particular order: none of it may cost an extra row write.
 
-use entrasync::graph_sim::settings::SettingsPatch;
+use graph_sim::settings::SettingsPatch;
 use entrasync::model::ObjectClass;
 
 use crate::sync_support::{row_writes, spec, SyncWorld};

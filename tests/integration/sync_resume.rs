@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use entrasync::graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
+use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
 use entrasync::model::{ObjectClass, RunStatus, SyncMode};
 use entrasync::store::cursors;
 use entrasync::sync::{
@@ -324,21 +324,16 @@ async fn an_object_created_before_a_restart_as_full_is_swept_when_the_new_listin
         .expect("an object the stopped run created")
         .get(0);
     world.sim.state().delete_object(&tenant.sim_tenant, &created.to_string(), true).expect("delete in Entra");
-    // The resumed run's next page is refused with 410: it restarts as a full listing, without the object.
-    world
-        .sim
-        .state()
-        .add_fault(FaultRule {
-            tenant: Some(tenant.sim_tenant.clone()),
-            kind: FaultKind::SyncReset,
-            trigger: FaultTrigger::Always,
-            path_contains: Some("users/delta".to_owned()),
-            limit: Some(1),
-        })
-        .expect("fault");
-
+    // Every delta state token issued so far expires (the emulator's clock passes their seven-day
+    // lifetime), so the resumed run's next page is refused and it restarts as a full listing, without the
+    // object. Expiry, not a one-shot fault: the dropped round's prefetch may still have a request in
+    // flight, and a one-shot fault would be spent on that request instead of the resumed run's.
+    world.sim.state().advance_clock(chrono::Duration::days(8));
     let report = world.round(&tenant, ObjectClass::User).await;
-    assert!(report.resumed && report.reason.as_deref().is_some_and(|r| r.contains("restarted as a full scan")));
+    assert!(
+        report.resumed && report.reason.as_deref().is_some_and(|r| r.contains("restarted as a full scan")),
+        "expected the stopped run to resume and restart as a full scan: {report:?}"
+    );
     assert_eq!((report.status, report.counts.deleted), (RunStatus::Success, 1), "{report:?}");
     let live: bool = client
         .query_one(

@@ -10,11 +10,11 @@ use entrasync::graph::{
     default_select, AppCredentials, AssertionAlgorithm, CertificateCredential, GraphClient, GraphClientOptions,
     GraphTenant, RequestPriority, RetryPolicy, TenantSize,
 };
-use entrasync::graph_sim::identity::NewApp;
-use entrasync::graph_sim::mutate::{MutationBatch, MutationSummary};
-use entrasync::graph_sim::settings::SettingsPatch;
-use entrasync::graph_sim::state::TenantSpec;
-use entrasync::graph_sim::{GraphSim, RunningSim, SimOptions};
+use graph_sim::identity::NewApp;
+use graph_sim::mutate::{MutationBatch, MutationSummary};
+use graph_sim::settings::SettingsPatch;
+use graph_sim::state::TenantSpec;
+use graph_sim::{GraphSim, RunningSim, SimOptions};
 use entrasync::model::{Cloud, ObjectClass, Trigger};
 use entrasync::store::tenants::{self, NewTenant};
 use entrasync::store::{members, objects, Pool};

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use entrasync::graph::{AssertionAlgorithm, DeltaRequest, GraphError, GraphTenant};
-use entrasync::graph_sim::state::TenantSpec;
-use entrasync::graph_sim::{GraphSim, SimOptions};
+use graph_sim::state::TenantSpec;
+use graph_sim::{GraphSim, SimOptions};
 use entrasync::model::{Cloud, ObjectClass};
 
 use super::sim::{quick_client, round, start, upserted_ids};

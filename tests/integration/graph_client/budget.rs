@@ -112,9 +112,9 @@ async fn graph_near_its_limit_slows_every_instance() {
 #[tokio::test]
 async fn the_budget_keeps_a_round_under_the_enforced_quota() {
     use entrasync::graph::{DeltaRequest, GraphClient, GraphClientOptions, GraphError, RetryPolicy};
-    use entrasync::graph_sim::settings::SettingsPatch;
-    use entrasync::graph_sim::state::TenantSpec;
-    use entrasync::graph_sim::throttle::ResourceLimits;
+    use graph_sim::settings::SettingsPatch;
+    use graph_sim::state::TenantSpec;
+    use graph_sim::throttle::ResourceLimits;
     use entrasync::model::ObjectClass;
 
     use super::sim::{round, start};

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use entrasync::graph::{DeltaItem, DeltaRequest, GraphError, PageLink};
-use entrasync::graph_sim::faults::FaultKind;
-use entrasync::graph_sim::settings::SettingsPatch;
+use graph_sim::faults::FaultKind;
+use graph_sim::settings::SettingsPatch;
 use entrasync::model::ObjectClass;
 use serde_json::{json, Map, Value};
 

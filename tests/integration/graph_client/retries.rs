@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use entrasync::graph::{DeltaRequest, GraphClient, GraphClientOptions, GraphError, RequestStats, RetryPolicy};
-use entrasync::graph_sim::faults::{FaultKind, RetryAfter};
+use graph_sim::faults::{FaultKind, RetryAfter};
 use entrasync::model::ObjectClass;
 
 use super::sim::{quick_client, round, start};

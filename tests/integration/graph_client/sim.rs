@@ -7,10 +7,10 @@ use entrasync::graph::{
     AppCredentials, AssertionAlgorithm, CertificateCredential, DeltaPage, DeltaRequest, GraphClient,
     GraphClientOptions, GraphError, GraphTenant, RetryPolicy, TenantSize,
 };
-use entrasync::graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
-use entrasync::graph_sim::identity::NewApp;
-use entrasync::graph_sim::state::TenantSpec;
-use entrasync::graph_sim::{GraphSim, RunningSim, SimOptions};
+use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
+use graph_sim::identity::NewApp;
+use graph_sim::state::TenantSpec;
+use graph_sim::{GraphSim, RunningSim, SimOptions};
 use entrasync::model::Cloud;
 use futures::StreamExt;
 

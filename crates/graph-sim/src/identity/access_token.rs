@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use super::signing::SigningKey;
-use crate::graph_sim::error::GraphError;
+use crate::error::GraphError;
 
 /// Microsoft Graph's application id: the `aud` of Graph access tokens.
 pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";

@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::graph_sim::directory::{Directory, DirectoryError};
-use crate::graph_sim::ids::ObjectRef;
-use crate::graph_sim::rng::SplitMix;
-use crate::graph_sim::synth::{group_kind, GroupKind};
-use crate::model::ObjectClass;
+use crate::directory::{Directory, DirectoryError};
+use crate::ids::ObjectRef;
+use crate::rng::SplitMix;
+use crate::synth::{group_kind, GroupKind};
+use entrasync_model::ObjectClass;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,11 +4,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::graph_sim::directory::{Directory, Life};
-use crate::graph_sim::ids::ObjectRef;
-use crate::graph_sim::rng::SplitMix;
-use crate::graph_sim::words::{CITIES, DEPARTMENTS, JOB_TITLES};
-use crate::model::ObjectClass;
+use crate::directory::{Directory, Life};
+use crate::ids::ObjectRef;
+use crate::rng::SplitMix;
+use crate::words::{CITIES, DEPARTMENTS, JOB_TITLES};
+use entrasync_model::ObjectClass;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,17 +4,17 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::graph_sim::delta::{delta_page, next_round, PagePlan};
-use crate::graph_sim::directory::Directory;
-use crate::graph_sim::error::GraphError;
-use crate::graph_sim::listing::list_page;
-use crate::graph_sim::props::prop_name;
-use crate::graph_sim::query::{bad_request, parse_id_filter, parse_select, parse_top, unsupported_query, GraphQuery};
-use crate::graph_sim::routes::context::{begin, Cost, GraphRequest};
-use crate::graph_sim::routes::respond::envelope;
-use crate::graph_sim::state::{read, SimState};
-use crate::graph_sim::token::{self, DeltaState, ListState, Selection};
-use crate::model::ObjectClass;
+use crate::delta::{delta_page, next_round, PagePlan};
+use crate::directory::Directory;
+use crate::error::GraphError;
+use crate::listing::list_page;
+use crate::props::prop_name;
+use crate::query::{bad_request, parse_id_filter, parse_select, parse_top, unsupported_query, GraphQuery};
+use crate::routes::context::{begin, Cost, GraphRequest};
+use crate::routes::respond::envelope;
+use crate::state::{read, SimState};
+use crate::token::{self, DeltaState, ListState, Selection};
+use entrasync_model::ObjectClass;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::scope("/v1.0").configure(graph_routes))
@@ -106,7 +106,7 @@ async fn delta(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
     let now = state.clock.now();
     let class = match collection_class(&req) {
         Ok(c) => c,
-        Err(e) => return crate::graph_sim::routes::respond::error(&req, &e, now),
+        Err(e) => return crate::routes::respond::error(&req, &e, now),
     };
     let q = GraphQuery::parse(req.query_string());
     let endpoint = format!("{}/delta", class.graph_collection());
@@ -164,7 +164,7 @@ fn delta_response(
             "The delta token is no longer valid, and the app must reset the sync state.",
         );
         let mut response = graph.fail(state, req, &err);
-        crate::graph_sim::routes::context::insert_header(&mut response, "location", &location);
+        crate::routes::context::insert_header(&mut response, "location", &location);
         return Ok(response);
     }
     let mut first_request = false;
@@ -246,7 +246,7 @@ async fn list(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
     let now = state.clock.now();
     let class = match collection_class(&req) {
         Ok(c) => c,
-        Err(e) => return crate::graph_sim::routes::respond::error(&req, &e, now),
+        Err(e) => return crate::routes::respond::error(&req, &e, now),
     };
     let q = GraphQuery::parse(req.query_string());
     let small_top = q.top.as_deref().and_then(|t| t.parse::<u32>().ok()).is_some_and(|t| t < 20);
@@ -327,7 +327,7 @@ async fn members(req: HttpRequest, state: web::Data<SimState>, path: web::Path<(
             )
         };
         let group = dir.resolve(&group_id, Some(ObjectClass::Group)).map_err(|_| not_found())?;
-        if dir.record(group).is_none_or(|r| r.life != crate::graph_sim::directory::Life::Live) {
+        if dir.record(group).is_none_or(|r| r.life != crate::directory::Life::Live) {
             return Err(not_found());
         }
         let list_state = match q.skiptoken.as_deref() {
@@ -354,7 +354,7 @@ async fn members(req: HttpRequest, state: web::Data<SimState>, path: web::Path<(
                         .collect()
                 });
                 for name in names.iter().flatten() {
-                    if ObjectClass::ALL.iter().all(|c| crate::graph_sim::props::prop_id(*c, name).is_none()) {
+                    if ObjectClass::ALL.iter().all(|c| crate::props::prop_id(*c, name).is_none()) {
                         return Err(bad_request(
                             "Request_BadRequest",
                             format!(

@@ -7,11 +7,11 @@ use std::thread::JoinHandle;
 
 use actix_web::{web, App, HttpServer};
 
-use crate::graph_sim::clock::Clock;
-use crate::graph_sim::identity::{self, Identity};
-use crate::graph_sim::routes;
-use crate::graph_sim::settings::TenantSettings;
-use crate::graph_sim::state::{SimError, SimState, TenantSpec};
+use crate::clock::Clock;
+use crate::identity::{self, Identity};
+use crate::routes;
+use crate::settings::TenantSettings;
+use crate::state::{SimError, SimState, TenantSpec};
 
 /// How to run the emulator. `SimOptions::default()` listens on 127.0.0.1, port 0 (a free port).
 #[derive(Clone)]

@@ -3,12 +3,12 @@
 
 use std::io::Write;
 
-use crate::graph_sim::directory::{Directory, Life, Record};
-use crate::graph_sim::ids::{mix64, ObjectRef};
-use crate::graph_sim::props::{odata_type, prop_name};
-use crate::graph_sim::rng::SplitMix;
-use crate::graph_sim::token::DeltaState;
-use crate::model::ObjectClass;
+use crate::directory::{Directory, Life, Record};
+use crate::ids::{mix64, ObjectRef};
+use crate::props::{odata_type, prop_name};
+use crate::rng::SplitMix;
+use crate::token::DeltaState;
+use entrasync_model::ObjectClass;
 
 /// How the server shapes this page (the server, not the client, chooses page sizes).
 #[derive(Debug, Clone)]

@@ -3,11 +3,11 @@
 
 use serde_json::{Map, Value};
 
-use crate::graph_sim::ids::{IdCodec, ObjectRef, INDEX_MASK};
-use crate::graph_sim::membership::Membership;
-use crate::graph_sim::props::{prop_id, prop_name, props, PropId};
-use crate::graph_sim::synth::{format_time, synthesize};
-use crate::model::ObjectClass;
+use crate::ids::{IdCodec, ObjectRef, INDEX_MASK};
+use crate::membership::Membership;
+use crate::props::{prop_id, prop_name, props, PropId};
+use crate::synth::{format_time, synthesize};
+use entrasync_model::ObjectClass;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Life {
@@ -97,7 +97,7 @@ impl Directory {
             tenant_id: tenant_id.to_owned(),
             domain: domain.to_owned(),
             seed,
-            codec: IdCodec::new(seed ^ crate::graph_sim::ids::mix64(tenant_id.len() as u64)),
+            codec: IdCodec::new(seed ^ crate::ids::mix64(tenant_id.len() as u64)),
             usn: 1,
             users: Vec::new(),
             groups: Vec::new(),

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::graph_sim::error::GraphError;
-use crate::graph_sim::faults::RetryAfter;
-use crate::graph_sim::identity::www_authenticate;
+use crate::error::GraphError;
+use crate::faults::RetryAfter;
+use crate::identity::www_authenticate;
 
 pub const JSON_CONTENT_TYPE: &str =
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";

@@ -7,14 +7,14 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::graph_sim::directory::DirectoryError;
-use crate::graph_sim::faults::FaultRule;
-use crate::graph_sim::generate::GenerateSpec;
-use crate::graph_sim::mutate::MutationBatch;
-use crate::graph_sim::settings::SettingsPatch;
-use crate::graph_sim::state::{SimError, SimState, TenantSpec};
-use crate::graph_sim::throttle::ResourceLimits;
-use crate::model::ObjectClass;
+use crate::directory::DirectoryError;
+use crate::faults::FaultRule;
+use crate::generate::GenerateSpec;
+use crate::mutate::MutationBatch;
+use crate::settings::SettingsPatch;
+use crate::state::{SimError, SimState, TenantSpec};
+use crate::throttle::ResourceLimits;
+use entrasync_model::ObjectClass;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/_sim/tenants", web::post().to(create_tenant))

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::graph_sim::clouds::SimCloud;
-use crate::graph_sim::error::GraphError;
-use crate::graph_sim::faults::{FaultKind, RetryAfter};
-use crate::graph_sim::identity::AccessClaims;
-use crate::graph_sim::routes::respond::{self, BodyMode};
-use crate::graph_sim::state::{SimState, Tenant};
-use crate::graph_sim::throttle::{published_app_tenant_limit, request_cost, Verdict, PUBLISHED_APP_LIMIT};
-use crate::model::ObjectClass;
+use crate::clouds::SimCloud;
+use crate::error::GraphError;
+use crate::faults::{FaultKind, RetryAfter};
+use crate::identity::AccessClaims;
+use crate::routes::respond::{self, BodyMode};
+use crate::state::{SimState, Tenant};
+use crate::throttle::{published_app_tenant_limit, request_cost, Verdict, PUBLISHED_APP_LIMIT};
+use entrasync_model::ObjectClass;
 
 /// Application permissions accepted per endpoint (graph-protocol.md §1.1, least privileged first).
 pub fn accepted_roles(class: ObjectClass, delta: bool) -> &'static [&'static str] {
@@ -146,7 +146,7 @@ pub async fn begin(
         }
     }
     if let Some(limits) = state.resource_limits() {
-        let users = crate::graph_sim::state::read(&tenant.directory).live_count(ObjectClass::User);
+        let users = crate::state::read(&tenant.directory).live_count(ObjectClass::User);
         let tenant_limit = limits.app_tenant_per_10s.unwrap_or_else(|| published_app_tenant_limit(users));
         let app_limit = limits.app_per_20s.unwrap_or(PUBLISHED_APP_LIMIT);
         match state.limiter.charge(

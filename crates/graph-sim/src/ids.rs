@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use crate::model::ObjectClass;
+use entrasync_model::ObjectClass;
 
 /// A position in one of a tenant's three object vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,6 +1,6 @@
 //! The properties the emulator knows per object class, and which of them Graph returns by default.
 
-use crate::model::ObjectClass;
+use entrasync_model::ObjectClass;
 
 /// Index of a property in its class's table.
 pub type PropId = u8;

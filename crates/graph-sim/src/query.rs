@@ -3,10 +3,10 @@
 
 use actix_web::http::StatusCode;
 
-use crate::graph_sim::error::GraphError;
-use crate::graph_sim::props::{default_props, is_not_implemented, prop_id, type_name};
-use crate::graph_sim::token::Selection;
-use crate::model::ObjectClass;
+use crate::error::GraphError;
+use crate::props::{default_props, is_not_implemented, prop_id, type_name};
+use crate::token::Selection;
+use entrasync_model::ObjectClass;
 
 #[derive(Debug, Default)]
 pub struct GraphQuery {

@@ -1,7 +1,7 @@
 //! A tiny deterministic generator: the same (seed, index) always yields the same object, so attributes
 //! are recomputed on demand instead of stored.
 
-use crate::graph_sim::ids::mix64;
+use crate::ids::mix64;
 
 pub struct SplitMix(u64);
 

@@ -4,8 +4,8 @@
 use base64::Engine;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::graph_sim::props::PropId;
-use crate::model::ObjectClass;
+use crate::props::PropId;
+use entrasync_model::ObjectClass;
 
 /// What the client asked for on the initial request; carried unchanged through every link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 
-use crate::graph_sim::clouds::SimCloud;
-use crate::graph_sim::server::{GraphSim, SimOptions};
-use crate::graph_sim::settings::TenantSettings;
-use crate::graph_sim::state::TenantSpec;
+use crate::clouds::SimCloud;
+use crate::server::{GraphSim, SimOptions};
+use crate::settings::TenantSettings;
+use crate::state::TenantSpec;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct GraphSimArgs {
@@ -73,7 +73,7 @@ pub struct GraphSimArgs {
 
 pub async fn run(args: GraphSimArgs) -> anyhow::Result<()> {
     if let Some(users) = args.bench_users {
-        let report = crate::graph_sim::bench::run_users_walk(users, args.workers).await?;
+        let report = crate::bench::run_users_walk(users, args.workers).await?;
         tracing::info!(
             users = report.users,
             generate_s = report.generate.as_secs_f64(),
@@ -111,7 +111,7 @@ pub async fn run(args: GraphSimArgs) -> anyhow::Result<()> {
         });
     }
     let tls = match &args.tls_ca_out {
-        Some(path) => Some(crate::graph_sim::tls::server_config_writing_ca(path, &args.tls_hosts)?),
+        Some(path) => Some(crate::tls::server_config_writing_ca(path, &args.tls_hosts)?),
         None => None,
     };
     let sim = GraphSim::start(SimOptions {

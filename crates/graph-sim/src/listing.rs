@@ -3,11 +3,11 @@
 
 use std::io::Write;
 
-use crate::graph_sim::directory::{Directory, Life};
-use crate::graph_sim::ids::ObjectRef;
-use crate::graph_sim::props::{default_props, odata_type, prop_id, prop_name, PropId};
-use crate::graph_sim::token::ListState;
-use crate::model::ObjectClass;
+use crate::directory::{Directory, Life};
+use crate::ids::ObjectRef;
+use crate::props::{default_props, odata_type, prop_id, prop_name, PropId};
+use crate::token::ListState;
+use entrasync_model::ObjectClass;
 
 pub struct ListPage {
     pub value: Vec<u8>,

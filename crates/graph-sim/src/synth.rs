@@ -5,10 +5,10 @@ use base64::Engine;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{json, Value};
 
-use crate::graph_sim::props::{prop_id_exact, props};
-use crate::graph_sim::rng::SplitMix;
-use crate::graph_sim::words::*;
-use crate::model::ObjectClass;
+use crate::props::{prop_id_exact, props};
+use crate::rng::SplitMix;
+use crate::words::*;
+use entrasync_model::ObjectClass;
 
 /// What a generated group is: decides its attributes and how deleting it behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::graph_sim::generate::GenerateSpec;
-use crate::graph_sim::identity::NewApp;
-use crate::graph_sim::server::{GraphSim, SimOptions};
-use crate::graph_sim::state::TenantSpec;
+use crate::generate::GenerateSpec;
+use crate::identity::NewApp;
+use crate::server::{GraphSim, SimOptions};
+use crate::state::TenantSpec;
 
 #[derive(Debug, Clone)]
 pub struct BenchReport {
@@ -46,7 +46,7 @@ fn page_link(body: &[u8]) -> Option<(&'static str, String)> {
 /// Fetches an app-only token from the emulator's token endpoint for a fresh app with `roles`.
 pub async fn token_for(
     base_url: &str,
-    sim: &crate::graph_sim::SimState,
+    sim: &crate::SimState,
     tenant: &str,
     roles: &[&str],
 ) -> anyhow::Result<String> {
@@ -84,7 +84,7 @@ pub async fn run_users_walk(users: usize, workers: usize) -> anyhow::Result<Benc
     let info = state.create_tenant(TenantSpec::default())?;
     state.generate(&info.tenant_id, &GenerateSpec { users, groups: 0, devices: 0 })?;
     let generate = started.elapsed();
-    let directory_bytes = crate::graph_sim::state::read(&state.tenant(&info.tenant_id)?.directory).heap_bytes();
+    let directory_bytes = crate::state::read(&state.tenant(&info.tenant_id)?.directory).heap_bytes();
     let token = token_for(&sim.base_url(), &state, &info.tenant_id, &["User.Read.All"]).await?;
     let client = reqwest::Client::new();
     let mut url = format!("{}/v1.0/users/delta", sim.base_url());

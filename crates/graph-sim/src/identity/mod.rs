@@ -19,8 +19,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use serde::Serialize;
 
-use crate::graph_sim::clock::Clock;
-use crate::graph_sim::error::GraphError;
+use crate::clock::Clock;
+use crate::error::GraphError;
 
 pub use access_token::{GRAPH_APP_ID, TOKEN_LIFETIME_SECS};
 pub use registry::{AppInfo, NewApp, RegistryError};

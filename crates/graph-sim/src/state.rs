@@ -8,18 +8,18 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::graph_sim::clock::Clock;
-use crate::graph_sim::clouds::SimCloud;
-use crate::graph_sim::counters::{CounterSnapshot, Counters};
-use crate::graph_sim::directory::{Directory, DirectoryError, Life};
-use crate::graph_sim::faults::{ActiveFault, FaultError, FaultRule, FaultStore};
-use crate::graph_sim::generate::{generate, GenerateSpec, GenerateSummary};
-use crate::graph_sim::identity::Identity;
-use crate::graph_sim::ids::ObjectRef;
-use crate::graph_sim::mutate::{random_batch, MutationBatch, MutationSummary};
-use crate::graph_sim::settings::{SettingsPatch, TenantSettings};
-use crate::graph_sim::throttle::{ResourceLimiter, ResourceLimits};
-use crate::model::ObjectClass;
+use crate::clock::Clock;
+use crate::clouds::SimCloud;
+use crate::counters::{CounterSnapshot, Counters};
+use crate::directory::{Directory, DirectoryError, Life};
+use crate::faults::{ActiveFault, FaultError, FaultRule, FaultStore};
+use crate::generate::{generate, GenerateSpec, GenerateSummary};
+use crate::identity::Identity;
+use crate::ids::ObjectRef;
+use crate::mutate::{random_batch, MutationBatch, MutationSummary};
+use crate::settings::{SettingsPatch, TenantSettings};
+use crate::throttle::{ResourceLimiter, ResourceLimits};
+use entrasync_model::ObjectClass;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -149,7 +149,7 @@ impl SimState {
         let domain =
             spec.domain.clone().unwrap_or_else(|| format!("{}.onmicrosoft.com", &tenant_id[..8.min(tenant_id.len())]));
         let seed = spec.seed.unwrap_or_else(|| {
-            crate::graph_sim::ids::mix64(tenant_id.bytes().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b)))
+            crate::ids::mix64(tenant_id.bytes().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b)))
         });
         let settings = match &spec.settings {
             Some(patch) => self.defaults.apply(patch).map_err(SimError::Settings)?,
