@@ -119,6 +119,7 @@ async fn measure(pool: &Pool, emulator: &ChildEmulator, plan: &RunPlan) -> anyho
         priority: RequestPriority::Normal,
         instance_id: Some("bench".to_owned()),
         batch_objects: plan.batch_objects,
+        job_id: None,
     };
 
     let _analyzer = plan.analyze_every.map(|every| Analyzer::start(pool.clone(), every));

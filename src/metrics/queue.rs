@@ -50,6 +50,8 @@ pub enum JobOutcome {
     Acked,
     /// The same (tenant, class) was already running: merged into a follow-up run and acked.
     Coalesced,
+    /// Its job id had already started a run: acked without running again.
+    Duplicate,
     /// Given back to the queue (shutdown, lost lock, transient failure).
     Requeued,
     /// Rejected without requeue: malformed, unknown version or tenant, or delivery limit reached.
@@ -61,6 +63,7 @@ impl JobOutcome {
         match self {
             JobOutcome::Acked => "acked",
             JobOutcome::Coalesced => "coalesced",
+            JobOutcome::Duplicate => "duplicate",
             JobOutcome::Requeued => "requeued",
             JobOutcome::DeadLettered => "dead_lettered",
         }

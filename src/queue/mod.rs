@@ -1,4 +1,4 @@
-//! RabbitMQ: the job message schema, topology, a reconnecting connection, confirmed publishing and
+//! RabbitMQ: the job messages (a kind per job), topology, a reconnecting connection, confirmed publishing and
 //! manual-ack consuming. See `docs/queue.md`.
 
 mod broker;
@@ -7,7 +7,7 @@ mod stats;
 mod topology;
 
 pub use broker::{Broker, JobConsumer};
-pub use job::{JobError, SyncJob, SCHEMA_VERSION};
+pub use job::{Job, JobError, SyncJob, KINDS, SCHEMA_VERSION};
 pub use stats::QueueDepth;
 pub use topology::Topology;
 

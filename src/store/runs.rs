@@ -2,57 +2,26 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::StoreError;
-use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
+use super::{Pool, StoreError};
+use crate::model::{RunCounts, RunFinished, RunStarted, SyncMode};
 
-/// The running totals of a run; checkpointed with every page, so a resumed run continues them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RunCounts {
-    /// Objects listed (full) or changes received (delta), after removing duplicates within a page.
-    pub total: u64,
-    /// Distinct objects written: new, changed, restored, or a group whose membership changed.
-    pub changed: u64,
-    /// Objects deleted (soft or permanent), or held for an operator when the run is `held`.
-    pub deleted: u64,
-    /// Objects the scoping filter left out.
-    pub filtered: u64,
-    pub pages: u64,
-    pub graph_requests: u64,
-    pub throttled_waits: u64,
-    /// Rows of objects and memberships inserted, updated or deleted (replays must add none).
-    /// Kept in the checkpoint and reports, not in `sync_runs`.
-    pub rows_written: u64,
-}
-
-/// The row written when a run starts (or resumes).
-#[derive(Debug, Clone)]
-pub struct RunStart {
-    pub run_id: Uuid,
-    pub tenant_id: i64,
-    pub class: ObjectClass,
-    pub mode: SyncMode,
-    pub trigger: Trigger,
-    pub started_at: DateTime<Utc>,
-    pub instance_id: Option<String>,
-}
-
-/// Creates the run row; a resumed run reopens its row (status back to running).
-pub async fn insert_started(db: &impl GenericClient, run: &RunStart, counts: &RunCounts) -> Result<(), StoreError> {
+/// Creates the run row; a resumed run reopens its row (status back to running, its job id kept).
+pub async fn insert_started(db: &impl GenericClient, run: &RunStarted) -> Result<(), StoreError> {
     let statement = db
         .prepare_cached(
             "INSERT INTO sync_runs (id, tenant_id, object_class, mode, trigger, status, started_at, instance_id, \
-                                    total, changed, deleted, filtered, pages, graph_requests, throttled_waits) \
-             VALUES ($1, $2, $3::text::object_class, $4::text::sync_mode, $5, 'running', $6, $7, \
-                     $8, $9, $10, $11, $12, $13, $14) \
+                                    reason, job_id, total, changed, deleted, filtered, pages, graph_requests, \
+                                    throttled_waits) \
+             VALUES ($1, $2, $3::text::object_class, $4::text::sync_mode, $5, 'running', $6, $7, $8, $9, \
+                     $10, $11, $12, $13, $14, $15, $16) \
              ON CONFLICT (id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL, \
-                 mode = EXCLUDED.mode, instance_id = EXCLUDED.instance_id, updated_at = now()",
+                 mode = EXCLUDED.mode, instance_id = EXCLUDED.instance_id, \
+                 reason = COALESCE(EXCLUDED.reason, sync_runs.reason), updated_at = now()",
         )
         .await?;
-    let c = counts_i64(counts);
+    let c = counts_i64(&run.counts);
     db.execute(
         &statement,
         &[
@@ -63,6 +32,8 @@ pub async fn insert_started(db: &impl GenericClient, run: &RunStart, counts: &Ru
             &run.trigger.as_str(),
             &run.started_at,
             &run.instance_id,
+            &run.reason,
+            &run.job_id,
             &c[0],
             &c[1],
             &c[2],
@@ -74,6 +45,27 @@ pub async fn insert_started(db: &impl GenericClient, run: &RunStart, counts: &Ru
     )
     .await?;
     Ok(())
+}
+
+/// What became of the run a queued job started: its job id is the idempotency key (docs/queue.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobRun {
+    /// The job started no run yet.
+    None,
+    /// Its run is open: running now, or interrupted and waiting to be resumed.
+    Open,
+    /// Its run ended (any final status).
+    Finished,
+}
+
+pub async fn job_run(pool: &Pool, job_id: Uuid) -> Result<JobRun, StoreError> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached("SELECT status = 'running' FROM sync_runs WHERE job_id = $1").await?;
+    Ok(match client.query_opt(&statement, &[&job_id]).await? {
+        None => JobRun::None,
+        Some(row) if row.get::<_, bool>(0) => JobRun::Open,
+        Some(_) => JobRun::Finished,
+    })
 }
 
 fn counts_i64(c: &RunCounts) -> [i64; 7] {
@@ -103,19 +95,8 @@ pub async fn update_progress(
     Ok(())
 }
 
-/// The final state of a run.
-#[derive(Debug, Clone)]
-pub struct RunEnd {
-    pub run_id: Uuid,
-    pub mode: SyncMode,
-    pub status: RunStatus,
-    pub counts: RunCounts,
-    pub reason: Option<String>,
-    pub error: Option<String>,
-    pub finished_at: DateTime<Utc>,
-}
-
-pub async fn finish(db: &impl GenericClient, end: &RunEnd) -> Result<(), StoreError> {
+/// Records a run's final state.
+pub async fn finish(db: &impl GenericClient, end: &RunFinished) -> Result<(), StoreError> {
     let statement = db
         .prepare_cached(
             "UPDATE sync_runs SET status = $2::text::run_status, mode = $3::text::sync_mode, \

@@ -18,7 +18,7 @@ mod policy;
 mod recorder;
 mod round;
 
-pub use crate::store::runs::RunCounts;
+pub use crate::model::RunCounts;
 pub use apply::{apply_page, apply_page_with, PageHints, PageOutcome, PageTarget};
 pub use error::SyncError;
 pub use guard::{short_listing, DeletionGuard};

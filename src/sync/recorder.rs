@@ -3,54 +3,9 @@
 
 use std::future::Future;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use uuid::Uuid;
-
-use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
-use crate::store::runs::{self, RunCounts};
+pub use crate::model::{RunFinished, RunProgress, RunStarted};
+use crate::store::runs;
 use crate::store::{Pool, StoreError};
-
-/// A run started, or a checkpointed run resumed (same `run_id`, counts carried over).
-#[derive(Debug, Clone, Serialize)]
-pub struct RunStarted {
-    pub run_id: Uuid,
-    pub tenant_id: i64,
-    pub class: ObjectClass,
-    pub mode: SyncMode,
-    pub trigger: Trigger,
-    pub started_at: DateTime<Utc>,
-    pub resumed: bool,
-    /// Why the mode was chosen when it is not the default (e.g. "full scan requested").
-    pub reason: Option<String>,
-    pub counts: RunCounts,
-    pub instance_id: Option<String>,
-}
-
-/// Sent after every committed page (and when a round restarts as full).
-#[derive(Debug, Clone, Serialize)]
-pub struct RunProgress {
-    pub run_id: Uuid,
-    pub tenant_id: i64,
-    pub class: ObjectClass,
-    pub mode: SyncMode,
-    pub reason: Option<String>,
-    pub counts: RunCounts,
-}
-
-/// The final state, sent once per round.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunFinished {
-    pub run_id: Uuid,
-    pub tenant_id: i64,
-    pub class: ObjectClass,
-    pub mode: SyncMode,
-    pub status: RunStatus,
-    pub counts: RunCounts,
-    pub reason: Option<String>,
-    pub error: Option<String>,
-    pub finished_at: DateTime<Utc>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
@@ -84,19 +39,7 @@ impl PgRunRecorder {
 impl RunRecorder for PgRunRecorder {
     async fn started(&self, event: &RunStarted) -> Result<(), RecorderError> {
         let client = self.pool.get().await.map_err(StoreError::from)?;
-        let start = runs::RunStart {
-            run_id: event.run_id,
-            tenant_id: event.tenant_id,
-            class: event.class,
-            mode: event.mode,
-            trigger: event.trigger,
-            started_at: event.started_at,
-            instance_id: event.instance_id.clone(),
-        };
-        runs::insert_started(&client, &start, &event.counts).await?;
-        if event.reason.is_some() {
-            runs::update_progress(&client, event.run_id, event.mode, event.reason.as_deref(), &event.counts).await?;
-        }
+        runs::insert_started(&client, event).await?;
         Ok(())
     }
 
@@ -108,16 +51,7 @@ impl RunRecorder for PgRunRecorder {
 
     async fn finished(&self, event: &RunFinished) -> Result<(), RecorderError> {
         let client = self.pool.get().await.map_err(StoreError::from)?;
-        let end = runs::RunEnd {
-            run_id: event.run_id,
-            mode: event.mode,
-            status: event.status,
-            counts: event.counts,
-            reason: event.reason.clone(),
-            error: event.error.clone(),
-            finished_at: event.finished_at,
-        };
-        runs::finish(&client, &end).await?;
+        runs::finish(&client, event).await?;
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use super::policy::ObjectPolicy;
 use super::recorder::{RunFinished, RunProgress, RunRecorder, RunStarted};
 use crate::graph::{DeltaRequest, GraphClient, GraphError, GraphTenant, PageLink, RequestPriority};
 use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
-use crate::store::runs::RunCounts;
+use crate::model::RunCounts;
 use crate::store::{cursors, held_deletions, objects, run_scratch, Pool};
 
 /// Graph keeps delta tokens for 7 days; an older stored link is replaced by a full round.
@@ -48,6 +48,8 @@ pub struct RoundRequest {
     pub instance_id: Option<String>,
     /// Objects after which a batch of pages is written in one transaction (`sync.batch_objects`).
     pub batch_objects: usize,
+    /// The queued job asking for this round, recorded with the run it starts (its idempotency key).
+    pub job_id: Option<Uuid>,
 }
 
 /// How a round ended. Errors that stop a round early are `Err(SyncError)` instead (the checkpoint is
@@ -201,6 +203,7 @@ async fn begin<R: RunRecorder>(
         reason: run.reason.clone(),
         counts: run.counts,
         instance_id: request.instance_id.clone(),
+        job_id: request.job_id,
     };
     deps.recorder.started(&started).await?;
     Ok((run, link))

@@ -19,6 +19,7 @@ mod graph_sim_list;
 mod metrics_wiring;
 mod observability;
 mod service_fairness;
+mod service_jobs;
 mod service_leases;
 mod service_outage;
 mod service_pika;

@@ -100,19 +100,23 @@ async fn the_run_lock_is_exclusive_shows_as_running_and_orphaned_runs_are_closed
 
     // A running row whose lock is held stays; one of a class nobody holds is closed as interrupted.
     let client = pool.get().await.unwrap();
-    let started = |class| runs::RunStart {
+    let started = |class| entrasync::model::RunStarted {
         run_id: uuid::Uuid::new_v4(),
         tenant_id: tenant,
         class,
         mode: SyncMode::Full,
         trigger: Trigger::Schedule,
         started_at: chrono::Utc::now() - chrono::TimeDelta::seconds(10),
+        resumed: false,
+        reason: None,
+        counts: Default::default(),
         instance_id: None,
+        job_id: None,
     };
     let held_run = started(ObjectClass::User);
     let orphan = started(ObjectClass::Device);
-    runs::insert_started(&client, &held_run, &Default::default()).await.unwrap();
-    runs::insert_started(&client, &orphan, &Default::default()).await.unwrap();
+    runs::insert_started(&client, &held_run).await.unwrap();
+    runs::insert_started(&client, &orphan).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(run_lock::close_orphaned_runs(&pool).await.unwrap(), 1);
     let orphan_row = runs::get(&client, orphan.run_id).await.unwrap().unwrap();

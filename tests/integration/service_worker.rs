@@ -17,7 +17,7 @@ use crate::service_support::{
 };
 use crate::support::{eventually, AMQP_URL};
 
-async fn publish_raw(prefix: &str, routing_key: &str, body: &[u8]) {
+pub async fn publish_raw(prefix: &str, routing_key: &str, body: &[u8]) {
     let conn = lapin::Connection::connect(AMQP_URL, Default::default()).await.expect("connect");
     let channel = conn.create_channel().await.expect("channel");
     channel
@@ -36,7 +36,7 @@ async fn publish_raw(prefix: &str, routing_key: &str, body: &[u8]) {
 }
 
 /// Reasons of the messages in the dead-letter queue (consumed).
-async fn dead_letter_reasons(prefix: &str) -> Vec<String> {
+pub async fn dead_letter_reasons(prefix: &str) -> Vec<String> {
     let conn = lapin::Connection::connect(AMQP_URL, Default::default()).await.expect("connect");
     let channel = conn.create_channel().await.expect("channel");
     let mut reasons = Vec::new();
@@ -79,7 +79,11 @@ async fn queued_jobs_converge_and_bad_messages_are_dead_lettered_while_the_worke
         async move { stored_runs(&pool).await.iter().filter(|r| r.status == "success").count() == 3 }
     };
     assert!(eventually(Duration::from_secs(60), three_succeeded).await, "runs: {:?}", stored_runs(&pool).await.len());
-    assert_eq!(stored_counts(&pool, tenant.tenant_id).await, true_counts(&world.sim, &tenant.sim_tenant));
+    assert_eq!(
+        stored_counts(&pool, tenant.tenant_id).await,
+        true_counts(&world.sim, &tenant.sim_tenant),
+        "expected the stored live objects per class to match the emulator's truth"
+    );
 
     let reasons = dead_letter_reasons(&prefix).await;
     assert_eq!(reasons.len(), 3, "{reasons:?}");

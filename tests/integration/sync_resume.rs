@@ -199,6 +199,7 @@ async fn child_process_runs_a_round() {
         priority: Default::default(),
         instance_id: Some("child".to_owned()),
         batch_objects: 1,
+        job_id: None,
     };
     let recorder = PgRunRecorder::new(pool.clone());
     let deps = RoundDeps { pool: &pool, graph: &graph, policy: &PassThrough, recorder: &recorder };

@@ -137,6 +137,7 @@ impl SyncWorld {
             instance_id: Some("test".to_owned()),
             // Every page its own transaction, so tests can stop a round between any two pages.
             batch_objects: 1,
+            job_id: None,
         }
     }
 

@@ -1,4 +1,9 @@
-//! Domain types shared by every layer. No I/O here.
+//! Domain types shared by every layer and by the Graph emulator: object classes, clouds, the run
+//! vocabulary and the run history events. No I/O here. See docs/architecture.md.
+
+mod run;
+
+pub use run::{RunCounts, RunFinished, RunProgress, RunStarted};
 
 use std::fmt;
 use std::str::FromStr;

@@ -122,6 +122,7 @@ async fn settle(
     let (result, outcome) = match settlement {
         Settlement::Ack => (delivery.ack(BasicAckOptions::default()).await, JobOutcome::Acked),
         Settlement::Coalesced => (delivery.ack(BasicAckOptions::default()).await, JobOutcome::Coalesced),
+        Settlement::Duplicate => (delivery.ack(BasicAckOptions::default()).await, JobOutcome::Duplicate),
         Settlement::Requeue => {
             if !stop.is_cancelled() {
                 tokio::time::sleep(REQUEUE_PAUSE).await;

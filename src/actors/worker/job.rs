@@ -13,8 +13,9 @@ use super::WorkerDeps;
 use crate::graph::RequestPriority;
 use crate::metrics::MeteredRecorder;
 use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
-use crate::queue::SyncJob;
+use crate::queue::{Job, SyncJob};
 use crate::store::run_lock::{self, RunLock};
+use crate::store::runs::{self, JobRun};
 use crate::store::{schedule, tenants, StoreError};
 use crate::sync::{run_round, DeletionGuard, PassThrough, RoundDeps, RoundRequest, SyncError};
 
@@ -30,6 +31,8 @@ pub enum Settlement {
     Ack,
     /// The (tenant, class) was running: one more run was requested of its holder.
     Coalesced,
+    /// This job id already started a run (finished, or running now): republishing never runs twice.
+    Duplicate,
     /// Not done; give it back (shutdown, lost lock, Postgres unavailable).
     Requeue,
     /// It can never succeed: move it to the dead-letter queue with this reason.
@@ -38,8 +41,8 @@ pub enum Settlement {
 
 /// Handles one job message of `class`.
 pub async fn process(deps: &WorkerDeps, class: ObjectClass, body: &[u8], stop: &CancellationToken) -> Settlement {
-    let job = match SyncJob::from_bytes(body) {
-        Ok(job) => job,
+    let job = match Job::from_bytes(body) {
+        Ok(Job::Sync(job)) => job,
         Err(error) => return Settlement::DeadLetter(error.to_string()),
     };
     if job.object_class != class {
@@ -66,12 +69,30 @@ async fn run_job(deps: &WorkerDeps, job: &SyncJob, stop: &CancellationToken) -> 
         return Settlement::Ack;
     }
 
-    // Ask first, then try the lock: a holder finishing in between sees the request (no lost rerun).
-    if patiently(stop, || schedule::request_rerun(pool, tenant.id, job.object_class, job.mode)).await.is_none() {
+    let Some(recorded) = patiently(stop, || runs::job_run(pool, job.job_id)).await else {
         return Settlement::Requeue;
+    };
+    match recorded {
+        JobRun::Finished => {
+            tracing::info!("this job's run has finished; a republished job is not run again");
+            return Settlement::Duplicate;
+        }
+        // A redelivery after its worker died (it resumes the run) or a copy of a job running now.
+        JobRun::Open => {}
+        // Ask first, then try the lock: a holder finishing in between sees the request (no lost rerun).
+        JobRun::None => {
+            if patiently(stop, || schedule::request_rerun(pool, tenant.id, job.object_class, job.mode)).await.is_none()
+            {
+                return Settlement::Requeue;
+            }
+        }
     }
     let lock = match deps.shared.run_locks.try_acquire(tenant.id, job.object_class).await {
         Ok(Some(lock)) => lock,
+        Ok(None) if recorded == JobRun::Open => {
+            tracing::info!("this job's run is in progress; a republished job is not run again");
+            return Settlement::Duplicate;
+        }
         Ok(None) => {
             tracing::info!(mode = %job.mode, "run in progress; coalesced into one more run after it");
             return Settlement::Coalesced;
@@ -131,6 +152,7 @@ async fn run_locked(
         priority: if job.trigger == Trigger::Schedule { RequestPriority::Low } else { RequestPriority::Normal },
         instance_id: Some(deps.shared.settings.instance_id.clone()),
         batch_objects: deps.shared.settings.sync.batch_objects,
+        job_id: Some(job.job_id),
     };
     // The round's history events also move the sync series (runs, objects, pages), labelled by the
     // Entra tenant id.
