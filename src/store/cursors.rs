@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::runs::RunCounts;
+use crate::model::RunCounts;
 use super::StoreError;
 use crate::model::{ObjectClass, SyncMode};
 
