@@ -6,6 +6,7 @@
 
 pub mod actors;
 pub mod api;
+pub mod backoff;
 #[cfg(feature = "emulator")]
 pub mod bench;
 pub mod config;

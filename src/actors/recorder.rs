@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use uuid::Uuid;
 
+use crate::backoff::{retry_transient, Patience};
 use crate::metrics::{ActorKind, WorkerMetrics};
 use crate::sync::{PgRunRecorder, RecorderError, RunFinished, RunProgress, RunRecorder, RunStarted};
 
@@ -17,6 +18,8 @@ const MAILBOX: usize = 256;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// How long a durable write is retried (Postgres restarting) before the worker is told it failed.
 const DURABLE_RETRY_FOR: Duration = Duration::from_secs(30);
+const RETRY_FIRST_WAIT: Duration = Duration::from_millis(200);
+const RETRY_LONGEST_WAIT: Duration = Duration::from_secs(5);
 /// How long a worker waits for the recorder to answer a durable event.
 const ANSWER_DEADLINE: Duration = Duration::from_secs(45);
 /// How long a worker waits for mailbox room for a progress event before dropping it.
@@ -43,25 +46,19 @@ impl Actor for HistoryRecorder {
     }
 }
 
-/// Retries a durable write while Postgres is unavailable, up to [`DURABLE_RETRY_FOR`].
-async fn durably<F, Fut>(what: &str, run_id: Uuid, mut write: F) -> Result<(), String>
+/// Retries a durable write while Postgres is unavailable, up to [`DURABLE_RETRY_FOR`]; a permanent
+/// error is answered at once.
+async fn durably<F, Fut>(what: &str, run_id: Uuid, write: F) -> Result<(), String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), RecorderError>>,
 {
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match write().await {
-            Ok(()) => return Ok(()),
-            Err(error) if started.elapsed() + delay < DURABLE_RETRY_FOR => {
-                tracing::warn!(%run_id, event = what, %error, "history write failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(error) => return Err(error.to_string()),
-        }
-    }
+    let patience =
+        Patience { give_up_after: DURABLE_RETRY_FOR, first_wait: RETRY_FIRST_WAIT, longest_wait: RETRY_LONGEST_WAIT };
+    retry_transient(what, patience, None, write).await.map_err(|error| {
+        tracing::warn!(%run_id, event = what, %error, "history write failed");
+        error.to_string()
+    })
 }
 
 #[derive(Message)]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::Shared;
+use crate::backoff::Backoff;
 use crate::metrics::{ActorKind, RestartCause};
 use crate::model::{ObjectClass, SyncMode, Trigger};
 use crate::queue::SyncJob;
@@ -22,19 +23,17 @@ pub struct TenantSupervisor {
     tenant_id: i64,
     shared: Shared,
     policy: Policy,
-    /// Errors (and restarts) in a row, for the capped exponential backoff.
+    /// Errors (and restarts) in a row.
     failures: u32,
+    /// Waits between checks after errors and restarts; reset by a good check.
+    backoff: Backoff,
     /// No longer ours: stay idle until the last address is dropped, never restart into work.
     retired: bool,
 }
 
 impl TenantSupervisor {
     pub fn new(tenant_id: i64, shared: Shared, policy: Policy) -> Self {
-        TenantSupervisor { tenant_id, shared, policy, failures: 0, retired: false }
-    }
-
-    fn backoff(&self) -> Duration {
-        RETRY_MIN.saturating_mul(1 << self.failures.min(6)).min(RETRY_MAX)
+        TenantSupervisor { tenant_id, shared, policy, failures: 0, backoff: Backoff::capped(RETRY_MIN, RETRY_MAX), retired: false }
     }
 }
 
@@ -47,8 +46,11 @@ impl Actor for TenantSupervisor {
             return;
         }
         // Spread the first checks of many tenants taken over at once; after a restart, back off.
-        let first =
-            if self.failures == 0 { Duration::from_millis(rand::random_range(0..1000)) } else { self.backoff() };
+        let first = if self.failures == 0 {
+            Duration::from_millis(rand::random_range(0..1000))
+        } else {
+            self.backoff.next_delay()
+        };
         ctx.run_later(first, |_, ctx| ctx.notify(Check));
     }
 }
@@ -82,6 +84,7 @@ impl Handler<Check> for TenantSupervisor {
         let check = task.into_actor(self).map(|joined, act, ctx| match joined {
             Ok(Ok(CheckOutcome::Checked { next_check, .. })) => {
                 act.failures = 0;
+                act.backoff.reset();
                 ctx.run_later(next_check, |_, ctx| ctx.notify(Check));
             }
             Ok(Ok(CheckOutcome::TenantGone)) => {
@@ -91,8 +94,9 @@ impl Handler<Check> for TenantSupervisor {
             Ok(Err(error)) => {
                 act.failures += 1;
                 act.shared.metrics.workers.restarted(ActorKind::TenantSupervisor, RestartCause::Error);
-                tracing::warn!(tenant = act.tenant_id, %error, retry_in_s = act.backoff().as_secs(), "schedule check failed");
-                ctx.run_later(act.backoff(), |_, ctx| ctx.notify(Check));
+                let retry_in = act.backoff.next_delay();
+                tracing::warn!(tenant = act.tenant_id, %error, retry_in_s = retry_in.as_secs(), "schedule check failed");
+                ctx.run_later(retry_in, |_, ctx| ctx.notify(Check));
             }
             Err(panic) => {
                 act.shared.metrics.workers.restarted(ActorKind::TenantSupervisor, RestartCause::Panic);

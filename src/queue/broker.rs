@@ -13,8 +13,17 @@ use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use super::{QueueError, SyncJob, Topology};
+use crate::backoff::Backoff;
 use crate::config::AmqpSettings;
 use crate::model::ObjectClass;
+
+/// Where a message goes.
+pub struct Message {
+    pub exchange: String,
+    pub routing_key: String,
+    /// Return the message (an error) when no queue is bound for it.
+    pub mandatory: bool,
+}
 
 /// Handle to the broker; cheap to clone. A background task keeps it connected.
 #[derive(Clone)]
@@ -71,23 +80,31 @@ impl Broker {
         }
     }
 
-    /// Publishes a job and waits for the broker's confirm; a nack is an error.
+    /// Publishes a job and waits for the broker's confirm; a nack or an unroutable return is an error.
     pub async fn publish(&self, job: &SyncJob) -> Result<(), QueueError> {
-        let channel = self.publish_channel().await?;
         let properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
             .with_message_id(job.job_id.to_string().into());
+        let message = Message { exchange: self.inner.topology.jobs_exchange(), routing_key: job.routing_key(), mandatory: true };
+        self.publish_confirmed(message, &job.to_bytes(), properties).await
+    }
+
+    /// Publishes on the process's one confirm-mode channel (reopened after a reconnect) and waits for
+    /// the broker's confirm. Job publishing and dead-lettering both go through here.
+    pub async fn publish_confirmed(
+        &self,
+        message: Message,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), QueueError> {
+        let channel = self.publish_channel().await?;
+        let options = BasicPublishOptions { mandatory: message.mandatory, ..Default::default() };
         let confirm = channel
-            .basic_publish(
-                self.inner.topology.jobs_exchange().into(),
-                job.routing_key().into(),
-                BasicPublishOptions { mandatory: true, ..Default::default() },
-                &job.to_bytes(),
-                properties,
-            )
+            .basic_publish(message.exchange.into(), message.routing_key.into(), options, body, properties)
             .await?
             .await?;
+        // With `mandatory`, an unroutable message comes back with the ack.
         if confirm.is_ack() && confirm.take_message().is_none() {
             Ok(())
         } else {
@@ -149,12 +166,12 @@ impl JobConsumer {
 }
 
 async fn keep_connected(inner: Arc<Inner>, url: SecretString) {
-    let mut backoff = RECONNECT_MIN;
+    let mut backoff = Backoff::capped(RECONNECT_MIN, RECONNECT_MAX);
     while !inner.stop.is_cancelled() {
         match connect_and_declare(&inner.topology, &url).await {
             Ok(connection) => {
                 tracing::info!(prefix = %inner.topology.prefix, "connected to rabbitmq");
-                backoff = RECONNECT_MIN;
+                backoff.reset();
                 let connection = Arc::new(connection);
                 inner.current.send_replace(Some(connection.clone()));
                 while connection.status().connected() && !inner.stop.is_cancelled() {
@@ -170,12 +187,12 @@ async fn keep_connected(inner: Arc<Inner>, url: SecretString) {
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot connect to rabbitmq");
+                let retry_in = backoff.next_delay();
+                tracing::warn!(%error, retry_in_ms = retry_in.as_millis() as u64, "cannot connect to rabbitmq");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(retry_in) => {}
                     _ = inner.stop.cancelled() => {}
                 }
-                backoff = (backoff * 2).min(RECONNECT_MAX);
             }
         }
     }

@@ -6,7 +6,7 @@ mod job;
 mod stats;
 mod topology;
 
-pub use broker::{Broker, JobConsumer};
+pub use broker::{Broker, JobConsumer, Message};
 pub use job::{Job, JobError, SyncJob, KINDS, SCHEMA_VERSION};
 pub use stats::QueueDepth;
 pub use topology::Topology;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::job::{self, Settlement, REQUEUE_PAUSE};
 use super::WorkerDeps;
+use crate::backoff::Backoff;
 use crate::metrics::{ActorKind, JobOutcome, RestartCause};
 use crate::model::ObjectClass;
 use crate::queue::JobConsumer;
@@ -21,7 +22,7 @@ const RESUBSCRIBE_MAX: Duration = Duration::from_secs(10);
 
 pub async fn consume_loop(deps: Arc<WorkerDeps>, class: ObjectClass, tag: String, stop: CancellationToken) {
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
-    let mut backoff = RESUBSCRIBE_MIN;
+    let mut backoff = Backoff::capped(RESUBSCRIBE_MIN, RESUBSCRIBE_MAX);
     // Kept until every task settled: their acks go through its channel.
     let mut subscription: Option<JobConsumer> = None;
     'subscribe: while !stop.is_cancelled() {
@@ -31,17 +32,17 @@ pub async fn consume_loop(deps: Arc<WorkerDeps>, class: ObjectClass, tag: String
         };
         let consumer = match subscribed {
             Ok(consumer) => {
-                backoff = RESUBSCRIBE_MIN;
+                backoff.reset();
                 tracing::info!(%class, consumer = %tag, "consuming");
                 subscription.insert(consumer)
             }
             Err(error) => {
-                tracing::warn!(%class, %error, retry_in_ms = backoff.as_millis() as u64, "cannot consume; retrying");
+                let retry_in = backoff.next_delay();
+                tracing::warn!(%class, %error, retry_in_ms = retry_in.as_millis() as u64, "cannot consume; retrying");
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(retry_in) => {}
                     () = stop.cancelled() => break,
                 }
-                backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
                 continue;
             }
         };

@@ -10,6 +10,7 @@ use tracing::Instrument;
 
 use super::access::{graph_tenant, AccessError};
 use super::WorkerDeps;
+use crate::backoff::{retry_transient, Patience};
 use crate::graph::RequestPriority;
 use crate::metrics::MeteredRecorder;
 use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
@@ -20,7 +21,11 @@ use crate::store::{schedule, tenants, StoreError};
 use crate::sync::{run_round, DeletionGuard, PassThrough, RoundDeps, RoundRequest, SyncError};
 
 /// How long a job waits for Postgres to come back before it is given back to the queue.
-const STORE_PATIENCE: Duration = Duration::from_secs(60);
+const STORE_PATIENCE: Patience = Patience {
+    give_up_after: Duration::from_secs(60),
+    first_wait: Duration::from_millis(200),
+    longest_wait: Duration::from_secs(5),
+};
 /// A pause before requeueing after a failure, so a broken dependency does not spin the queue.
 pub const REQUEUE_PAUSE: Duration = Duration::from_secs(2);
 
@@ -226,29 +231,18 @@ async fn republish_requested_rerun(deps: &WorkerDeps, job: &SyncJob, tenant_id: 
     }
 }
 
-/// Retries a store call while Postgres is unavailable, up to [`STORE_PATIENCE`] or shutdown.
-async fn patiently<T, F, Fut>(stop: &CancellationToken, mut call: F) -> Option<T>
+/// Retries a store call while Postgres is unavailable, up to [`STORE_PATIENCE`] or shutdown; `None`
+/// gives the job back to the queue.
+async fn patiently<T, F, Fut>(stop: &CancellationToken, call: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
 {
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match call().await {
-            Ok(value) => return Some(value),
-            Err(error) if started.elapsed() < STORE_PATIENCE && !stop.is_cancelled() => {
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "store unavailable; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = stop.cancelled() => return None,
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(error) => {
-                tracing::warn!(%error, "store unavailable; giving the job back");
-                return None;
-            }
+    match retry_transient("job bookkeeping", STORE_PATIENCE, Some(stop), call).await {
+        Ok(value) => Some(value),
+        Err(error) => {
+            tracing::warn!(%error, "store call failed; giving the job back");
+            None
         }
     }
 }
