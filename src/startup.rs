@@ -7,18 +7,11 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::actors::{Service, Shared};
-use crate::config::Settings;
+use crate::api::{AppState, ScrapeGate};
+use crate::config::{Role, Settings};
 use crate::metrics::Metrics;
 use crate::queue::Broker;
-use crate::store::{self, Pool};
-
-/// Shared by the HTTP handlers.
-pub struct AppState {
-    pub pool: Pool,
-    pub broker: Broker,
-    pub metrics: Metrics,
-    pub scrape: crate::api::ScrapeGate,
-}
+use crate::store;
 
 /// A built, bound, not yet running service. Tests bind port 0 and read [`Application::port`].
 pub struct Application {
@@ -50,7 +43,8 @@ impl Application {
             pool,
             broker: broker.clone(),
             metrics: metrics.clone(),
-            scrape: Default::default(),
+            scrape: ScrapeGate::default(),
+            fleet_view: settings.has_role(Role::Api),
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(crate::api::configure))
             .listen(listener)?

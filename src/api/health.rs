@@ -5,7 +5,7 @@ use std::time::Duration;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::startup::AppState;
+use super::AppState;
 
 /// Alive as long as the process serves HTTP.
 pub async fn healthz() -> HttpResponse {
@@ -27,8 +27,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// The Prometheus text format, with the scrape-time state (tenants, freshness, queues) read first.
+/// The Prometheus text format; with the `api` role, the fleet-wide state (tenants, freshness, queues)
+/// is read first.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    super::scrape::refresh(&state.scrape, &state.pool, &state.broker, &state.metrics).await;
+    if state.fleet_view {
+        super::scrape::refresh(&state.scrape, &state.pool, &state.broker, &state.metrics).await;
+    }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }

@@ -9,7 +9,6 @@ mod family;
 mod graph;
 pub mod labels;
 mod queue;
-mod recorder;
 mod sync;
 mod tenants;
 
@@ -18,7 +17,6 @@ use prometheus::{Encoder, Registry, TextEncoder};
 pub use family::{Family, Kind};
 pub use graph::{GraphMetrics, GraphTarget, WaitCause};
 pub use queue::{ActorKind, JobOutcome, JobTracker, QueueKind, QueueSample, RestartCause, WorkerMetrics};
-pub use recorder::{run_totals, MeteredRecorder};
 pub use sync::{RunTotals, RunTracker, SyncMetrics};
 pub use tenants::{FreshnessSample, StateSource, TenantMetrics, TenantSample, TenantState};
 

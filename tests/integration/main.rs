@@ -28,6 +28,7 @@ mod service_schedule;
 mod service_supervision;
 mod service_support;
 mod service_worker;
+mod serve_roles;
 #[path = "../support/mod.rs"]
 mod support;
 mod sync_convergence;

@@ -5,17 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use entrasync::actors::{Service, Shared};
-use entrasync::config::Settings;
 use entrasync::graph::{BudgetLimits, DeltaRequest, GraphClient, GraphClientOptions, RateBudget, RetryPolicy};
 use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger, RetryAfter};
 use entrasync::metrics::Metrics;
 use entrasync::model::{Cloud, ObjectClass, SyncMode, Trigger};
-use entrasync::queue::{Broker, SyncJob};
+use entrasync::queue::SyncJob;
 
 use crate::graph_client::sim;
 use crate::observability::sample;
-use crate::service_support::{stored_runs, World};
+use crate::service_support::{start_observed_service, stored_runs, World};
 use crate::support::app::free_port;
 use crate::support::eventually;
 
@@ -60,32 +58,59 @@ async fn graph_client_counts_token_and_delta_requests_throttled_waits_and_budget
     let user = [("tenant", t), ("class", "user")];
 
     assert_eq!(sample(&text, requests, &[("tenant", t), ("class", "token"), ("code", "200")]), Some(1.0), "{text}");
-    assert_eq!(sample(&text, requests, &[("tenant", t), ("class", "user"), ("code", "200")]), Some(pages.len() as f64));
-    assert_eq!(sample(&text, requests, &[("tenant", t), ("class", "user"), ("code", "429")]), Some(1.0));
+    assert_eq!(
+        sample(&text, requests, &[("tenant", t), ("class", "user"), ("code", "200")]),
+        Some(pages.len() as f64),
+        "expected one 200 counted per page"
+    );
+    assert_eq!(
+        sample(&text, requests, &[("tenant", t), ("class", "user"), ("code", "429")]),
+        Some(1.0),
+        "expected the one injected 429 counted"
+    );
     // Held to the emulator's count of what it answered: every request counted once, by its status.
     let seen = env.sim.state().tenant_counters(&env.tenant_id).expect("emulator counters");
     let delta_requests = seen.by_endpoint.get("users/delta").copied().unwrap_or(0) as f64;
     assert_eq!(total(&text, requests, &user), delta_requests, "{seen:?}");
-    assert_eq!(env.responses(429), 1);
+    assert_eq!(env.responses(429), 1, "expected the emulator to have answered exactly one 429");
     assert_eq!(
         total(&text, "entrasync_graph_request_duration_seconds_count", &[("class", "user")]),
         delta_requests,
         "one latency per answer"
     );
-    assert_eq!(total(&text, "entrasync_graph_request_duration_seconds_count", &[("class", "token")]), 1.0);
+    assert_eq!(
+        total(&text, "entrasync_graph_request_duration_seconds_count", &[("class", "token")]),
+        1.0,
+        "expected one latency for the one token request"
+    );
 
     let throttled = [("tenant", t), ("class", "user"), ("cause", "throttled")];
-    assert_eq!(sample(&text, "entrasync_graph_retry_waits_total", &throttled), Some(1.0));
+    assert_eq!(
+        sample(&text, "entrasync_graph_retry_waits_total", &throttled),
+        Some(1.0),
+        "expected one throttled wait"
+    );
     let waited = sample(&text, "entrasync_graph_retry_wait_seconds_total", &throttled).expect("seconds waited");
     assert!((0.3..5.0).contains(&waited), "waited as told, not less: {waited}");
-    assert_eq!(sample(&text, "entrasync_graph_retry_waits_total", &[("tenant", t), ("cause", "unavailable")]), None);
+    assert_eq!(
+        sample(&text, "entrasync_graph_retry_waits_total", &[("tenant", t), ("cause", "unavailable")]),
+        None,
+        "expected no wait for unavailability: none was injected"
+    );
 
     // The budget: one unit per delta request (the emulator charges 1 for a delta page with $select); the
     // token endpoint is not Graph and costs nothing.
     let spent = sample(&text, "entrasync_graph_rate_budget_spent_units_total", &[("tenant", t)]).expect("spent");
-    assert_eq!(spent, delta_requests);
-    assert_eq!(sample(&text, "entrasync_graph_rate_budget_units_per_second", &[("tenant", t)]), Some(planned_rate));
-    assert!(sample(&text, "entrasync_graph_rate_budget_wait_seconds_total", &[("tenant", t)]).is_some());
+    assert_eq!(spent, delta_requests, "expected one budget unit spent per delta request");
+    assert_eq!(
+        sample(&text, "entrasync_graph_rate_budget_units_per_second", &[("tenant", t)]),
+        Some(planned_rate),
+        "expected the tenant bucket's planned refill rate"
+    );
+    assert!(
+        sample(&text, "entrasync_graph_rate_budget_wait_seconds_total", &[("tenant", t)]).is_some(),
+        "expected the budget's waits exported (zero or more)"
+    );
 }
 
 #[tokio::test]
@@ -114,14 +139,6 @@ async fn graph_client_counts_connection_failures_and_never_labels_a_domain() {
     assert_eq!(total(&text, "entrasync_graph_requests_total", &[]), 3.0, "the domain tenant is not counted");
 }
 
-/// The actors of one instance in this process, with the metrics they record on.
-fn start_metered_service(settings: &Settings) -> (Service, Broker, Metrics) {
-    let broker = Broker::start(&settings.amqp);
-    let metrics = Metrics::new();
-    let pool = entrasync::store::pool(&settings.database).expect("pool");
-    let shared = Shared::new(pool, broker.clone(), metrics.clone(), settings.clone());
-    (Service::start(shared).expect("service"), broker, metrics)
-}
 
 #[tokio::test]
 async fn a_worker_run_job_moves_job_run_graph_and_budget_series() {
@@ -141,13 +158,21 @@ async fn a_worker_run_job_moves_job_run_graph_and_budget_series() {
             limit: Some(1),
         })
         .expect("fault");
-    let (service, broker, metrics) = start_metered_service(&settings);
+    let (service, broker, metrics) = start_observed_service(&settings);
     broker.connection(Duration::from_secs(10)).await.expect("connected");
 
     let before = metrics.render();
-    assert_eq!(sample(&before, "entrasync_worker_pool_size", &[("class", "user")]), Some(1.0));
-    assert_eq!(total(&before, "entrasync_worker_jobs_total", &[]), 0.0);
-    assert_eq!(total(&before, "entrasync_graph_requests_total", &[]), 0.0);
+    assert_eq!(
+        sample(&before, "entrasync_worker_pool_size", &[("class", "user")]),
+        Some(1.0),
+        "expected the one user worker configured"
+    );
+    assert_eq!(total(&before, "entrasync_worker_jobs_total", &[]), 0.0, "expected no job counted before publishing");
+    assert_eq!(
+        total(&before, "entrasync_graph_requests_total", &[]),
+        0.0,
+        "expected no Graph request before a job ran"
+    );
 
     broker
         .publish(&SyncJob::new(tenant.entra_tenant_id, ObjectClass::User, SyncMode::Full, Trigger::Queue))
@@ -168,32 +193,63 @@ async fn a_worker_run_job_moves_job_run_graph_and_budget_series() {
     let text = metrics.render();
 
     // The delivery, settled once; none left in flight.
-    assert_eq!(sample(&text, "entrasync_worker_jobs_in_flight", &[("class", "user")]), Some(0.0));
+    assert_eq!(
+        sample(&text, "entrasync_worker_jobs_in_flight", &[("class", "user")]),
+        Some(0.0),
+        "expected no user job left in flight once both were settled"
+    );
     assert_eq!(total(&text, "entrasync_worker_jobs_total", &[]), 2.0, "{text}");
     // The run, as the history recorded it, with every user written.
     let runs = stored_runs(&world.pool).await;
-    assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].status, "success");
+    assert_eq!(runs.len(), 1, "expected one run: the stranger's job is dead-lettered without one");
+    assert_eq!(runs[0].status, "success", "expected the run to succeed: {:?}", runs[0].error);
     let full_success = [("tenant", t), ("class", "user"), ("mode", "full"), ("status", "success")];
     assert_eq!(sample(&text, "entrasync_sync_runs_total", &full_success), Some(1.0), "{text}");
-    assert_eq!(sample(&text, "entrasync_sync_runs_in_progress", &[("class", "user"), ("mode", "full")]), Some(0.0));
+    assert_eq!(
+        sample(&text, "entrasync_sync_runs_in_progress", &[("class", "user"), ("mode", "full")]),
+        Some(0.0),
+        "expected no run in progress after the job settled"
+    );
     let users = world.sim.state().truth(&tenant.sim_tenant, ObjectClass::User).expect("truth").objects.len();
     let changed = [("tenant", t), ("class", "user"), ("outcome", "changed")];
-    assert_eq!(sample(&text, "entrasync_sync_objects_total", &changed), Some(users as f64));
-    assert!(sample(&text, "entrasync_sync_pages_total", &[("tenant", t), ("class", "user")]).is_some_and(|p| p >= 4.0));
+    assert_eq!(
+        sample(&text, "entrasync_sync_objects_total", &changed),
+        Some(users as f64),
+        "expected every user counted as changed by the first full round"
+    );
+    let pages = sample(&text, "entrasync_sync_pages_total", &[("tenant", t), ("class", "user")]);
+    assert!(pages.is_some_and(|p| p >= 4.0), "expected 40 users in pages of 10 to count 4+ pages, got {pages:?}");
     // Its Graph requests through the worker's client: a token, the pages, the one 429 and its wait.
     let requests = "entrasync_graph_requests_total";
-    assert_eq!(sample(&text, requests, &[("tenant", t), ("class", "token"), ("code", "200")]), Some(1.0));
-    assert_eq!(sample(&text, requests, &[("tenant", t), ("class", "user"), ("code", "429")]), Some(1.0));
+    assert_eq!(
+        sample(&text, requests, &[("tenant", t), ("class", "token"), ("code", "200")]),
+        Some(1.0),
+        "expected one token request"
+    );
+    assert_eq!(
+        sample(&text, requests, &[("tenant", t), ("class", "user"), ("code", "429")]),
+        Some(1.0),
+        "expected the one injected 429 counted"
+    );
     let seen = world.sim.state().tenant_counters(&tenant.sim_tenant).expect("emulator counters");
     let delta_requests = seen.by_endpoint.get("users/delta").copied().unwrap_or(0) as f64;
     assert_eq!(total(&text, requests, &[("tenant", t), ("class", "user")]), delta_requests, "{seen:?}");
     let throttled = [("tenant", t), ("class", "user"), ("cause", "throttled")];
-    assert_eq!(sample(&text, "entrasync_graph_retry_waits_total", &throttled), Some(1.0));
-    assert!(sample(&text, "entrasync_graph_retry_wait_seconds_total", &throttled).is_some_and(|s| s >= 0.2));
+    assert_eq!(
+        sample(&text, "entrasync_graph_retry_waits_total", &throttled),
+        Some(1.0),
+        "expected one throttled wait"
+    );
+    let waited = sample(&text, "entrasync_graph_retry_wait_seconds_total", &throttled);
+    assert!(waited.is_some_and(|s| s >= 0.2), "expected at least the told 0.2 s waited, got {waited:?}");
     // The shared (Postgres) rate budget of the worker's client.
-    assert_eq!(sample(&text, "entrasync_graph_rate_budget_spent_units_total", &[("tenant", t)]), Some(delta_requests));
-    assert!(sample(&text, "entrasync_graph_rate_budget_units_per_second", &[("tenant", t)]).is_some_and(|r| r > 0.0));
+    assert_eq!(
+        sample(&text, "entrasync_graph_rate_budget_spent_units_total", &[("tenant", t)]),
+        Some(delta_requests),
+        "expected one budget unit spent per delta request"
+    );
+    let rate = sample(&text, "entrasync_graph_rate_budget_units_per_second", &[("tenant", t)]);
+    assert!(rate.is_some_and(|r| r > 0.0), "expected a positive planned budget rate, got {rate:?}");
 
     service.shutdown().await;
     broker.close().await;

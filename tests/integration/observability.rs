@@ -8,9 +8,8 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use entrasync::metrics::{
-    ActorKind, GraphTarget, JobOutcome, MeteredRecorder, Metrics, QueueKind, RestartCause, WaitCause,
-};
+use entrasync::actors::worker::metered::MeteredRecorder;
+use entrasync::metrics::{ActorKind, GraphTarget, JobOutcome, Metrics, QueueKind, RestartCause, WaitCause};
 use entrasync::model::{Cloud, ObjectClass, RunStatus, SyncMode};
 use entrasync::store::tenants::{self, NewTenant};
 use entrasync::sync::{
@@ -127,21 +126,44 @@ fn dashboard_and_alert_rules_use_only_metrics_the_code_registers() {
 #[test]
 fn the_metric_name_scanner_finds_names_and_ignores_suffixes() {
     let names = metric_names("sum(rate(entrasync_a_total[5m])) / max(xentrasync_b) + entrasync_c_bucket{le=\"1\"}");
-    assert_eq!(names.into_iter().collect::<Vec<_>>(), ["entrasync_a_total", "entrasync_c_bucket"]);
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["entrasync_a_total", "entrasync_c_bucket"],
+        "expected the two entrasync_ names, and not the one inside another identifier"
+    );
     assert!(!registered_sample_names().contains("entrasync_sync_run_duration_seconds"), "histograms by samples");
-    assert!(registered_sample_names().contains("entrasync_sync_run_duration_seconds_bucket"));
+    assert!(
+        registered_sample_names().contains("entrasync_sync_run_duration_seconds_bucket"),
+        "expected a histogram's _bucket samples among the registered names"
+    );
 }
 
 #[test]
 fn the_grafana_dashboard_is_importable_into_grafana_10() {
     let dashboard: Value = serde_json::from_str(&repo_file("deploy/grafana/entrasync.json")).expect("dashboard JSON");
     assert!(dashboard["schemaVersion"].as_u64().is_some_and(|v| v >= 38), "schemaVersion ≥ 38 (Grafana 10)");
-    assert!(dashboard["uid"].as_str().is_some_and(|u| !u.is_empty() && u.len() <= 40));
+    assert!(
+        dashboard["uid"].as_str().is_some_and(|u| !u.is_empty() && u.len() <= 40),
+        "expected a uid of 1 to 40 characters (Grafana's limit): {}",
+        dashboard["uid"]
+    );
     let variables = dashboard["templating"]["list"].as_array().expect("templating");
     let variable = |name: &str| variables.iter().find(|v| v["name"] == name);
-    assert_eq!(variable("datasource").map(|v| &v["type"]), Some(&Value::from("datasource")));
-    assert_eq!(variable("datasource").map(|v| &v["query"]), Some(&Value::from("prometheus")));
-    assert_eq!(variable("tenant").map(|v| &v["type"]), Some(&Value::from("query")));
+    assert_eq!(
+        variable("datasource").map(|v| &v["type"]),
+        Some(&Value::from("datasource")),
+        "expected a datasource variable"
+    );
+    assert_eq!(
+        variable("datasource").map(|v| &v["query"]),
+        Some(&Value::from("prometheus")),
+        "expected the datasource variable to offer Prometheus data sources"
+    );
+    assert_eq!(
+        variable("tenant").map(|v| &v["type"]),
+        Some(&Value::from("query")),
+        "expected a tenant variable filled by a query"
+    );
 
     let panels = dashboard["panels"].as_array().expect("panels");
     let mut ids = BTreeSet::new();
@@ -161,7 +183,7 @@ fn the_grafana_dashboard_is_importable_into_grafana_10() {
         assert!(!targets.is_empty(), "{}: no query", panel["title"]);
         for target in targets {
             assert!(target["expr"].as_str().is_some_and(|e| !e.trim().is_empty()), "{}: empty expr", panel["title"]);
-            assert_eq!(target["datasource"]["uid"], "${datasource}");
+            assert_eq!(target["datasource"]["uid"], "${datasource}", "{}: target datasource", panel["title"]);
             drill_down += usize::from(target["expr"].as_str().unwrap_or_default().contains("tenant=\"$tenant\""));
         }
     }
@@ -197,7 +219,7 @@ pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<
 
 async fn scrape(address: &str) -> String {
     let response = reqwest::get(format!("{address}/metrics")).await.expect("GET /metrics");
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status(), 200, "expected GET {address}/metrics to answer 200");
     let content_type = response.headers()["content-type"].to_str().unwrap_or_default().to_owned();
     assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
     response.text().await.expect("metrics body")
@@ -242,23 +264,34 @@ async fn metrics_endpoint_exports_every_family_and_the_fleet_state() {
         .await
         .expect("tenant");
     // A finished user run two minutes ago, and 3 held group deletions (test data, written directly).
+    // Their times are read back (seconds since the epoch, database time), so the expected ages below are
+    // bounds from them to the scrape, however long the machine took in between.
     let client = pool.get().await.expect("connection");
-    client
-        .execute(
+    let finished_at: f64 = client
+        .query_one(
             "INSERT INTO sync_runs (id, tenant_id, object_class, mode, trigger, status, started_at, finished_at) \
-             VALUES ($1, $2, 'user', 'full', 'manual', 'success', now() - interval '150 seconds', now() - interval '120 seconds')",
+             VALUES ($1, $2, 'user', 'full', 'manual', 'success', now() - interval '150 seconds', now() - interval '120 seconds') \
+             RETURNING EXTRACT(EPOCH FROM finished_at)::float8",
             &[&Uuid::new_v4(), &stored.id],
         )
         .await
-        .expect("run row");
-    client
-        .execute(
+        .expect("run row")
+        .get(0);
+    let delta_link_at: f64 = client
+        .query_one(
             "INSERT INTO sync_cursors (tenant_id, object_class, delta_link, delta_link_at) \
-             VALUES ($1, 'user', 'https://graph.invalid/delta', now() - interval '1 hour')",
+             VALUES ($1, 'user', 'https://graph.invalid/delta', now() - interval '1 hour') \
+             RETURNING EXTRACT(EPOCH FROM delta_link_at)::float8",
             &[&stored.id],
         )
         .await
-        .expect("cursor row");
+        .expect("cursor row")
+        .get(0);
+    let tenant_created_at: f64 = client
+        .query_one("SELECT EXTRACT(EPOCH FROM created_at)::float8 FROM tenants WHERE id = $1", &[&stored.id])
+        .await
+        .expect("tenant row")
+        .get(0);
     for _ in 0..3 {
         client
             .execute(
@@ -312,40 +345,93 @@ async fn metrics_endpoint_exports_every_family_and_the_fleet_state() {
         );
     }
 
+    // The scrape read the database before this instant (database time, like the ages it exports).
+    let scraped_by: f64 =
+        client.query_one("SELECT EXTRACT(EPOCH FROM now())::float8", &[]).await.expect("database time").get(0);
+
     // Fleet state from Postgres.
-    assert_eq!(sample(&text, "entrasync_state_refresh_success", &[("source", "postgres")]), Some(1.0));
-    assert_eq!(sample(&text, "entrasync_tenants", &[("state", "enabled")]), Some(1.0));
-    assert_eq!(sample(&text, "entrasync_tenants", &[("state", "disabled")]), Some(1.0));
-    assert_eq!(sample(&text, "entrasync_tenants", &[("state", "quarantined")]), Some(0.0));
-    assert_eq!(sample(&text, "entrasync_tenant_state", &[("tenant", t), ("state", "enabled")]), Some(1.0));
+    assert_eq!(
+        sample(&text, "entrasync_state_refresh_success", &[("source", "postgres")]),
+        Some(1.0),
+        "expected the Postgres state refresh to succeed"
+    );
+    assert_eq!(sample(&text, "entrasync_tenants", &[("state", "enabled")]), Some(1.0), "expected 1 enabled tenant");
+    assert_eq!(sample(&text, "entrasync_tenants", &[("state", "disabled")]), Some(1.0), "expected 1 disabled tenant");
+    assert_eq!(
+        sample(&text, "entrasync_tenants", &[("state", "quarantined")]),
+        Some(0.0),
+        "expected no quarantined tenant"
+    );
+    assert_eq!(
+        sample(&text, "entrasync_tenant_state", &[("tenant", t), ("state", "enabled")]),
+        Some(1.0),
+        "expected tenant {t} shown as enabled"
+    );
     assert!(text.contains(r#"name="Contoso, \"Ltd\"""#), "names are escaped");
+    // Ages are measured at the scrape: from the row's time to no later than `scraped_by` (0.01 s of slack
+    // for the float text format).
     let last = sample(&text, "entrasync_sync_last_success_timestamp_seconds", &[("tenant", t), ("class", "user")])
         .expect("last success of users");
-    let now = chrono::Utc::now().timestamp() as f64;
-    assert!((now - 125.0..now - 115.0).contains(&last), "{last} vs {now}");
+    assert!(
+        (last - finished_at).abs() < 0.01,
+        "expected the last success to be the run's finished_at {finished_at}, got {last}"
+    );
     let stale =
         sample(&text, "entrasync_sync_staleness_seconds", &[("tenant", t), ("class", "user")]).expect("staleness");
-    assert!((115.0..130.0).contains(&stale), "{stale}");
+    let stale_at_most = scraped_by - finished_at + 0.01;
     assert!(
-        sample(&text, "entrasync_sync_staleness_seconds", &[("tenant", t), ("class", "group")])
-            .is_some_and(|s| s < 60.0),
-        "never synced: counted from when the tenant was added"
+        (120.0 - 0.01..=stale_at_most).contains(&stale),
+        "expected the staleness of users from their last success 120 s ago up to the scrape \
+         (120 to {stale_at_most:.2} s), got {stale}"
+    );
+    let never_synced = sample(&text, "entrasync_sync_staleness_seconds", &[("tenant", t), ("class", "group")]);
+    let never_synced_at_most = scraped_by - tenant_created_at + 0.01;
+    assert!(
+        never_synced.is_some_and(|s| (0.0..=never_synced_at_most).contains(&s)),
+        "never synced: counted from when the tenant was added (at most {never_synced_at_most:.2} s), \
+         got {never_synced:?}"
     );
     let cursor_age = sample(&text, "entrasync_sync_delta_cursor_age_seconds", &[("tenant", t), ("class", "user")])
         .expect("cursor age");
-    assert!((3590.0..3700.0).contains(&cursor_age), "{cursor_age}");
-    assert_eq!(sample(&text, "entrasync_sync_delta_cursor_age_seconds", &[("tenant", t), ("class", "group")]), None);
+    let cursor_age_at_most = scraped_by - delta_link_at + 0.01;
+    assert!(
+        (3600.0 - 0.01..=cursor_age_at_most).contains(&cursor_age),
+        "expected the cursor's age from its deltaLink an hour ago up to the scrape \
+         (3600 to {cursor_age_at_most:.2} s), got {cursor_age}"
+    );
+    assert_eq!(
+        sample(&text, "entrasync_sync_delta_cursor_age_seconds", &[("tenant", t), ("class", "group")]),
+        None,
+        "expected no cursor age for groups, which have no cursor"
+    );
     assert_eq!(
         sample(&text, "entrasync_sync_last_run_duration_seconds", &[("tenant", t), ("class", "user")]),
-        Some(30.0)
+        Some(30.0),
+        "expected the last user run's duration: 150 s − 120 s ago"
     );
-    assert_eq!(sample(&text, "entrasync_sync_held_deletions", &[("tenant", t), ("class", "group")]), Some(3.0));
-    assert_eq!(sample(&text, "entrasync_sync_held_deletions", &[("tenant", t), ("class", "user")]), Some(0.0));
-    assert_eq!(sample(&text, "entrasync_sync_delta_interval_seconds", &[]), Some(300.0));
+    assert_eq!(
+        sample(&text, "entrasync_sync_held_deletions", &[("tenant", t), ("class", "group")]),
+        Some(3.0),
+        "expected the 3 held group deletions"
+    );
+    assert_eq!(
+        sample(&text, "entrasync_sync_held_deletions", &[("tenant", t), ("class", "user")]),
+        Some(0.0),
+        "expected no held user deletion"
+    );
+    assert_eq!(
+        sample(&text, "entrasync_sync_delta_interval_seconds", &[]),
+        Some(300.0),
+        "expected the default delta interval"
+    );
     // Queues from RabbitMQ.
     for queue in [QueueKind::Sync(ObjectClass::User), QueueKind::Sync(ObjectClass::Group), QueueKind::Dead] {
         assert_eq!(sample(&text, "entrasync_queue_messages", &[("queue", queue.label())]), Some(0.0), "{queue:?}");
-        assert_eq!(sample(&text, "entrasync_queue_consumers", &[("queue", queue.label())]), Some(0.0));
+        assert_eq!(
+            sample(&text, "entrasync_queue_consumers", &[("queue", queue.label())]),
+            Some(0.0),
+            "expected no consumer on {queue:?}: the instance runs the API only"
+        );
     }
 
     // A tenant removed from Postgres disappears from the next scrape.
@@ -399,8 +485,12 @@ async fn sync_series_move_during_and_after_a_round() {
 
     let before = scrape(&app.address).await;
     assert!(sample(&before, "entrasync_sync_staleness_seconds", &user).is_some(), "a new tenant is tracked at once");
-    assert_eq!(sample(&before, "entrasync_sync_last_success_timestamp_seconds", &user), None);
-    assert_eq!(sample(&before, "entrasync_sync_runs_total", &[("tenant", t)]), None);
+    assert_eq!(
+        sample(&before, "entrasync_sync_last_success_timestamp_seconds", &user),
+        None,
+        "expected no last success before the first round"
+    );
+    assert_eq!(sample(&before, "entrasync_sync_runs_total", &[("tenant", t)]), None, "expected no run counted yet");
 
     let recorder = ScrapeDuringRound {
         inner: MeteredRecorder::new(world.recorder.clone(), app.metrics.sync.clone(), entra_id),
@@ -408,8 +498,14 @@ async fn sync_series_move_during_and_after_a_round() {
         during: Mutex::new(None),
     };
     let deps = RoundDeps { pool: &world.pool, graph: &world.graph, policy: &PassThrough, recorder: &recorder };
+    // The round finishes after this instant: what the scrape measures from its end is younger than this.
+    let round_started = Instant::now();
     let report = run_round(&deps, &world.request(&tenant, ObjectClass::User)).await.expect("full round");
-    assert_eq!((report.mode, report.status), (SyncMode::Full, RunStatus::Success));
+    assert_eq!(
+        (report.mode, report.status),
+        (SyncMode::Full, RunStatus::Success),
+        "expected a successful full round: {report:?}"
+    );
     assert!(report.counts.pages >= 3, "several pages: {:?}", report.counts);
 
     let during = recorder.during.lock().expect("lock").clone().expect("scraped during the round");
@@ -419,33 +515,79 @@ async fn sync_series_move_during_and_after_a_round() {
         sample(text, "entrasync_sync_objects_total", &[("tenant", t), ("class", "user"), ("outcome", "changed")])
     };
     assert!(changed(&during).is_some_and(|c| c > 0.0 && c < report.counts.changed as f64), "{:?}", changed(&during));
-    assert_eq!(sample(&during, "entrasync_sync_pages_total", &user), Some(1.0));
+    assert_eq!(
+        sample(&during, "entrasync_sync_pages_total", &user),
+        Some(1.0),
+        "expected one page counted when the first page's progress was recorded"
+    );
     assert_eq!(sample(&during, "entrasync_sync_runs_total", &[("tenant", t)]), None, "not finished yet");
 
     let after = scrape_until(&app.address, "the finished run's freshness", |text| {
         sample(text, "entrasync_sync_last_success_timestamp_seconds", &user).is_some()
     })
     .await;
-    assert_eq!(sample(&after, "entrasync_sync_runs_in_progress", &in_progress), Some(0.0));
+    let since_round_started = round_started.elapsed().as_secs_f64();
+    assert_eq!(
+        sample(&after, "entrasync_sync_runs_in_progress", &in_progress),
+        Some(0.0),
+        "expected no run in progress after the round"
+    );
     let full_success = [("tenant", t), ("class", "user"), ("mode", "full"), ("status", "success")];
-    assert_eq!(sample(&after, "entrasync_sync_runs_total", &full_success), Some(1.0));
+    assert_eq!(
+        sample(&after, "entrasync_sync_runs_total", &full_success),
+        Some(1.0),
+        "expected one successful full run counted"
+    );
     assert_eq!(changed(&after), Some(report.counts.changed as f64), "counted once: {:?}", report.counts);
-    assert_eq!(sample(&after, "entrasync_sync_pages_total", &user), Some(report.counts.pages as f64));
+    assert_eq!(
+        sample(&after, "entrasync_sync_pages_total", &user),
+        Some(report.counts.pages as f64),
+        "expected every page of the round counted: {:?}",
+        report.counts
+    );
     let duration = [("class", "user"), ("mode", "full"), ("status", "success")];
-    assert_eq!(sample(&after, "entrasync_sync_run_duration_seconds_count", &duration), Some(1.0));
-    assert!(sample(&after, "entrasync_sync_staleness_seconds", &user).is_some_and(|s| s < 30.0));
-    assert!(sample(&after, "entrasync_sync_delta_cursor_age_seconds", &user).is_some_and(|s| s < 30.0));
-    assert!(sample(&after, "entrasync_sync_last_run_duration_seconds", &user).is_some());
+    assert_eq!(
+        sample(&after, "entrasync_sync_run_duration_seconds_count", &duration),
+        Some(1.0),
+        "expected one run in the duration histogram"
+    );
+    // Both ages start within the round and end at the scrape: no older than the time since it started.
+    let staleness = sample(&after, "entrasync_sync_staleness_seconds", &user);
+    assert!(
+        staleness.is_some_and(|s| s <= since_round_started + 0.01),
+        "expected staleness from the round's end, at most {since_round_started:.2} s, got {staleness:?}"
+    );
+    let cursor_age = sample(&after, "entrasync_sync_delta_cursor_age_seconds", &user);
+    assert!(
+        cursor_age.is_some_and(|s| s <= since_round_started + 0.01),
+        "expected the cursor from this round, at most {since_round_started:.2} s old, got {cursor_age:?}"
+    );
+    assert!(
+        sample(&after, "entrasync_sync_last_run_duration_seconds", &user).is_some(),
+        "expected the finished run's duration exported"
+    );
 
     // A delta round with no change: one more run, nothing more changed, everything it saw unchanged.
     let recorder = MeteredRecorder::new(world.recorder.clone(), app.metrics.sync.clone(), entra_id);
     let deps = RoundDeps { pool: &world.pool, graph: &world.graph, policy: &PassThrough, recorder: &recorder };
     let delta = run_round(&deps, &world.request(&tenant, ObjectClass::User)).await.expect("delta round");
-    assert_eq!((delta.mode, delta.status, delta.counts.changed), (SyncMode::Delta, RunStatus::Success, 0));
+    assert_eq!(
+        (delta.mode, delta.status, delta.counts.changed),
+        (SyncMode::Delta, RunStatus::Success, 0),
+        "expected a successful delta round changing nothing: {delta:?}"
+    );
     let text = scrape(&app.address).await;
     let delta_success = [("tenant", t), ("class", "user"), ("mode", "delta"), ("status", "success")];
-    assert_eq!(sample(&text, "entrasync_sync_runs_total", &delta_success), Some(1.0));
-    assert_eq!(changed(&text), Some(report.counts.changed as f64));
+    assert_eq!(
+        sample(&text, "entrasync_sync_runs_total", &delta_success),
+        Some(1.0),
+        "expected one successful delta run counted"
+    );
+    assert_eq!(
+        changed(&text),
+        Some(report.counts.changed as f64),
+        "expected the changed count unmoved by a round that changed nothing"
+    );
     app.handle.stop(false).await;
 }
 
@@ -529,7 +671,8 @@ async fn check_logs_keep_secrets(format: &str) {
         assert!(!body.contains(&pg_secret) && !body.contains(&mq_secret), "{path} shows a secret: {body}");
     }
     let pid = child.0.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let kill = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(kill.success(), "expected `kill -TERM {pid}` to reach serve: {kill:?}");
     let deadline = Instant::now() + Duration::from_secs(15);
     while child.0.try_wait().expect("wait").is_none() {
         assert!(Instant::now() < deadline, "serve did not stop after SIGTERM");

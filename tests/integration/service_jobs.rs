@@ -7,18 +7,15 @@ use entrasync::metrics::Metrics;
 use entrasync::model::{ObjectClass, SyncMode, Trigger};
 use entrasync::queue::SyncJob;
 
+use crate::observability::sample;
 use crate::service_support::{start_observed_service, stored_runs, World};
 use crate::service_worker::{dead_letter_reasons, publish_raw};
 use crate::support::eventually;
 
 /// Deliveries of user jobs this instance settled with `outcome`.
 fn settled(metrics: &Metrics, outcome: &str) -> u64 {
-    let series = format!("entrasync_worker_jobs_total{{class=\"user\",outcome=\"{outcome}\"}} ");
-    metrics
-        .render()
-        .lines()
-        .find_map(|line| line.strip_prefix(&series).and_then(|value| value.parse().ok()))
-        .unwrap_or(0)
+    let labels = [("class", "user"), ("outcome", outcome)];
+    sample(&metrics.render(), "entrasync_worker_jobs_total", &labels).unwrap_or(0.0) as u64
 }
 
 #[tokio::test]

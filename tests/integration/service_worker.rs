@@ -12,6 +12,7 @@ use lapin::BasicProperties;
 use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
 use entrasync::metrics::Metrics;
 
+use crate::observability::sample;
 use crate::service_support::{
     overlapping_runs, start_observed_service, start_service, stored_counts, stored_runs, true_counts, World,
 };
@@ -163,6 +164,6 @@ async fn is_quiet(pool: &entrasync::store::Pool, broker: &entrasync::queue::Brok
         .get(0);
     let Ok(depths) = broker.queue_depths(Duration::from_secs(5)).await else { return false };
     let ready: u32 = depths.iter().map(|d| d.messages).sum();
-    let none_held = metrics.render().contains("entrasync_worker_jobs_in_flight{class=\"user\"} 0");
+    let none_held = sample(&metrics.render(), "entrasync_worker_jobs_in_flight", &[("class", "user")]) == Some(0.0);
     requested == 0 && ready == 0 && none_held
 }

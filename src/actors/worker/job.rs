@@ -9,10 +9,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::access::{graph_tenant, AccessError};
+use super::metered::MeteredRecorder;
 use super::WorkerDeps;
 use crate::backoff::{retry_transient, Patience};
 use crate::graph::RequestPriority;
-use crate::metrics::MeteredRecorder;
 use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
 use crate::queue::{Job, SyncJob};
 use crate::store::run_lock::{self, RunLock};

@@ -5,6 +5,7 @@ mod access;
 mod consume;
 pub mod dead_letter;
 mod job;
+pub mod metered;
 
 use std::sync::Arc;
 

@@ -3,14 +3,14 @@
 //! row and counters come from one place.
 //!
 //! A worker wraps its recorder for each round: `MeteredRecorder::new(recorder, metrics.sync.clone(),
-//! entra_tenant_id)` and passes it as `RoundDeps::recorder`. This is the one adapter that makes
-//! `metrics` use `sync` (its event types); the rest of `metrics` depends only on `model`.
+//! entra_tenant_id)` and passes it as `RoundDeps::recorder`. It lives with the worker, which joins the
+//! two: `metrics` stays a leaf (it depends only on `model`) and `sync` knows nothing of Prometheus.
 
 use std::sync::Mutex;
 
 use uuid::Uuid;
 
-use super::sync::{RunTotals, RunTracker, SyncMetrics};
+use crate::metrics::{RunTotals, RunTracker, SyncMetrics};
 use crate::model::SyncMode;
 use crate::sync::{RecorderError, RunCounts, RunFinished, RunProgress, RunRecorder, RunStarted};
 
