@@ -2,7 +2,6 @@
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use crate::config::DatabaseSettings;
@@ -35,19 +34,7 @@ impl ScratchDatabase {
     /// Closes the pool and drops the database (closing any session left).
     pub async fn drop_database(self) -> anyhow::Result<()> {
         self.pool.close();
-        let mut config: tokio_postgres::Config = self.settings.url.expose_secret().parse().context("database.url")?;
-        config.dbname("postgres");
-        config.connect_timeout(self.settings.connect_timeout);
-        let (client, connection) = config.connect(NoTls).await.context("connecting to drop the benchmark database")?;
-        let driver = tokio::spawn(connection);
-        let quoted = format!("\"{}\"", self.name.replace('"', "\"\""));
-        client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
-            .await
-            .with_context(|| format!("dropping {}", self.name))?;
-        drop(client);
-        let _ = driver.await;
-        Ok(())
+        store::drop_database(&self.settings).await.with_context(|| format!("dropping {}", self.name))
     }
 }
 

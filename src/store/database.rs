@@ -1,9 +1,12 @@
-//! Creating (and, for the demo, recreating) the database itself, through the server's `postgres` database.
+//! Creating and dropping the configured database itself, through the server's `postgres` database:
+//! at start-up (create when missing), for `entrasync demo` (recreate), and for benchmark and test
+//! databases (drop afterwards).
 
-use secrecy::ExposeSecret;
+use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
+use super::connect::{self, Purpose};
 use super::StoreError;
 use crate::config::DatabaseSettings;
 
@@ -28,9 +31,16 @@ pub async fn ensure_database_exists(settings: &DatabaseSettings) -> Result<(), S
 /// whose tenants must not outlive the emulator they pointed at.
 pub async fn recreate_database(settings: &DatabaseSettings) -> Result<(), StoreError> {
     let maintenance = Maintenance::connect(settings).await?;
-    let quoted = maintenance.quoted_name();
-    maintenance.client.batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")).await?;
-    maintenance.client.batch_execute(&format!("CREATE DATABASE {quoted}")).await?;
+    maintenance.drop_if_exists().await?;
+    maintenance.client.batch_execute(&format!("CREATE DATABASE {}", maintenance.quoted_name())).await?;
+    maintenance.close().await;
+    Ok(())
+}
+
+/// Drops the configured database, closing any session left (benchmark and test databases).
+pub async fn drop_database(settings: &DatabaseSettings) -> Result<(), StoreError> {
+    let maintenance = Maintenance::connect(settings).await?;
+    maintenance.drop_if_exists().await?;
     maintenance.close().await;
     Ok(())
 }
@@ -39,35 +49,30 @@ pub async fn recreate_database(settings: &DatabaseSettings) -> Result<(), StoreE
 struct Maintenance {
     client: Client,
     name: String,
-    driver: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+    driver: JoinHandle<Result<(), tokio_postgres::Error>>,
 }
 
 impl Maintenance {
     async fn connect(settings: &DatabaseSettings) -> Result<Maintenance, StoreError> {
-        let mut config: tokio_postgres::Config = settings
-            .url
-            .expose_secret()
-            .parse()
-            .map_err(|e| StoreError::Config(format!("invalid database.url: {e}")))?;
-        let name = config
-            .get_dbname()
-            .map(str::to_owned)
-            .ok_or_else(|| StoreError::Config("database.url names no database".to_owned()))?;
-        config.dbname("postgres");
-        config.connect_timeout(settings.connect_timeout);
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-            let reason = super::error::db_message(&e);
-            StoreError::Unavailable(format!("{reason} (is Postgres running? try deploy/local-services.sh)"))
-        })?;
-        Ok(Maintenance { client, name, driver: tokio::spawn(connection) })
+        let name = connect::database_name(settings)?;
+        let (client, driver) = connect::open(&connect::session_config(settings, Purpose::Maintenance)?).await?;
+        // `DROP DATABASE IF EXISTS` of a missing database sends a NOTICE; nobody needs to read it.
+        client.batch_execute("SET client_min_messages = warning").await?;
+        Ok(Maintenance { client, name, driver })
     }
 
     fn quoted_name(&self) -> String {
         format!("\"{}\"", self.name.replace('"', "\"\""))
     }
 
+    async fn drop_if_exists(&self) -> Result<(), StoreError> {
+        self.client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.quoted_name())).await?;
+        Ok(())
+    }
+
     async fn close(self) {
         drop(self.client);
-        let _ = self.driver.await;
+        // The driver ends with the client; how it ended says nothing more.
+        let _closed = self.driver.await;
     }
 }

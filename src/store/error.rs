@@ -20,6 +20,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A connection attempt the server refused: its message says why (authentication, database).
+    pub(crate) fn from_connect(e: &tokio_postgres::Error) -> Self {
+        StoreError::Unavailable(format!("Postgres refused the connection: {}", db_message(e)))
+    }
+
     /// Whether trying again later can succeed (Postgres unreachable or slow), as opposed to a
     /// statement or value it will refuse every time.
     pub fn is_transient(&self) -> bool {

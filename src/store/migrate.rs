@@ -1,9 +1,7 @@
 //! Schema migrations: versioned SQL files in `migrations/`, applied by refinery under an advisory lock so
 //! several instances starting together apply each file once.
 
-use secrecy::ExposeSecret;
-use tokio_postgres::NoTls;
-
+use super::connect::{self, Purpose};
 use super::StoreError;
 use crate::config::DatabaseSettings;
 
@@ -16,18 +14,15 @@ const MIGRATION_LOCK: i64 = 0x656e_7472_6173_796e;
 
 /// Applies every migration not yet applied; returns the versions applied now.
 pub async fn run(settings: &DatabaseSettings) -> Result<Vec<i32>, StoreError> {
-    let mut config: tokio_postgres::Config =
-        settings.url.expose_secret().parse().map_err(|e| StoreError::Config(format!("invalid database.url: {e}")))?;
-    config.connect_timeout(settings.connect_timeout);
-    let (mut client, connection) = config.connect(NoTls).await?;
-    let driver = tokio::spawn(connection);
+    let (mut client, driver) = connect::open(&connect::session_config(settings, Purpose::Migrations)?).await?;
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
     let report = embedded::migrations::runner().run_async(&mut client).await;
     let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
     let report = report.map_err(|e| StoreError::Migration(e.to_string()))?;
     unlock?;
     drop(client);
-    let _ = driver.await;
+    // The driver ends with the client; how it ended says nothing more.
+    let _closed = driver.await;
     let applied: Vec<i32> = report.applied_migrations().iter().map(|m| m.version()).collect();
     for version in &applied {
         tracing::info!(version, "applied migration");

@@ -1,5 +1,6 @@
 //! Postgres: the pool, migrations, and one repository module per aggregate. All SQL lives here.
 
+pub mod connect;
 pub mod credentials;
 pub mod cursors;
 mod database;
@@ -23,10 +24,9 @@ pub mod wire;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime, Timeouts};
-use secrecy::ExposeSecret;
 use tokio_postgres::NoTls;
 
-pub use database::{ensure_database_exists, recreate_database};
+pub use database::{drop_database, ensure_database_exists, recreate_database};
 pub use error::StoreError;
 
 use crate::config::DatabaseSettings;
@@ -35,10 +35,7 @@ pub type Pool = deadpool_postgres::Pool;
 
 /// Builds the pool. Connections are made lazily, so this succeeds while Postgres is down.
 pub fn pool(settings: &DatabaseSettings) -> Result<Pool, StoreError> {
-    let mut pg: tokio_postgres::Config =
-        settings.url.expose_secret().parse().map_err(|e| StoreError::Config(format!("invalid database.url: {e}")))?;
-    pg.connect_timeout(settings.connect_timeout);
-    pg.application_name("entrasync");
+    let pg = connect::session_config(settings, connect::Purpose::Pool)?;
     // Fast recycling checks only that the socket is open; a dead server is caught by the query timeout
     // of the caller (readiness, sync) and the connection is then dropped.
     let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });

@@ -7,10 +7,10 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use secrecy::ExposeSecret;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
+use super::connect::{self, Purpose};
 use super::StoreError;
 use crate::config::DatabaseSettings;
 use crate::model::ObjectClass;
@@ -97,13 +97,8 @@ fn put_back(idle: &Mutex<Vec<Session>>, session: Session) {
 }
 
 async fn connect(settings: &DatabaseSettings) -> Result<Session, StoreError> {
-    let mut config: tokio_postgres::Config =
-        settings.url.expose_secret().parse().map_err(|e| StoreError::Config(format!("invalid database.url: {e}")))?;
-    config.connect_timeout(settings.connect_timeout);
-    config.application_name("entrasync run lock");
-    // A silently vanished server is noticed within a minute even without traffic.
-    config.keepalives(true).keepalives_idle(std::time::Duration::from_secs(20));
-    let (client, connection) = config.connect(NoTls).await?;
+    let config = connect::session_config(settings, Purpose::RunLock)?;
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| connect::unreachable(&config, &e))?;
     let lost = CancellationToken::new();
     let on_close = lost.clone();
     tokio::spawn(async move {

@@ -49,14 +49,14 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        let (name, url) = (self.name.clone(), self.url.clone());
         // Drop runs outside any runtime we may block on: use a thread with its own.
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async move {
-                if let Ok((client, conn)) = tokio_postgres::connect(POSTGRES_ADMIN_URL, tokio_postgres::NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                let settings = settings_with(&[("ENTRASYNC_DATABASE_URL", &url)]);
+                if let Err(error) = entrasync::store::drop_database(&settings.database).await {
+                    eprintln!("could not drop test database {name}: {error}");
                 }
             });
         })
@@ -133,6 +133,44 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls `attempt` until it returns `Some` (returned) or `timeout` passes (`None`).
+pub async fn eventually_some<T, F, Fut>(timeout: Duration, mut attempt: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = attempt().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls `check` for `window` and tells whether it held every time: for what must never happen, which no
+/// condition can be awaited for. A slow machine can only make the watch miss a violation, never report
+/// one that did not happen.
+pub async fn holds_for<F, Fut>(window: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + window;
+    loop {
+        if !check().await {
+            return false;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
