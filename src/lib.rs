@@ -1,5 +1,5 @@
 //! entrasync: a fresh Postgres copy of Microsoft Entra ID directories, kept through Graph delta queries.
-//! Module responsibilities and their allowed dependencies are in ARCHITECTURE §2.
+//! Module responsibilities and their allowed dependencies are in docs/architecture.md.
 
 // External input must never panic the process: no unwrap() outside tests.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]

@@ -1,5 +1,5 @@
 //! The actix actors of `entrasync serve`, kept thin: the logic they call lives in `schedule`, `sync`,
-//! `store` and `queue`. STYLE.md ("actix actors") lists the rules they follow.
+//! `store` and `queue`. docs/architecture.md ("Actors, supervision and shutdown") lists the rules they follow.
 //!
 //! - [`Coordinator`] (scheduler role): instance heartbeat and tenant leases; one [`TenantSupervisor`]
 //!   per owned tenant.

@@ -1,6 +1,6 @@
 //! Delta queries (`/users|groups|devices/delta`) as a stream of parsed pages.
 //!
-//! How to consume a round (see ARCHITECTURE §1, "No lost progress"):
+//! How to consume a round (see docs/architecture.md, "Checkpoint per batch"):
 //! 1. `client.delta_pages(tenant, DeltaRequest::full(class))` or `DeltaRequest::resume(class, stored_link)`.
 //! 2. For each page: apply `items` (upsert / remove by id; the same id may appear several times
 //!    and out of order — last one wins), then store `page.next` as the cursor in the same
@@ -406,7 +406,7 @@ fn check_same_origin(graph_root: &str, link: &str) -> Result<(), GraphError> {
 mod tests {
     use super::*;
 
-    /// The fixtures of `shared/reference/graph-samples.md`, verbatim JSON bodies.
+    /// Verbatim JSON bodies from Microsoft's Graph docs (their sources: docs/architecture.md, section 7).
     const S1: &str = r#"{
   "@odata.context":"https://graph.microsoft.com/v1.0/$metadata#users(displayName,givenName,surname)",
   "@odata.nextLink":"https://graph.microsoft.com/v1.0/users/delta?$skiptoken=oEBwdSP6uehIAxQOWq_3Ksh_TLol6KIm3stvdc6hGhZRi1hQ7Spe__dpvm3U4zReE4CYXC2zOtaKdi7KHlUtC2CbRiBIUwOxPKLa",
