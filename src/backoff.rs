@@ -1,5 +1,6 @@
 //! Capped exponential backoff for the service's retry loops (backon's builder, not hand-written
-//! doubling), and the patient retry of store calls that fail transiently. See docs/architecture.md.
+//! doubling), and the patient retry of calls that fail transiently. A leaf: error types say for
+//! themselves whether they are transient ([`Transient`]). See docs/architecture.md.
 
 use std::future::Future;
 use std::time::Duration;
@@ -7,27 +8,9 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::StoreError;
-use crate::sync::RecorderError;
-
 /// An error that may go away if the same call is made again later.
 pub trait Transient: std::fmt::Display {
     fn is_transient(&self) -> bool;
-}
-
-impl Transient for StoreError {
-    fn is_transient(&self) -> bool {
-        StoreError::is_transient(self)
-    }
-}
-
-impl Transient for RecorderError {
-    fn is_transient(&self) -> bool {
-        match self {
-            RecorderError::Store(error) => error.is_transient(),
-            RecorderError::Unavailable(_) => true,
-        }
-    }
 }
 
 /// Waits from `min`, doubling up to `max`, for as long as the caller keeps asking. Start a new one
@@ -58,7 +41,7 @@ impl Backoff {
     }
 }
 
-/// How long a store call is retried while Postgres is unavailable, and how the waits grow.
+/// How long a call is retried while its peer is unavailable, and how the waits grow.
 #[derive(Debug, Clone, Copy)]
 pub struct Patience {
     pub give_up_after: Duration,
@@ -91,7 +74,7 @@ where
         if !error.is_transient() || stopped || started.elapsed() + delay > patience.give_up_after {
             return Err(error);
         }
-        tracing::warn!(operation = what, %error, retry_in_ms = delay.as_millis() as u64, "store unavailable; retrying");
+        tracing::warn!(operation = what, %error, retry_in_ms = delay.as_millis() as u64, "transient failure; retrying");
         match stop {
             Some(stop) => {
                 tokio::select! {
@@ -107,6 +90,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
 
     #[test]
     fn waits_double_up_to_the_cap_and_reset() {

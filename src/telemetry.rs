@@ -16,10 +16,12 @@ pub fn init(settings: &LogSettings) {
         .with_env_filter(filter(&settings.filter))
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
-    let _ = match settings.format {
+    let installed = match settings.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    // A second call (tests) finds a subscriber in place and keeps it.
+    let _already_installed = installed.is_err();
 }
 
 /// The operator's filter plus the defaults that keep secrets out of dependency logs.

@@ -13,8 +13,12 @@ pub fn ensure_system() {
         .name("entrasync-actors".to_owned())
         .spawn(move || {
             let system = System::new();
-            let _ = sender.send(System::current());
-            let _ = system.run();
+            if sender.send(System::current()).is_err() {
+                return; // nobody waits for this system
+            }
+            if let Err(error) = system.run() {
+                tracing::error!(%error, "the actor system stopped with an error");
+            }
         })
         .ok();
     if let Ok(system) = receiver.recv() {

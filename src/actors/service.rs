@@ -15,7 +15,7 @@ use super::Shared;
 use crate::config::Role;
 use crate::graph::{BudgetLimits, GraphClient, GraphClientOptions, RateBudget};
 use crate::model::ObjectClass;
-use crate::schedule::{Backoff, Policy};
+use crate::schedule::{FailurePolicy, Policy};
 use crate::store::rate_budget::PostgresBudgetCoordinator;
 use crate::store::secret_box::SecretBox;
 
@@ -128,7 +128,7 @@ fn worker_deps(shared: &Shared, recorder: RecorderHandle) -> Result<WorkerDeps, 
         recorder,
         secrets,
         dead_letters: DeadLetters::new(shared.broker.clone()),
-        backoff: Backoff::default(),
+        failures: FailurePolicy::default(),
     })
 }
 

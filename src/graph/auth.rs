@@ -53,7 +53,7 @@ impl TokenCache {
             client_id: tenant.credentials.client_id.clone(),
         };
         // A poisoned map only means another thread panicked mid-insert; the map itself is sound.
-        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         slots.entry(key).or_default().clone()
     }
 

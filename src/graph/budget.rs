@@ -134,7 +134,7 @@ pub struct InProcessCoordinator {
 impl InProcessCoordinator {
     fn with_bucket<T>(&self, bucket: &BucketSpec, change: impl FnOnce(TokenBucket) -> (T, TokenBucket)) -> T {
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (state, at) = buckets.entry(bucket.key.clone()).or_insert((TokenBucket { tokens: bucket.capacity }, now));
         let (result, next) = change(state.refilled(bucket, now.saturating_duration_since(*at)));
         *state = next;
@@ -241,7 +241,7 @@ impl RateBudget {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LocalState> {
-        self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Waits until one request's cost is available in both buckets and spends it. Returns the time waited.

@@ -51,6 +51,10 @@ pub(crate) struct Declarer<'a> {
     families: Vec<Family>,
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "metric definitions are static; a bad name or a duplicate is a programming error the unit tests catch"
+)]
 impl<'a> Declarer<'a> {
     pub(crate) fn new(registry: &'a Registry) -> Self {
         Self { registry, families: Vec::new() }
@@ -121,7 +125,7 @@ impl SnapshotGauge {
     }
 
     pub(crate) fn replace(&self, rows: impl IntoIterator<Item = (Vec<String>, f64)>) {
-        let mut present = self.present.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut present = self.present.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut next = HashSet::new();
         for (labels, value) in rows {
             self.vec.with_label_values(&labels).set(value);
@@ -129,7 +133,7 @@ impl SnapshotGauge {
         }
         for gone in present.difference(&next) {
             // Already absent is fine: removal is only tidying.
-            let _ = self.vec.remove_label_values(gone);
+            let _absent = self.vec.remove_label_values(gone).is_err();
         }
         *present = next;
     }

@@ -132,11 +132,15 @@ impl Broker {
     pub async fn close(&self) {
         self.inner.stop.cancel();
         if let Some(channel) = self.inner.publish_channel.lock().await.take() {
-            let _ = channel.close(200, "shutting down".into()).await;
+            if let Err(error) = channel.close(200, "shutting down".into()).await {
+                tracing::debug!(%error, "closing the publish channel failed");
+            }
         }
         let conn = self.inner.current.borrow().clone();
         if let Some(conn) = conn {
-            let _ = conn.close(200, "shutting down".into()).await;
+            if let Err(error) = conn.close(200, "shutting down".into()).await {
+                tracing::debug!(%error, "closing the rabbitmq connection failed");
+            }
         }
     }
 
@@ -204,6 +208,8 @@ async fn connect_and_declare(topology: &Topology, url: &SecretString) -> Result<
         .map_err(|e| QueueError::Unavailable(e.to_string()))?;
     let channel = connection.create_channel().await?;
     topology.declare(&channel).await?;
-    let _ = channel.close(200, "topology declared".into()).await;
+    if let Err(error) = channel.close(200, "topology declared".into()).await {
+        tracing::debug!(%error, "closing the topology channel failed");
+    }
     Ok(connection)
 }

@@ -36,7 +36,9 @@ impl Broker {
             let queue = channel.queue_declare(name.into(), passive, FieldTable::default()).await?;
             depths.push(QueueDepth { class, messages: queue.message_count(), consumers: queue.consumer_count() });
         }
-        let _ = channel.close(200, "queue depths read".into()).await;
+        if let Err(error) = channel.close(200, "queue depths read".into()).await {
+            tracing::debug!(%error, "closing the queue-depth channel failed");
+        }
         Ok(depths)
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::quarantine::Backoff;
+use super::quarantine::FailurePolicy;
 use crate::model::{ObjectClass, SyncMode};
 use crate::store::schedule::{ClassState, TenantSchedule};
 
@@ -20,7 +20,7 @@ pub struct Policy {
     pub full_requeue_after: Duration,
     /// The longest a supervisor sleeps, so operator changes (the full-scan flag) are seen soon.
     pub max_sleep: Duration,
-    pub backoff: Backoff,
+    pub failures: FailurePolicy,
 }
 
 impl Policy {
@@ -31,7 +31,7 @@ impl Policy {
             delta_link_max_age: Duration::from_secs(6 * 24 * 3600),
             full_requeue_after: delta_interval.max(Duration::from_secs(3600)),
             max_sleep: delta_interval.min(Duration::from_secs(60)),
-            backoff: Backoff::default(),
+            failures: FailurePolicy::default(),
         }
     }
 }
@@ -57,7 +57,7 @@ pub fn plan(schedule: &TenantSchedule, policy: &Policy) -> TenantPlan {
     let now = schedule.now;
     let mut due = Vec::new();
     let mut wake = after(now, policy.max_sleep);
-    let disabled = schedule.quarantined_at.is_some_and(|since| now - since >= delta(policy.backoff.disable_after));
+    let disabled = schedule.quarantined_at.is_some_and(|since| now - since >= delta(policy.failures.disable_after));
     if schedule.enabled && !disabled {
         for class in &schedule.classes {
             match decide(schedule, class, policy) {
@@ -84,7 +84,7 @@ fn decide(schedule: &TenantSchedule, class: &ClassState, policy: &Policy) -> Dec
     if class.consecutive_failures > 0 {
         if let Some(failed_at) = class.last_failure_at {
             let retry_at =
-                after(failed_at, policy.backoff.retry_delay(class.consecutive_failures, policy.delta_interval));
+                after(failed_at, policy.failures.retry_delay(class.consecutive_failures, policy.delta_interval));
             if now < retry_at {
                 return Decision::WaitUntil(retry_at);
             }
@@ -167,7 +167,7 @@ fn not_after_now(schedule: &TenantSchedule) -> Cow<'_, TenantSchedule> {
         if *at > now {
             tracing::warn!(
                 entra_tenant_id = %schedule.entra_tenant_id,
-                class = class.map(|c| c.as_str()),
+                class = class.map(entrasync_model::ObjectClass::as_str),
                 field,
                 stored = %at,
                 %now,

@@ -11,4 +11,4 @@ pub mod rebalance;
 pub use assignment::owner_of;
 pub use due::{plan, ClassPlan, Policy, TenantPlan};
 pub use enqueue::{enqueue_due, CheckOutcome, ScheduleError};
-pub use quarantine::Backoff;
+pub use quarantine::FailurePolicy;

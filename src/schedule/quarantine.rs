@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// Failures in a row before a tenant is quarantined, and how retries then slow down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
+pub struct FailurePolicy {
     pub quarantine_after: u32,
     /// The slowest retry rate while quarantined.
     pub max_delay: Duration,
@@ -12,9 +12,9 @@ pub struct Backoff {
     pub disable_after: Duration,
 }
 
-impl Default for Backoff {
+impl Default for FailurePolicy {
     fn default() -> Self {
-        Backoff {
+        FailurePolicy {
             quarantine_after: 5,
             max_delay: Duration::from_secs(24 * 3600),
             disable_after: Duration::from_secs(28 * 24 * 3600),
@@ -22,7 +22,7 @@ impl Default for Backoff {
     }
 }
 
-impl Backoff {
+impl FailurePolicy {
     /// Delay after the last failure before the next attempt: the normal interval until quarantine,
     /// then doubling per further failure up to `max_delay`.
     pub fn retry_delay(&self, failures: u32, interval: Duration) -> Duration {
@@ -40,13 +40,13 @@ mod tests {
 
     #[test]
     fn retries_slow_down_to_daily_after_quarantine() {
-        let backoff = Backoff::default();
+        let policy = FailurePolicy::default();
         let interval = Duration::from_secs(300);
-        assert_eq!(backoff.retry_delay(1, interval), interval);
-        assert_eq!(backoff.retry_delay(4, interval), interval);
-        assert_eq!(backoff.retry_delay(5, interval), Duration::from_secs(600));
-        assert_eq!(backoff.retry_delay(6, interval), Duration::from_secs(1200));
-        assert_eq!(backoff.retry_delay(40, interval), Duration::from_secs(86_400));
-        assert_eq!(backoff.retry_delay(u32::MAX, interval), Duration::from_secs(86_400));
+        assert_eq!(policy.retry_delay(1, interval), interval);
+        assert_eq!(policy.retry_delay(4, interval), interval);
+        assert_eq!(policy.retry_delay(5, interval), Duration::from_secs(600));
+        assert_eq!(policy.retry_delay(6, interval), Duration::from_secs(1200));
+        assert_eq!(policy.retry_delay(40, interval), Duration::from_secs(86_400));
+        assert_eq!(policy.retry_delay(u32::MAX, interval), Duration::from_secs(86_400));
     }
 }

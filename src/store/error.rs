@@ -19,6 +19,12 @@ pub enum StoreError {
     Unexpected(#[from] anyhow::Error),
 }
 
+impl crate::backoff::Transient for StoreError {
+    fn is_transient(&self) -> bool {
+        StoreError::is_transient(self)
+    }
+}
+
 impl StoreError {
     /// A connection attempt the server refused: its message says why (authentication, database).
     pub(crate) fn from_connect(e: &tokio_postgres::Error) -> Self {

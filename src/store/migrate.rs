@@ -23,7 +23,7 @@ pub async fn run(settings: &DatabaseSettings) -> Result<Vec<i32>, StoreError> {
     drop(client);
     // The driver ends with the client; how it ended says nothing more.
     let _closed = driver.await;
-    let applied: Vec<i32> = report.applied_migrations().iter().map(|m| m.version()).collect();
+    let applied: Vec<i32> = report.applied_migrations().iter().map(refinery::Migration::version).collect();
     for version in &applied {
         tracing::info!(version, "applied migration");
     }

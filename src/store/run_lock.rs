@@ -119,7 +119,7 @@ pub struct RunLock {
 impl RunLock {
     /// Resolves when the lock's connection is gone (and with it the lock).
     pub async fn lost(&self) {
-        self.session.lost.cancelled().await
+        self.session.lost.cancelled().await;
     }
 
     pub fn is_lost(&self) -> bool {

@@ -1,8 +1,6 @@
 //! Safety guards: too many deletions are held for an operator; a full listing far shorter than what is
 //! stored fails the run instead of deleting.
 
-use crate::config::SyncSettings;
-
 /// Deletions in one run at or above `min(max_deletions, max_percent % of stored objects)` are held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeletionGuard {
@@ -17,10 +15,6 @@ impl Default for DeletionGuard {
 }
 
 impl DeletionGuard {
-    pub fn from_settings(settings: &SyncSettings) -> Self {
-        Self { max_deletions: settings.deletion_threshold, max_percent: settings.deletion_threshold_percent }
-    }
-
     /// The number of deletions that is held, given the live objects stored before the deletions.
     pub fn limit(&self, stored: u64) -> u64 {
         let by_percent = (u128::from(stored) * u128::from(self.max_percent)).div_ceil(100);

@@ -79,7 +79,7 @@ fn write_canonical(out: &mut Vec<u8>, value: &Value) {
 
 fn write_string(out: &mut Vec<u8>, text: &str) {
     // serde_json's escaping is deterministic; writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, text);
+    serde_json::to_writer(&mut *out, text).unwrap_or_default();
 }
 
 #[cfg(test)]

@@ -16,6 +16,15 @@ pub enum RecorderError {
     Unavailable(String),
 }
 
+impl crate::backoff::Transient for RecorderError {
+    fn is_transient(&self) -> bool {
+        match self {
+            RecorderError::Store(error) => error.is_transient(),
+            RecorderError::Unavailable(_) => true,
+        }
+    }
+}
+
 /// Receives a run's history. `finished` must be durable when it returns Ok: the job is acknowledged
 /// after it. `progress` failures are logged by the driver and do not stop the round.
 pub trait RunRecorder: Send + Sync {

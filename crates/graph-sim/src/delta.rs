@@ -1,8 +1,8 @@
 //! One page of a delta round: which objects changed after the round's USN, in what shape (full,
 //! changed properties only, `@removed`), with large groups' `members@delta` sliced across pages.
 
-use std::io::Write;
 
+use crate::body::{append, append_json};
 use crate::directory::{Directory, Life, Record};
 use crate::ids::{mix64, ObjectRef};
 use crate::props::{odata_type, prop_name};
@@ -74,12 +74,12 @@ fn write_head(out: &mut Vec<u8>, dir: &Directory, obj: ObjectRef) {
     if !out.is_empty() {
         out.push(b',');
     }
-    let _ = write!(out, "{{\"id\":\"{}\"", dir.codec.encode(obj));
+    append(out, format_args!("{{\"id\":\"{}\"", dir.codec.encode(obj)));
 }
 
 fn write_prop(out: &mut Vec<u8>, name: &str, value: &serde_json::Value) {
-    let _ = write!(out, ",\"{name}\":");
-    let _ = serde_json::to_writer(&mut *out, value);
+    append(out, format_args!(",\"{name}\":"));
+    append_json(out, value);
 }
 
 fn write_props(
@@ -113,8 +113,7 @@ fn write_members(out: &mut Vec<u8>, dir: &Directory, slice: &[(u32, bool)]) {
             out.push(b',');
         }
         let member = ObjectRef::unpack(*packed);
-        let _ =
-            write!(out, "{{\"@odata.type\":\"{}\",\"id\":\"{}\"", odata_type(member.class), dir.codec.encode(member));
+        append(out, format_args!("{{\"@odata.type\":\"{}\",\"id\":\"{}\"", odata_type(member.class), dir.codec.encode(member)));
         if !present {
             out.extend_from_slice(b",\"@removed\":{\"reason\":\"deleted\"}");
         }
@@ -176,7 +175,7 @@ pub fn delta_page(dir: &Directory, state: &DeltaState, plan: &PagePlan) -> Delta
             }
             Shape::Removed(reason) => {
                 write_head(&mut out, dir, obj);
-                let _ = write!(out, ",\"@removed\":{{\"reason\":\"{reason}\"}}}}");
+                append(&mut out, format_args!(",\"@removed\":{{\"reason\":\"{reason}\"}}}}"));
                 position += 1;
             }
             shape @ (Shape::Full | Shape::Changed) => {

@@ -7,6 +7,7 @@ pub mod identity;
 pub mod tls;
 
 pub mod bench;
+mod body;
 pub mod cli;
 pub mod clouds;
 pub mod counters;

@@ -1,8 +1,8 @@
 //! Plain collection listings (`GET /users`, `/groups`, `/devices`, `/groups/{id}/members`): live objects,
 //! `$top` per page, `$skiptoken` links.
 
-use std::io::Write;
 
+use crate::body::{append, append_json};
 use crate::directory::{Directory, Life};
 use crate::ids::ObjectRef;
 use crate::props::{default_props, odata_type, prop_id, prop_name, PropId};
@@ -21,14 +21,14 @@ fn write_object(out: &mut Vec<u8>, dir: &Directory, obj: ObjectRef, props: &[Pro
     }
     out.push(b'{');
     if with_type {
-        let _ = write!(out, "\"@odata.type\":\"{}\",", odata_type(obj.class));
+        append(out, format_args!("\"@odata.type\":\"{}\",", odata_type(obj.class)));
     }
-    let _ = write!(out, "\"id\":\"{}\"", dir.codec.encode(obj));
+    append(out, format_args!("\"id\":\"{}\"", dir.codec.encode(obj)));
     let values = dir.attributes(obj);
     for &prop in props {
         if let Some(value) = &values[usize::from(prop)] {
-            let _ = write!(out, ",\"{}\":", prop_name(obj.class, prop));
-            let _ = serde_json::to_writer(&mut *out, value);
+            append(out, format_args!(",\"{}\":", prop_name(obj.class, prop)));
+            append_json(out, value);
         }
     }
     out.push(b'}');

@@ -115,13 +115,17 @@ impl GraphSim {
                     match bound {
                         Ok(server) => {
                             let server = server.run();
-                            let _ = started_tx.send(Ok(server.handle()));
+                            if started_tx.send(Ok(server.handle())).is_err() {
+                                return; // the starter gave up waiting
+                            }
                             if let Err(e) = server.await {
                                 tracing::error!(error = %e, "graph-sim server stopped with an error");
                             }
                         }
                         Err(e) => {
-                            let _ = started_tx.send(Err(e.to_string()));
+                            if started_tx.send(Err(e.to_string())).is_err() {
+                                tracing::debug!("the emulator's starter gave up waiting");
+                            }
                         }
                     }
                 });
@@ -152,7 +156,9 @@ impl RunningSim {
     pub async fn stop(mut self) {
         self.handle.stop(true).await;
         if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            if let Ok(Err(panic)) = tokio::task::spawn_blocking(move || thread.join()).await {
+                tracing::warn!(?panic, "the emulator's server thread panicked");
+            }
         }
     }
 }

@@ -45,7 +45,7 @@ fn created_at(rng: &mut SplitMix) -> DateTime<Utc> {
 }
 
 fn slug(s: &str) -> String {
-    s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase()
+    s.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase()
 }
 
 /// Fills `values` (one slot per property of the class) with generated attributes.

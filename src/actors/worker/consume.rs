@@ -51,7 +51,10 @@ pub async fn consume_loop(deps: Arc<WorkerDeps>, class: ObjectClass, tag: String
                 next = consumer.next_delivery() => next,
                 () = stop.cancelled() => {
                     // Stop consuming first; prefetched deliveries not started return when the channel closes.
-                    let _ = consumer.channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                    let cancel = consumer.channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
+                    if let Err(error) = cancel.await {
+                        tracing::debug!(%class, %error, "cancelling the consumer failed; closing its channel instead");
+                    }
                     break 'subscribe;
                 }
             };
@@ -72,10 +75,14 @@ pub async fn consume_loop(deps: Arc<WorkerDeps>, class: ObjectClass, tag: String
         }
     }
     for task in tasks {
-        let _ = task.await;
+        if let Err(error) = task.await {
+            tracing::warn!(%class, %error, "a delivery task ended abnormally");
+        }
     }
     if let Some(consumer) = subscription {
-        let _ = consumer.channel.close(200, "worker stopped".into()).await;
+        if let Err(error) = consumer.channel.close(200, "worker stopped".into()).await {
+            tracing::debug!(%class, %error, "closing the consumer channel failed");
+        }
     }
     tracing::info!(%class, consumer = %tag, "stopped consuming");
 }
@@ -102,7 +109,10 @@ fn spawn_delivery(
             Err(panic) => {
                 tracing::error!(%class, error = %panic, "sync job panicked; requeued");
                 deps.shared.metrics.workers.restarted(ActorKind::SyncWorker, RestartCause::Panic);
-                let _ = acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                if let Err(error) = acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await {
+                    // The broker redelivers it when the channel closes.
+                    tracing::warn!(%class, %error, "cannot requeue the panicked job");
+                }
                 tracker.finished(JobOutcome::Requeued);
                 return;
             }

@@ -17,7 +17,7 @@ use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
 use crate::queue::{Job, SyncJob};
 use crate::store::run_lock::{self, RunLock};
 use crate::store::runs::{self, JobRun};
-use crate::store::{schedule, tenants, StoreError};
+use crate::store::{schedule, tenants, Pool, StoreError};
 use crate::sync::{run_round, DeletionGuard, PassThrough, RoundDeps, RoundRequest, SyncError};
 
 /// How long a job waits for Postgres to come back before it is given back to the queue.
@@ -133,7 +133,7 @@ async fn run_locked(
 ) -> Settlement {
     let pool = &deps.shared.pool;
     let class = job.object_class;
-    let quarantine_after = deps.backoff.quarantine_after;
+    let quarantine_after = deps.failures.quarantine_after;
     let graph_tenant = match graph_tenant(pool, deps.secrets.as_ref(), tenant).await {
         Ok(graph_tenant) => graph_tenant,
         Err(AccessError::Store(error)) => {
@@ -143,7 +143,7 @@ async fn run_locked(
         Err(error) => {
             // Only an operator can fix this: count it towards quarantine and drop the job.
             tracing::warn!(%error, "tenant cannot be synced");
-            let _ = schedule::record_failure(pool, tenant.id, class, &error.to_string(), quarantine_after).await;
+            record_failure(pool, tenant.id, class, &error.to_string(), quarantine_after).await;
             return Settlement::Ack;
         }
     };
@@ -153,7 +153,10 @@ async fn run_locked(
         class,
         trigger: job.trigger,
         force_full,
-        guard: DeletionGuard::from_settings(&deps.shared.settings.sync),
+        guard: DeletionGuard {
+            max_deletions: deps.shared.settings.sync.deletion_threshold,
+            max_percent: deps.shared.settings.sync.deletion_threshold_percent,
+        },
         priority: if job.trigger == Trigger::Schedule { RequestPriority::Low } else { RequestPriority::Normal },
         instance_id: Some(deps.shared.settings.instance_id.clone()),
         batch_objects: deps.shared.settings.sync.batch_objects,
@@ -211,9 +214,16 @@ async fn run_locked(
         }
         Err(error) => {
             // The round recorded the failed run; the schedule retries (and quarantines if it persists).
-            let _ = schedule::record_failure(pool, tenant.id, class, &error.to_string(), quarantine_after).await;
+            record_failure(pool, tenant.id, class, &error.to_string(), quarantine_after).await;
             Settlement::Ack
         }
+    }
+}
+
+/// Counts a failure towards the tenant's quarantine; a failure to count it is logged, not hidden.
+async fn record_failure(pool: &Pool, tenant_id: i64, class: ObjectClass, error: &str, quarantine_after: u32) {
+    if let Err(store_error) = schedule::record_failure(pool, tenant_id, class, error, quarantine_after).await {
+        tracing::warn!(error = %store_error, failure = error, "cannot record the failure for the schedule");
     }
 }
 
@@ -226,7 +236,9 @@ async fn republish_requested_rerun(deps: &WorkerDeps, job: &SyncJob, tenant_id: 
         Ok(()) => tracing::info!(%mode, rerun = %rerun.job_id, "coalesced rerun published"),
         Err(error) => {
             tracing::warn!(%error, "cannot publish the coalesced rerun; keeping the request");
-            let _ = schedule::request_rerun(pool, tenant_id, job.object_class, mode).await;
+            if let Err(error) = schedule::request_rerun(pool, tenant_id, job.object_class, mode).await {
+                tracing::error!(%error, %mode, "the coalesced rerun is lost: neither published nor kept");
+            }
         }
     }
 }

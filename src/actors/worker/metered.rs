@@ -29,7 +29,7 @@ impl<R: RunRecorder> MeteredRecorder<R> {
     }
 
     fn tracker(&self) -> std::sync::MutexGuard<'_, Option<RunTracker>> {
-        self.run.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.run.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -17,7 +17,7 @@ use super::recorder::RecorderHandle;
 use super::Shared;
 use crate::graph::GraphClient;
 use crate::model::ObjectClass;
-use crate::schedule::Backoff;
+use crate::schedule::FailurePolicy;
 use crate::store::secret_box::SecretBox;
 
 pub use access::{graph_tenant, AccessError};
@@ -31,7 +31,7 @@ pub struct WorkerDeps {
     /// `None` when ENTRASYNC_SECRETS_KEY is not set: tenants then fail with a clear error.
     pub secrets: Option<SecretBox>,
     pub dead_letters: dead_letter::DeadLetters,
-    pub backoff: Backoff,
+    pub failures: FailurePolicy,
 }
 
 pub struct SyncWorker {
@@ -72,7 +72,9 @@ impl Handler<Drain> for SyncWorker {
         let consuming = self.consuming.take();
         Box::pin(async move {
             if let Some(task) = consuming {
-                let _ = task.await;
+                if let Err(error) = task.await {
+                    tracing::warn!(%error, "the consume loop ended abnormally");
+                }
             }
         })
     }

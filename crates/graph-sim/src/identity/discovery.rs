@@ -145,7 +145,7 @@ pub(super) async fn instance_discovery(req: HttpRequest, query: web::Query<Insta
     if !known_host(&host) {
         return instance_error(StatusCode::BAD_REQUEST, "invalid_instance", 50049, "Unknown or invalid instance.");
     }
-    let scheme = parsed.as_ref().map(|u| u.scheme()).unwrap_or("https");
+    let scheme = parsed.as_ref().map(url::Url::scheme).unwrap_or("https");
     let mut metadata: Vec<Value> = vec![json!({
         "preferred_network": own_host, "preferred_cache": own_host, "aliases": [own_host],
     })];

@@ -123,7 +123,7 @@ pub async fn begin(
     for fault in state.faults.fire(&tenant.id, req.path(), now, rand::random::<f64>) {
         match fault {
             FaultKind::Slow { delay_ms } => {
-                actix_web::rt::time::sleep(std::time::Duration::from_millis(delay_ms)).await
+                actix_web::rt::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
             }
             FaultKind::ThrottleHeaders { limit_percentage } => request.throttle_percentage = Some(limit_percentage),
             FaultKind::Throttle { retry_after } => {

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use crate::body::append_json;
 use crate::error::GraphError;
 use crate::faults::RetryAfter;
 use crate::identity::www_authenticate;
@@ -18,12 +19,12 @@ pub const JSON_CONTENT_TYPE: &str =
 pub fn envelope(context: &str, link: Option<(&str, &str)>, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len() + 512);
     out.extend_from_slice(b"{\"@odata.context\":");
-    let _ = serde_json::to_writer(&mut out, context);
+    append_json(&mut out, context);
     if let Some((name, url)) = link {
         out.extend_from_slice(b",\"");
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\":");
-        let _ = serde_json::to_writer(&mut out, url);
+        append_json(&mut out, url);
     }
     out.extend_from_slice(b",\"value\":[");
     out.extend_from_slice(value);
