@@ -8,7 +8,7 @@ deploy/local-services.sh
 
 # Integration tests mostly wait on I/O (Postgres, RabbitMQ, HTTP): more threads than cores keep both busy.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-3}"
-cargo test --locked --all-targets "$@"
+cargo test --locked --workspace --all-targets "$@"
 
 # A client we did not write against the Graph emulator (issue 3's compatibility check).
 echo "== tests/python/msgraph_sdk_check.sh"
