@@ -46,7 +46,11 @@ async fn a_published_job_is_confirmed_and_consumed() {
         .expect("delivered in time")
         .expect("stream open")
         .expect("delivery");
-    assert_eq!(SyncJob::from_bytes(&delivery.data).expect("valid job"), job);
+    assert_eq!(
+        SyncJob::from_bytes(&delivery.data).expect("valid job"),
+        job,
+        "expected the device queue to deliver exactly the published job"
+    );
     delivery.ack(BasicAckOptions::default()).await.expect("ack");
 
     // Nothing went to another class's queue.
@@ -57,6 +61,6 @@ async fn a_published_job_is_confirmed_and_consumed() {
         .queue_declare(broker.topology().class_queue(ObjectClass::User).into(), passive, FieldTable::default())
         .await
         .expect("queue");
-    assert_eq!(users.message_count(), 0);
+    assert_eq!(users.message_count(), 0, "expected nothing in the user queue: the job was routed by its class");
     broker.close().await;
 }

@@ -9,14 +9,20 @@ use crate::support::{eventually, settings_with, TestAmqp, TestDb};
 #[test]
 fn an_invalid_config_value_stops_start_up_naming_the_setting() {
     let output = binary(&["serve"], &[("ENTRASYNC_AMQP_PREFETCH", "0")]).output().expect("run entrasync");
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "expected exit code 2 (configuration error) for amqp.prefetch = 0; stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("amqp.prefetch") && stderr.contains("ENTRASYNC_AMQP_PREFETCH"), "{stderr}");
     assert!(stderr.contains("\"0\"") && stderr.contains("from 1 to 1000"), "{stderr}");
 
     let output = binary(&["config"], &[("ENTRASYNC_HTTP_LISTN", "0.0.0.0:80")]).output().expect("run entrasync");
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("ENTRASYNC_HTTP_LISTN"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "expected exit code 2 for a misspelt variable; stderr: {stderr}");
+    assert!(stderr.contains("ENTRASYNC_HTTP_LISTN"), "expected the error to name the unknown variable: {stderr}");
 }
 
 #[test]
@@ -24,10 +30,18 @@ fn config_prints_the_effective_configuration_with_secrets_masked() {
     let output = binary(&["config"], &[("ENTRASYNC_AMQP_URL", "amqp://svc:s3cr3t-value@mq:5672/%2f")])
         .output()
         .expect("run entrasync");
-    assert!(output.status.success());
+    assert!(
+        output.status.success(),
+        "expected `entrasync config` to succeed, got {:?}; stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("ENTRASYNC_AMQP_URL=amqp://svc:*****@mq:5672/%2f"), "{stdout}");
-    assert!(!stdout.contains("s3cr3t-value"));
+    assert!(
+        stdout.contains("ENTRASYNC_AMQP_URL=amqp://svc:*****@mq:5672/%2f"),
+        "expected the AMQP URL with its password masked: {stdout}"
+    );
+    assert!(!stdout.contains("s3cr3t-value"), "expected the password never to be printed: {stdout}");
 }
 
 async fn get_status(client: &reqwest::Client, url: &str) -> Option<u16> {
@@ -103,7 +117,8 @@ async fn sigterm_stops_serve_with_exit_code_zero_within_ten_seconds() {
     assert!(ready, "serve became ready");
 
     let pid = child.0.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let kill = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(kill.success(), "expected `kill -TERM {pid}` to reach serve: {kill:?}");
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.0.try_wait().expect("wait") {

@@ -91,12 +91,19 @@ async fn credentials_are_encrypted_at_rest_and_tenants_start_with_a_full_scan() 
     assert!(!raw.windows(11).any(|w| w == b"very-secret"), "plaintext must not reach the table");
     let stored = credentials::get(&pool, &secrets, id).await.expect("get").expect("exists");
     match stored.material {
-        CredentialMaterial::Secret(s) => assert_eq!(s.expose_secret(), "very-secret-value"),
+        CredentialMaterial::Secret(s) => {
+            assert_eq!(
+                s.expose_secret(),
+                "very-secret-value",
+                "expected the stored secret to decrypt to what was saved"
+            )
+        }
         CredentialMaterial::Certificate { .. } => panic!("stored as a secret"),
     }
     let listed = credentials::list(&pool).await.expect("list");
-    assert_eq!(listed.len(), 1);
-    assert!(!serde_json::to_string(&listed).unwrap().contains("very-secret"));
+    assert_eq!(listed.len(), 1, "expected exactly the one profile created");
+    let listed_json = serde_json::to_string(&listed).unwrap();
+    assert!(!listed_json.contains("very-secret"), "expected the listing to carry no secret: {listed_json}");
 
     let duplicate = credentials::create(&pool, &secrets, &profile).await;
     assert!(matches!(duplicate, Err(entrasync::store::StoreError::Conflict(_))), "names are unique");
@@ -113,7 +120,7 @@ async fn credentials_are_encrypted_at_rest_and_tenants_start_with_a_full_scan() 
     )
     .await
     .expect("create tenant");
-    assert!(tenant.full_scan_next_run);
+    assert!(tenant.full_scan_next_run, "expected a new tenant to start with a full scan");
     let found = tenants::find_by_entra_id(&pool, tenant.entra_tenant_id).await.expect("find").expect("exists");
-    assert_eq!(found.cloud, tenant.cloud);
+    assert_eq!(found.cloud, tenant.cloud, "expected the custom cloud's URLs to round-trip through the store");
 }

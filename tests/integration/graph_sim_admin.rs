@@ -1,10 +1,10 @@
 //! Graph emulator: the HTTP admin API, deterministic generation, truth readback, counters, the clock,
 //! national clouds and Bearer checks on Graph endpoints.
 
+use entrasync::model::ObjectClass;
 use graph_sim::clouds::SimCloud;
 use graph_sim::state::TenantSpec;
 use graph_sim::{GraphSim, SimOptions};
-use entrasync::model::ObjectClass;
 use serde_json::{json, Value};
 
 use crate::graph_sim_harness::{start, start_with, ALL_READ_ROLES};
@@ -35,10 +35,10 @@ async fn http_admin_api_creates_mutates_and_reads_back_the_truth() {
     .await;
     assert_eq!(status, 201, "{info}");
     let tenant = info["tenant_id"].as_str().expect("tenant id").to_owned();
-    assert_eq!(info["users"], 100);
-    let (status, _) =
+    assert_eq!(info["users"], 100, "expected the 100 users asked for: {info}");
+    let (status, body) =
         admin(&http, Method::POST, format!("{base}/_sim/tenants"), Some(json!({"tenant_id": tenant}))).await;
-    assert_eq!(status, 409);
+    assert_eq!(status, 409, "expected a second tenant with the same id to conflict: {body}");
     let (status, created) = admin(
         &http,
         Method::POST,
@@ -46,19 +46,22 @@ async fn http_admin_api_creates_mutates_and_reads_back_the_truth() {
         Some(json!({"displayName": "Ada Lovelace", "department": "Research"})),
     )
     .await;
-    assert_eq!(status, 201);
+    assert_eq!(status, 201, "expected the user to be created: {created}");
     let id = created["id"].as_str().expect("id").to_owned();
     let (_, obj) = admin(&http, Method::GET, format!("{base}/_sim/tenants/{tenant}/objects/{id}"), None).await;
-    assert_eq!(obj["displayName"], "Ada Lovelace");
-    assert!(obj["userPrincipalName"].as_str().expect("upn").ends_with("@contoso.example"));
-    let (status, _) = admin(
+    assert_eq!(obj["displayName"], "Ada Lovelace", "expected the created user read back: {obj}");
+    assert!(
+        obj["userPrincipalName"].as_str().expect("upn").ends_with("@contoso.example"),
+        "expected a UPN in the tenant's domain: {obj}"
+    );
+    let (status, body) = admin(
         &http,
         Method::PATCH,
         format!("{base}/_sim/tenants/{tenant}/objects/{id}"),
         Some(json!({"jobTitle": "Analyst"})),
     )
     .await;
-    assert_eq!(status, 204);
+    assert_eq!(status, 204, "expected the update to be accepted: {body}");
     let (status, err) =
         admin(&http, Method::PATCH, format!("{base}/_sim/tenants/{tenant}/objects/{id}"), Some(json!({"shoeSize": 9})))
             .await;
@@ -74,21 +77,38 @@ async fn http_admin_api_creates_mutates_and_reads_back_the_truth() {
         Some(json!({"id": id})),
     )
     .await;
-    assert_eq!((status, changed["changed"].clone()), (200, json!(true)));
+    assert_eq!(
+        (status, changed["changed"].clone()),
+        (200, json!(true)),
+        "expected the user added to group {}: {changed}",
+        groups[3]
+    );
     let (_, truth) = admin(&http, Method::GET, format!("{base}/_sim/tenants/{tenant}/truth/groups"), None).await;
-    assert!(truth["memberships"][&groups[3]].as_array().expect("members").contains(&json!(id)));
+    assert!(
+        truth["memberships"][&groups[3]].as_array().expect("members").contains(&json!(id)),
+        "expected the truth to list {id} as a member of {}",
+        groups[3]
+    );
     let (status, outcome) =
         admin(&http, Method::DELETE, format!("{base}/_sim/tenants/{tenant}/objects/{id}"), None).await;
-    assert_eq!((status, outcome["outcome"].clone()), (200, json!("soft_deleted")));
+    assert_eq!(
+        (status, outcome["outcome"].clone()),
+        (200, json!("soft_deleted")),
+        "expected a plain DELETE to soft-delete the user: {outcome}"
+    );
     let (_, truth) = admin(&http, Method::GET, format!("{base}/_sim/tenants/{tenant}/truth/users"), None).await;
-    assert_eq!(truth["soft_deleted"], json!([id]));
-    assert_eq!(truth["objects"].as_object().expect("objects").len(), 100);
-    let (status, _) =
+    assert_eq!(truth["soft_deleted"], json!([id]), "expected the truth to list the user as soft-deleted");
+    assert_eq!(
+        truth["objects"].as_object().expect("objects").len(),
+        100,
+        "expected 100 live users: 100 generated + Ada − Ada deleted"
+    );
+    let (status, body) =
         admin(&http, Method::POST, format!("{base}/_sim/tenants/{tenant}/objects/{id}/restore"), None).await;
-    assert_eq!(status, 204);
-    let (status, _) =
+    assert_eq!(status, 204, "expected a soft-deleted user to be restorable: {body}");
+    let (status, body) =
         admin(&http, Method::DELETE, format!("{base}/_sim/tenants/{tenant}/objects/{id}?permanent=true"), None).await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "expected a permanent delete to be accepted: {body}");
     let (status, _) =
         admin(&http, Method::POST, format!("{base}/_sim/tenants/{tenant}/objects/{id}/restore"), None).await;
     assert_eq!(status, 409, "a permanently deleted user cannot be restored");
@@ -99,22 +119,22 @@ async fn http_admin_api_creates_mutates_and_reads_back_the_truth() {
         Some(json!({"seed": 1, "count": 50})),
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "expected random mutations to be applied: {summary}");
     let total: u64 = summary.as_object().expect("summary").values().filter_map(Value::as_u64).sum();
     assert!(total > 30, "{summary}");
     let (status, generated) =
         admin(&http, Method::POST, format!("{base}/_sim/tenants/{tenant}/generate"), Some(json!({"users": 1000})))
             .await;
-    assert_eq!(status, 200);
-    assert_eq!(generated["users"], 1000);
+    assert_eq!(status, 200, "expected more users to be generated: {generated}");
+    assert_eq!(generated["users"], 1000, "expected the 1,000 users asked for: {generated}");
     let (_, clock) = admin(&http, Method::GET, format!("{base}/_sim/clock"), None).await;
     let (_, later) =
         admin(&http, Method::POST, format!("{base}/_sim/clock/advance"), Some(json!({"seconds": 86400}))).await;
     let before: chrono::DateTime<chrono::Utc> = serde_json::from_value(clock["now"].clone()).expect("time");
     let after: chrono::DateTime<chrono::Utc> = serde_json::from_value(later["now"].clone()).expect("time");
-    assert!(after - before >= chrono::Duration::hours(24));
-    let (status, _) = admin(&http, Method::GET, format!("{base}/_sim/tenants/nope/truth/users"), None).await;
-    assert_eq!(status, 404);
+    assert!(after - before >= chrono::Duration::hours(24), "expected the clock a day on: {before} → {after}");
+    let (status, body) = admin(&http, Method::GET, format!("{base}/_sim/tenants/nope/truth/users"), None).await;
+    assert_eq!(status, 404, "expected an unknown tenant to be 404: {body}");
 }
 
 #[tokio::test]
@@ -143,7 +163,8 @@ async fn the_same_seed_generates_the_same_directory() {
     other.state().create_tenant(TenantSpec { seed: Some(100), ..spec() }).expect("tenant");
     assert_ne!(
         a.state().truth(tenant, ObjectClass::User).expect("truth"),
-        other.state().truth(tenant, ObjectClass::User).expect("truth")
+        other.state().truth(tenant, ObjectClass::User).expect("truth"),
+        "expected another seed to generate other users"
     );
     let users = a.state().truth(tenant, ObjectClass::User).expect("truth");
     let user = users.objects.values().next().expect("a user");
@@ -170,7 +191,7 @@ async fn a_million_user_directory_generates_with_large_groups() {
         .state()
         .create_tenant(TenantSpec { users: 1_000_000, groups: 2_000, devices: 10_000, ..TenantSpec::default() })
         .expect("tenant");
-    assert_eq!(info.users, 1_000_000);
+    assert_eq!(info.users, 1_000_000, "expected the million users asked for");
     let truth = sim.state().truth(&info.tenant_id, ObjectClass::Group).expect("truth");
     let largest = truth.memberships.values().filter(|m| m.len() < 1_000_000).map(Vec::len).max().unwrap_or(0);
     assert!(largest >= 50_000, "a group of 50,000+ members besides All Company, got {largest}");
@@ -182,31 +203,38 @@ async fn counters_count_requests_per_tenant() {
     let _ = sim.walk(&sim.url("/v1.0/users/delta")).await;
     let _ = sim.get(&sim.url("/v1.0/users?$top=1000")).await;
     let counters = sim.state().tenant_counters(&sim.tenant).expect("counters");
-    assert_eq!(counters.by_endpoint.get("users/delta"), Some(&1));
-    assert_eq!(counters.by_endpoint.get("users/list"), Some(&1));
-    assert_eq!(counters.by_status.get(&200), Some(&1));
-    assert_eq!(counters.by_status.get(&400), Some(&1));
-    assert_eq!(counters.objects_served, 10);
+    assert_eq!(counters.by_endpoint.get("users/delta"), Some(&1), "expected one delta request: {counters:?}");
+    assert_eq!(counters.by_endpoint.get("users/list"), Some(&1), "expected one list request: {counters:?}");
+    assert_eq!(counters.by_status.get(&200), Some(&1), "expected one 200 (the delta page): {counters:?}");
+    assert_eq!(counters.by_status.get(&400), Some(&1), "expected one 400 ($top=1000): {counters:?}");
+    assert_eq!(counters.objects_served, 10, "expected the 10 users served once: {counters:?}");
 }
 
 #[tokio::test]
 async fn bearer_tokens_are_required_and_roles_checked_per_endpoint() {
     let sim = start(3, 1, 1).await;
     let response = reqwest::get(sim.url("/v1.0/users/delta")).await.expect("request");
-    assert_eq!(response.status().as_u16(), 401);
-    assert!(response.headers().get("www-authenticate").is_some());
+    assert_eq!(response.status().as_u16(), 401, "expected a request without a token to be 401");
+    assert!(
+        response.headers().get("www-authenticate").is_some(),
+        "expected a WWW-Authenticate challenge: {:?}",
+        response.headers()
+    );
     let body: Value = response.json().await.expect("json");
-    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
+    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken", "expected Graph's error code: {body}");
     // Directory.Read.All reads users and groups but not devices/delta (Device.Read.All only).
     let spec = TenantSpec { users: 3, devices: 1, ..TenantSpec::default() };
     let directory_reader = start_with(SimOptions::default(), spec, &["Directory.Read.All"]).await;
-    assert_eq!(directory_reader.get(&directory_reader.url("/v1.0/users/delta")).await.status, 200);
+    let page = directory_reader.get(&directory_reader.url("/v1.0/users/delta")).await;
+    assert_eq!(page.status, 200, "expected Directory.Read.All to read users/delta: {}", page.body);
     let page = directory_reader.get(&directory_reader.url("/v1.0/devices/delta")).await;
-    assert_eq!(page.status, 403);
-    assert_eq!(page.body["error"]["code"], "Authorization_RequestDenied");
-    assert_eq!(directory_reader.get(&directory_reader.url("/v1.0/devices")).await.status, 200);
+    assert_eq!(page.status, 403, "expected Directory.Read.All not to read devices/delta: {}", page.body);
+    assert_eq!(page.body["error"]["code"], "Authorization_RequestDenied", "expected Graph's error code: {}", page.body);
+    let page = directory_reader.get(&directory_reader.url("/v1.0/devices")).await;
+    assert_eq!(page.status, 200, "expected Directory.Read.All to list devices: {}", page.body);
     let users_only = start_with(SimOptions::default(), TenantSpec::default(), &["User.Read.All"]).await;
-    assert_eq!(users_only.get(&users_only.url("/v1.0/groups/delta")).await.status, 403);
+    let page = users_only.get(&users_only.url("/v1.0/groups/delta")).await;
+    assert_eq!(page.status, 403, "expected User.Read.All not to read groups/delta: {}", page.body);
     let _ = ALL_READ_ROLES;
 }
 
@@ -221,10 +249,17 @@ async fn national_clouds_are_recognised_by_path_prefix_and_host_header() {
         "links keep the cloud prefix"
     );
     let page = sim.get_with(&sim.url("/v1.0/users/delta"), &[("Host", "graph.microsoft.us")]).await;
-    assert_eq!(page.status, 200);
-    assert!(page.delta().expect("delta").starts_with("http://graph.microsoft.us/v1.0/users/delta?"));
+    assert_eq!(page.status, 200, "expected the US Gov host header to be recognised: {}", page.body);
+    let delta = page.delta().expect("delta");
+    assert!(
+        delta.starts_with("http://graph.microsoft.us/v1.0/users/delta?"),
+        "expected links on the US Gov host: {delta}"
+    );
     // The tenant lives in US Gov: the global and China endpoints do not accept its token.
-    assert_eq!(sim.get(&sim.url("/v1.0/users/delta")).await.status, 401);
-    assert_eq!(sim.get(&sim.url("/microsoftgraph.chinacloudapi.cn/v1.0/users/delta")).await.status, 401);
-    assert_eq!(sim.get(&sim.url("/graph.example.org/v1.0/users/delta")).await.status, 404);
+    let page = sim.get(&sim.url("/v1.0/users/delta")).await;
+    assert_eq!(page.status, 401, "expected the global endpoint to refuse a US Gov token: {}", page.body);
+    let page = sim.get(&sim.url("/microsoftgraph.chinacloudapi.cn/v1.0/users/delta")).await;
+    assert_eq!(page.status, 401, "expected the China endpoint to refuse a US Gov token: {}", page.body);
+    let page = sim.get(&sim.url("/graph.example.org/v1.0/users/delta")).await;
+    assert_eq!(page.status, 404, "expected an unknown cloud prefix to be 404: {}", page.body);
 }

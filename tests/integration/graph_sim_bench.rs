@@ -16,5 +16,5 @@ async fn users_delta_walk_of_a_million_users() {
         report.bytes as f64 / 1e6,
         report.directory_bytes as f64 / report.users as f64
     );
-    assert_eq!(report.objects, 1_000_000);
+    assert_eq!(report.objects, 1_000_000, "expected the walk to serve every one of the million users");
 }

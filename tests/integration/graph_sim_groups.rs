@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use entrasync::model::ObjectClass;
 use graph_sim::settings::SettingsPatch;
 use graph_sim::state::DeleteOutcome;
-use entrasync::model::ObjectClass;
 use serde_json::{json, Map, Value};
 
 use crate::graph_sim_harness::{objects, start, Sim};
@@ -45,10 +45,14 @@ async fn initial_groups_walk_lists_members_and_merging_equals_the_truth() {
     merged.retain(|_, m| !m.is_empty());
     let mut truth = truth_members(&sim);
     truth.retain(|_, m| !m.is_empty());
-    assert_eq!(merged, truth);
+    assert_eq!(merged, truth, "expected the merged members@delta slices to equal the true memberships");
     let all_company = all.iter().find(|g| g["displayName"] == "All Company").expect("All Company");
-    assert_eq!(all_company["groupTypes"], json!(["Unified"]));
-    assert_eq!(all_company["members@delta"][0]["@odata.type"], "#microsoft.graph.user");
+    assert_eq!(all_company["groupTypes"], json!(["Unified"]), "expected All Company to be a Microsoft 365 group");
+    assert_eq!(
+        all_company["members@delta"][0]["@odata.type"], "#microsoft.graph.user",
+        "expected typed member entries: {}",
+        all_company["members@delta"][0]
+    );
     let kinds: BTreeSet<(bool, bool, bool)> = all
         .iter()
         .map(|g| (g["securityEnabled"] == true, g["mailEnabled"] == true, g["groupTypes"] == json!(["Unified"])))
@@ -59,7 +63,11 @@ async fn initial_groups_walk_lists_members_and_merging_equals_the_truth() {
     let (_, delta) = sim.walk(&sim.url("/v1.0/groups/delta")).await;
     let _ = delta;
     let (pages, _) = sim.walk(&sim.url(&format!("/v1.0/groups/delta?$filter=id eq '{id}'"))).await;
-    assert!(objects(&pages)[0].get("members@delta").is_none());
+    assert!(
+        objects(&pages)[0].get("members@delta").is_none(),
+        "expected a group without members to carry no members@delta: {}",
+        objects(&pages)[0]
+    );
 }
 
 #[tokio::test]
@@ -69,7 +77,7 @@ async fn a_large_group_spreads_over_pages_repeating_the_group() {
         .update_settings(&sim.tenant, &SettingsPatch { member_page_size: Some(500), ..Default::default() })
         .expect("settings");
     let (pages, _) = sim.walk(&sim.url("/v1.0/groups/delta")).await;
-    assert_eq!(pages.len(), 3);
+    assert_eq!(pages.len(), 3, "expected 1,200 members in slices of 500 to take 3 pages");
     let group_ids: BTreeSet<&str> = pages.iter().map(|p| p.value()[0]["id"].as_str().expect("id")).collect();
     assert_eq!(group_ids.len(), 1, "the same group on every page");
     for page in &pages {
@@ -77,10 +85,10 @@ async fn a_large_group_spreads_over_pages_repeating_the_group() {
     }
     let sizes: Vec<usize> =
         pages.iter().map(|p| p.value()[0]["members@delta"].as_array().map_or(0, Vec::len)).collect();
-    assert_eq!(sizes, vec![500, 500, 200]);
+    assert_eq!(sizes, vec![500, 500, 200], "expected member slices of the configured 500");
     let mut merged = BTreeMap::new();
     merge_members(&objects(&pages), &mut merged);
-    assert_eq!(merged, truth_members(&sim));
+    assert_eq!(merged, truth_members(&sim), "expected the merged slices to equal the true membership");
 }
 
 #[tokio::test]
@@ -95,18 +103,31 @@ async fn membership_changes_arrive_as_add_and_remove_slices() {
     let current = truth_members(&sim)[group].clone();
     let outsider = users.iter().find(|u| !current.contains(*u)).expect("a non-member").clone();
     let insider = current.iter().next().expect("a member").clone();
-    assert!(sim.state().add_member(&sim.tenant, group, &outsider).expect("add"));
-    assert!(sim.state().remove_member(&sim.tenant, group, &insider).expect("remove"));
+    assert!(
+        sim.state().add_member(&sim.tenant, group, &outsider).expect("add"),
+        "expected {outsider} not to be a member of {group} yet"
+    );
+    assert!(
+        sim.state().remove_member(&sim.tenant, group, &insider).expect("remove"),
+        "expected {insider} to be a member of {group}"
+    );
     let (round, _) = sim.walk(&delta).await;
     let changed = objects(&round);
-    assert_eq!(changed.len(), 1);
+    assert_eq!(changed.len(), 1, "expected only the changed group: {changed:?}");
     let entries = changed[0]["members@delta"].as_array().expect("members@delta");
     assert_eq!(entries.len(), 2, "only the changes: {entries:?}");
-    assert!(entries.contains(&json!({"@odata.type": "#microsoft.graph.user", "id": outsider})));
-    assert!(entries
-        .contains(&json!({"@odata.type": "#microsoft.graph.user", "id": insider, "@removed": {"reason": "deleted"}})));
+    assert!(
+        entries.contains(&json!({"@odata.type": "#microsoft.graph.user", "id": outsider})),
+        "expected the added member {outsider} as an addition: {entries:?}"
+    );
+    assert!(
+        entries.contains(
+            &json!({"@odata.type": "#microsoft.graph.user", "id": insider, "@removed": {"reason": "deleted"}})
+        ),
+        "expected the removed member {insider} as a removal: {entries:?}"
+    );
     merge_members(&changed, &mut merged);
-    assert_eq!(merged[group], truth_members(&sim)[group]);
+    assert_eq!(merged[group], truth_members(&sim)[group], "expected the merged membership of {group} to be true");
 }
 
 #[tokio::test]
@@ -118,7 +139,11 @@ async fn permanently_deleted_users_leave_their_groups_soft_deleted_ones_stay() {
     sim.state().delete_object(&sim.tenant, &users[0], false).expect("soft delete");
     let (round, delta) = sim.walk(&delta).await;
     assert!(objects(&round).is_empty(), "a soft-deleted member does not show in members@delta");
-    assert!(truth_members(&sim)[&all_company].contains(&users[0]));
+    assert!(
+        truth_members(&sim)[&all_company].contains(&users[0]),
+        "expected the soft-deleted user {} to stay a member of All Company",
+        users[0]
+    );
     sim.state().delete_object(&sim.tenant, &users[0], true).expect("permanent delete");
     sim.state().delete_object(&sim.tenant, &users[1], true).expect("permanent delete");
     let (round, _) = sim.walk(&delta).await;
@@ -131,7 +156,11 @@ async fn permanently_deleted_users_leave_their_groups_soft_deleted_ones_stay() {
         .filter(|e| e["@removed"]["reason"] == "deleted")
         .filter_map(|e| e["id"].as_str())
         .collect();
-    assert_eq!(removed, BTreeSet::from([users[0].as_str(), users[1].as_str()]));
+    assert_eq!(
+        removed,
+        BTreeSet::from([users[0].as_str(), users[1].as_str()]),
+        "expected both permanently deleted users removed from All Company"
+    );
 }
 
 #[tokio::test]
@@ -159,8 +188,16 @@ async fn security_groups_are_deleted_permanently_microsoft_365_groups_softly() {
         )
         .expect("create");
     let (_, delta) = sim.walk(&sim.url("/v1.0/groups/delta")).await;
-    assert_eq!(st.delete_object(&sim.tenant, &security, false).expect("delete"), DeleteOutcome::PermanentlyDeleted);
-    assert_eq!(st.delete_object(&sim.tenant, &unified, false).expect("delete"), DeleteOutcome::SoftDeleted);
+    assert_eq!(
+        st.delete_object(&sim.tenant, &security, false).expect("delete"),
+        DeleteOutcome::PermanentlyDeleted,
+        "expected a security group to be deleted for good"
+    );
+    assert_eq!(
+        st.delete_object(&sim.tenant, &unified, false).expect("delete"),
+        DeleteOutcome::SoftDeleted,
+        "expected a Microsoft 365 group to be soft-deleted"
+    );
     let (round, delta) = sim.walk(&delta).await;
     let got = objects(&round);
     assert!(got.contains(&json!({"id": security, "@removed": {"reason": "deleted"}})), "{got:?}");
@@ -169,9 +206,9 @@ async fn security_groups_are_deleted_permanently_microsoft_365_groups_softly() {
     st.restore_object(&sim.tenant, &unified).expect("restore");
     let (round, _) = sim.walk(&delta).await;
     let restored = objects(&round);
-    assert_eq!(restored.len(), 1);
-    assert_eq!(restored[0]["displayName"], "Team");
-    assert!(restored[0].get("@removed").is_none());
+    assert_eq!(restored.len(), 1, "expected only the restored group: {restored:?}");
+    assert_eq!(restored[0]["displayName"], "Team", "expected the restored group's properties: {}", restored[0]);
+    assert!(restored[0].get("@removed").is_none(), "expected the restored group plain: {}", restored[0]);
 }
 
 #[tokio::test]
@@ -212,7 +249,11 @@ async fn random_mutations_converge_when_merging_every_round() {
         delta = next;
     }
     let truth = sim.state().truth(&sim.tenant, ObjectClass::Group).expect("truth");
-    assert_eq!(live, truth.objects.keys().cloned().collect::<BTreeSet<_>>());
+    assert_eq!(
+        live,
+        truth.objects.keys().cloned().collect::<BTreeSet<_>>(),
+        "expected the groups live after merging every round to be the true groups"
+    );
     let expected: BTreeMap<String, BTreeSet<String>> = truth
         .memberships
         .into_iter()
@@ -225,5 +266,5 @@ async fn random_mutations_converge_when_merging_every_round() {
         assert_eq!(got.difference(want).collect::<Vec<_>>(), Vec::<&String>::new(), "extra members in {group}");
         assert_eq!(want.difference(&got).collect::<Vec<_>>(), Vec::<&String>::new(), "missing members in {group}");
     }
-    assert_eq!(members, expected);
+    assert_eq!(members, expected, "expected the merged memberships to equal the truth");
 }

@@ -232,22 +232,22 @@ async fn secret_grant_issues_graph_token_with_consented_roles() {
     ];
     let (status, body) = sim.token(TENANT, &form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["token_type"], "Bearer");
-    assert_eq!(body["expires_in"], 3599);
-    assert_eq!(body["ext_expires_in"], 3599);
+    assert_eq!(body["token_type"], "Bearer", "expected a Bearer token: {body}");
+    assert_eq!(body["expires_in"], 3599, "expected Entra's token lifetime: {body}");
+    assert_eq!(body["ext_expires_in"], 3599, "expected Entra's extended lifetime: {body}");
     let token = body["access_token"].as_str().expect("access_token");
     let header = jwt_part(token, 0);
-    assert_eq!(header["alg"], "RS256");
+    assert_eq!(header["alg"], "RS256", "expected an RS256-signed token: {header}");
     assert!(header["kid"].is_string() && header["x5t"].is_string(), "{header}");
     let claims = jwt_part(token, 1);
-    assert_eq!(claims["tid"], TENANT);
-    assert_eq!(claims["appid"], app_id.as_str());
+    assert_eq!(claims["tid"], TENANT, "expected the token's tenant: {claims}");
+    assert_eq!(claims["appid"], app_id.as_str(), "expected the token's app: {claims}");
     assert_eq!(claims["roles"], json!(["User.Read.All"]), "only consented roles, not all requested");
-    assert_eq!(claims["aud"], "00000003-0000-0000-c000-000000000000");
-    assert_eq!(claims["iss"], format!("https://sts.windows.net/{TENANT}/"));
-    assert_eq!(claims["appidacr"], "1");
+    assert_eq!(claims["aud"], "00000003-0000-0000-c000-000000000000", "expected Graph as the audience: {claims}");
+    assert_eq!(claims["iss"], format!("https://sts.windows.net/{TENANT}/"), "expected the v1 issuer: {claims}");
+    assert_eq!(claims["appidacr"], "1", "expected appidacr 1 for a secret: {claims}");
     let lifetime = claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat");
-    assert_eq!(lifetime, 3599);
+    assert_eq!(lifetime, 3599, "expected exp − iat to be the token lifetime: {claims}");
 }
 
 #[tokio::test]
@@ -265,11 +265,12 @@ async fn secret_grant_accepts_tenant_domain_and_http_basic() {
         .send()
         .await
         .expect("token request");
-    assert_eq!(response.status(), StatusCode::OK);
+    let status = response.status();
     let body: Value = response.json().await.expect("json");
+    assert_eq!(status, StatusCode::OK, "expected HTTP Basic client authentication to be accepted: {body}");
     let claims = jwt_part(body["access_token"].as_str().expect("token"), 1);
     assert_eq!(claims["tid"], TENANT, "domain resolves to the tenant id");
-    assert_eq!(claims["roles"], json!(READ_ROLES));
+    assert_eq!(claims["roles"], json!(READ_ROLES), "expected every consented role: {claims}");
 }
 
 #[tokio::test]
@@ -438,7 +439,7 @@ async fn error_correlation_id_echoes_client_request_id() {
         .await
         .expect("request");
     let body: Value = response.json().await.expect("json");
-    assert_eq!(body["correlation_id"], correlation.as_str());
+    assert_eq!(body["correlation_id"], correlation.as_str(), "expected the client-request-id echoed: {body}");
 }
 
 #[tokio::test]
@@ -574,9 +575,13 @@ async fn consented_token_is_authorized_with_its_claims() {
     let app_id = sim.app_with_secret("right", &["User.Read.All"]);
     let token = sim.secret_token(&app_id, "right").await;
     let response = sim.graph_get(Some(&token)).await;
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.status(), StatusCode::OK, "expected a consented token to pass");
     let body: Value = response.json().await.expect("json");
-    assert_eq!(body, json!({"tid": TENANT, "appid": app_id, "roles": ["User.Read.All"]}));
+    assert_eq!(
+        body,
+        json!({"tid": TENANT, "appid": app_id, "roles": ["User.Read.All"]}),
+        "expected the endpoint to see the token's tenant, app and roles"
+    );
 }
 
 #[tokio::test]
@@ -586,15 +591,22 @@ async fn token_without_consent_has_no_roles_and_graph_answers_403() {
     let token = sim.secret_token(&app_id, "right").await;
     assert!(jwt_part(&token, 1).get("roles").is_none(), "no consent: no roles claim");
     let response = sim.graph_get(Some(&token)).await;
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(response.status(), StatusCode::FORBIDDEN, "expected a token without roles to be forbidden");
     let body: Value = response.json().await.expect("json");
-    assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
-    assert_eq!(body["error"]["message"], "Insufficient privileges to complete the operation.");
-    assert!(body["error"]["innerError"]["request-id"].is_string());
+    assert_eq!(body["error"]["code"], "Authorization_RequestDenied", "expected Graph's error code: {body}");
+    assert_eq!(
+        body["error"]["message"], "Insufficient privileges to complete the operation.",
+        "expected Graph's error message: {body}"
+    );
+    assert!(body["error"]["innerError"]["request-id"].is_string(), "expected a request-id: {body}");
     // Consent granted later applies to tokens issued later.
     sim.identity.grant_consent(TENANT, &app_id, &roles(&["Directory.Read.All"])).expect("consent");
     let token = sim.secret_token(&app_id, "right").await;
-    assert_eq!(sim.graph_get(Some(&token)).await.status(), StatusCode::OK);
+    assert_eq!(
+        sim.graph_get(Some(&token)).await.status(),
+        StatusCode::OK,
+        "expected a token issued after the consent to pass"
+    );
 }
 
 #[tokio::test]
@@ -604,14 +616,17 @@ async fn expired_token_is_401_with_documented_message_and_www_authenticate() {
     let token = sim.secret_token(&app_id, "right").await;
     sim.clock.advance(chrono::Duration::seconds(3600));
     let response = sim.graph_get(Some(&token)).await;
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "expected a token an hour old to be refused");
     let challenge =
         response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert!(challenge.starts_with("Bearer realm=\"\", authorization_uri=\""), "{challenge}");
     assert!(challenge.ends_with("client_id=\"00000003-0000-0000-c000-000000000000\""), "{challenge}");
     let body: Value = response.json().await.expect("json");
-    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
-    assert_eq!(body["error"]["message"], "Access token has expired or is not yet valid.");
+    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken", "expected Graph's error code: {body}");
+    assert_eq!(
+        body["error"]["message"], "Access token has expired or is not yet valid.",
+        "expected Graph's error message: {body}"
+    );
 }
 
 #[tokio::test]
@@ -681,11 +696,15 @@ async fn admin_consent_redirects_with_admin_consent_true_and_grants_requested_ro
         .send()
         .await
         .expect("consent request");
-    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(response.status(), StatusCode::FOUND, "expected consent to redirect");
     let (target, query) = redirect_query(&response);
-    assert_eq!(target, "https://console.example/consented");
+    assert_eq!(target, "https://console.example/consented", "expected the redirect to the given redirect_uri");
     let expected = [("admin_consent", "True"), ("tenant", TENANT), ("state", "xyz 1")];
-    assert_eq!(query, expected.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec());
+    assert_eq!(
+        query,
+        expected.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec(),
+        "expected the documented success parameters, state echoed"
+    );
     let token = sim.secret_token(&app_id, "right").await;
     assert_eq!(jwt_part(&token, 1)["roles"], json!(READ_ROLES), "consent grants what the app requests");
 }
@@ -700,14 +719,14 @@ async fn refused_admin_consent_redirects_with_documented_error() {
         .send()
         .await
         .expect("refuse switch");
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.status(), StatusCode::OK, "expected the admin API to switch consent refusal on");
     let response = client()
         .get(format!("{}/{TENANT}/adminconsent", sim.base))
         .query(&[("client_id", app_id.as_str()), ("redirect_uri", "http://localhost/cb?keep=1"), ("state", "s")])
         .send()
         .await
         .expect("consent request");
-    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(response.status(), StatusCode::FOUND, "expected a refused consent to redirect too");
     let (_, query) = redirect_query(&response);
     let expected = [
         ("keep", "1"),
@@ -715,7 +734,11 @@ async fn refused_admin_consent_redirects_with_documented_error() {
         ("error_description", "The admin canceled the request"),
         ("state", "s"),
     ];
-    assert_eq!(query, expected.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec());
+    assert_eq!(
+        query,
+        expected.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec(),
+        "expected the redirect_uri's own query kept, then the documented error and state"
+    );
     let state = sim.identity.consent_state(TENANT).expect("state");
     assert!(state.consents.is_empty(), "a refused prompt grants nothing");
 }
@@ -752,7 +775,8 @@ async fn admin_consent_errors_do_not_redirect() {
         let body: Value = response.json().await.expect("json");
         assert_aadsts(status, &body, StatusCode::BAD_REQUEST, error, code);
     }
-    assert!(sim.identity.consent_state(TENANT).expect("state").consents.is_empty());
+    let state = sim.identity.consent_state(TENANT).expect("state");
+    assert!(state.consents.is_empty(), "expected bad consent requests to grant nothing: {:?}", state.consents);
 }
 
 // ---- discovery documents ----
@@ -762,11 +786,23 @@ async fn openid_configuration_names_the_emulators_endpoints() {
     let sim = start().await;
     let url = format!("{}/{DOMAIN}/v2.0/.well-known/openid-configuration", sim.base);
     let doc: Value = client().get(url).send().await.expect("request").json().await.expect("json");
-    assert_eq!(doc["token_endpoint"], format!("{}/{TENANT}/oauth2/v2.0/token", sim.base));
-    assert_eq!(doc["authorization_endpoint"], format!("{}/{TENANT}/oauth2/v2.0/authorize", sim.base));
-    assert_eq!(doc["issuer"], format!("{}/{TENANT}/v2.0", sim.base));
-    assert_eq!(doc["jwks_uri"], format!("{}/{TENANT}/discovery/v2.0/keys", sim.base));
-    assert_eq!(doc["msgraph_host"], "graph.microsoft.com");
+    assert_eq!(
+        doc["token_endpoint"],
+        format!("{}/{TENANT}/oauth2/v2.0/token", sim.base),
+        "expected the token endpoint under the tenant id, the domain resolved"
+    );
+    assert_eq!(
+        doc["authorization_endpoint"],
+        format!("{}/{TENANT}/oauth2/v2.0/authorize", sim.base),
+        "expected the authorization endpoint under the tenant id"
+    );
+    assert_eq!(doc["issuer"], format!("{}/{TENANT}/v2.0", sim.base), "expected the v2 issuer of the tenant");
+    assert_eq!(
+        doc["jwks_uri"],
+        format!("{}/{TENANT}/discovery/v2.0/keys", sim.base),
+        "expected the keys under the tenant id"
+    );
+    assert_eq!(doc["msgraph_host"], "graph.microsoft.com", "expected the global cloud's Graph host");
 
     let common: Value = client()
         .get(format!("{}/organizations/v2.0/.well-known/openid-configuration", sim.base))
@@ -776,7 +812,11 @@ async fn openid_configuration_names_the_emulators_endpoints() {
         .json()
         .await
         .expect("json");
-    assert_eq!(common["issuer"], format!("{}/{{tenantid}}/v2.0", sim.base));
+    assert_eq!(
+        common["issuer"],
+        format!("{}/{{tenantid}}/v2.0", sim.base),
+        "expected the multi-tenant issuer template for /common"
+    );
 
     let response = client()
         .get(format!("{}/{}/v2.0/.well-known/openid-configuration", sim.base, uuid::Uuid::new_v4()))
@@ -798,15 +838,16 @@ async fn instance_discovery_vouches_for_the_emulator_host_only() {
         .send()
         .await
         .expect("request");
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.status(), StatusCode::OK, "expected the emulator host to be vouched for");
     let doc: Value = response.json().await.expect("json");
     assert_eq!(
         doc["tenant_discovery_endpoint"],
-        format!("{}/{TENANT}/v2.0/.well-known/openid-configuration", sim.base)
+        format!("{}/{TENANT}/v2.0/.well-known/openid-configuration", sim.base),
+        "expected the tenant's discovery document"
     );
-    assert_eq!(doc["api-version"], "1.1");
+    assert_eq!(doc["api-version"], "1.1", "expected the api-version asked for: {doc}");
     let host = sim.base.trim_start_matches("http://");
-    assert_eq!(doc["metadata"][0]["aliases"], json!([host]));
+    assert_eq!(doc["metadata"][0]["aliases"], json!([host]), "expected the emulator host as the only alias: {doc}");
 
     let response = client()
         .get(format!("{}/common/discovery/instance", sim.base))
@@ -817,9 +858,9 @@ async fn instance_discovery_vouches_for_the_emulator_host_only() {
         .send()
         .await
         .expect("request");
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "expected a foreign host not to be vouched for");
     let body: Value = response.json().await.expect("json");
-    assert_eq!(body["error"], "invalid_instance");
+    assert_eq!(body["error"], "invalid_instance", "expected the OAuth error: {body}");
 }
 
 #[tokio::test]
@@ -836,14 +877,14 @@ async fn published_keys_verify_issued_tokens() {
         .await
         .expect("json");
     let key = &jwks["keys"][0];
-    assert_eq!(key["kid"], jwt_part(&token, 0)["kid"]);
+    assert_eq!(key["kid"], jwt_part(&token, 0)["kid"], "expected the published key to be the token's signing key");
     let decoding =
         jsonwebtoken::DecodingKey::from_rsa_components(key["n"].as_str().expect("n"), key["e"].as_str().expect("e"))
             .expect("jwk");
     let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
     validation.set_audience(&[identity::GRAPH_APP_ID]);
     let data = jsonwebtoken::decode::<Value>(&token, &decoding, &validation).expect("token verifies with the JWKS");
-    assert_eq!(data.claims["tid"], TENANT);
+    assert_eq!(data.claims["tid"], TENANT, "expected the verified token's tenant: {}", data.claims);
 }
 
 // ---- admin API ----
@@ -863,17 +904,22 @@ async fn admin_api_registers_apps_and_sets_consent() {
         .expect("json");
     let app_id = created["app_id"].as_str().expect("app_id").to_owned();
     let thumbprint = hex::encode_upper(sha1::Sha1::digest(&cert(0).der));
-    assert_eq!(created["certificate_thumbprints"], json!([thumbprint]));
+    assert_eq!(
+        created["certificate_thumbprints"],
+        json!([thumbprint]),
+        "expected the certificate's SHA-1 thumbprint: {created}"
+    );
     assert!(created.get("secret").is_none(), "a certificate app gets no generated secret");
 
     let with_secret: Value =
         client().post(admin("/apps")).json(&json!({})).send().await.expect("register").json().await.expect("json");
     let secret = with_secret["secret"].as_str().expect("a generated secret is returned once");
     let secret_app = with_secret["app_id"].as_str().expect("app_id").to_owned();
-    assert!(sim.secret_token(&secret_app, secret).await.contains('.'));
+    let token = sim.secret_token(&secret_app, secret).await;
+    assert!(token.contains('.'), "expected the generated secret to obtain a JWT: {token}");
 
     let listed: Value = client().get(admin("/apps")).send().await.expect("list").json().await.expect("json");
-    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "expected both registered apps listed: {listed}");
     assert!(listed.as_array().into_iter().flatten().all(|a| a.get("secret").is_none()), "list never shows secrets");
 
     let response = client()
@@ -882,10 +928,14 @@ async fn admin_api_registers_apps_and_sets_consent() {
         .send()
         .await
         .expect("consent");
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.status(), StatusCode::OK, "expected consent by tenant domain to be accepted");
     let state: Value = response.json().await.expect("json");
-    assert_eq!(state["consents"][&app_id], json!(["User.Read.All", "Group.Read.All"]));
-    assert_eq!(state["refuse_consent"], false);
+    assert_eq!(
+        state["consents"][&app_id],
+        json!(["User.Read.All", "Group.Read.All"]),
+        "expected the granted roles in the consent state: {state}"
+    );
+    assert_eq!(state["refuse_consent"], false, "expected consent refusal off: {state}");
 
     let errors = [
         (admin("/apps"), json!({"certificate_pem": "not a certificate"}), StatusCode::BAD_REQUEST),
@@ -924,7 +974,7 @@ async fn https_with_generated_ca_serves_tokens_to_clients_trusting_it() {
 
     let trusting = reqwest::Client::builder().add_root_certificate(ca.clone()).build().expect("client");
     let response = trusting.post(sim.token_url(TENANT)).form(&form).send().await.expect("HTTPS request with the CA");
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.status(), StatusCode::OK, "expected a token over HTTPS when the CA is trusted");
 
     // The certificate also covers 127.0.0.1 and the clouds' host names (resolved here to loopback).
     let port = sim.base.rsplit(':').next().expect("port");
@@ -937,7 +987,11 @@ async fn https_with_generated_ca_serves_tokens_to_clients_trusting_it() {
     for base in [format!("https://127.0.0.1:{port}"), format!("https://login.microsoftonline.us:{port}")] {
         let url = format!("{base}/{TENANT}/v2.0/.well-known/openid-configuration");
         let doc: Value = as_login.get(&url).send().await.expect("HTTPS request").json().await.expect("json");
-        assert_eq!(doc["token_endpoint"], format!("{base}/{TENANT}/oauth2/v2.0/token"));
+        assert_eq!(
+            doc["token_endpoint"],
+            format!("{base}/{TENANT}/oauth2/v2.0/token"),
+            "expected the token endpoint on the host asked: {doc}"
+        );
     }
 
     let untrusting = reqwest::Client::builder().tls_built_in_root_certs(true).build().expect("client");
@@ -956,11 +1010,8 @@ async fn msgraph_sdk_check_passes_against_graph_sim_over_https() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let ca_path = dir.join("ca.pem");
     let tls = graph_sim::tls::server_config_writing_ca(&ca_path, &[]).expect("tls");
-    let sim = graph_sim::GraphSim::start(graph_sim::SimOptions {
-        tls: Some(tls),
-        ..Default::default()
-    })
-    .expect("start graph-sim");
+    let sim = graph_sim::GraphSim::start(graph_sim::SimOptions { tls: Some(tls), ..Default::default() })
+        .expect("start graph-sim");
     let repo = env!("CARGO_MANIFEST_DIR");
     let venv = std::env::var("ENTRASYNC_SDK_VENV").unwrap_or_else(|_| format!("{repo}/target/msgraph-sdk-venv"));
     let output = tokio::process::Command::new(format!("{venv}/bin/python"))

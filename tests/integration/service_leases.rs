@@ -16,13 +16,27 @@ async fn a_lease_is_exclusive_until_it_expires_or_is_released() {
     let tenants = create_tenants(&pool, 3).await;
     let ttl = Duration::from_secs(2);
 
-    assert_eq!(leases::acquire(&pool, "a", &tenants, ttl).await.unwrap(), tenants);
+    assert_eq!(
+        leases::acquire(&pool, "a", &tenants, ttl).await.unwrap(),
+        tenants,
+        "expected a to get every free lease"
+    );
     assert!(leases::acquire(&pool, "b", &tenants, ttl).await.unwrap().is_empty(), "held by a");
-    assert_eq!(leases::renew(&pool, "a", ttl).await.unwrap().len(), 3);
-    assert_eq!(leases::release(&pool, "a", &tenants[..1]).await.unwrap(), 1);
-    assert_eq!(leases::acquire(&pool, "b", &tenants, ttl).await.unwrap(), tenants[..1].to_vec());
+    assert_eq!(leases::renew(&pool, "a", ttl).await.unwrap().len(), 3, "expected a to renew its 3 leases");
+    assert_eq!(leases::release(&pool, "a", &tenants[..1]).await.unwrap(), 1, "expected a to release one lease");
+    assert_eq!(
+        leases::acquire(&pool, "b", &tenants, ttl).await.unwrap(),
+        tenants[..1].to_vec(),
+        "expected b to get only the released lease"
+    );
 
-    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    // Expiry is the database's: wait until it shows no live lease (reading leases renews nothing).
+    let all_expired = || async { leases::current(&pool).await.unwrap().is_empty() };
+    assert!(
+        eventually(Duration::from_secs(30), all_expired).await,
+        "expected every lease to expire within 30 s of a {ttl:?} TTL: {:?}",
+        holders(&pool).await
+    );
     assert!(leases::renew(&pool, "a", ttl).await.unwrap().is_empty(), "an expired lease is not renewed");
     let taken: BTreeSet<i64> = leases::acquire(&pool, "b", &tenants, ttl).await.unwrap().into_iter().collect();
     assert_eq!(taken, tenants.iter().copied().collect(), "expired leases are free");
@@ -92,6 +106,6 @@ async fn coordinators_share_tenants_evenly_and_take_over_when_one_leaves_or_stop
     b.abort();
     assert!(eventually(Duration::from_secs(30), all_held_by(1)).await, "after b died: {:?}", holders(&pool).await);
     let c = services.next().unwrap();
-    assert_eq!(c.supervised_tenants().await.len(), tenants.len());
+    assert_eq!(c.supervised_tenants().await.len(), tenants.len(), "expected c, the last instance, to supervise all");
     c.shutdown().await;
 }

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use graph_sim::mutate::MutationBatch;
 use entrasync::store::tenants;
+use graph_sim::mutate::MutationBatch;
 
 use crate::service_support::{overlapping_runs, start_service, stored_counts, stored_runs, true_counts, World};
 use crate::support::eventually;
@@ -21,6 +21,42 @@ async fn converged(world: &World, tenants: &[entrasync::demo::emulated::Emulated
 
 async fn some_run_is_running(pool: &entrasync::store::Pool) -> bool {
     stored_runs(pool).await.iter().any(|r| r.status == "running")
+}
+
+/// For a failure message: each tenant that has not converged, its counts against the truth, its runs and
+/// what its schedule last enqueued.
+async fn divergence(world: &World, tenants: &[entrasync::demo::emulated::EmulatedTenant]) -> String {
+    let client = world.pool.get().await.expect("connection");
+    let mut report = String::new();
+    for tenant in tenants {
+        let (stored, truth) =
+            (stored_counts(&world.pool, tenant.tenant_id).await, true_counts(&world.sim, &tenant.sim_tenant));
+        if stored == truth {
+            continue;
+        }
+        report += &format!("\ntenant {}: stored {stored:?}, truth {truth:?}; runs:\n", tenant.tenant_id);
+        let runs = client
+            .query(
+                "SELECT object_class::text, mode::text, status::text, error, started_at, finished_at, job_id \
+                 FROM sync_runs WHERE tenant_id = $1 ORDER BY started_at",
+                &[&tenant.tenant_id],
+            )
+            .await
+            .expect("runs");
+        for r in runs {
+            let (class, mode, status): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            let (error, started, finished): (
+                Option<String>,
+                chrono::DateTime<chrono::Utc>,
+                Option<chrono::DateTime<chrono::Utc>>,
+            ) = (r.get(3), r.get(4), r.get(5));
+            let job: Option<uuid::Uuid> = r.get(6);
+            report += &format!("  {class} {mode} {status} {error:?} {started} .. {finished:?} job {job:?}\n");
+        }
+        let schedule = entrasync::store::schedule::load(&world.pool, tenant.tenant_id).await.expect("schedule");
+        report += &format!("  schedule: {schedule:?}\n");
+    }
+    report
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,7 +78,11 @@ async fn runs_survive_rabbitmq_and_postgres_outages_without_duplicate_or_missing
         ("ENTRASYNC_SYNC_DELETION_THRESHOLD_PERCENT", "100"),
     ]);
     let (service, broker) = start_service(&settings);
-    assert!(eventually(Duration::from_secs(90), || converged(&world, &tenants)).await, "first rounds converge");
+    assert!(
+        eventually(Duration::from_secs(90), || converged(&world, &tenants)).await,
+        "expected the first rounds to converge within 90 s:{}",
+        divergence(&world, &tenants).await
+    );
 
     for (cut_name, proxy) in [("rabbitmq", &mq), ("postgres", &pg)] {
         for (i, tenant) in tenants.iter().enumerate() {
@@ -52,11 +92,14 @@ async fn runs_survive_rabbitmq_and_postgres_outages_without_duplicate_or_missing
         }
         assert!(eventually(Duration::from_secs(20), || some_run_is_running(&world.pool)).await, "a run to interrupt");
         proxy.cut();
+        // The outage itself: the service is left without this peer for a while (longer than the 2 s connect
+        // timeout). Nothing below depends on how long it lasted, only on what was done to recover.
         tokio::time::sleep(Duration::from_secs(4)).await;
         proxy.restore();
         assert!(
             eventually(Duration::from_secs(90), || converged(&world, &tenants)).await,
-            "converged after the {cut_name} outage"
+            "expected every tenant to converge within 90 s after the {cut_name} outage:{}",
+            divergence(&world, &tenants).await
         );
     }
 

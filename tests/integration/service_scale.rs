@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use graph_sim::mutate::MutationBatch;
 use entrasync::store::leases;
+use graph_sim::mutate::MutationBatch;
 
 use crate::service_support::{overlapping_runs, stored_counts, stored_runs, true_counts, World};
 use crate::support::app::{binary, free_port, ChildGuard};
@@ -75,7 +75,11 @@ async fn fifty_tenants_on_three_instances_survive_a_kill_and_never_run_twice_at_
     // kill -9 one instance; its tenants must be supervised elsewhere and run again within 30 s.
     let victim_tenants: BTreeSet<i64> =
         holders(&pool).await.into_iter().filter(|(_, holder)| holder == "i1").map(|(t, _)| t).collect();
-    assert!(!victim_tenants.is_empty());
+    assert!(
+        !victim_tenants.is_empty(),
+        "expected i1 to hold some tenants before it is killed: {:?}",
+        holders(&pool).await
+    );
     let mut victim = instances.remove("i1").expect("i1");
     let killed_at = chrono::Utc::now();
     let started = Instant::now();

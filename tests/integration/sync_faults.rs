@@ -1,10 +1,10 @@
 //! Graph faults during a round: a 410 sync reset and an expired token (`syncStateNotFound`) restart the
 //! round as a full scan with the reason in the history; a 429 storm slows the round but it completes.
 
-use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger, RetryAfter};
-use graph_sim::settings::SettingsPatch;
 use entrasync::model::{ObjectClass, RunStatus, SyncMode};
 use entrasync::store::runs;
+use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger, RetryAfter};
+use graph_sim::settings::SettingsPatch;
 
 use crate::sync_support::{spec, SyncTenant, SyncWorld};
 
@@ -32,13 +32,21 @@ async fn restarted_as_full_and_converged(world: &SyncWorld, tenant: &SyncTenant,
         assert!(reason.contains("restarted as a full scan") && reason.contains(expected_reason), "{class}: {reason}");
         let client = world.pool.get().await.expect("connection");
         let recorded = runs::get(&client, report.run_id).await.expect("run").expect("run row");
-        assert_eq!((recorded.mode.as_str(), recorded.status.as_str()), ("full", "success"));
+        assert_eq!(
+            (recorded.mode.as_str(), recorded.status.as_str()),
+            ("full", "success"),
+            "{class}: expected the history to record a successful full run"
+        );
         assert_eq!(recorded.reason.as_deref(), Some(reason.as_str()), "{class}: the history says why");
         world.assert_converged(tenant, class, false).await;
     }
     // The new deltaLink works: the next round is a plain delta round.
     for report in world.round_all(tenant).await {
-        assert_eq!((report.mode, report.status), (SyncMode::Delta, RunStatus::Success));
+        assert_eq!(
+            (report.mode, report.status),
+            (SyncMode::Delta, RunStatus::Success),
+            "expected the round after the restart to be a plain delta round: {report:?}"
+        );
     }
 }
 
@@ -82,12 +90,15 @@ async fn a_429_storm_slows_the_round_but_it_completes() {
     }
     let mut throttled = 0;
     for report in world.round_all(&tenant).await {
-        assert_eq!(report.status, RunStatus::Success);
+        assert_eq!(report.status, RunStatus::Success, "expected the round to complete despite the 429s: {report:?}");
         throttled += report.counts.throttled_waits;
         let client = world.pool.get().await.expect("connection");
         let recorded = runs::get(&client, report.run_id).await.expect("run").expect("row");
         assert_eq!(recorded.counts.throttled_waits, report.counts.throttled_waits, "waits are in the history");
-        assert_eq!(recorded.counts.graph_requests, report.counts.graph_requests);
+        assert_eq!(
+            recorded.counts.graph_requests, report.counts.graph_requests,
+            "expected the history to record the round's Graph requests"
+        );
     }
     let counters = world.sim.state().tenant_counters(&tenant.sim_tenant).expect("counters");
     let sent = counters.by_status.get(&429).copied().unwrap_or(0);

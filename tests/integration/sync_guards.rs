@@ -46,12 +46,16 @@ async fn held_round(world: &SyncWorld, tenant: &SyncTenant) -> Uuid {
     assert_eq!(live_count(world, tenant).await, 1_000, "nothing deleted");
     let client = world.pool.get().await.expect("connection");
     let recorded = runs::get(&client, report.run_id).await.expect("run").expect("row");
-    assert_eq!((recorded.status.as_str(), recorded.counts.deleted), ("held", 600));
+    assert_eq!(
+        (recorded.status.as_str(), recorded.counts.deleted),
+        ("held", 600),
+        "expected the history to record the run as held with its 600 deletions"
+    );
 
     // The round completed otherwise: the next one starts from the new deltaLink and holds nothing twice.
     let next = world.try_round(&request).await.expect("next round");
     assert_eq!((next.status, next.counts.deleted), (RunStatus::Success, 0), "{next:?}");
-    assert_eq!(live_count(world, tenant).await, 1_000);
+    assert_eq!(live_count(world, tenant).await, 1_000, "expected the next round to delete nothing either");
     report.run_id
 }
 
@@ -62,12 +66,16 @@ async fn six_hundred_deletions_are_held_and_allowing_applies_exactly_those() {
     let run_id = held_round(&world, &tenant).await;
     let held: BTreeSet<Uuid> =
         held_deletions_of_run(&world.pool, run_id).await.expect("held").into_iter().map(|h| h.object_id).collect();
-    assert_eq!(held, doomed);
+    assert_eq!(held, doomed, "expected exactly the 600 users deleted in Entra to be held");
 
     let resolution =
         allow_held_deletions(&world.pool, tenant.tenant_id, ObjectClass::User, run_id, "alice").await.expect("allow");
-    assert_eq!((resolution.resolved, resolution.deleted), (600, 600));
-    assert_eq!(live_count(&world, &tenant).await, 400);
+    assert_eq!(
+        (resolution.resolved, resolution.deleted),
+        (600, 600),
+        "expected allowing to resolve and apply all 600 held deletions"
+    );
+    assert_eq!(live_count(&world, &tenant).await, 400, "expected 1,000 − 600 users live after allowing");
     // Soft deletions are kept restorable, permanent ones are gone: exactly the truth.
     world.assert_converged(&tenant, ObjectClass::User, true).await;
     let again = allow_held_deletions(&world.pool, tenant.tenant_id, ObjectClass::User, run_id, "alice").await;
@@ -86,15 +94,23 @@ async fn rejected_deletions_are_not_applied_and_a_restored_object_leaves_the_hol
     let allowed =
         allow_held_deletions(&world.pool, tenant.tenant_id, ObjectClass::User, run_id, "bob").await.expect("allow");
     assert_eq!(allowed.deleted, 599, "the restored user is not deleted");
-    assert!(!deleted_ids(&world, &tenant).await.contains(&Uuid::parse_str(&restored).expect("uuid")));
+    assert!(
+        !deleted_ids(&world, &tenant).await.contains(&Uuid::parse_str(&restored).expect("uuid")),
+        "expected the restored user {restored} not to be deleted"
+    );
 
     let (tenant, _) = six_hundred_deletions(&world, 83).await;
     let run_id = held_round(&world, &tenant).await;
     let rejected =
         reject_held_deletions(&world.pool, tenant.tenant_id, ObjectClass::User, run_id, "carol").await.expect("reject");
-    assert_eq!((rejected.resolved, rejected.deleted), (600, 0));
-    assert_eq!(live_count(&world, &tenant).await, 1_000);
-    assert!(deleted_ids(&world, &tenant).await.is_empty());
+    assert_eq!(
+        (rejected.resolved, rejected.deleted),
+        (600, 0),
+        "expected rejecting to resolve the 600 held deletions and apply none"
+    );
+    assert_eq!(live_count(&world, &tenant).await, 1_000, "expected all 1,000 users live after rejecting");
+    let deleted = deleted_ids(&world, &tenant).await;
+    assert!(deleted.is_empty(), "expected no user marked deleted after rejecting: {deleted:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +118,7 @@ async fn an_empty_or_far_too_short_full_listing_fails_and_deletes_nothing() {
     let world = SyncWorld::start().await;
     let tenant = world.tenant(spec(84, 10_000, 0, 0), 200).await;
     world.round(&tenant, ObjectClass::User).await;
-    assert_eq!(live_count(&world, &tenant).await, 10_000);
+    assert_eq!(live_count(&world, &tenant).await, 10_000, "expected the first round to store all 10,000 users");
     let ids = world.sim.state().ids(&tenant.sim_tenant, ObjectClass::User, true).expect("ids");
     let mut request = world.request(&tenant, ObjectClass::User);
     request.force_full = true;
@@ -118,7 +134,11 @@ async fn an_empty_or_far_too_short_full_listing_fails_and_deletes_nothing() {
         assert_eq!(live_count(&world, &tenant).await, 10_000, "nothing deleted");
         let client = world.pool.get().await.expect("connection");
         let recorded = runs::get(&client, report.run_id).await.expect("run").expect("row");
-        assert_eq!((recorded.status.as_str(), recorded.reason.as_deref()), ("failed", Some(reason.as_str())));
+        assert_eq!(
+            (recorded.status.as_str(), recorded.reason.as_deref()),
+            ("failed", Some(reason.as_str())),
+            "expected the history to record the failure and its reason"
+        );
     }
 }
 
@@ -146,7 +166,7 @@ async fn a_delta_rounds_percentage_guard_decides_like_a_full_count() {
             assert_eq!(live_count(&world, &tenant).await, 1_000, "nothing deleted");
         } else {
             assert_eq!(report.status, RunStatus::Success, "{report:?}");
-            assert_eq!(live_count(&world, &tenant).await, 700);
+            assert_eq!(live_count(&world, &tenant).await, 700, "expected the 300 deletions applied at 40 %");
         }
     }
 }

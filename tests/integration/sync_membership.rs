@@ -14,12 +14,20 @@ async fn a_group_of_sixty_thousand_members_is_merged_exactly_and_removals_apply(
     let started = std::time::Instant::now();
     let full = world.round(&tenant, ObjectClass::Group).await;
     let elapsed = started.elapsed();
-    assert_eq!((full.mode, full.status), (SyncMode::Full, RunStatus::Success));
+    assert_eq!(
+        (full.mode, full.status),
+        (SyncMode::Full, RunStatus::Success),
+        "expected a successful full round: {full:?}"
+    );
     assert!(full.counts.pages >= 100, "membership spread over many pages: {full:?}");
     assert_eq!(full.counts.changed, 1, "one group changed, however many pages it spans");
     assert_eq!(full.counts.total, 1, "one group listed, however many pages it spans");
     let client = world.pool.get().await.expect("connection");
-    assert_eq!(members::list(&client, tenant.tenant_id).await.expect("members").len(), 60_000);
+    assert_eq!(
+        members::list(&client, tenant.tenant_id).await.expect("members").len(),
+        60_000,
+        "expected every one of the 60,000 memberships stored"
+    );
     world.assert_converged(&tenant, ObjectClass::Group, true).await;
     eprintln!("60,000-member group: {} pages in {elapsed:?}", full.counts.pages);
 
@@ -28,12 +36,23 @@ async fn a_group_of_sixty_thousand_members_is_merged_exactly_and_removals_apply(
     let group = state.ids(&tenant.sim_tenant, ObjectClass::Group, true).expect("groups").remove(0);
     let users = state.ids(&tenant.sim_tenant, ObjectClass::User, true).expect("users");
     for user in users.iter().step_by(40) {
-        assert!(state.remove_member(&tenant.sim_tenant, &group, user).expect("remove member"));
+        assert!(
+            state.remove_member(&tenant.sim_tenant, &group, user).expect("remove member"),
+            "expected user {user} to be a member of the all-company group"
+        );
     }
     let delta = world.round(&tenant, ObjectClass::Group).await;
-    assert_eq!((delta.mode, delta.status, delta.counts.changed), (SyncMode::Delta, RunStatus::Success, 1));
+    assert_eq!(
+        (delta.mode, delta.status, delta.counts.changed),
+        (SyncMode::Delta, RunStatus::Success, 1),
+        "expected a successful delta round changing the one group: {delta:?}"
+    );
     assert_eq!(delta.counts.rows_written, 1_500, "only the removed memberships were written");
-    assert_eq!(members::list(&client, tenant.tenant_id).await.expect("members").len(), 58_500);
+    assert_eq!(
+        members::list(&client, tenant.tenant_id).await.expect("members").len(),
+        58_500,
+        "expected 60,000 − 1,500 memberships stored after the removals"
+    );
     world.assert_converged(&tenant, ObjectClass::Group, true).await;
 }
 
@@ -47,7 +66,11 @@ async fn certificate_and_secret_credentials_both_sync_the_directory() {
         let mut request = world.request(&by_certificate, class);
         request.graph_tenant = world.certificate_tenant(&by_certificate);
         let certificate_report = world.try_round(&request).await.expect("certificate round");
-        assert_eq!(certificate_report.status, RunStatus::Success);
+        assert_eq!(
+            certificate_report.status,
+            RunStatus::Success,
+            "{class}: expected the certificate round to succeed: {certificate_report:?}"
+        );
         assert!(certificate_report.counts.changed > 0, "{class}: the certificate reached the data");
         assert_eq!(certificate_report.counts, secret_report.counts, "{class}");
         world.assert_converged(&by_certificate, class, true).await;

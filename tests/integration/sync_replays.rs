@@ -1,8 +1,8 @@
 //! Graph replays objects, repeats them within and across pages, serves empty pages with a nextLink and
 //! sends objects in no particular order: none of it may cost an extra row write.
 
-use graph_sim::settings::SettingsPatch;
 use entrasync::model::ObjectClass;
+use graph_sim::settings::SettingsPatch;
 
 use crate::sync_support::{row_writes, spec, SyncWorld};
 
@@ -34,7 +34,11 @@ async fn replays_duplicates_and_empty_pages_cost_no_extra_row_writes() {
         let clean = world.round(&quiet, class).await;
         let replayed = world.round(&noisy, class).await;
         assert_eq!(replayed.counts.rows_written, clean.counts.rows_written, "{class}: no extra writes in delta");
-        assert_eq!((replayed.counts.changed, replayed.counts.deleted), (clean.counts.changed, clean.counts.deleted));
+        assert_eq!(
+            (replayed.counts.changed, replayed.counts.deleted),
+            (clean.counts.changed, clean.counts.deleted),
+            "{class}: expected replays to change and delete exactly what the quiet tenant's delta did"
+        );
         world.assert_converged(&noisy, class, true).await;
     }
 
@@ -45,7 +49,11 @@ async fn replays_duplicates_and_empty_pages_cost_no_extra_row_writes() {
         let report = world.round(&noisy, class).await;
         assert_eq!(report.counts.rows_written, 0, "{class}: {report:?}");
     }
-    assert_eq!(row_writes(&before, &world.row_versions(&noisy).await), 0);
+    assert_eq!(
+        row_writes(&before, &world.row_versions(&noisy).await),
+        0,
+        "expected no row version to move when delta rounds only replay"
+    );
     // Also with a full round, which lists every object again.
     for class in ObjectClass::ALL {
         let mut request = world.request(&noisy, class);
@@ -54,5 +62,9 @@ async fn replays_duplicates_and_empty_pages_cost_no_extra_row_writes() {
         assert_eq!((report.counts.rows_written, report.counts.changed), (0, 0), "{class}: {report:?}");
     }
     assert!(served(&noisy) > served_before + 400, "every object was listed again");
-    assert_eq!(row_writes(&before, &world.row_versions(&noisy).await), 0);
+    assert_eq!(
+        row_writes(&before, &world.row_versions(&noisy).await),
+        0,
+        "expected no row version to move when a full round lists unchanged objects"
+    );
 }

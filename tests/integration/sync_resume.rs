@@ -5,13 +5,13 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
 use entrasync::model::{ObjectClass, RunStatus, SyncMode};
 use entrasync::store::cursors;
 use entrasync::sync::{
     run_round, PassThrough, PgRunRecorder, RecorderError, RoundDeps, RoundReport, RoundRequest, RunCounts, RunFinished,
     RunProgress, RunRecorder, RunStarted, SyncError,
 };
+use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
 use rand::Rng;
 use tokio::sync::Notify;
 
@@ -79,8 +79,8 @@ async fn resumed_round(world: &SyncWorld, tenant: &SyncTenant, class: ObjectClas
     round_dropped_after_page(world, tenant, class, k).await;
     let report = world.round(tenant, class).await;
     assert!(report.resumed, "{class}: the next round resumes the stopped run (k = {k})");
-    assert_eq!(report.status, RunStatus::Success);
-    assert_eq!(report.mode, twin.mode);
+    assert_eq!(report.status, RunStatus::Success, "{class}: expected the resumed round to succeed: {report:?}");
+    assert_eq!(report.mode, twin.mode, "{class}: expected the resumed round in the stopped round's mode");
     assert!(
         same_counts(&report.counts, &twin.counts),
         "{class}, stopped after page {k}: resumed {:?} vs uninterrupted {:?}",
@@ -99,7 +99,7 @@ async fn a_round_dropped_after_a_random_page_resumes_with_the_same_counts() {
 
     for class in ObjectClass::ALL {
         let uninterrupted = world.round(&twin, class).await;
-        assert_eq!(uninterrupted.mode, SyncMode::Full);
+        assert_eq!(uninterrupted.mode, SyncMode::Full, "{class}: expected the twin's first round to be full");
         resumed_round(&world, &stopped, class, &uninterrupted).await;
     }
     for tenant in [&stopped, &twin] {
@@ -107,7 +107,7 @@ async fn a_round_dropped_after_a_random_page_resumes_with_the_same_counts() {
     }
     for class in ObjectClass::ALL {
         let uninterrupted = world.round(&twin, class).await;
-        assert_eq!(uninterrupted.mode, SyncMode::Delta);
+        assert_eq!(uninterrupted.mode, SyncMode::Delta, "{class}: expected the twin's second round to be a delta");
         if uninterrupted.counts.pages >= 3 {
             resumed_round(&world, &stopped, class, &uninterrupted).await;
         } else {
@@ -141,7 +141,7 @@ async fn pages_written_in_batches_count_the_same_and_resume_after_a_batch() {
     let checkpointed = checkpointed_pages(&world, &batched).await;
     assert_eq!(checkpointed, 3, "the first batch is three pages, committed together");
     let resumed = world.try_round(&batched_request(ObjectClass::User)).await.expect("resumed round");
-    assert!(resumed.resumed);
+    assert!(resumed.resumed, "expected the next round to resume the stopped batched run: {resumed:?}");
     assert!(same_counts(&resumed.counts, &per_page.counts), "{:?} vs {:?}", resumed.counts, per_page.counts);
     world.assert_converged(&batched, ObjectClass::User, true).await;
 
@@ -157,7 +157,11 @@ async fn pages_written_in_batches_count_the_same_and_resume_after_a_batch() {
     for class in ObjectClass::ALL {
         let per_page = world.round(&twin, class).await;
         let report = world.try_round(&batched_request(class)).await.expect("batched delta round");
-        assert_eq!((report.mode, report.status), (SyncMode::Delta, RunStatus::Success));
+        assert_eq!(
+            (report.mode, report.status),
+            (SyncMode::Delta, RunStatus::Success),
+            "{class}: expected a successful batched delta round: {report:?}"
+        );
         assert_eq!(
             (report.counts.changed, report.counts.deleted, report.counts.pages),
             (per_page.counts.changed, per_page.counts.deleted, per_page.counts.pages),

@@ -89,7 +89,7 @@ async fn a_replayed_page_writes_nothing_and_only_real_changes_are_written() {
     let env = env().await;
     let page = || vec![user(1, json!({"displayName": "A", "mail": "a@x"})), user(2, json!({"displayName": "B"}))];
     let first = env.apply(ObjectClass::User, Uuid::new_v4(), page()).await;
-    assert_eq!((first.object_rows, first.newly_changed), (2, 2));
+    assert_eq!((first.object_rows, first.newly_changed), (2, 2), "expected both new users written and changed");
 
     let replay = env.apply(ObjectClass::User, Uuid::new_v4(), page()).await;
     assert_eq!(replay, PageOutcome::default(), "a replay writes nothing");
@@ -100,8 +100,16 @@ async fn a_replayed_page_writes_nothing_and_only_real_changes_are_written() {
         user(2, json!({"displayName": "B2"})),
     ];
     let outcome = env.apply(ObjectClass::User, Uuid::new_v4(), reordered).await;
-    assert_eq!((outcome.object_rows, outcome.newly_changed), (1, 1));
-    assert_eq!(env.user_state(2).await, Some((json!({"displayName": "B2"}), false)));
+    assert_eq!(
+        (outcome.object_rows, outcome.newly_changed),
+        (1, 1),
+        "expected only user 2's new value written: {outcome:?}"
+    );
+    assert_eq!(
+        env.user_state(2).await,
+        Some((json!({"displayName": "B2"}), false)),
+        "expected user 2 stored with its new value"
+    );
 }
 
 #[tokio::test]
@@ -109,17 +117,29 @@ async fn membership_slices_merge_across_pages_and_replays_add_nothing() {
     let env = env().await;
     let run = Uuid::new_v4();
     let first = env.apply(ObjectClass::Group, run, vec![group(10, &[1, 2], &[])]).await;
-    assert_eq!((first.object_rows, first.member_rows, first.newly_changed), (1, 2, 1));
+    assert_eq!(
+        (first.object_rows, first.member_rows, first.newly_changed),
+        (1, 2, 1),
+        "expected the group and its 2 members written, the group changed"
+    );
     // The same group again on the next page: the same properties, another slice.
     let second = env.apply(ObjectClass::Group, run, vec![group(10, &[3], &[1])]).await;
     assert_eq!((second.object_rows, second.member_rows, second.newly_changed), (0, 2, 0), "counted once per run");
-    assert_eq!(env.members().await, vec![(id(10), id(2)), (id(10), id(3))]);
+    assert_eq!(
+        env.members().await,
+        vec![(id(10), id(2)), (id(10), id(3))],
+        "expected 1 and 2 added, 3 added and 1 removed: members 2 and 3"
+    );
 
     let replay = env.apply(ObjectClass::Group, Uuid::new_v4(), vec![group(10, &[3], &[1])]).await;
-    assert_eq!(replay, PageOutcome::default());
+    assert_eq!(replay, PageOutcome::default(), "expected a replayed slice to write nothing");
     // Membership alone makes a group changed.
     let only_members = env.apply(ObjectClass::Group, Uuid::new_v4(), vec![group(10, &[4], &[])]).await;
-    assert_eq!((only_members.object_rows, only_members.member_rows, only_members.newly_changed), (0, 1, 1));
+    assert_eq!(
+        (only_members.object_rows, only_members.member_rows, only_members.newly_changed),
+        (0, 1, 1),
+        "expected one membership written and the group counted changed, its row untouched"
+    );
 }
 
 #[tokio::test]
@@ -129,26 +149,31 @@ async fn a_soft_deletion_waits_for_the_round_end_and_a_plain_object_restores_it(
 
     let run = Uuid::new_v4();
     let removed = env.apply(ObjectClass::User, run, vec![DeltaItem::Removed { id: id(1), permanent: false }]).await;
-    assert_eq!((removed.staged_deletions, removed.object_rows), (1, 0));
+    assert_eq!((removed.staged_deletions, removed.object_rows), (1, 0), "expected the removal staged, no row written");
     assert_eq!(env.user_state(1).await, Some((json!({"displayName": "A"}), false)), "nothing deleted mid-round");
-    assert_eq!(env.end_of_round(ObjectClass::User, run).await, 1);
-    assert_eq!(env.user_state(1).await, Some((json!({"displayName": "A"}), true)));
+    assert_eq!(env.end_of_round(ObjectClass::User, run).await, 1, "expected the round end to apply the removal");
+    assert_eq!(
+        env.user_state(1).await,
+        Some((json!({"displayName": "A"}), true)),
+        "expected user 1 kept, marked deleted (restorable)"
+    );
 
     // A replayed removal changes nothing; the restore arrives as a plain object.
     let run = Uuid::new_v4();
     let replay = env.apply(ObjectClass::User, run, vec![DeltaItem::Removed { id: id(1), permanent: false }]).await;
-    assert_eq!(replay, PageOutcome::default());
+    assert_eq!(replay, PageOutcome::default(), "expected a replayed removal to write nothing");
     let restored = env.apply(ObjectClass::User, run, vec![user(1, json!({"displayName": "A"}))]).await;
-    assert_eq!(restored.object_rows, 1);
-    assert_eq!(env.end_of_round(ObjectClass::User, run).await, 0);
-    assert_eq!(env.user_state(1).await, Some((json!({"displayName": "A"}), false)));
+    assert_eq!(restored.object_rows, 1, "expected the restore written");
+    assert_eq!(env.end_of_round(ObjectClass::User, run).await, 0, "expected no deletion left to apply");
+    assert_eq!(env.user_state(1).await, Some((json!({"displayName": "A"}), false)), "expected user 1 live again");
 
     // Deleted then seen again later in the same run: the last event wins.
     let run = Uuid::new_v4();
     env.apply(ObjectClass::User, run, vec![DeltaItem::Removed { id: id(1), permanent: true }]).await;
     env.apply(ObjectClass::User, run, vec![user(1, json!({"displayName": "A"}))]).await;
-    assert_eq!(env.end_of_round(ObjectClass::User, run).await, 0);
-    assert!(env.user_state(1).await.is_some_and(|(_, deleted)| !deleted));
+    assert_eq!(env.end_of_round(ObjectClass::User, run).await, 0, "expected the later upsert to cancel the deletion");
+    let state = env.user_state(1).await;
+    assert!(state.as_ref().is_some_and(|(_, deleted)| !deleted), "expected user 1 live: {state:?}");
 }
 
 #[tokio::test]
@@ -159,14 +184,19 @@ async fn a_permanent_deletion_takes_the_objects_memberships_along() {
 
     let run = Uuid::new_v4();
     env.apply(ObjectClass::User, run, vec![DeltaItem::Removed { id: id(1), permanent: true }]).await;
-    assert_eq!(env.end_of_round(ObjectClass::User, run).await, 1);
-    assert_eq!(env.user_state(1).await, None);
-    assert_eq!(env.members().await, vec![(id(10), id(2))]);
+    assert_eq!(env.end_of_round(ObjectClass::User, run).await, 1, "expected the permanent deletion applied");
+    assert_eq!(env.user_state(1).await, None, "expected user 1 gone for good");
+    assert_eq!(
+        env.members().await,
+        vec![(id(10), id(2))],
+        "expected user 1's memberships in groups 10 and 11 gone with it"
+    );
 
     let run = Uuid::new_v4();
     env.apply(ObjectClass::Group, run, vec![DeltaItem::Removed { id: id(10), permanent: true }]).await;
-    assert_eq!(env.end_of_round(ObjectClass::Group, run).await, 1);
-    assert!(env.members().await.is_empty());
+    assert_eq!(env.end_of_round(ObjectClass::Group, run).await, 1, "expected the group's deletion applied");
+    let left = env.members().await;
+    assert!(left.is_empty(), "expected group 10's memberships gone with it: {left:?}");
 }
 
 #[tokio::test]
@@ -174,11 +204,15 @@ async fn an_object_known_only_as_soft_deleted_is_kept_as_a_tombstone() {
     let env = env().await;
     let outcome =
         env.apply(ObjectClass::User, Uuid::new_v4(), vec![DeltaItem::Removed { id: id(7), permanent: false }]).await;
-    assert_eq!((outcome.object_rows, outcome.staged_deletions), (1, 0));
-    assert_eq!(env.user_state(7).await, Some((json!({}), true)));
+    assert_eq!(
+        (outcome.object_rows, outcome.staged_deletions),
+        (1, 0),
+        "expected a tombstone row written at once, nothing staged"
+    );
+    assert_eq!(env.user_state(7).await, Some((json!({}), true)), "expected an empty, deleted tombstone");
     let replay =
         env.apply(ObjectClass::User, Uuid::new_v4(), vec![DeltaItem::Removed { id: id(7), permanent: false }]).await;
-    assert_eq!(replay, PageOutcome::default());
+    assert_eq!(replay, PageOutcome::default(), "expected a replayed removal of a tombstone to write nothing");
 }
 
 #[tokio::test]
@@ -198,7 +232,7 @@ async fn the_full_scan_flag_clears_once_every_class_has_done_a_full_round() {
     assert!(requested(ObjectClass::Group).await, "groups still owe their full scan");
     let flag =
         || async { tenants::get(&env.pool, env.tenant_id).await.expect("tenant").expect("exists").full_scan_next_run };
-    assert!(flag().await);
+    assert!(flag().await, "expected the tenant's flag to stay set while groups and devices owe a full scan");
     for class in [ObjectClass::Group, ObjectClass::Device] {
         cursors::complete(&client, env.tenant_id, class, "https://g/x/delta?$deltatoken=1", true)
             .await
@@ -207,7 +241,10 @@ async fn the_full_scan_flag_clears_once_every_class_has_done_a_full_round() {
     assert!(!flag().await, "cleared after the last class");
 
     // An operator sets it again: every class owes a new full scan.
-    assert!(tenants::request_full_scan(&env.pool, env.tenant_id).await.expect("request"));
+    assert!(
+        tenants::request_full_scan(&env.pool, env.tenant_id).await.expect("request"),
+        "expected the request to find the tenant"
+    );
     for class in ObjectClass::ALL {
         assert!(requested(class).await, "{class}");
     }

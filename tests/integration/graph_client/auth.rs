@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use entrasync::graph::{AssertionAlgorithm, DeltaRequest, GraphError, GraphTenant};
+use entrasync::model::{Cloud, ObjectClass};
 use graph_sim::state::TenantSpec;
 use graph_sim::{GraphSim, SimOptions};
-use entrasync::model::{Cloud, ObjectClass};
 
 use super::sim::{quick_client, round, start, upserted_ids};
 
@@ -15,7 +15,7 @@ async fn secret_and_certificate_credentials_both_reach_the_directory() {
     let env = start(25, 0, 0, &["User.Read.All"]);
     let truth = env.sim.state().truth(&env.tenant_id, ObjectClass::User).expect("truth");
     let expected: std::collections::BTreeSet<String> = truth.objects.keys().cloned().collect();
-    assert_eq!(expected.len(), 25);
+    assert_eq!(expected.len(), 25, "expected the emulator to hold the 25 users it was asked for");
     let tenants = [
         env.secret_tenant(),
         env.certificate_tenant(AssertionAlgorithm::Ps256),
@@ -26,8 +26,12 @@ async fn secret_and_certificate_credentials_both_reach_the_directory() {
         let pages = round(&client, tenant.clone(), DeltaRequest::full(ObjectClass::User))
             .await
             .unwrap_or_else(|e| panic!("{:?}: {e}", tenant.credentials));
-        assert_eq!(upserted_ids(&pages), expected);
-        assert!(pages.last().expect("pages").next.is_delta());
+        assert_eq!(upserted_ids(&pages), expected, "{:?}: expected every user of the tenant", tenant.credentials);
+        assert!(
+            pages.last().expect("pages").next.is_delta(),
+            "{:?}: expected the round to end with a deltaLink",
+            tenant.credentials
+        );
     }
 }
 
@@ -40,7 +44,7 @@ async fn a_wrong_secret_is_a_typed_error_with_the_fix() {
             .expect_err("wrong secret");
     assert!(matches!(err, GraphError::InvalidClientSecret { .. }), "{err:?}");
     assert!(err.to_string().contains("not its ID"), "{err}");
-    assert!(err.is_configuration_error());
+    assert!(err.is_configuration_error(), "expected a wrong secret to count as a configuration error: {err:?}");
 }
 
 #[tokio::test]
@@ -71,8 +75,8 @@ async fn missing_consent_names_the_permission_to_grant() {
         round(&client, env.secret_tenant(), DeltaRequest::full(ObjectClass::Device)).await.expect_err("no consent");
     match &err {
         GraphError::ConsentMissing { class, permissions, .. } => {
-            assert_eq!(*class, ObjectClass::Device);
-            assert_eq!(*permissions, ["Device.Read.All"]);
+            assert_eq!(*class, ObjectClass::Device, "expected the error to name the class without consent");
+            assert_eq!(*permissions, ["Device.Read.All"], "expected the error to name the permission to grant");
         }
         other => panic!("{other:?}"),
     }
@@ -86,12 +90,16 @@ async fn an_expired_token_is_refreshed_once_and_the_round_goes_on() {
     let tenant = env.secret_tenant();
     round(&client, tenant.clone(), DeltaRequest::full(ObjectClass::User)).await.expect("first round");
     let unauthorized = || env.sim.state().global_counters().by_status.get(&401).copied().unwrap_or(0);
-    assert_eq!(unauthorized(), 0);
+    assert_eq!(unauthorized(), 0, "expected no 401 while the token is fresh");
     // The emulator's clock moves past the token's lifetime; our cached token still looks fresh to us.
     env.sim.state().advance_clock(chrono::Duration::hours(2));
     let pages = round(&client, tenant, DeltaRequest::full(ObjectClass::User)).await.expect("second round");
     assert_eq!(unauthorized(), 1, "exactly one request with the stale token");
-    assert_eq!(pages.iter().map(|p| p.stats.requests).sum::<u32>(), pages.len() as u32 + 1);
+    assert_eq!(
+        pages.iter().map(|p| p.stats.requests).sum::<u32>(),
+        pages.len() as u32 + 1,
+        "expected one request per page plus the one retried after the refresh"
+    );
 }
 
 #[tokio::test]

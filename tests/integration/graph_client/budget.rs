@@ -74,37 +74,56 @@ async fn graph_near_its_limit_slows_every_instance() {
     let other = instance(&db, &limits);
     let tenant = tenant();
     let key = reporter.tenant_bucket(&tenant).key;
+    let coordinator = PostgresBudgetCoordinator::new(db.pool());
 
+    // A full bucket grants at once: the first request leases a whole batch (20 of 40), so it never waited
+    // (the budget waits only when a lease grants nothing); the second spends from that batch.
     other.acquire(&tenant).await.expect("budget");
-    let quick = Instant::now();
+    let left = coordinator.stored_tokens(&key).await.expect("read bucket");
+    assert!(
+        left.is_some_and(|tokens| (tokens - 20.0).abs() < 1e-9),
+        "expected the first lease to take a batch of 20 from the full bucket of 40, leaving 20: {left:?}"
+    );
     other.acquire(&tenant).await.expect("budget");
-    assert!(quick.elapsed() < Duration::from_millis(300), "a full bucket must not wait");
+    let leased_by = Instant::now();
 
     // Graph says this (app, tenant) used 180 % of its limit: the bucket drops to 100 · (0.8 − 1.8),
-    // bounded at minus one capacity: −40, a debt of one second of refill.
+    // bounded at minus one capacity: −40, a debt of one second of refill. The reporting instance lowers
+    // the shared bucket when it next acquires, so after `reported`: nobody is granted a unit before the
+    // debt is refilled, 41 units at 40 per second, 1.025 s later.
     let mut headers = HeaderMap::new();
     headers.insert("x-ms-throttle-limit-percentage", "1.8".parse().expect("header"));
     reporter.observe(&tenant, 200, None, &headers);
+    let reported = Instant::now();
     let reporting = {
         let reporter = reporter.clone();
         let tenant = tenant.clone();
         tokio::spawn(async move { reporter.acquire(&tenant).await })
     };
-    let coordinator = PostgresBudgetCoordinator::new(db.pool());
-    let lowered = crate::support::eventually(Duration::from_secs(5), || async {
-        coordinator.stored_tokens(&key).await.expect("read bucket").is_some_and(|tokens| tokens < -30.0)
+    // Lowered: the stored level drops from 20 to −40 and, as every later grant takes whole units, stays
+    // below one unit until the other instance leases again (a state that stays true, so no poll misses it).
+    let lowered = crate::support::eventually(Duration::from_secs(30), || async {
+        coordinator.stored_tokens(&key).await.expect("read bucket").is_some_and(|tokens| tokens < 1.0)
     })
     .await;
     assert!(lowered, "the report must lower the shared bucket");
 
-    // Once its leased slice goes stale, the other instance waits out what is left of the debt
-    // (about 0.7 s after the polling and the 150 ms below).
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let started = Instant::now();
+    // The other instance's leased slice goes stale `lease_ttl` after its lease: that is a span of time
+    // itself, so it is slept out (measured from after the lease, so never too short). Then the other
+    // instance leases from the shared bucket and must wait out the debt, like the reporter.
+    tokio::time::sleep_until((leased_by + limits.lease_ttl + Duration::from_millis(10)).into()).await;
     other.acquire(&tenant).await.expect("budget");
-    let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(400), "the other instance did not slow down: {waited:?}");
-    assert!(reporting.await.expect("task").expect("budget") >= Duration::from_millis(400));
+    let granted_after = reported.elapsed();
+    let debt = Duration::from_millis(950); // 1.025 s less slack for the two clocks (database, process)
+    assert!(
+        granted_after >= debt,
+        "the other instance did not slow down: granted {granted_after:?} after the report, expected ≥ {debt:?}"
+    );
+    let reporter_waited = reporting.await.expect("task").expect("budget");
+    assert!(
+        reporter_waited >= debt,
+        "expected the reporting instance to wait out the debt it reported (≥ {debt:?}), waited {reporter_waited:?}"
+    );
 }
 
 /// The emulator enforcing a quota of 20 units per 10 s for the (app, tenant): a round of 22 pages
@@ -112,10 +131,10 @@ async fn graph_near_its_limit_slows_every_instance() {
 #[tokio::test]
 async fn the_budget_keeps_a_round_under_the_enforced_quota() {
     use entrasync::graph::{DeltaRequest, GraphClient, GraphClientOptions, GraphError, RetryPolicy};
+    use entrasync::model::ObjectClass;
     use graph_sim::settings::SettingsPatch;
     use graph_sim::state::TenantSpec;
     use graph_sim::throttle::ResourceLimits;
-    use entrasync::model::ObjectClass;
 
     use super::sim::{round, start};
 
@@ -152,9 +171,17 @@ async fn the_budget_keeps_a_round_under_the_enforced_quota() {
     let started = Instant::now();
     let pages =
         round(&budgeted, env.secret_tenant(), DeltaRequest::full(ObjectClass::User)).await.expect("paced round");
+    let elapsed = started.elapsed();
     assert!(pages.len() > 20, "the round must need more than one window's quota: {} pages", pages.len());
-    assert_eq!(env.responses(429), 0);
+    assert_eq!(env.responses(429), 0, "expected the budget to keep the round under the quota: no 429");
+    // Paced by the budget: a burst of 10, then one page per second. However slow the machine, the round
+    // cannot be quicker than that; the time spent in requests only shortens the waits for budget.
+    let paced = Duration::from_secs(pages.len() as u64 - 10 - 1);
     let budget_waited: Duration = pages.iter().map(|p| p.stats.budget_waited).sum();
-    assert!(budget_waited >= Duration::from_secs(8), "{budget_waited:?}");
-    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(
+        elapsed >= paced && budget_waited > Duration::ZERO,
+        "expected the budget to pace {} pages over at least {paced:?}: took {elapsed:?}, waited {budget_waited:?}",
+        pages.len()
+    );
+    assert!(elapsed < Duration::from_secs(30), "expected pacing near 1 page/s, not far slower: {elapsed:?}");
 }

@@ -4,12 +4,13 @@
 use std::collections::BTreeSet;
 
 use entrasync::graph::{DeltaItem, DeltaRequest, GraphError, PageLink};
+use entrasync::model::ObjectClass;
 use graph_sim::faults::FaultKind;
 use graph_sim::settings::SettingsPatch;
-use entrasync::model::ObjectClass;
 use serde_json::{json, Map, Value};
 
 use super::sim::{quick_client, round, start, upserted_ids, SimTenant};
+use crate::support::{eventually, holds_for};
 
 fn small_pages(env: &SimTenant, page_size: usize) {
     let patch =
@@ -25,12 +26,16 @@ async fn a_full_round_then_a_delta_round_report_changes_and_removals() {
     let tenant = env.secret_tenant();
     let full = round(&client, tenant.clone(), DeltaRequest::full(ObjectClass::User)).await.expect("full round");
     assert!(full.len() >= 5, "30 users in pages of 7: {} pages", full.len());
-    assert!(full[..full.len() - 1].iter().all(|p| matches!(p.next, PageLink::Next(_))));
+    assert!(
+        full[..full.len() - 1].iter().all(|p| matches!(p.next, PageLink::Next(_))),
+        "expected a nextLink on every page but the last: {:?}",
+        full.iter().map(|p| &p.next).collect::<Vec<_>>()
+    );
     let PageLink::Delta(delta_link) = &full.last().expect("last page").next else {
         panic!("round must end with a deltaLink")
     };
     let ids: Vec<String> = upserted_ids(&full).into_iter().collect();
-    assert_eq!(ids.len(), 30);
+    assert_eq!(ids.len(), 30, "expected every one of the 30 users upserted");
 
     let mut changed = Map::new();
     changed.insert("jobTitle".to_owned(), json!("Chief Emulation Officer"));
@@ -45,10 +50,19 @@ async fn a_full_round_then_a_delta_round_report_changes_and_removals() {
         DeltaItem::Upsert { id, attrs, .. } if *id == ids[0] => Some(attrs),
         _ => None,
     });
-    assert_eq!(updated.and_then(|a| a.get("jobTitle")), Some(&Value::from("Chief Emulation Officer")));
+    assert_eq!(
+        updated.and_then(|a| a.get("jobTitle")),
+        Some(&Value::from("Chief Emulation Officer")),
+        "expected the delta round to carry user {}'s new jobTitle",
+        ids[0]
+    );
     assert!(items.contains(&&DeltaItem::Removed { id: ids[1].clone(), permanent: false }), "{items:?}");
     assert!(items.contains(&&DeltaItem::Removed { id: ids[2].clone(), permanent: true }), "{items:?}");
-    assert!(delta.last().expect("pages").next.is_delta());
+    assert!(
+        delta.last().expect("pages").next.is_delta(),
+        "expected the delta round to end with a new deltaLink: {:?}",
+        delta.last().map(|p| &p.next)
+    );
 }
 
 #[tokio::test]
@@ -63,7 +77,7 @@ async fn a_stored_next_link_resumes_the_round() {
         round(&client, tenant, DeltaRequest::resume(ObjectClass::User, second_page.clone())).await.expect("resume");
     let mut resumed = upserted_ids(&all[..1]);
     resumed.extend(upserted_ids(&rest));
-    assert_eq!(resumed, upserted_ids(&all));
+    assert_eq!(resumed, upserted_ids(&all), "expected page 1 plus the resumed rest to be the whole round");
 }
 
 #[tokio::test]
@@ -83,7 +97,7 @@ async fn group_membership_slices_add_up_to_the_true_membership() {
         }
     }
     let truth = env.sim.state().truth(&env.tenant_id, ObjectClass::Group).expect("truth");
-    assert_eq!(members.len(), truth.objects.len());
+    assert_eq!(members.len(), truth.objects.len(), "expected every group of the tenant in the round");
     for (group, expected) in &truth.memberships {
         let expected: BTreeSet<String> = expected.iter().cloned().collect();
         assert_eq!(members.get(group).cloned().unwrap_or_default(), expected, "group {group}");
@@ -109,7 +123,7 @@ async fn a_sync_reset_410_means_a_full_resync() {
     env.fault(FaultKind::SyncReset, "users/delta", 1);
     let err = round(&client, tenant, DeltaRequest::resume(ObjectClass::User, delta_link)).await.expect_err("410");
     assert!(err.requires_full_resync(), "{err:?}");
-    assert_eq!(env.responses(410), 1);
+    assert_eq!(env.responses(410), 1, "expected exactly the one injected 410 answered");
 }
 
 #[tokio::test]
@@ -151,11 +165,26 @@ async fn the_stream_prefetches_one_page_and_no_more() {
     let mut pages = quick_client().delta_pages(env.secret_tenant(), DeltaRequest::full(ObjectClass::User));
     use futures::StreamExt;
     let first = pages.next().await.expect("a page").expect("page 1");
-    assert!(matches!(first.next, PageLink::Next(_)));
-    // While we hold page 1, the client fetches page 2 and then waits for us.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(delta_requests(), 2, "one page held plus one prefetched");
+    assert!(matches!(first.next, PageLink::Next(_)), "expected page 1 of 10 to have a nextLink: {:?}", first.next);
+    // While we hold page 1, the client fetches page 2 and then waits for us: no third request. That one
+    // must never come, so it is watched for; the watch starts once page 2 was fetched.
+    let no_more_than_two = || async { delta_requests() <= 2 };
+    let prefetched = || async { delta_requests() == 2 };
+    let watch = std::time::Duration::from_millis(500);
+    assert!(
+        eventually(std::time::Duration::from_secs(30), prefetched).await,
+        "expected page 2 to be prefetched while page 1 is held: {} requests",
+        delta_requests()
+    );
+    assert!(
+        holds_for(watch, no_more_than_two).await,
+        "one page held plus one prefetched: {} requests",
+        delta_requests()
+    );
     drop(pages);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(delta_requests(), 2, "a dropped stream fetches nothing more");
+    assert!(
+        holds_for(watch, no_more_than_two).await,
+        "a dropped stream fetches nothing more: {} requests",
+        delta_requests()
+    );
 }
