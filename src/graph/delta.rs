@@ -535,7 +535,7 @@ mod tests {
 
     #[test]
     fn initial_url_selects_stored_attributes() {
-        let select: Vec<String> = default_select(ObjectClass::Group).iter().map(|s| s.to_string()).collect();
+        let select: Vec<String> = default_select(ObjectClass::Group).iter().map(ToString::to_string).collect();
         let url = initial_url("https://graph.microsoft.us/", ObjectClass::Group, &select);
         assert!(url.starts_with("https://graph.microsoft.us/v1.0/groups/delta?$select=id,displayName,"));
         assert!(url.ends_with(",members"));

@@ -1,8 +1,19 @@
 //! All integration tests, in one binary (one link instead of one per file).
 //! Each module tests one capability against real Postgres, RabbitMQ and the Graph emulator over HTTP.
 
+// In tests a panic is a failed assertion, a print is a diagnostic, and dropping the result of closing a
+// connection after the assertions is deliberate; library code is held to the workspace lints.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::let_underscore_must_use,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod bench_fleet_smoke;
 mod bench_smoke;
+mod cli_first_contact;
 mod deploy_manifests;
 mod foundation_queue;
 mod foundation_service;
