@@ -113,7 +113,13 @@ mod tests {
         let outcome: Result<_, StoreError> = retry_transient("test", QUICK, None, || {
             calls += 1;
             let attempt = calls;
-            async move { if attempt < 3 { Err(StoreError::Unavailable("down".into())) } else { Ok(attempt) } }
+            async move {
+                if attempt < 3 {
+                    Err(StoreError::Unavailable("down".into()))
+                } else {
+                    Ok(attempt)
+                }
+            }
         })
         .await;
         assert_eq!(outcome.ok(), Some(3), "expected success on the third call after two transient errors");

@@ -33,7 +33,14 @@ pub struct TenantSupervisor {
 
 impl TenantSupervisor {
     pub fn new(tenant_id: i64, shared: Shared, policy: Policy) -> Self {
-        TenantSupervisor { tenant_id, shared, policy, failures: 0, backoff: Backoff::capped(RETRY_MIN, RETRY_MAX), retired: false }
+        TenantSupervisor {
+            tenant_id,
+            shared,
+            policy,
+            failures: 0,
+            backoff: Backoff::capped(RETRY_MIN, RETRY_MAX),
+            retired: false,
+        }
     }
 }
 

@@ -86,7 +86,8 @@ impl Broker {
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
             .with_message_id(job.job_id.to_string().into());
-        let message = Message { exchange: self.inner.topology.jobs_exchange(), routing_key: job.routing_key(), mandatory: true };
+        let message =
+            Message { exchange: self.inner.topology.jobs_exchange(), routing_key: job.routing_key(), mandatory: true };
         self.publish_confirmed(message, &job.to_bytes(), properties).await
     }
 

@@ -32,11 +32,9 @@ impl Purpose {
 
 /// The session configuration for `purpose`, from `database.url`.
 pub fn session_config(settings: &DatabaseSettings, purpose: Purpose) -> Result<tokio_postgres::Config, StoreError> {
-    let mut config: tokio_postgres::Config = settings
-        .url
-        .expose_secret()
-        .parse()
-        .map_err(|e| StoreError::Config(format!("invalid database.url: {e}; expected postgres://user@host:port/database")))?;
+    let mut config: tokio_postgres::Config = settings.url.expose_secret().parse().map_err(|e| {
+        StoreError::Config(format!("invalid database.url: {e}; expected postgres://user@host:port/database"))
+    })?;
     config.connect_timeout(settings.connect_timeout);
     config.application_name(purpose.application_name());
     match purpose {
@@ -105,15 +103,19 @@ mod tests {
     use super::*;
 
     fn settings(url: &str) -> DatabaseSettings {
-        DatabaseSettings { url: SecretString::from(url.to_owned()), pool_size: 4, connect_timeout: Duration::from_secs(2) }
+        DatabaseSettings {
+            url: SecretString::from(url.to_owned()),
+            pool_size: 4,
+            connect_timeout: Duration::from_secs(2),
+        }
     }
 
     #[tokio::test]
     async fn an_unreachable_server_is_named_with_the_os_error() {
         // Nothing listens on a port we just bound and released.
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
-        let config = session_config(&settings(&format!("postgres://u@127.0.0.1:{port}/db")), Purpose::Pool)
-            .expect("config");
+        let config =
+            session_config(&settings(&format!("postgres://u@127.0.0.1:{port}/db")), Purpose::Pool).expect("config");
         let message = open(&config).await.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(message.contains(&format!("127.0.0.1:{port}")), "expected the host and port: {message}");
         assert!(message.contains("refused"), "expected the OS error: {message}");

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use crate::model::RunCounts;
 use super::StoreError;
+use crate::model::RunCounts;
 use crate::model::{ObjectClass, SyncMode};
 
 /// A round that started and has not completed: resume it from `next_link` (or its start when `None`).

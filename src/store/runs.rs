@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::{Pool, StoreError};
@@ -21,29 +22,20 @@ pub async fn insert_started(db: &impl GenericClient, run: &RunStarted) -> Result
                  reason = COALESCE(EXCLUDED.reason, sync_runs.reason), updated_at = now()",
         )
         .await?;
-    let c = counts_i64(&run.counts);
-    db.execute(
-        &statement,
-        &[
-            &run.run_id,
-            &run.tenant_id,
-            &run.class.as_str(),
-            &run.mode.as_str(),
-            &run.trigger.as_str(),
-            &run.started_at,
-            &run.instance_id,
-            &run.reason,
-            &run.job_id,
-            &c[0],
-            &c[1],
-            &c[2],
-            &c[3],
-            &c[4],
-            &c[5],
-            &c[6],
-        ],
-    )
-    .await?;
+    let (class, mode, trigger) = (run.class.as_str(), run.mode.as_str(), run.trigger.as_str());
+    let counts = counts_i64(&run.counts);
+    let head: [&(dyn ToSql + Sync); 9] = [
+        &run.run_id,
+        &run.tenant_id,
+        &class,
+        &mode,
+        &trigger,
+        &run.started_at,
+        &run.instance_id,
+        &run.reason,
+        &run.job_id,
+    ];
+    db.execute(&statement, &with_counts(&head, &counts)).await?;
     Ok(())
 }
 
@@ -68,9 +60,16 @@ pub async fn job_run(pool: &Pool, job_id: Uuid) -> Result<JobRun, StoreError> {
     })
 }
 
+/// The counts columns in statement order: total, changed, deleted, filtered, pages, graph_requests,
+/// throttled_waits.
 fn counts_i64(c: &RunCounts) -> [i64; 7] {
     [c.total, c.changed, c.deleted, c.filtered, c.pages, c.graph_requests, c.throttled_waits]
         .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// A statement's parameters: `head`, then the counts.
+fn with_counts<'a>(head: &[&'a (dyn ToSql + Sync)], counts: &'a [i64; 7]) -> Vec<&'a (dyn ToSql + Sync)> {
+    head.iter().copied().chain(counts.iter().map(|count| count as &(dyn ToSql + Sync))).collect()
 }
 
 /// Updates the counts of a running run (and its mode and reason, which a restart as full changes).
@@ -89,9 +88,9 @@ pub async fn update_progress(
              WHERE id = $1 AND status = 'running'",
         )
         .await?;
-    let c = counts_i64(counts);
-    db.execute(&statement, &[&run_id, &mode.as_str(), &reason, &c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &c[6]])
-        .await?;
+    let mode = mode.as_str();
+    let counts = counts_i64(counts);
+    db.execute(&statement, &with_counts(&[&run_id, &mode, &reason], &counts)).await?;
     Ok(())
 }
 
@@ -106,26 +105,10 @@ pub async fn finish(db: &impl GenericClient, end: &RunFinished) -> Result<(), St
              WHERE id = $1",
         )
         .await?;
-    let c = counts_i64(&end.counts);
-    db.execute(
-        &statement,
-        &[
-            &end.run_id,
-            &end.status.as_str(),
-            &end.mode.as_str(),
-            &end.reason,
-            &end.error,
-            &end.finished_at,
-            &c[0],
-            &c[1],
-            &c[2],
-            &c[3],
-            &c[4],
-            &c[5],
-            &c[6],
-        ],
-    )
-    .await?;
+    let (status, mode) = (end.status.as_str(), end.mode.as_str());
+    let counts = counts_i64(&end.counts);
+    let head: [&(dyn ToSql + Sync); 6] = [&end.run_id, &status, &mode, &end.reason, &end.error, &end.finished_at];
+    db.execute(&statement, &with_counts(&head, &counts)).await?;
     Ok(())
 }
 

@@ -17,8 +17,8 @@ use super::page::{prepare, PreparedPage};
 use super::policy::ObjectPolicy;
 use super::recorder::{RunFinished, RunProgress, RunRecorder, RunStarted};
 use crate::graph::{DeltaRequest, GraphClient, GraphError, GraphTenant, PageLink, RequestPriority};
-use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
 use crate::model::RunCounts;
+use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
 use crate::store::{cursors, held_deletions, objects, run_scratch, Pool};
 
 /// Graph keeps delta tokens for 7 days; an older stored link is replaced by a full round.

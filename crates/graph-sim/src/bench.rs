@@ -44,12 +44,7 @@ fn page_link(body: &[u8]) -> Option<(&'static str, String)> {
 }
 
 /// Fetches an app-only token from the emulator's token endpoint for a fresh app with `roles`.
-pub async fn token_for(
-    base_url: &str,
-    sim: &crate::SimState,
-    tenant: &str,
-    roles: &[&str],
-) -> anyhow::Result<String> {
+pub async fn token_for(base_url: &str, sim: &crate::SimState, tenant: &str, roles: &[&str]) -> anyhow::Result<String> {
     let secret = "bench-secret".to_owned();
     let app = sim
         .identity

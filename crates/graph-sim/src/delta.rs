@@ -1,7 +1,6 @@
 //! One page of a delta round: which objects changed after the round's USN, in what shape (full,
 //! changed properties only, `@removed`), with large groups' `members@delta` sliced across pages.
 
-
 use crate::body::{append, append_json};
 use crate::directory::{Directory, Life, Record};
 use crate::ids::{mix64, ObjectRef};
@@ -113,7 +112,10 @@ fn write_members(out: &mut Vec<u8>, dir: &Directory, slice: &[(u32, bool)]) {
             out.push(b',');
         }
         let member = ObjectRef::unpack(*packed);
-        append(out, format_args!("{{\"@odata.type\":\"{}\",\"id\":\"{}\"", odata_type(member.class), dir.codec.encode(member)));
+        append(
+            out,
+            format_args!("{{\"@odata.type\":\"{}\",\"id\":\"{}\"", odata_type(member.class), dir.codec.encode(member)),
+        );
         if !present {
             out.extend_from_slice(b",\"@removed\":{\"reason\":\"deleted\"}");
         }

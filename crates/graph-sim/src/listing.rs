@@ -1,7 +1,6 @@
 //! Plain collection listings (`GET /users`, `/groups`, `/devices`, `/groups/{id}/members`): live objects,
 //! `$top` per page, `$skiptoken` links.
 
-
 use crate::body::{append, append_json};
 use crate::directory::{Directory, Life};
 use crate::ids::ObjectRef;

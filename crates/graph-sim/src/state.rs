@@ -148,9 +148,9 @@ impl SimState {
         let tenant_id = spec.tenant_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()).to_ascii_lowercase();
         let domain =
             spec.domain.clone().unwrap_or_else(|| format!("{}.onmicrosoft.com", &tenant_id[..8.min(tenant_id.len())]));
-        let seed = spec.seed.unwrap_or_else(|| {
-            crate::ids::mix64(tenant_id.bytes().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b)))
-        });
+        let seed = spec
+            .seed
+            .unwrap_or_else(|| crate::ids::mix64(tenant_id.bytes().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b))));
         let settings = match &spec.settings {
             Some(patch) => self.defaults.apply(patch).map_err(SimError::Settings)?,
             None => self.defaults.clone(),

@@ -52,7 +52,8 @@ pub fn generate(extra_names: &[String]) -> Result<TlsMaterial, TlsError> {
         vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
 
-    let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].iter().map(std::string::ToString::to_string).collect();
+    let mut names: Vec<String> =
+        ["localhost", "127.0.0.1", "::1"].iter().map(std::string::ToString::to_string).collect();
     names.extend(CLOUD_HOST_NAMES.iter().map(std::string::ToString::to_string));
     names.extend(extra_names.iter().cloned());
     let mut params = CertificateParams::new(names)?;
