@@ -8,15 +8,16 @@ use uuid::Uuid;
 use super::{Pool, StoreError};
 use crate::model::{RunCounts, RunFinished, RunStarted, SyncMode};
 
-/// Creates the run row; a resumed run reopens its row (status back to running, its job id kept).
+/// Creates the run row, or reopens it for a resumed run (status back to running), and records the job
+/// behind it.
 pub async fn insert_started(db: &impl GenericClient, run: &RunStarted) -> Result<(), StoreError> {
     let statement = db
         .prepare_cached(
             "INSERT INTO sync_runs (id, tenant_id, object_class, mode, trigger, status, started_at, instance_id, \
-                                    reason, job_id, total, changed, deleted, filtered, pages, graph_requests, \
+                                    reason, total, changed, deleted, filtered, pages, graph_requests, \
                                     throttled_waits) \
-             VALUES ($1, $2, $3::text::object_class, $4::text::sync_mode, $5, 'running', $6, $7, $8, $9, \
-                     $10, $11, $12, $13, $14, $15, $16) \
+             VALUES ($1, $2, $3::text::object_class, $4::text::sync_mode, $5, 'running', $6, $7, $8, \
+                     $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL, \
                  mode = EXCLUDED.mode, instance_id = EXCLUDED.instance_id, \
                  reason = COALESCE(EXCLUDED.reason, sync_runs.reason), updated_at = now()",
@@ -24,18 +25,15 @@ pub async fn insert_started(db: &impl GenericClient, run: &RunStarted) -> Result
         .await?;
     let (class, mode, trigger) = (run.class.as_str(), run.mode.as_str(), run.trigger.as_str());
     let counts = counts_i64(&run.counts);
-    let head: [&(dyn ToSql + Sync); 9] = [
-        &run.run_id,
-        &run.tenant_id,
-        &class,
-        &mode,
-        &trigger,
-        &run.started_at,
-        &run.instance_id,
-        &run.reason,
-        &run.job_id,
-    ];
+    let head: [&(dyn ToSql + Sync); 8] =
+        [&run.run_id, &run.tenant_id, &class, &mode, &trigger, &run.started_at, &run.instance_id, &run.reason];
     db.execute(&statement, &with_counts(&head, &counts)).await?;
+    if let Some(job_id) = run.job_id {
+        let statement = db
+            .prepare_cached("INSERT INTO sync_run_jobs (job_id, run_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .await?;
+        db.execute(&statement, &[&job_id, &run.run_id]).await?;
+    }
     Ok(())
 }
 
@@ -44,20 +42,38 @@ pub async fn insert_started(db: &impl GenericClient, run: &RunStarted) -> Result
 pub enum JobRun {
     /// The job started no run yet.
     None,
-    /// Its run is open: running now, or interrupted and waiting to be resumed.
-    Open,
-    /// Its run ended (any final status).
-    Finished,
+    /// Its run is running (here or on another worker), or its worker died and left it `running`.
+    Running,
+    /// Its run ended but the job was given back to the queue (an outage, an interruption): run it again.
+    GivenBack,
+    /// Its run ended and the job was acknowledged: a republished copy must not run again.
+    Settled,
 }
 
 pub async fn job_run(pool: &Pool, job_id: Uuid) -> Result<JobRun, StoreError> {
     let client = pool.get().await?;
-    let statement = client.prepare_cached("SELECT status = 'running' FROM sync_runs WHERE job_id = $1").await?;
-    Ok(match client.query_opt(&statement, &[&job_id]).await? {
-        None => JobRun::None,
-        Some(row) if row.get::<_, bool>(0) => JobRun::Open,
-        Some(_) => JobRun::Finished,
+    let statement = client
+        .prepare_cached(
+            "SELECT bool_or(j.settled_at IS NOT NULL), bool_or(r.status = 'running') \
+             FROM sync_run_jobs j JOIN sync_runs r ON r.id = j.run_id WHERE j.job_id = $1",
+        )
+        .await?;
+    let row = client.query_one(&statement, &[&job_id]).await?;
+    // No row of the job: both aggregates are NULL.
+    Ok(match (row.get::<_, Option<bool>>(0), row.get::<_, Option<bool>>(1)) {
+        (None, _) => JobRun::None,
+        (Some(true), _) => JobRun::Settled,
+        (_, Some(true)) => JobRun::Running,
+        _ => JobRun::GivenBack,
     })
+}
+
+/// Marks the job `job_id` as acknowledged after its run (see [`JobRun::Settled`]).
+pub async fn settle_job(pool: &Pool, job_id: Uuid) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached("UPDATE sync_run_jobs SET settled_at = now() WHERE job_id = $1").await?;
+    client.execute(&statement, &[&job_id]).await?;
+    Ok(())
 }
 
 /// The counts columns in statement order: total, changed, deleted, filtered, pages, graph_requests,

@@ -1,11 +1,13 @@
-//! The job envelope on RabbitMQ: a job id is an idempotency key (republishing it never starts a second
-//! run), and a job of a kind this entrasync does not know is dead-lettered with a reason.
+//! The job envelope on RabbitMQ: a job id is an idempotency key (republishing a settled job never starts
+//! a second run; a job given back after an outage runs again), and a job of a kind this entrasync does
+//! not know is dead-lettered with a reason.
 
 use std::time::Duration;
 
 use entrasync::metrics::Metrics;
-use entrasync::model::{ObjectClass, SyncMode, Trigger};
+use entrasync::model::{ObjectClass, RunFinished, RunStarted, RunStatus, SyncMode, Trigger};
 use entrasync::queue::SyncJob;
+use entrasync::store::runs::{self, JobRun};
 
 use crate::observability::sample;
 use crate::service_support::{start_observed_service, stored_runs, World};
@@ -94,6 +96,67 @@ async fn a_job_of_an_unknown_kind_is_dead_lettered_with_the_kinds_we_handle() {
         "expected the reason to name the kind and the kinds handled: {reasons:?}"
     );
     assert!(stored_runs(&world.pool).await.is_empty(), "expected no run from a job of an unknown kind");
+    service.shutdown().await;
+    broker.close().await;
+}
+
+/// A job given back to the queue after its run ended without it (an outage failed the run, or the
+/// orphan sweep closed it) is not a duplicate when it comes back: it runs, and only then is settled.
+#[tokio::test]
+async fn a_job_given_back_after_its_run_failed_runs_again() {
+    let world = World::start().await;
+    let tenant = world.tenant(23, 20, 10).await;
+    let job = SyncJob::new(tenant.entra_tenant_id, ObjectClass::User, SyncMode::Full, Trigger::Queue);
+    // What an outage leaves behind: the job's run recorded, then failed, the job not acknowledged.
+    let started = RunStarted {
+        run_id: uuid::Uuid::new_v4(),
+        tenant_id: tenant.tenant_id,
+        class: ObjectClass::User,
+        mode: SyncMode::Full,
+        trigger: Trigger::Queue,
+        started_at: chrono::Utc::now(),
+        resumed: false,
+        reason: None,
+        counts: Default::default(),
+        instance_id: None,
+        job_id: Some(job.job_id),
+    };
+    let client = world.pool.get().await.expect("connection");
+    runs::insert_started(&client, &started).await.expect("run started");
+    assert_eq!(runs::job_run(&world.pool, job.job_id).await.expect("job run"), JobRun::Running);
+    let failed = RunFinished {
+        run_id: started.run_id,
+        tenant_id: tenant.tenant_id,
+        class: ObjectClass::User,
+        mode: SyncMode::Full,
+        status: RunStatus::Failed,
+        counts: Default::default(),
+        reason: None,
+        error: Some("store: Postgres is unreachable: connection closed".to_owned()),
+        finished_at: chrono::Utc::now(),
+    };
+    runs::finish(&client, &failed).await.expect("run failed");
+    assert_eq!(
+        runs::job_run(&world.pool, job.job_id).await.expect("job run"),
+        JobRun::GivenBack,
+        "expected a failed run whose job was not acknowledged to leave the job to run again"
+    );
+
+    let settings = world.settings(&[("ENTRASYNC_SERVE_ROLES", "worker"), ("ENTRASYNC_SYNC_WORKERS_PER_CLASS", "1")]);
+    let (service, broker, _) = start_observed_service(&settings);
+    broker.connection(Duration::from_secs(10)).await.expect("connected");
+    broker.publish(&job).await.expect("redeliver the job");
+    let pool = world.pool.clone();
+    let succeeded = || {
+        let pool = pool.clone();
+        async move { stored_runs(&pool).await.iter().any(|r| r.status == "success") }
+    };
+    assert!(eventually(Duration::from_secs(60), succeeded).await, "expected the given-back job to run and succeed");
+    let settled = || {
+        let pool = pool.clone();
+        async move { runs::job_run(&pool, job.job_id).await.ok() == Some(JobRun::Settled) }
+    };
+    assert!(eventually(Duration::from_secs(10), settled).await, "expected the job to be settled after its run");
     service.shutdown().await;
     broker.close().await;
 }

@@ -77,25 +77,21 @@ async fn run_job(deps: &WorkerDeps, job: &SyncJob, stop: &CancellationToken) -> 
     let Some(recorded) = patiently(stop, || runs::job_run(pool, job.job_id)).await else {
         return Settlement::Requeue;
     };
-    match recorded {
-        JobRun::Finished => {
-            tracing::info!("this job's run has finished; a republished job is not run again");
-            return Settlement::Duplicate;
-        }
-        // A redelivery after its worker died (it resumes the run) or a copy of a job running now.
-        JobRun::Open => {}
-        // Ask first, then try the lock: a holder finishing in between sees the request (no lost rerun).
-        JobRun::None => {
-            if patiently(stop, || schedule::request_rerun(pool, tenant.id, job.object_class, job.mode)).await.is_none()
-            {
-                return Settlement::Requeue;
-            }
-        }
+    if recorded == JobRun::Settled {
+        tracing::info!("this job already ran and was acknowledged; a republished copy is not run again");
+        return Settlement::Duplicate;
+    }
+    // Ask first, then try the lock: a holder finishing in between sees the request (no lost rerun). A
+    // job whose own run is running needs no rerun: it resumes that run or is a copy of it.
+    if recorded != JobRun::Running
+        && patiently(stop, || schedule::request_rerun(pool, tenant.id, job.object_class, job.mode)).await.is_none()
+    {
+        return Settlement::Requeue;
     }
     let lock = match deps.shared.run_locks.try_acquire(tenant.id, job.object_class).await {
         Ok(Some(lock)) => lock,
-        Ok(None) if recorded == JobRun::Open => {
-            tracing::info!("this job's run is in progress; a republished job is not run again");
+        Ok(None) if recorded == JobRun::Running => {
+            tracing::info!("this job's run is in progress; a republished copy is not run again");
             return Settlement::Duplicate;
         }
         Ok(None) => {
@@ -117,6 +113,9 @@ async fn run_job(deps: &WorkerDeps, job: &SyncJob, stop: &CancellationToken) -> 
     let settlement = run_locked(deps, job, &tenant, force_full, &lock, stop).await;
     lock.release().await;
     if settlement == Settlement::Ack {
+        if patiently(stop, || runs::settle_job(pool, job.job_id)).await.is_none() {
+            tracing::warn!("cannot mark the job settled; a republished copy would run again");
+        }
         republish_requested_rerun(deps, job, tenant.id).await;
     }
     settlement
