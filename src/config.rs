@@ -90,7 +90,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "base64 of 32 random bytes (openssl rand -base64 32) that encrypts stored credentials",
     },
     spec("log.format", "ENTRASYNC_LOG_FORMAT", "text", "log format: text or json"),
-    spec("log.filter", "ENTRASYNC_LOG_FILTER", "info", "tracing filter, e.g. info,entrasync=debug"),
+    spec("log.filter", "ENTRASYNC_LOG_FILTER", DEFAULT_LOG_FILTER, "tracing filter, e.g. info,entrasync=debug"),
     spec("instance.id", "ENTRASYNC_INSTANCE_ID", "", "name of this instance in leases and logs (default: host-pid)"),
     spec(
         "serve.roles",
@@ -129,14 +129,10 @@ pub const SETTINGS: &[SettingSpec] = &[
         "20",
         "deletions as a percentage of stored objects at or above which they are held (the lower limit wins)",
     ),
-    spec(
-        "testing.panic_schedule_checks_of_tenant",
-        "ENTRASYNC_TESTING_PANIC_SCHEDULE_CHECKS_OF_TENANT",
-        "",
-        "FOR TESTS ONLY (fault injection): every schedule check of the tenant with this name panics, to exercise \
-         tenant supervisor restarts; empty (the default) turns it off. Never set it in production",
-    ),
 ];
+
+/// `log.filter` unless configured: what the service logs.
+pub const DEFAULT_LOG_FILTER: &str = "info";
 
 /// Connections beyond the rounds' own: history recorder, scheduler, scrapes, API.
 const POOL_HEADROOM: usize = 4;
@@ -207,10 +203,12 @@ pub struct SyncSettings {
     pub deletion_threshold_percent: u8,
 }
 
-/// Fault injection for tests. Off by default; never meant for production.
+/// Fault injection for tests: off unless a test sets it in code. No configuration file key or
+/// `ENTRASYNC_*` variable reaches it, so a deployment cannot turn it on.
+#[doc(hidden)]
 #[derive(Debug, Clone, Default)]
 pub struct TestingSettings {
-    /// Schedule checks of the tenant with this name panic (`testing.panic_schedule_checks_of_tenant`).
+    /// Schedule checks of the tenant with this name panic, to exercise tenant supervisor restarts.
     pub panic_schedule_checks_of_tenant: Option<String>,
 }
 
@@ -226,6 +224,8 @@ pub struct Settings {
     pub instance_id: String,
     pub roles: Vec<Role>,
     pub sync: SyncSettings,
+    /// Fault injection, for tests only; always off when loaded from configuration.
+    #[doc(hidden)]
     pub testing: TestingSettings,
 }
 
@@ -341,11 +341,7 @@ impl Settings {
                 deletion_threshold: parse_range(raw, "sync.deletion_threshold", 1, u64::MAX)?,
                 deletion_threshold_percent: parse_range(raw, "sync.deletion_threshold_percent", 1, 100)?,
             },
-            testing: TestingSettings {
-                panic_schedule_checks_of_tenant: Some(get("testing.panic_schedule_checks_of_tenant").trim())
-                    .filter(|name| !name.is_empty())
-                    .map(str::to_owned),
-            },
+            testing: TestingSettings::default(),
         })
     }
 
@@ -381,10 +377,6 @@ impl Settings {
             ("sync.batch_objects", self.sync.batch_objects.to_string()),
             ("sync.deletion_threshold", self.sync.deletion_threshold.to_string()),
             ("sync.deletion_threshold_percent", self.sync.deletion_threshold_percent.to_string()),
-            (
-                "testing.panic_schedule_checks_of_tenant",
-                self.testing.panic_schedule_checks_of_tenant.clone().unwrap_or_default(),
-            ),
         ];
         let mut out = String::new();
         for (key, value) in values {
@@ -500,11 +492,11 @@ fn parse_roles(raw: &BTreeMap<&'static str, String>) -> Result<Vec<Role>, Config
 /// Replaces the password of a URL (if any) with `*****`.
 pub fn mask_url(text: &str) -> String {
     match url::Url::parse(text) {
-        Ok(mut u) if u.password().is_some() => {
-            // set_password only fails for URLs that cannot have one, which this one has.
-            let _ = u.set_password(Some("*****"));
-            u.to_string()
-        }
+        Ok(mut u) if u.password().is_some() => match u.set_password(Some("*****")) {
+            Ok(()) => u.to_string(),
+            // Only URLs that cannot have a password refuse one, and this one has one.
+            Err(()) => "*****".to_owned(),
+        },
         Ok(u) => u.to_string(),
         Err(_) => "*****".to_owned(),
     }
@@ -608,6 +600,19 @@ mod tests {
         assert!(err.to_string().contains("database.pool_size") && err.to_string().contains("at least 28"), "{err}");
         let api_only = [("ENTRASYNC_SERVE_ROLES", "api"), ("ENTRASYNC_SYNC_WORKERS_PER_CLASS", "4")];
         assert!(Settings::from_sources(None, env(&api_only)).is_ok(), "no worker, no rounds");
+    }
+
+    #[test]
+    fn fault_injection_is_not_configurable() {
+        let err = Settings::from_sources(None, env(&[("ENTRASYNC_TESTING_PANIC_SCHEDULE_CHECKS_OF_TENANT", "x")]))
+            .expect_err("no variable turns fault injection on");
+        assert!(err.to_string().contains("unknown environment variable"), "{err}");
+        let err = Settings::from_sources(Some("[testing]\npanic_schedule_checks_of_tenant = \"x\"\n"), env(&[]))
+            .expect_err("no file key turns fault injection on");
+        assert!(err.to_string().contains("unknown setting"), "{err}");
+        let s = Settings::from_sources(None, env(&[])).unwrap();
+        assert!(s.testing.panic_schedule_checks_of_tenant.is_none());
+        assert!(!s.describe().contains("TESTING"), "{}", s.describe());
     }
 
     #[test]

@@ -1,12 +1,18 @@
 //! The `entrasync` binary: a thin command-line front over the library.
+//!
+//! Output is written through checked writers: a reader that goes away (`entrasync config | head -3`)
+//! ends the output quietly instead of panicking the way `print!` does on a broken pipe.
 
+use std::fmt::Display;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use entrasync::config::Settings;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
+use entrasync::config::{LogFormat, LogSettings, Settings};
 use entrasync::model::{ObjectClass, SyncMode, Trigger};
 use entrasync::queue::{Broker, SyncJob};
 use entrasync::startup::Application;
@@ -39,11 +45,11 @@ enum Command {
     GraphSim(graph_sim::cli::GraphSimArgs),
     /// Publish a resync job for a tenant.
     Enqueue {
-        /// The Entra tenant id (directory id).
-        #[arg(long)]
+        /// The Entra tenant id (directory id), a GUID.
+        #[arg(long, value_parser = tenant_guid)]
         tenant: uuid::Uuid,
-        /// user, group, device or all.
-        #[arg(long, default_value = "all")]
+        /// The object class to resync.
+        #[arg(long, default_value = "all", value_parser = ["user", "group", "device", "all"])]
         class: String,
         /// Ask for a full scan instead of a delta round.
         #[arg(long)]
@@ -52,10 +58,13 @@ enum Command {
     #[cfg(feature = "emulator")]
     /// Try entrasync on one machine: Graph emulator, a generated tenant, the service, live progress.
     Demo {
+        /// Users in the generated tenant.
         #[arg(long, default_value_t = 20_000)]
         users: usize,
+        /// Groups in the generated tenant; their members are drawn from the users.
         #[arg(long, default_value_t = 2_000)]
         groups: usize,
+        /// Devices in the generated tenant.
         #[arg(long, default_value_t = 5_000)]
         devices: usize,
     },
@@ -80,14 +89,16 @@ enum TenantCommand {
         /// A name for operators.
         #[arg(long)]
         name: String,
-        /// The Entra tenant id (directory id).
-        #[arg(long)]
+        /// The Entra tenant id (directory id), a GUID.
+        #[arg(long, value_parser = tenant_guid)]
         tenant_id: uuid::Uuid,
-        /// global, us_gov, us_gov_dod, china, or custom (with --login-url and --graph-url).
-        #[arg(long, default_value = "global")]
+        /// The Microsoft cloud the tenant lives in; custom needs --login-url and --graph-url.
+        #[arg(long, default_value = "global", value_parser = ["global", "us_gov", "us_gov_dod", "china", "custom"])]
         cloud: String,
+        /// Sign-in (token) endpoint of --cloud custom, e.g. https://login.microsoftonline.com.
         #[arg(long)]
         login_url: Option<String>,
+        /// Microsoft Graph endpoint of --cloud custom, e.g. https://graph.microsoft.com.
         #[arg(long)]
         graph_url: Option<String>,
         /// Name (or id) of the credential profile to sign in with.
@@ -98,15 +109,17 @@ enum TenantCommand {
 
 #[derive(Subcommand)]
 enum CredentialCommand {
-    /// Store an app registration's credentials, encrypted with ENTRASYNC_SECRETS_KEY.
+    /// Store an app registration's credentials, encrypted with ENTRASYNC_SECRETS_KEY: a client secret
+    /// (--secret-file) or a certificate (--certificate with --private-key).
     Add {
+        /// A name for operators; `tenant add --credential` refers to the profile by it.
         #[arg(long)]
         name: String,
-        /// The app registration's application (client) id.
-        #[arg(long)]
+        /// The app registration's application (client) id, a GUID.
+        #[arg(long, value_parser = client_guid)]
         client_id: uuid::Uuid,
         /// File holding the client secret, or - for stdin (never on the command line).
-        #[arg(long, conflicts_with_all = ["certificate", "private_key"], required_unless_present = "certificate")]
+        #[arg(long, conflicts_with_all = ["certificate", "private_key"])]
         secret_file: Option<PathBuf>,
         /// PEM certificate uploaded to the app registration.
         #[arg(long, requires = "private_key")]
@@ -119,49 +132,116 @@ enum CredentialCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Credential(CredentialCommand::Add { secret_file: None, certificate: None, .. }) = cli.command {
+        missing_credential_material().exit();
+    }
     #[cfg(feature = "emulator")]
     if let Command::GraphSim(args) = cli.command {
         // The emulator reads no entrasync settings: it must start whatever ENTRASYNC_* says.
-        telemetry::init(&entrasync::config::LogSettings {
-            format: entrasync::config::LogFormat::Text,
+        telemetry::init(&LogSettings {
+            format: LogFormat::Text,
             filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
         });
-        return exit_code(actix_web::rt::System::new().block_on(graph_sim::cli::run(args)));
+        return exit_code(actix_web::rt::System::new().block_on(graph_sim::cli::run(args)), LogFormat::Text);
     }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(error) => {
-            eprintln!("entrasync: configuration error: {error}");
+            say(format_args!("configuration error: {error}"));
             return ExitCode::from(2);
         }
     };
-    let mut log = settings.log.clone();
-    #[cfg(feature = "emulator")]
-    if matches!(cli.command, Command::Demo { .. }) && log.filter == "info" {
-        // The demo's terminal is for its progress bars; warnings still show.
-        log.filter = "warn".to_owned();
-    }
+    let log = log_settings(&cli.command, &settings);
     telemetry::init(&log);
-    exit_code(actix_web::rt::System::new().block_on(run(cli.command, settings)))
+    exit_code(actix_web::rt::System::new().block_on(run(cli.command, settings)), log.format)
 }
 
-fn exit_code(outcome: anyhow::Result<()>) -> ExitCode {
+/// The configured logging, except that with the default filter (info, for the service) the commands
+/// that report their own outcome log warnings only: the demo keeps the terminal for its display, and
+/// `tenant add`, `credential add` and `enqueue` print their one line without migration chatter or
+/// Postgres notices ("database … does not exist, skipping"). An explicit filter is kept as given.
+fn log_settings(command: &Command, settings: &Settings) -> LogSettings {
+    let log = settings.log.clone();
+    let reports_itself = match command {
+        #[cfg(feature = "emulator")]
+        Command::Demo { .. } => true,
+        Command::Tenant(_) | Command::Credential(_) | Command::Enqueue { .. } => true,
+        _ => false,
+    };
+    if reports_itself && log.filter == entrasync::config::DEFAULT_LOG_FILTER {
+        // Naming tokio_postgres keeps telemetry from raising it to info, where it logs server notices.
+        LogSettings { filter: "warn,tokio_postgres=warn".to_owned(), ..log }
+    } else {
+        log
+    }
+}
+
+/// Reports a failure once, on stderr: as a plain line, or as a log event when logs are JSON (so that a
+/// collector parses it like every other line).
+fn exit_code(outcome: anyhow::Result<()>, log_format: LogFormat) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "entrasync failed");
-            eprintln!("entrasync: {error:#}");
+            match log_format {
+                LogFormat::Json => tracing::error!(error = format!("{error:#}"), "entrasync failed"),
+                LogFormat::Text => say(format_args!("{error:#}")),
+            }
             ExitCode::FAILURE
         }
     }
 }
 
+/// One line on stderr, prefixed with the program's name. When stderr itself is gone there is no one
+/// left to tell, so a failed write is dropped.
+fn say(text: impl Display) {
+    let mut err = io::stderr().lock();
+    if writeln!(err, "entrasync: {text}").is_err() {
+        // Nothing else to do: stderr is where failures would be reported.
+    }
+}
+
+/// Writes `text` to stdout. A reader that stops reading (`entrasync config | head -3`) ends the output;
+/// that is no failure.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.context("writing to standard output"),
+    }
+}
+
+const GUID_EXAMPLE: &str = "6b1c2a4e-8f3d-4c1e-9a2b-5d7e8f9a0b1c";
+
+/// `--tenant`, `--tenant-id`: a GUID, with a message saying where to find it.
+fn tenant_guid(text: &str) -> Result<uuid::Uuid, String> {
+    guid(text, "the directory/tenant id from the Entra admin center")
+}
+
+/// `--client-id`: a GUID, with a message saying where to find it.
+fn client_guid(text: &str) -> Result<uuid::Uuid, String> {
+    guid(text, "the application/client id on the app registration's overview page")
+}
+
+fn guid(text: &str, what: &str) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::try_parse(text.trim())
+        .map_err(|_| format!("expected a GUID like {GUID_EXAMPLE} ({what}), got {text:?}"))
+}
+
+/// `credential add` with neither a secret nor a certificate, as clap reports a missing argument.
+fn missing_credential_material() -> clap::Error {
+    let message = "the app registration's credential is missing: give its client secret with --secret-file FILE \
+                   (- reads stdin), or its certificate with --certificate CERT.pem and --private-key KEY.pem";
+    let mut cli = Cli::command();
+    cli.build();
+    match cli.find_subcommand_mut("credential").and_then(|credential| credential.find_subcommand_mut("add")) {
+        Some(add) => add.error(ErrorKind::MissingRequiredArgument, message),
+        None => cli.error(ErrorKind::MissingRequiredArgument, message),
+    }
+}
+
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::Serve { print_config: true } | Command::Config => {
-            print!("{}", settings.describe());
-            Ok(())
-        }
+        Command::Serve { print_config: true } | Command::Config => print_stdout(&settings.describe()),
         Command::Serve { print_config: false } => {
             let app = Application::build(&settings).await?;
             tracing::info!(port = app.port(), instance = %settings.instance_id, "serving");
@@ -170,7 +250,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Migrate => {
             store::ensure_database_exists(&settings.database).await?;
             let applied = store::migrate::run(&settings.database).await?;
-            eprintln!("entrasync: schema up to date ({} migration(s) applied now)", applied.len());
+            say(format_args!("schema up to date ({} migration(s) applied now)", applied.len()));
             Ok(())
         }
         #[cfg(feature = "emulator")]
@@ -187,7 +267,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Tenant(TenantCommand::Add { name, tenant_id, cloud, login_url, graph_url, credential }) => {
             let cloud = register::parse_cloud(&cloud, login_url, graph_url)?;
             let id = register::add_tenant(&settings, &name, tenant_id, cloud, &credential).await?;
-            eprintln!("entrasync: tenant {name:?} registered as id {id}; its first round is a full scan");
+            say(format_args!("tenant {name:?} registered as id {id}; its first round is a full scan"));
             Ok(())
         }
         Command::Credential(CredentialCommand::Add { name, client_id, secret_file, certificate, private_key }) => {
@@ -196,10 +276,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 (None, Some(certificate), Some(private_key)) => {
                     register::Material::Certificate { certificate, private_key }
                 }
+                // Ruled out when the arguments were parsed (see missing_credential_material).
                 _ => anyhow::bail!("give --secret-file, or --certificate with --private-key"),
             };
             let id = register::add_credential(&settings, &name, client_id, material).await?;
-            eprintln!("entrasync: credential profile {name:?} stored as id {id}");
+            say(format_args!("credential profile {name:?} stored as id {id}"));
             Ok(())
         }
         Command::Enqueue { tenant, class, full } => {
@@ -211,10 +292,50 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             for class in classes {
                 let job = SyncJob::new(tenant, class, mode, Trigger::Manual);
                 broker.publish(&job).await?;
-                eprintln!("entrasync: queued {} {} job {} for tenant {tenant}", mode, class, job.job_id);
+                say(format_args!("queued {mode} {class} job {} for tenant {tenant}", job.job_id));
             }
             broker.close().await;
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// `entrasync <command> --help` explains every command and every option.
+    #[test]
+    fn every_command_and_option_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if command.get_about().is_none() {
+                missing.push(format!("{path} (the command)"));
+            }
+            for arg in command.get_arguments().filter(|arg| !arg.is_hide_set()) {
+                if arg.get_help().is_none() {
+                    missing.push(format!("{path} --{}", arg.get_long().unwrap_or(arg.get_id().as_str())));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cli = Cli::command();
+        cli.build();
+        let mut missing = Vec::new();
+        walk(&cli, "entrasync", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
+
+    #[test]
+    fn a_guid_that_is_not_one_says_what_is_expected() {
+        let message = tenant_guid("xyz").unwrap_err();
+        assert!(message.contains(GUID_EXAMPLE) && message.contains("\"xyz\""), "{message}");
+        assert_eq!(client_guid(&format!(" {GUID_EXAMPLE} ")).unwrap().to_string(), GUID_EXAMPLE);
     }
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::config::Settings;
@@ -12,7 +12,7 @@ use crate::model::Cloud;
 use crate::store::credentials::{self, CredentialMaterial, NewCredentialProfile};
 use crate::store::secret_box::SecretBox;
 use crate::store::tenants::{self, NewTenant};
-use crate::store::{self, Pool};
+use crate::store::{self, Pool, StoreError};
 
 /// How the app registration authenticates.
 pub enum Material<'a> {
@@ -46,8 +46,14 @@ pub async fn add_credential(
     client_id: Uuid,
     material: Material<'_>,
 ) -> anyhow::Result<i64> {
-    let secrets = SecretBox::from_setting(&settings.secrets_key)
-        .context("ENTRASYNC_SECRETS_KEY must be set to store credentials (openssl rand -base64 32)")?;
+    if settings.secrets_key.expose_secret().is_empty() {
+        anyhow::bail!(
+            "storing credentials needs ENTRASYNC_SECRETS_KEY, the key that encrypts them: base64 of 32 random bytes, \
+             e.g. export ENTRASYNC_SECRETS_KEY=\"$(openssl rand -base64 32)\"; keep it, stored credentials are \
+             readable only with the same key"
+        );
+    }
+    let secrets = SecretBox::from_setting(&settings.secrets_key)?;
     let material = match material {
         Material::SecretFile(path) => CredentialMaterial::Secret(SecretString::from(read(path)?.trim().to_owned())),
         Material::Certificate { certificate, private_key } => CredentialMaterial::Certificate {
@@ -56,7 +62,13 @@ pub async fn add_credential(
         },
     };
     let profile = NewCredentialProfile { name: name.to_owned(), client_id, material };
-    Ok(credentials::create(&pool(settings).await?, &secrets, &profile).await?)
+    match credentials::create(&pool(settings).await?, &secrets, &profile).await {
+        // The database's words stay in the message: docker-compose.yml's registration recognises them.
+        Err(StoreError::Conflict(reason)) => {
+            anyhow::bail!("a credential profile named {name:?} already exists ({reason})")
+        }
+        created => Ok(created?),
+    }
 }
 
 /// Registers a tenant using the credential profile named `credential`; returns its id.
@@ -82,7 +94,12 @@ pub async fn add_tenant(
         credential_profile_id: Some(profile.id),
         enabled: true,
     };
-    Ok(tenants::create(&pool, &tenant).await?.id)
+    match tenants::create(&pool, &tenant).await {
+        Err(StoreError::Conflict(reason)) => {
+            anyhow::bail!("the tenant with Entra id {entra_tenant_id} is already registered ({reason})")
+        }
+        created => Ok(created?.id),
+    }
 }
 
 /// Parses `--cloud` (global, us_gov, us_gov_dod, china, custom with both URLs).

@@ -5,15 +5,15 @@ use anyhow::Context;
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use graph_sim::identity::NewApp;
-use graph_sim::settings::SettingsPatch;
-use graph_sim::state::TenantSpec;
-use graph_sim::RunningSim;
 use crate::model::Cloud;
 use crate::store::credentials::{self, CredentialMaterial, NewCredentialProfile};
 use crate::store::secret_box::SecretBox;
 use crate::store::tenants::{self, NewTenant};
 use crate::store::Pool;
+use graph_sim::identity::NewApp;
+use graph_sim::settings::SettingsPatch;
+use graph_sim::state::TenantSpec;
+use graph_sim::RunningSim;
 
 /// The Graph application permissions a sync needs.
 pub const READ_ROLES: [&str; 3] = ["User.Read.All", "GroupMember.Read.All", "Device.Read.All"];

@@ -1,15 +1,52 @@
-//! The demo's terminal output: a progress bar per class for the first full rounds, then one summary
-//! line per finished run.
+//! The demo's output on standard output: its lines, a progress bar per class for the first full rounds,
+//! then one summary line per finished run.
+//!
+//! The bars are drawn only when stdout is a terminal; piped (`entrasync demo | tee demo.log`) or
+//! redirected, the output is the plain lines. Lines are printed above the bars, which are drawn again
+//! below them, so neither overwrites the other. Every write is checked: when the reader goes away
+//! (`| head`, a `tee` stopped by Ctrl-C) it fails with [`std::io::ErrorKind::BrokenPipe`] and the demo
+//! stops instead of panicking.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Write};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use uuid::Uuid;
 
 use crate::store::run_feed::RunLine;
 
-pub struct RunDisplay {
+/// Standard output, for lines and bars.
+pub struct Screen {
+    /// Draws on stdout; hidden when stdout is not a terminal.
     bars: MultiProgress,
+}
+
+impl Screen {
+    pub fn new() -> Self {
+        Screen { bars: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()) }
+    }
+
+    /// Writes `text` and a newline to standard output, above the bars. An error means standard output
+    /// cannot take more lines.
+    pub fn line(&self, text: &str) -> io::Result<()> {
+        if self.bars.is_hidden() {
+            // Not a terminal (piped, redirected): plain lines.
+            let mut out = io::stdout().lock();
+            writeln!(out, "{text}")?;
+            out.flush()
+        } else {
+            self.bars.println(text)
+        }
+    }
+
+    /// Removes the bars still on the terminal (when the demo stops).
+    pub fn clear(&self) -> io::Result<()> {
+        self.bars.clear()
+    }
+}
+
+pub struct RunDisplay {
+    screen: Screen,
     /// Per class: the bar of its first round, until that round finishes.
     first_rounds: BTreeMap<String, ProgressBar>,
     reported: BTreeSet<Uuid>,
@@ -17,48 +54,60 @@ pub struct RunDisplay {
 
 impl RunDisplay {
     /// `expected`: objects per class in the emulated directory (the bars' lengths).
-    pub fn new(expected: &[(String, u64)]) -> Self {
-        let bars = MultiProgress::new();
+    pub fn new(screen: Screen, expected: &[(String, u64)]) -> Self {
         let style = ProgressStyle::with_template("{prefix:>7} {bar:40.cyan/blue} {pos:>6}/{len:6} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar());
         let first_rounds = expected
             .iter()
             .map(|(class, total)| {
-                let bar = bars.add(ProgressBar::new(*total));
+                let bar = screen.bars.add(ProgressBar::new(*total));
                 bar.set_style(style.clone());
                 bar.set_prefix(class.clone());
                 bar.set_message("waiting for the first full round");
                 (class.clone(), bar)
             })
             .collect();
-        RunDisplay { bars, first_rounds, reported: BTreeSet::new() }
+        RunDisplay { screen, first_rounds, reported: BTreeSet::new() }
     }
 
     /// Shows what changed since the last call.
-    pub fn update(&mut self, runs: &[RunLine]) {
+    pub fn update(&mut self, runs: &[RunLine]) -> io::Result<()> {
         for run in runs {
             if let Some(bar) = self.first_rounds.get(&run.class) {
                 bar.set_position(u64::try_from(run.total).unwrap_or_default());
                 bar.set_message(format!("{} round {}", run.mode, run.status));
                 if run.finished_at.is_some() {
-                    bar.finish();
+                    // The round's summary line below takes the bar's place: a finished bar left among
+                    // the live ones would be drawn over the lines printed after it.
+                    bar.finish_and_clear();
+                    self.screen.bars.remove(bar);
                     self.first_rounds.remove(&run.class);
                 }
             }
             if run.finished_at.is_some() && self.reported.insert(run.run_id) {
-                self.line(&summary(run));
+                self.line(&summary(run))?;
             }
         }
+        Ok(())
     }
 
-    pub fn line(&self, text: &str) {
-        if self.bars.is_hidden() {
-            // Not a terminal (piped, CI): plain lines.
-            println!("{text}");
-        } else {
-            // Printed above the bars, so they stay at the bottom.
-            let _ = self.bars.println(text);
+    pub fn line(&self, text: &str) -> io::Result<()> {
+        self.screen.line(text)
+    }
+
+    /// Ctrl-C: takes the bars away for good, so that the lines and warnings of the shutdown that follows
+    /// are not drawn over, and says so.
+    pub fn stopping(&mut self) -> io::Result<()> {
+        for bar in std::mem::take(&mut self.first_rounds).into_values() {
+            bar.finish_and_clear();
+            self.screen.bars.remove(&bar);
         }
+        self.line("stopping ...")
+    }
+
+    /// Takes the remaining bars off the terminal.
+    pub fn clear(&self) -> io::Result<()> {
+        self.screen.clear()
     }
 }
 

@@ -1,21 +1,25 @@
 //! The demo's sequence: services, database, emulator, registration, service, display, mutations.
 
+use std::io;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine;
 use chrono::Utc;
+use lapin::options::QueueDeleteOptions;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::emulated;
-use super::progress::RunDisplay;
-use crate::config::Settings;
+use super::progress::{RunDisplay, Screen};
+use crate::config::{AmqpSettings, Settings};
+use crate::model::ObjectClass;
+use crate::queue::Broker;
+use crate::startup::Application;
+use crate::store::{self, run_feed, secret_box::SecretBox};
 use graph_sim::mutate::MutationBatch;
 use graph_sim::state::TenantSpec;
 use graph_sim::{GraphSim, SimOptions};
-use crate::model::ObjectClass;
-use crate::startup::Application;
-use crate::store::{self, run_feed, secret_box::SecretBox};
 
 /// What `entrasync demo` generates and how fast it changes it.
 #[derive(Debug, Clone)]
@@ -44,17 +48,29 @@ const DEFAULT_DELTA_INTERVAL: Duration = Duration::from_secs(300);
 const DEMO_DELTA_INTERVAL: Duration = Duration::from_secs(15);
 
 pub async fn run(mut settings: Settings, options: DemoOptions) -> anyhow::Result<()> {
-    bring_up_local_services()?;
+    let screen = Screen::new();
+    // Run from a clean clone's root, the script makes sure the services run.
+    let script = Path::new("deploy/local-services.sh");
+    if script.exists() {
+        if let Err(error) = screen.line("making sure Postgres and RabbitMQ run (deploy/local-services.sh) ...") {
+            return stopped_writing(error);
+        }
+        bring_up_local_services(script)?;
+    }
     prepare_settings(&mut settings)?;
     store::recreate_database(&settings.database).await.context("creating the demo database")?;
+    empty_queues(&settings.amqp).await.context("emptying the demo's queues")?;
     store::migrate::run(&settings.database).await.context("applying migrations")?;
     let pool = store::pool(&settings.database)?;
     let secrets = SecretBox::from_setting(&settings.secrets_key)?;
 
-    println!(
+    let starting = format!(
         "starting the Graph emulator with {} users, {} groups, {} devices ...",
         options.users, options.groups, options.devices
     );
+    if let Err(error) = screen.line(&starting) {
+        return stopped_writing(error);
+    }
     let sim = GraphSim::start(SimOptions::default()).context("starting the Graph emulator")?;
     let app = emulated::register_app(&sim, &pool, &secrets, "demo app registration").await?;
     let spec = TenantSpec {
@@ -67,20 +83,22 @@ pub async fn run(mut settings: Settings, options: DemoOptions) -> anyhow::Result
     let tenant = emulated::add_tenant(&sim, &pool, &app, "demo tenant", spec, None).await?;
 
     let application = Application::build(&settings).await?;
-    let port = application.port();
-    println!("emulator:      {}", sim.base_url());
-    println!("metrics:       http://127.0.0.1:{port}/metrics");
-    println!("health:        http://127.0.0.1:{port}/readyz");
-    println!(
-        "database:      {} (tables sync_runs, directory_objects, group_members)",
-        crate::config::mask_url(settings.database.url.expose_secret())
-    );
-    println!(
-        "tenant:        {} (Entra id {}); delta rounds every {} s; Ctrl-C stops",
-        tenant.tenant_id,
-        tenant.entra_tenant_id,
-        settings.sync.delta_interval.as_secs()
-    );
+    let banner = [
+        format!("emulator:      {}", sim.base_url()),
+        format!("metrics:       http://127.0.0.1:{}/metrics", application.port()),
+        format!("health:        http://127.0.0.1:{}/readyz", application.port()),
+        format!(
+            "database:      {} (tables sync_runs, directory_objects, group_members)",
+            crate::config::mask_url(settings.database.url.expose_secret())
+        ),
+        format!(
+            "tenant:        {} (Entra id {}); delta rounds every {} s; Ctrl-C stops",
+            tenant.tenant_id,
+            tenant.entra_tenant_id,
+            settings.sync.delta_interval.as_secs()
+        ),
+    ];
+    let handle = application.handle();
     let mut service = tokio::spawn(application.run_until_stopped());
 
     let expected: Vec<(String, u64)> = ObjectClass::ALL
@@ -90,27 +108,74 @@ pub async fn run(mut settings: Settings, options: DemoOptions) -> anyhow::Result
             (class.as_str().to_owned(), total)
         })
         .collect();
-    let mut display = RunDisplay::new(&expected);
+    let mut display = RunDisplay::new(screen, &expected);
+    let watched = Watched { pool: &pool, sim: &sim, tenant: &tenant, options: &options };
+    let (stopped, written) = match watch(&mut display, &banner, &mut service, &watched).await {
+        // Ctrl-C or SIGTERM: the service stopped itself, in its shutdown order.
+        Ok(stopped) => (stopped, display.line("stopped")),
+        // Standard output is gone: stop the service as Ctrl-C would.
+        Err(error) => {
+            handle.stop(true).await;
+            (service.await, Err(error))
+        }
+    };
+    if let Err(error) = display.clear() {
+        tracing::debug!(%error, "cannot clear the progress bars");
+    }
+    stopped.context("service task")??;
+    written.or_else(stopped_writing)
+}
+
+/// How the service task ended.
+type ServiceOutcome = Result<anyhow::Result<()>, tokio::task::JoinError>;
+
+/// What the demo watches while the service runs.
+struct Watched<'a> {
+    pool: &'a store::Pool,
+    sim: &'a graph_sim::RunningSim,
+    tenant: &'a emulated::EmulatedTenant,
+    options: &'a DemoOptions,
+}
+
+/// Shows the banner, then runs and changes until the service stops (its outcome) or a line cannot be
+/// written (the error).
+async fn watch(
+    display: &mut RunDisplay,
+    banner: &[String],
+    service: &mut tokio::task::JoinHandle<anyhow::Result<()>>,
+    watched: &Watched<'_>,
+) -> io::Result<ServiceOutcome> {
+    for line in banner {
+        display.line(line)?;
+    }
+    let Watched { pool, sim, tenant, options } = *watched;
     let mut since = Utc::now() - chrono::TimeDelta::seconds(1);
     let mut poll = tokio::time::interval(Duration::from_millis(500));
     let mut change = tokio::time::interval(options.change_every);
     change.tick().await;
     let mut batch_seed = 1u64;
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    let mut interrupted = false;
     loop {
         tokio::select! {
-            stopped = &mut service => {
-                display.line("stopped");
-                return stopped.context("service task")?;
+            stopped = &mut *service => return Ok(stopped),
+            // The service stops on the same signal; until it has, the bars make way for what it says.
+            signal = &mut interrupt, if !interrupted => {
+                interrupted = true;
+                if signal.is_ok() {
+                    display.stopping()?;
+                }
             }
             _ = poll.tick() => {
                 let polled_at = Utc::now();
-                match run_feed::updated_since(&pool, tenant.tenant_id, since).await {
+                match run_feed::updated_since(pool, tenant.tenant_id, since).await {
                     Ok(runs) => {
-                        display.update(&runs);
+                        display.update(&runs)?;
                         // Rows updated while we read show up again next time; the display is idempotent.
                         since = polled_at - chrono::TimeDelta::seconds(2);
                     }
-                    Err(error) => display.line(&format!("cannot read run history: {error}")),
+                    Err(error) => display.line(&format!("cannot read run history: {error}"))?,
                 }
             }
             _ = change.tick() => {
@@ -122,33 +187,39 @@ pub async fn run(mut settings: Settings, options: DemoOptions) -> anyhow::Result
                          {} memberships added, {} removed",
                         summary.updated, summary.created, summary.soft_deleted, summary.permanently_deleted,
                         summary.restored, summary.members_added, summary.members_removed
-                    )),
-                    Err(error) => display.line(&format!("cannot change the emulated directory: {error}")),
+                    ))?,
+                    Err(error) => display.line(&format!("cannot change the emulated directory: {error}"))?,
                 }
             }
         }
     }
 }
 
-/// Runs `deploy/local-services.sh` when it is there (a clean clone run from its root).
-fn bring_up_local_services() -> anyhow::Result<()> {
-    let script = std::path::Path::new("deploy/local-services.sh");
-    if !script.exists() {
-        return Ok(());
+/// A line could not be written to standard output. When its reader went away (`entrasync demo | head`,
+/// or a `tee` that Ctrl-C stopped first) the demo ends quietly; any other failure is an error.
+fn stopped_writing(error: io::Error) -> anyhow::Result<()> {
+    if error.kind() == io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(anyhow::Error::new(error).context("writing to standard output"))
     }
-    println!("making sure Postgres and RabbitMQ run (deploy/local-services.sh) ...");
+}
+
+/// Brings up Postgres and RabbitMQ with `deploy/local-services.sh`; quiet when both already run.
+fn bring_up_local_services(script: &Path) -> anyhow::Result<()> {
     let status = std::process::Command::new("bash").arg(script).status().context("running deploy/local-services.sh")?;
     anyhow::ensure!(status.success(), "deploy/local-services.sh failed (see above)");
     Ok(())
 }
 
-/// The demo's own database (`<database>_demo`), a generated secrets key when none is set, and delta
-/// rounds often enough to watch.
+/// The demo's own database (`<database>_demo`) and queues (`<prefix>_demo.*`), apart from a service's on
+/// the same servers; a generated secrets key when none is set, and delta rounds often enough to watch.
 fn prepare_settings(settings: &mut Settings) -> anyhow::Result<()> {
     let mut url = url::Url::parse(settings.database.url.expose_secret()).context("database.url")?;
     let name = url.path().trim_start_matches('/').to_owned();
     url.set_path(&format!("{}_demo", if name.is_empty() { "entrasync" } else { &name }));
     settings.database.url = SecretString::from(url.to_string());
+    settings.amqp.prefix = format!("{}_demo", settings.amqp.prefix);
     if settings.secrets_key.expose_secret().is_empty() {
         let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
         settings.secrets_key = SecretString::from(key);
@@ -157,4 +228,26 @@ fn prepare_settings(settings: &mut Settings) -> anyhow::Result<()> {
         settings.sync.delta_interval = DEMO_DELTA_INTERVAL;
     }
     Ok(())
+}
+
+/// Deletes the demo's job queues (the service declares them again): jobs a previous demo left behind
+/// name tenants that went with its database, and would be dead-lettered as unknown.
+async fn empty_queues(amqp: &AmqpSettings) -> anyhow::Result<()> {
+    let broker = Broker::start(amqp);
+    let deleted = async {
+        let connection = broker.connection(Duration::from_secs(10)).await?;
+        let channel = connection.create_channel().await?;
+        let topology = broker.topology();
+        for queue in ObjectClass::ALL.iter().map(|class| topology.class_queue(*class)).chain([topology.dead_queue()]) {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .with_context(|| format!("deleting queue {queue}"))?;
+        }
+        channel.close(200, "demo queues emptied".into()).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    broker.close().await;
+    deleted
 }

@@ -1,9 +1,10 @@
 //! Tenant supervisors under actix supervision. `actix::Supervisor` does not catch panics, so a supervisor
 //! runs each schedule check in a task of its own, and when that task panics it stops itself: the actix
 //! Supervisor restarts it, and the supervisor waits a growing backoff before checking again. The panic is
-//! injected with the fault setting `testing.panic_schedule_checks_of_tenant` (no real panic is known in
-//! the check any more): the checks of the tenant bearing that name panic inside the check's task, as a
-//! bug would, so renaming the victim breaks it and renaming it back repairs it.
+//! injected with the test-only fault setting `Settings::testing.panic_schedule_checks_of_tenant`, set in
+//! code (no real panic is known in the check any more): the checks of the tenant bearing that name panic
+//! inside the check's task, as a bug would, so renaming the victim breaks it and renaming it back
+//! repairs it.
 
 use std::time::{Duration, Instant};
 
@@ -60,12 +61,13 @@ async fn a_panicking_tenant_supervisor_is_restarted_with_backoff_and_resumes_sch
     let world = World::start().await;
     let victim = world.tenant(700, 20, 50).await.tenant_id;
     let bystander = world.tenant(701, 20, 50).await.tenant_id;
-    let settings = world.settings(&[
+    let mut settings = world.settings(&[
         ("ENTRASYNC_SYNC_DELTA_INTERVAL_SECS", "2"),
         ("ENTRASYNC_LOG_FILTER", "error"),
         ("ENTRASYNC_SYNC_DELETION_THRESHOLD_PERCENT", "100"),
-        ("ENTRASYNC_TESTING_PANIC_SCHEDULE_CHECKS_OF_TENANT", PANICKING_NAME),
     ]);
+    // Fault injection is set in code only: no configuration file key or variable reaches it.
+    settings.testing.panic_schedule_checks_of_tenant = Some(PANICKING_NAME.to_owned());
     let app = spawn_app(&settings).await;
     let pool = world.pool.clone();
 
