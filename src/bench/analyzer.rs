@@ -6,11 +6,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::store::Pool;
-
-/// Every table of the benchmark's own database (objects, memberships, the runs' scratch tables), so no
-/// table the round reads is left without statistics whatever the schema holds.
-const TABLES: &str = "ANALYZE";
+use crate::store::{self, Pool};
 
 /// A background ANALYZE every `every`; stops when dropped.
 pub struct Analyzer {
@@ -22,11 +18,9 @@ impl Analyzer {
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let outcome = match pool.get().await {
-                    Ok(client) => client.batch_execute(TABLES).await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(error) = outcome {
+                // Every table of the benchmark's own database (objects, memberships, the runs' scratch
+                // tables), so no table the round reads is left without statistics whatever the schema holds.
+                if let Err(error) = store::bench::analyze(&pool).await {
                     tracing::warn!(%error, "benchmark ANALYZE failed");
                 }
             }

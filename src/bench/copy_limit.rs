@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use futures::{pin_mut, SinkExt, StreamExt};
+use futures::{pin_mut, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::store::bench::copy::{CopySession, CopyTable};
 use crate::store::Pool;
 
 const CHUNK: usize = 1 << 20;
@@ -40,53 +41,41 @@ impl CopyLimit {
 
 /// Times the COPY of the tenant's object rows and, with `memberships`, of its membership rows.
 pub async fn measure(pool: &Pool, tenant_id: i64, memberships: bool) -> anyhow::Result<CopyLimit> {
-    let objects = measure_table(pool, "directory_objects", tenant_id).await.context("directory_objects")?;
+    let objects = measure_table(pool, CopyTable::DirectoryObjects, tenant_id).await.context("directory_objects")?;
     let members = if memberships {
-        Some(measure_table(pool, "group_members", tenant_id).await.context("group_members")?)
+        Some(measure_table(pool, CopyTable::GroupMembers, tenant_id).await.context("group_members")?)
     } else {
         None
     };
     Ok(CopyLimit { objects, members })
 }
 
-/// Exports the tenant's rows of `table` to a temporary file, then times `COPY … FROM STDIN (FORMAT
-/// binary)` of that file into `bench_copy_<table>`; the scratch table and the file are removed afterwards.
-async fn measure_table(pool: &Pool, table: &str, tenant_id: i64) -> anyhow::Result<CopyTimed> {
-    let client = pool.get().await.context("a connection for the COPY limit")?;
-    let scratch = format!("bench_copy_{table}");
+/// Exports the tenant's rows of `table` (binary COPY format) to a temporary file, then times loading
+/// that file into the scratch table `bench_copy_<table>`, all on one connection; the scratch table and
+/// the file are removed afterwards.
+async fn measure_table(pool: &Pool, table: CopyTable, tenant_id: i64) -> anyhow::Result<CopyTimed> {
+    let session = CopySession::open(pool).await.context("a connection for the COPY limit")?;
     let path = std::env::temp_dir().join(format!("entrasync-bench-{}.copy", uuid::Uuid::new_v4().simple()));
-    let export = format!("COPY (SELECT * FROM {table} WHERE tenant_id = {tenant_id}) TO STDOUT (FORMAT binary)");
     {
         let mut file = tokio::fs::File::create(&path).await.context("creating the COPY file")?;
-        let stream = client.copy_out(export.as_str()).await.context("exporting the rows")?;
+        let stream = session.export(table, tenant_id).await.context("exporting the rows")?;
         pin_mut!(stream);
         while let Some(chunk) = stream.next().await {
             file.write_all(&chunk.context("exporting the rows")?).await?;
         }
         file.flush().await?;
     }
-    client
-        .batch_execute(&format!("DROP TABLE IF EXISTS {scratch}; CREATE TABLE {scratch} (LIKE {table} INCLUDING ALL)"))
-        .await
-        .context("creating the scratch table")?;
-    let timed = copy_file_in(&client, &scratch, &path).await;
+    session.create_scratch(table).await.context("creating the scratch table")?;
+    let timed = copy_file_in(&session, table, &path).await;
     let _ = tokio::fs::remove_file(&path).await;
-    client.batch_execute(&format!("DROP TABLE IF EXISTS {scratch}")).await.context("dropping the scratch table")?;
+    session.drop_scratch(table).await.context("dropping the scratch table")?;
     timed
 }
 
-async fn copy_file_in(
-    client: &tokio_postgres::Client,
-    scratch: &str,
-    path: &std::path::Path,
-) -> anyhow::Result<CopyTimed> {
+async fn copy_file_in(session: &CopySession, table: CopyTable, path: &std::path::Path) -> anyhow::Result<CopyTimed> {
     let mut file = tokio::fs::File::open(path).await.context("opening the COPY file")?;
     let started = Instant::now();
-    let sink = client
-        .copy_in::<_, Bytes>(&format!("COPY {scratch} FROM STDIN (FORMAT binary)"))
-        .await
-        .context("starting the COPY")?;
-    pin_mut!(sink);
+    let mut copy = session.import_scratch(table).await.context("starting the COPY")?;
     loop {
         let mut buffer = vec![0u8; CHUNK];
         let read = file.read(&mut buffer).await.context("reading the COPY file")?;
@@ -94,8 +83,8 @@ async fn copy_file_in(
             break;
         }
         buffer.truncate(read);
-        sink.send(Bytes::from(buffer)).await.context("sending COPY data")?;
+        copy.send(Bytes::from(buffer)).await.context("sending COPY data")?;
     }
-    let rows = sink.as_mut().finish().await.context("finishing the COPY")?;
+    let rows = copy.finish().await.context("finishing the COPY")?;
     Ok(CopyTimed { rows, elapsed: started.elapsed() })
 }

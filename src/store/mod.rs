@@ -1,5 +1,7 @@
 //! Postgres: the pool, migrations, and one repository module per aggregate. All SQL lives here.
 
+#[cfg(feature = "emulator")]
+pub mod bench;
 pub mod connect;
 pub mod credentials;
 pub mod cursors;

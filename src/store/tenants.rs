@@ -1,5 +1,7 @@
 //! Tenants: which Entra directory, in which cloud, with which credentials; enabled; full scan flag.
 
+use std::collections::HashMap;
+
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -53,6 +55,49 @@ pub async fn create(pool: &Pool, tenant: &NewTenant) -> Result<Tenant, StoreErro
         )
         .await?;
     from_row(&row)
+}
+
+/// Registers many tenants in one statement (one transaction: all or none), as [`create`] would one by
+/// one: the same columns, everything else from the column defaults. Returns the stored tenants in the
+/// order given.
+pub async fn create_many(pool: &Pool, tenants: &[NewTenant]) -> Result<Vec<Tenant>, StoreError> {
+    if tenants.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
+    let entra_ids: Vec<Uuid> = tenants.iter().map(|t| t.entra_tenant_id).collect();
+    let clouds: Vec<&str> = tenants.iter().map(|t| t.cloud.name()).collect();
+    let (logins, graphs): (Vec<Option<&str>>, Vec<Option<&str>>) = tenants
+        .iter()
+        .map(|t| match &t.cloud {
+            Cloud::Custom { login_url, graph_url } => (Some(login_url.as_str()), Some(graph_url.as_str())),
+            _ => (None, None),
+        })
+        .unzip();
+    let profiles: Vec<Option<i64>> = tenants.iter().map(|t| t.credential_profile_id).collect();
+    let enabled: Vec<bool> = tenants.iter().map(|t| t.enabled).collect();
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            &format!(
+                "INSERT INTO tenants (name, entra_tenant_id, cloud, custom_login_url, custom_graph_url, credential_profile_id, enabled)
+                 SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::boolean[])
+                 RETURNING {COLUMNS}"
+            ),
+            &[&names, &entra_ids, &clouds, &logins, &graphs, &profiles, &enabled],
+        )
+        .await?;
+    // The Entra tenant id is unique, so it puts the rows back in the order given.
+    let mut stored: HashMap<Uuid, Tenant> =
+        rows.iter().map(from_row).map(|t| t.map(|t| (t.entra_tenant_id, t))).collect::<Result<_, _>>()?;
+    entra_ids
+        .iter()
+        .map(|id| {
+            stored
+                .remove(id)
+                .ok_or_else(|| StoreError::Unexpected(anyhow::anyhow!("tenant {id} was not returned by the insert")))
+        })
+        .collect()
 }
 
 pub async fn get(pool: &Pool, id: i64) -> Result<Option<Tenant>, StoreError> {

@@ -7,11 +7,8 @@
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::store::bench::db_stats;
 use crate::store::Pool;
-
-const COUNTERS: &str = "\
-    SELECT xact_commit + xact_rollback, sessions, tup_inserted, tup_updated, tup_deleted \
-    FROM pg_stat_database WHERE datname = current_database()";
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct DbActivity {
@@ -24,17 +21,13 @@ pub struct DbActivity {
 
 impl DbActivity {
     pub async fn snapshot(pool: &Pool) -> anyhow::Result<DbActivity> {
-        let client = pool.get().await.context("a connection for database statistics")?;
-        // Our own pending counters first, so they are not reported late into the next snapshot.
-        client.batch_execute("SELECT pg_stat_force_next_flush()").await.context("flushing statistics")?;
-        let row = client.query_one(COUNTERS, &[]).await.context("reading pg_stat_database")?;
-        let value = |index: usize| -> anyhow::Result<u64> { Ok(u64::try_from(row.try_get::<_, i64>(index)?)?) };
+        let counters = db_stats::counters(pool).await.context("reading pg_stat_database")?;
         Ok(DbActivity {
-            transactions: value(0)?,
-            sessions: value(1)?,
-            rows_inserted: value(2)?,
-            rows_updated: value(3)?,
-            rows_deleted: value(4)?,
+            transactions: counters.transactions,
+            sessions: counters.sessions,
+            rows_inserted: counters.rows_inserted,
+            rows_updated: counters.rows_updated,
+            rows_deleted: counters.rows_deleted,
         })
     }
 

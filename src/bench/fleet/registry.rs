@@ -1,6 +1,6 @@
 //! Registers the fleet with entrasync in bulk, as an operator would one by one: one credential profile
-//! (the emulator app's secret, encrypted with a fresh `secrets.key`) and every tenant in one `INSERT`.
-//! `entrasync tenant add` costs a process, a migration check and a pool per tenant; 1,000 of them would
+//! (the emulator app's secret, encrypted with a fresh `secrets.key`) and every tenant in one statement
+//! (`store::tenants::create_many`). `entrasync tenant add` costs a process, a migration check and a pool per tenant; 1,000 of them would
 //! dominate the setup, and the service only reads the rows.
 
 use anyhow::Context;
@@ -9,17 +9,11 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use crate::bench::emulator::EmulatedApp;
+use crate::model::Cloud;
 use crate::store::credentials::{self, CredentialMaterial, NewCredentialProfile};
 use crate::store::secret_box::SecretBox;
+use crate::store::tenants::{self, NewTenant};
 use crate::store::Pool;
-
-/// Every tenant as entrasync stores it: the whole `tenants` row a new tenant gets from
-/// `store::tenants::create` (full scan on next run by the column default).
-const INSERT_TENANTS: &str = "\
-    INSERT INTO tenants (name, entra_tenant_id, cloud, custom_login_url, custom_graph_url, credential_profile_id, enabled) \
-    SELECT 'fleet ' || t.ordinal, t.entra_id, 'custom', $2, $2, $3, true \
-    FROM unnest($1::uuid[]) WITH ORDINALITY AS t (entra_id, ordinal) \
-    RETURNING id";
 
 /// What the service instances need to sync the registered tenants.
 pub struct Registered {
@@ -49,17 +43,17 @@ pub async fn register(
         material: CredentialMaterial::Secret(SecretString::from(app.secret.clone())),
     };
     let profile_id = credentials::create(pool, &secrets, &profile).await.context("storing the credential profile")?;
-    let client = pool.get().await.context("a connection to register tenants")?;
-    let rows = client
-        .query(INSERT_TENANTS, &[&entra_ids, &emulator_url, &profile_id])
-        .await
-        .context("registering the fleet's tenants")?;
-    let tenant_ids = rows.iter().map(|row| row.try_get(0)).collect::<Result<Vec<i64>, _>>()?;
-    anyhow::ensure!(
-        tenant_ids.len() == entra_ids.len(),
-        "registered {} of {} tenants",
-        tenant_ids.len(),
-        entra_ids.len()
-    );
-    Ok(Registered { secrets_key, tenant_ids })
+    let tenants: Vec<NewTenant> = entra_ids
+        .iter()
+        .enumerate()
+        .map(|(index, &entra_tenant_id)| NewTenant {
+            name: format!("fleet {}", index + 1),
+            entra_tenant_id,
+            cloud: Cloud::Custom { login_url: emulator_url.to_owned(), graph_url: emulator_url.to_owned() },
+            credential_profile_id: Some(profile_id),
+            enabled: true,
+        })
+        .collect();
+    let stored = tenants::create_many(pool, &tenants).await.context("registering the fleet's tenants")?;
+    Ok(Registered { secrets_key, tenant_ids: stored.iter().map(|tenant| tenant.id).collect() })
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::cpu::{CpuSample, CpuSeconds};
 use super::db_activity::DbActivity;
-use super::history::{self, Audit};
+use super::history::{self, RunAudit};
 use super::instances::{InstanceSpec, ServiceInstance};
 use super::jobs::{JobQueue, CLASS};
 use super::registry::{self, Registered};
@@ -67,7 +67,7 @@ pub struct ScenarioFigures {
     pub enqueue_s: f64,
     /// From the first publish to the last run's `finished_at`.
     pub wall_s: f64,
-    pub audit: Audit,
+    pub audit: RunAudit,
     pub cpu: CpuSeconds,
     /// The scratch database's activity from the first publish until the instances stopped.
     pub db: DbActivity,
@@ -88,7 +88,7 @@ impl ScenarioFigures {
     }
 
     pub fn clean(&self) -> bool {
-        self.audit.clean(self.shape.tenants)
+        history::clean(&self.audit, self.shape.tenants)
     }
 }
 

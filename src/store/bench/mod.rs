@@ -1,0 +1,20 @@
+//! The SQL only the benchmarks (`entrasync bench`, `entrasync bench-fleet`) run, never the service: the
+//! COPY limit of a round's rows ([`copy`]), row-version counting ([`row_versions`]), the periodic
+//! `ANALYZE` ([`analyze`]), the run-history progress and audit ([`run_history`]) and the
+//! `pg_stat_database` counters ([`db_stats`]). The benchmarks measure, orchestrate and report; the
+//! statements stay here.
+
+pub mod copy;
+pub mod db_stats;
+pub mod row_versions;
+pub mod run_history;
+
+use super::{Pool, StoreError};
+
+/// Refreshes the planner statistics of every table of the (benchmark's own) database: a stand-in for
+/// autovacuum's ANALYZE on servers where autovacuum is off.
+pub async fn analyze(pool: &Pool) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client.batch_execute("ANALYZE").await?;
+    Ok(())
+}
