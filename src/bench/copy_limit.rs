@@ -67,7 +67,9 @@ async fn measure_table(pool: &Pool, table: CopyTable, tenant_id: i64) -> anyhow:
     }
     session.create_scratch(table).await.context("creating the scratch table")?;
     let timed = copy_file_in(&session, table, &path).await;
-    let _ = tokio::fs::remove_file(&path).await;
+    if let Err(error) = tokio::fs::remove_file(&path).await {
+        tracing::warn!(path = %path.display(), %error, "cannot remove the COPY scratch file");
+    }
     session.drop_scratch(table).await.context("dropping the scratch table")?;
     timed
 }

@@ -1,5 +1,6 @@
 //! Medians over runs and the printed tables.
 
+// Writing into a String cannot fail: each `writeln!(…).unwrap_or_default()` only satisfies the type.
 use std::fmt::Write;
 
 use serde::Serialize;
@@ -123,17 +124,17 @@ fn opt_s(value: Option<f64>) -> String {
 pub fn markdown(runs: &[RunFigures], summary: &Summary) -> String {
     let mut out = String::new();
     let s = summary;
-    let _ =
-        writeln!(out, "{} rounds; tenant of {} users, {} groups, {} devices.\n", s.class, s.users, s.groups, s.devices);
-    let _ = writeln!(
+    writeln!(out, "{} rounds; tenant of {} users, {} groups, {} devices.\n", s.class, s.users, s.groups, s.devices)
+        .unwrap_or_default();
+    writeln!(
         out,
         "| run | full s | objects | objects/s | memberships | COPY s (objects + members) | full/COPY | peak RSS MB | re-scan s | re-scan writes (report/xmin) | delta s | delta changes | delta rows (of them memberships) |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    ).unwrap_or_default();
+    writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|").unwrap_or_default();
     for (index, r) in runs.iter().enumerate() {
         let full = r.full.elapsed.as_secs_f64();
         let copy = r.copy.elapsed().as_secs_f64();
-        let _ = writeln!(
+        writeln!(
             out,
             "| {} | {:.2} | {} | {:.0} | {} | {:.2} ({:.2} + {}) | {:.2} | {} | {:.2} | {}/{} | {:.3} | {} | {} ({}) |",
             index + 1,
@@ -153,9 +154,10 @@ pub fn markdown(runs: &[RunFigures], summary: &Summary) -> String {
             r.delta.report.counts.total,
             r.delta.report.counts.rows_written,
             r.delta_row_versions.members,
-        );
+        )
+        .unwrap_or_default();
     }
-    let _ = writeln!(
+    writeln!(
         out,
         "| **median** | {:.2} | {} | {:.0} | {} | {:.2} ({:.2} + {}) | {:.2} | {} | {:.2} | {}/{} | {:.3} | {} | {} ({}) |",
         s.full_s,
@@ -174,17 +176,17 @@ pub fn markdown(runs: &[RunFigures], summary: &Summary) -> String {
         s.delta_changes,
         s.delta_rows_written,
         s.delta_member_rows,
-    );
-    let _ = writeln!(
+    ).unwrap_or_default();
+    writeln!(
         out,
         "\nRSS at round start {} MB; re-scan peak {} MB; emulator (child) peak {} MB; re-scan {:.2}x faster than the full round.",
         opt(s.rss_at_start_mb),
         opt(s.rescan_peak_rss_mb),
         opt(s.emulator_peak_rss_mb),
         s.rescan_speedup
-    );
+    ).unwrap_or_default();
     for (index, r) in runs.iter().enumerate() {
-        let _ = writeln!(out, "run {} mutation batch: {}", index + 1, r.mutations);
+        writeln!(out, "run {} mutation batch: {}", index + 1, r.mutations).unwrap_or_default();
     }
     out
 }

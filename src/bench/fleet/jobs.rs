@@ -91,9 +91,14 @@ impl JobQueue {
                     }
                 }
                 for exchange in [topology.jobs_exchange(), topology.dead_exchange()] {
-                    let _ = channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await;
+                    let deleted = channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default());
+                    if let Err(error) = deleted.await {
+                        tracing::warn!(%exchange, %error, "cannot delete a benchmark exchange");
+                    }
                 }
-                let _ = channel.close(200, "benchmark done".into()).await;
+                if let Err(error) = channel.close(200, "benchmark done".into()).await {
+                    tracing::debug!(%error, "closing the clean-up channel failed");
+                }
             }
         }
         self.broker.close().await;

@@ -1,5 +1,6 @@
 //! Medians over runs, the fleet ÷ big-tenant ratio, and the printed table.
 
+// Writing into a String cannot fail: each `writeln!(…).unwrap_or_default()` only satisfies the type.
 use std::fmt::Write;
 
 use serde::Serialize;
@@ -95,14 +96,14 @@ fn instances_cell(m: &ScenarioFigures) -> String {
 /// One row per measurement, then the medians (written into a String, which cannot fail).
 pub fn markdown(summary: &FleetSummary) -> String {
     let mut out = String::new();
-    let _ = writeln!(
+    writeln!(
         out,
         "| run | scenario | tenants × users | instances | wall s | enqueue s | objects/s | tenants/s | run p50 / p95 s | mean concurrency | runs ok / all | duplicated | overlapping | runs by instance | CPU s: service / emulator / Postgres / RabbitMQ / other / busy of capacity |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    ).unwrap_or_default();
+    writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|").unwrap_or_default();
     for m in &summary.measurements {
         let c = &m.cpu;
-        let _ = writeln!(
+        writeln!(
             out,
             "| {} | {} | {} × {} | {} | {:.2} | {:.2} | {:.0} | {:.1} | {:.3} / {:.3} | {:.2} | {} / {} | {} | {} | {} | {:.1} / {:.1} / {:.1} / {:.1} / {:.1} / {:.1} of {:.1} |",
             m.run,
@@ -129,11 +130,11 @@ pub fn markdown(summary: &FleetSummary) -> String {
             c.other,
             c.machine_busy,
             c.machine_capacity,
-        );
+        ).unwrap_or_default();
     }
     for m in &summary.measurements {
         let (d, tenants) = (&m.db, m.shape.tenants.max(1) as f64);
-        let _ = writeln!(
+        writeln!(
             out,
             "\nrun {} {}: Postgres {} transactions ({:.1} per tenant), {} sessions ({:.2} per tenant), rows inserted / updated / deleted {} / {} / {}; {} pages, {} Graph requests",
             m.run,
@@ -147,10 +148,10 @@ pub fn markdown(summary: &FleetSummary) -> String {
             d.rows_deleted,
             m.audit.pages,
             m.audit.graph_requests,
-        );
+        ).unwrap_or_default();
     }
     for s in [&summary.fleet, &summary.big].into_iter().flatten() {
-        let _ = writeln!(
+        writeln!(
             out,
             "\n{} ({} × {} users, {} instance(s), {} run(s)): median wall {:.2} s, {:.0} objects/s, {:.1} tenants/s, run p50 {:.3} s, p95 {:.3} s; {}",
             s.label,
@@ -164,10 +165,11 @@ pub fn markdown(summary: &FleetSummary) -> String {
             s.run_p50_s,
             s.run_p95_s,
             if s.clean { "every tenant ran exactly once, in full, successfully; no overlapping runs" } else { "NOT CLEAN: see the table" },
-        );
+        ).unwrap_or_default();
     }
     if let Some(ratio) = summary.fleet_to_big {
-        let _ = writeln!(out, "\nfleet ÷ big tenant wall time (median of per-run ratios): {ratio:.2}x (target ≤ 2x)");
+        writeln!(out, "\nfleet ÷ big tenant wall time (median of per-run ratios): {ratio:.2}x (target ≤ 2x)")
+            .unwrap_or_default();
     }
     out
 }
