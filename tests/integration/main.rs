@@ -29,6 +29,7 @@ mod graph_sim_identity;
 mod graph_sim_list;
 mod metrics_wiring;
 mod observability;
+mod serve_roles;
 mod service_fairness;
 mod service_jobs;
 mod service_leases;
@@ -39,7 +40,6 @@ mod service_schedule;
 mod service_supervision;
 mod service_support;
 mod service_worker;
-mod serve_roles;
 #[path = "../support/mod.rs"]
 mod support;
 mod sync_convergence;

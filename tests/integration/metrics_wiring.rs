@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use entrasync::graph::{BudgetLimits, DeltaRequest, GraphClient, GraphClientOptions, RateBudget, RetryPolicy};
-use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger, RetryAfter};
 use entrasync::metrics::Metrics;
 use entrasync::model::{Cloud, ObjectClass, SyncMode, Trigger};
 use entrasync::queue::SyncJob;
+use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger, RetryAfter};
 
 use crate::graph_client::sim;
 use crate::observability::sample;
@@ -138,7 +138,6 @@ async fn graph_client_counts_connection_failures_and_never_labels_a_domain() {
     assert!(!text.contains("contoso"), "a domain is not a tenant label:\n{text}");
     assert_eq!(total(&text, "entrasync_graph_requests_total", &[]), 3.0, "the domain tenant is not counted");
 }
-
 
 #[tokio::test]
 async fn a_worker_run_job_moves_job_run_graph_and_budget_series() {

@@ -9,8 +9,8 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
 use lapin::types::AMQPValue;
 use lapin::BasicProperties;
 
-use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
 use entrasync::metrics::Metrics;
+use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
 
 use crate::observability::sample;
 use crate::service_support::{
@@ -142,9 +142,17 @@ async fn duplicate_jobs_are_coalesced_into_one_more_run_never_run_concurrently()
     }
     let settled = quiet_polls >= 3;
     let runs = stored_runs(&pool).await;
-    assert!(settled, "expected the jobs to settle within 90 s; runs: {:?}", runs.iter().map(|r| &r.status).collect::<Vec<_>>());
+    assert!(
+        settled,
+        "expected the jobs to settle within 90 s; runs: {:?}",
+        runs.iter().map(|r| &r.status).collect::<Vec<_>>()
+    );
     assert!(overlapping_runs(&runs).is_empty(), "runs of one (tenant, class) overlap: {:?}", overlapping_runs(&runs));
-    assert!(runs.iter().all(|r| r.status == "success"), "expected every run to succeed: {:?}", runs.iter().map(|r| &r.error).collect::<Vec<_>>());
+    assert!(
+        runs.iter().all(|r| r.status == "success"),
+        "expected every run to succeed: {:?}",
+        runs.iter().map(|r| &r.error).collect::<Vec<_>>()
+    );
     assert!((2..=3).contains(&runs.len()), "6 jobs while running coalesce into one more run: {} runs", runs.len());
     service.shutdown().await;
     broker.close().await;

@@ -10,17 +10,17 @@ use entrasync::graph::{
     default_select, AppCredentials, AssertionAlgorithm, CertificateCredential, GraphClient, GraphClientOptions,
     GraphTenant, RequestPriority, RetryPolicy, TenantSize,
 };
-use graph_sim::identity::NewApp;
-use graph_sim::mutate::{MutationBatch, MutationSummary};
-use graph_sim::settings::SettingsPatch;
-use graph_sim::state::TenantSpec;
-use graph_sim::{GraphSim, RunningSim, SimOptions};
 use entrasync::model::{Cloud, ObjectClass, Trigger};
 use entrasync::store::tenants::{self, NewTenant};
 use entrasync::store::{members, objects, Pool};
 use entrasync::sync::{
     run_round, DeletionGuard, PassThrough, PgRunRecorder, RoundDeps, RoundReport, RoundRequest, SyncError,
 };
+use graph_sim::identity::NewApp;
+use graph_sim::mutate::{MutationBatch, MutationSummary};
+use graph_sim::settings::SettingsPatch;
+use graph_sim::state::TenantSpec;
+use graph_sim::{GraphSim, RunningSim, SimOptions};
 use uuid::Uuid;
 
 use crate::support::{secret, test_rsa_key_pem, TestDb};

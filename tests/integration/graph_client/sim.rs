@@ -7,12 +7,12 @@ use entrasync::graph::{
     AppCredentials, AssertionAlgorithm, CertificateCredential, DeltaPage, DeltaRequest, GraphClient,
     GraphClientOptions, GraphError, GraphTenant, RetryPolicy, TenantSize,
 };
+use entrasync::model::Cloud;
+use futures::StreamExt;
 use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
 use graph_sim::identity::NewApp;
 use graph_sim::state::TenantSpec;
 use graph_sim::{GraphSim, RunningSim, SimOptions};
-use entrasync::model::Cloud;
-use futures::StreamExt;
 
 use crate::support::{secret, test_rsa_key_pem};
 
