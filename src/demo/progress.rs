@@ -19,18 +19,21 @@ use crate::store::run_feed::RunLine;
 pub struct Screen {
     /// Draws on stdout; hidden when stdout is not a terminal.
     bars: MultiProgress,
+    /// The bars are gone for good: lines are written plainly, not through the bars' redraws (which
+    /// assume nothing else moved the cursor; a `^C` echoed by the terminal does).
+    plain: bool,
 }
 
 impl Screen {
     pub fn new() -> Self {
-        Screen { bars: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()) }
+        Screen { bars: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()), plain: false }
     }
 
-    /// Writes `text` and a newline to standard output, above the bars. An error means standard output
-    /// cannot take more lines.
+    /// Writes `text` and a newline to standard output, above the bars while there are any. An error
+    /// means standard output cannot take more lines.
     pub fn line(&self, text: &str) -> io::Result<()> {
-        if self.bars.is_hidden() {
-            // Not a terminal (piped, redirected): plain lines.
+        if self.plain || self.bars.is_hidden() {
+            // No bars, or not a terminal (piped, redirected): plain lines.
             let mut out = io::stdout().lock();
             writeln!(out, "{text}")?;
             out.flush()
@@ -39,8 +42,12 @@ impl Screen {
         }
     }
 
-    /// Removes the bars still on the terminal (when the demo stops).
-    pub fn clear(&self) -> io::Result<()> {
+    /// Takes the bars off the terminal for good; the lines that follow are plain.
+    pub fn bars_done(&mut self) -> io::Result<()> {
+        if self.plain {
+            return Ok(());
+        }
+        self.plain = true;
         self.bars.clear()
     }
 }
@@ -82,6 +89,9 @@ impl RunDisplay {
                     bar.finish_and_clear();
                     self.screen.bars.remove(bar);
                     self.first_rounds.remove(&run.class);
+                    if self.first_rounds.is_empty() {
+                        self.screen.bars_done()?;
+                    }
                 }
             }
             if run.finished_at.is_some() && self.reported.insert(run.run_id) {
@@ -102,12 +112,15 @@ impl RunDisplay {
             bar.finish_and_clear();
             self.screen.bars.remove(&bar);
         }
-        self.line("stopping ...")
+        self.screen.bars_done()?;
+        // On a terminal, from the start of the line, over the `^C` it echoed.
+        let carriage_return = if self.screen.bars.is_hidden() { "" } else { "\r" };
+        self.line(&format!("{carriage_return}stopping ..."))
     }
 
-    /// Takes the remaining bars off the terminal.
-    pub fn clear(&self) -> io::Result<()> {
-        self.screen.clear()
+    /// Takes the remaining bars off the terminal (when the demo stops).
+    pub fn clear(&mut self) -> io::Result<()> {
+        self.screen.bars_done()
     }
 }
 
