@@ -261,9 +261,14 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             entrasync::demo::run(settings, options).await
         }
         #[cfg(feature = "emulator")]
-        Command::Bench(args) => entrasync::bench::run(args, settings).await,
+        Command::Bench(args) => print_stdout(&entrasync::bench::run(args, settings).await?),
         #[cfg(feature = "emulator")]
-        Command::BenchFleet(args) => entrasync::bench::fleet::run(args, settings).await,
+        Command::BenchFleet(args) => {
+            let report = entrasync::bench::fleet::run(args, settings).await?;
+            print_stdout(&report.text)?;
+            anyhow::ensure!(report.clean, "a tenant ran more or less than once, unsuccessfully, or two runs overlapped");
+            Ok(())
+        }
         Command::Tenant(TenantCommand::Add { name, tenant_id, cloud, login_url, graph_url, credential }) => {
             let cloud = register::parse_cloud(&cloud, login_url, graph_url)?;
             let id = register::add_tenant(&settings, &name, tenant_id, cloud, &credential).await?;

@@ -5,8 +5,9 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogFormat, LogSettings};
 
 /// tokio-postgres logs every statement's parameters at debug level, and parameters can carry secrets
-/// (credentials, tokens): kept at info unless the operator's filter names the crate explicitly.
-const QUIET_BY_DEFAULT: &[&str] = &["tokio_postgres=info"];
+/// (credentials, tokens); at info it logs the server's NOTICEs ("… does not exist, skipping"), which
+/// tell an operator nothing. Kept at warn unless the operator's filter names the crate explicitly.
+const QUIET_BY_DEFAULT: &[&str] = &["tokio_postgres=warn"];
 
 /// Installs the global subscriber; a second call (tests) is a no-op.
 pub fn init(settings: &LogSettings) {
@@ -44,7 +45,7 @@ mod tests {
 
     #[test]
     fn statement_parameters_stay_out_of_debug_logs_unless_asked_for() {
-        assert!(filter("debug").to_string().contains("tokio_postgres=info"), "{}", filter("debug"));
-        assert!(!filter("debug,tokio_postgres=trace").to_string().contains("tokio_postgres=info"));
+        assert!(filter("debug").to_string().contains("tokio_postgres=warn"), "{}", filter("debug"));
+        assert!(!filter("debug,tokio_postgres=trace").to_string().contains("tokio_postgres=warn"));
     }
 }

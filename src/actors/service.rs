@@ -92,11 +92,12 @@ impl Service {
             step("tenant leases released", STEP_DEADLINE, addr.send(Leave)).await;
             arbiter.stop();
         }
+        // Flush before the workers' Arbiters stop: pooled connections opened on those runtimes die with them.
+        let (recorder, arbiter) = self.recorder;
+        step("history recorder flushed", STEP_DEADLINE, recorder.send(Flush)).await;
         for (_, arbiter) in self.workers {
             arbiter.stop();
         }
-        let (recorder, arbiter) = self.recorder;
-        step("history recorder flushed", STEP_DEADLINE, recorder.send(Flush)).await;
         arbiter.stop();
     }
 

@@ -2,7 +2,7 @@
 //! jobs (`schedule::enqueue_due`) and sleeps again. Its schedule state lives in Postgres, so a restart or
 //! a move to another instance loses nothing. Runs under `actix::Supervisor`; each check runs in a task
 //! of its own, so a panic is observed (and the actor restarted with backoff) instead of taking the
-//! Arbiter down. `testing.panic_schedule_checks_of_tenant` injects such a panic for tests.
+//! Arbiter down. Tests inject such a panic through `Settings::testing` (code only, never configured).
 
 use std::time::Duration;
 

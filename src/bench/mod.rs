@@ -98,8 +98,8 @@ impl ClassDefaults {
     }
 }
 
-/// Runs the benchmark and prints its summary on stdout.
-pub async fn run(args: BenchArgs, settings: Settings) -> anyhow::Result<()> {
+/// Runs the benchmark and returns its summary (Markdown, or JSON with `--json`) for the caller to print.
+pub async fn run(args: BenchArgs, settings: Settings) -> anyhow::Result<String> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     let exe = match &args.emulator_bin {
         Some(path) => path.clone(),
@@ -139,10 +139,9 @@ pub async fn run(args: BenchArgs, settings: Settings) -> anyhow::Result<()> {
         runs.push(figures);
     }
     let summary = Summary::of(&plan, &runs);
-    if args.json {
-        println!("{}", serde_json::to_string(&summary).context("the JSON summary")?);
+    Ok(if args.json {
+        serde_json::to_string(&summary).context("the JSON summary")? + "\n"
     } else {
-        print!("{}", report::markdown(&runs, &summary));
-    }
-    Ok(())
+        report::markdown(&runs, &summary)
+    })
 }

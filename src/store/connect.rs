@@ -42,10 +42,14 @@ pub fn session_config(settings: &DatabaseSettings, purpose: Purpose) -> Result<t
         Purpose::RunLock => {
             config.keepalives(true).keepalives_idle(std::time::Duration::from_secs(20));
         }
+        // `DROP DATABASE IF EXISTS`, `CREATE TABLE IF NOT EXISTS` and the like send NOTICEs nobody reads.
         Purpose::Maintenance => {
-            config.dbname("postgres");
+            config.dbname("postgres").options("-c client_min_messages=warning");
         }
-        Purpose::Pool | Purpose::Migrations => {}
+        Purpose::Migrations => {
+            config.options("-c client_min_messages=warning");
+        }
+        Purpose::Pool => {}
     }
     Ok(config)
 }

@@ -56,8 +56,6 @@ impl Maintenance {
     async fn connect(settings: &DatabaseSettings) -> Result<Maintenance, StoreError> {
         let name = connect::database_name(settings)?;
         let (client, driver) = connect::open(&connect::session_config(settings, Purpose::Maintenance)?).await?;
-        // `DROP DATABASE IF EXISTS` of a missing database sends a NOTICE; nobody needs to read it.
-        client.batch_execute("SET client_min_messages = warning").await?;
         Ok(Maintenance { client, name, driver })
     }
 

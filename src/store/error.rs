@@ -3,7 +3,7 @@ use std::time::Duration;
 /// Errors of the store layer. SQLSTATEs are mapped to domain cases in [`StoreError::from`] only.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database configuration: {0}")]
+    #[error("configuration: {0}")]
     Config(String),
     #[error("Postgres is unreachable: {0}")]
     Unavailable(String),

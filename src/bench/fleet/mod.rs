@@ -75,9 +75,15 @@ pub struct FleetArgs {
     pub json: bool,
 }
 
-/// Runs the measurements and prints their summary on stdout; fails (after printing) when a run was
-/// duplicated, missing, overlapping or unsuccessful.
-pub async fn run(args: FleetArgs, settings: Settings) -> anyhow::Result<()> {
+/// What a fleet benchmark found: the summary to print (Markdown, or JSON with `--json`), and whether
+/// every tenant ran exactly once, successfully, without overlapping runs.
+pub struct FleetReport {
+    pub text: String,
+    pub clean: bool,
+}
+
+/// Runs the measurements and returns their summary; the caller prints it and fails when it is not clean.
+pub async fn run(args: FleetArgs, settings: Settings) -> anyhow::Result<FleetReport> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     anyhow::ensure!(args.instances > 0, "--instances must be at least 1");
     anyhow::ensure!(
@@ -132,11 +138,10 @@ pub async fn run(args: FleetArgs, settings: Settings) -> anyhow::Result<()> {
         }
     }
     let summary = FleetSummary::of(measurements);
-    if args.json {
-        println!("{}", serde_json::to_string(&summary).context("the JSON summary")?);
+    let text = if args.json {
+        serde_json::to_string(&summary).context("the JSON summary")? + "\n"
     } else {
-        print!("{}", summary::markdown(&summary));
-    }
-    anyhow::ensure!(summary.clean(), "a tenant ran more or less than once, unsuccessfully, or two runs overlapped");
-    Ok(())
+        summary::markdown(&summary)
+    };
+    Ok(FleetReport { text, clean: summary.clean() })
 }
