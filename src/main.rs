@@ -266,7 +266,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::BenchFleet(args) => {
             let report = entrasync::bench::fleet::run(args, settings).await?;
             print_stdout(&report.text)?;
-            anyhow::ensure!(report.clean, "a tenant ran more or less than once, unsuccessfully, or two runs overlapped");
+            anyhow::ensure!(
+                report.clean,
+                "a tenant ran more or less than once, unsuccessfully, or two runs overlapped"
+            );
             Ok(())
         }
         Command::Tenant(TenantCommand::Add { name, tenant_id, cloud, login_url, graph_url, credential }) => {
