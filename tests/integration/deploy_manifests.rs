@@ -506,8 +506,7 @@ fn check_dockerfile(p: &mut Problems, text: &str) -> Dockerfile {
         let healthcheck = find_all("HEALTHCHECK").next_back().map(|i| i.args.clone());
 
         // The binary: copied from a builder stage whose `cargo build` decides the features.
-        let copy =
-            find_all("COPY").filter(|i| shell_words(&i.args).iter().any(|w| w.ends_with("/entrasync"))).next_back();
+        let copy = find_all("COPY").rfind(|i| shell_words(&i.args).iter().any(|w| w.ends_with("/entrasync")));
         let builder = copy.and_then(copy_source);
         let cargo = builder.as_ref().and_then(|builder| stages.iter().position(|s| &s.name == builder)).and_then(|b| {
             stage_chain(&stages, b)
@@ -1139,7 +1138,7 @@ fn check_compose(p: &mut Problems, text: &str, dockerfile: &Dockerfile) -> Compo
             match service.get("healthcheck").map(|c| command_text(c.get("test"))).or_else(|| image.healthcheck.clone())
             {
                 Some(check) if !uses_port(&check, port) => {
-                    p.add(file, format!("{context}: health check does not use graph-sim's port {port}: {check}"))
+                    p.add(file, format!("{context}: health check does not use graph-sim's port {port}: {check}"));
                 }
                 Some(_) => {}
                 None => p.add(file, format!("{context}: no healthcheck, so service_healthy never holds")),
@@ -1150,7 +1149,7 @@ fn check_compose(p: &mut Problems, text: &str, dockerfile: &Dockerfile) -> Compo
             match &args.tenant_id {
                 None => p.add(file, format!("{context}: graph-sim generates no tenant with a known id (--tenant-id)")),
                 Some(id) if uuid::Uuid::parse_str(id).is_err() => {
-                    p.add(file, format!("{context}: --tenant-id {id} is no GUID; `entrasync tenant add` needs one"))
+                    p.add(file, format!("{context}: --tenant-id {id} is no GUID; `entrasync tenant add` needs one"));
                 }
                 Some(_) => {}
             }
@@ -1833,10 +1832,11 @@ fn check_dashboard(p: &mut Problems, file: &str, text: &str, datasources: &[Data
                 ),
                 Some(_) => {}
             }
-        } else if reference != "-- Grafana --" && reference != "grafana" {
-            if !datasources.iter().any(|d| d.uid == reference || d.name == reference) {
-                p.add(file, format!("{at}: datasource {reference:?} is not provisioned ({GRAFANA_PROVISIONING})"));
-            }
+        } else if reference != "-- Grafana --"
+            && reference != "grafana"
+            && !datasources.iter().any(|d| d.uid == reference || d.name == reference)
+        {
+            p.add(file, format!("{at}: datasource {reference:?} is not provisioned ({GRAFANA_PROVISIONING})"));
         }
     }
 }

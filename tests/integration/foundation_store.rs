@@ -96,7 +96,7 @@ async fn credentials_are_encrypted_at_rest_and_tenants_start_with_a_full_scan() 
                 s.expose_secret(),
                 "very-secret-value",
                 "expected the stored secret to decrypt to what was saved"
-            )
+            );
         }
         CredentialMaterial::Certificate { .. } => panic!("stored as a secret"),
     }

@@ -128,7 +128,7 @@ impl Sim {
 }
 
 fn roles(names: &[&str]) -> Vec<String> {
-    names.iter().map(|s| s.to_string()).collect()
+    names.iter().map(std::string::ToString::to_string).collect()
 }
 
 /// The payload of a JWT, unverified (the test reads what the emulator put there).

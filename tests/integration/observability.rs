@@ -77,7 +77,7 @@ fn alert_rules() -> Vec<(String, String)> {
 }
 
 fn registered_sample_names() -> BTreeSet<String> {
-    Metrics::new().families().iter().flat_map(|f| f.sample_names()).collect()
+    Metrics::new().families().iter().flat_map(entrasync::metrics::Family::sample_names).collect()
 }
 
 #[test]

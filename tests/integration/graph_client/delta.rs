@@ -138,7 +138,7 @@ async fn an_expired_delta_token_means_a_full_resync() {
     let err = round(&client, tenant, DeltaRequest::resume(ObjectClass::User, delta_link)).await.expect_err("expired");
     match &err {
         GraphError::DeltaTokenExpired { reason } => {
-            assert!(reason.to_ascii_lowercase().contains("syncstatenotfound"), "{reason}")
+            assert!(reason.to_ascii_lowercase().contains("syncstatenotfound"), "{reason}");
         }
         other => panic!("{other:?}"),
     }
