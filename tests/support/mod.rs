@@ -124,16 +124,12 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually_some(timeout, || {
+        let checked = check();
+        async move { checked.await.then_some(()) }
+    })
+    .await
+    .is_some()
 }
 
 /// Polls `attempt` until it returns `Some` (returned) or `timeout` passes (`None`).
