@@ -9,18 +9,19 @@ pub fn ensure_system() {
         return;
     }
     let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("entrasync-actors".to_owned())
-        .spawn(move || {
-            let system = System::new();
-            if sender.send(System::current()).is_err() {
-                return; // nobody waits for this system
-            }
-            if let Err(error) = system.run() {
-                tracing::error!(%error, "the actor system stopped with an error");
-            }
-        })
-        .ok();
+    let spawned = std::thread::Builder::new().name("entrasync-actors".to_owned()).spawn(move || {
+        let system = System::new();
+        if sender.send(System::current()).is_err() {
+            return; // nobody waits for this system
+        }
+        if let Err(error) = system.run() {
+            tracing::error!(%error, "the actor system stopped with an error");
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the actor system's thread");
+        return;
+    }
     if let Ok(system) = receiver.recv() {
         System::set_current(system);
     }

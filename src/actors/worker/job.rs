@@ -104,7 +104,14 @@ async fn run_job(deps: &WorkerDeps, job: &SyncJob, stop: &CancellationToken) -> 
         }
     };
     // This run covers every request made so far; a full request wins.
-    let requested = schedule::take_rerun(pool, tenant.id, job.object_class).await.ok().flatten();
+    let requested = match schedule::take_rerun(pool, tenant.id, job.object_class).await {
+        Ok(requested) => requested,
+        Err(error) => {
+            // The request stays stored: the run after this one takes it.
+            tracing::warn!(%error, "cannot read the pending rerun request");
+            None
+        }
+    };
     let force_full = job.mode == SyncMode::Full || requested == Some(SyncMode::Full);
     if let Err(error) = run_lock::close_interrupted(&lock, tenant.id, job.object_class).await {
         tracing::warn!(%error, "cannot close interrupted runs");
@@ -229,7 +236,15 @@ async fn record_failure(pool: &Pool, tenant_id: i64, class: ObjectClass, error: 
 /// A job arrived while we ran: publish the one coalesced rerun it asked for.
 async fn republish_requested_rerun(deps: &WorkerDeps, job: &SyncJob, tenant_id: i64) {
     let pool = &deps.shared.pool;
-    let Ok(Some(mode)) = schedule::take_rerun(pool, tenant_id, job.object_class).await else { return };
+    let mode = match schedule::take_rerun(pool, tenant_id, job.object_class).await {
+        Ok(Some(mode)) => mode,
+        Ok(None) => return,
+        Err(error) => {
+            // The request stays stored; the next run of this (tenant, class) takes it.
+            tracing::warn!(%error, "cannot read the pending rerun request");
+            return;
+        }
+    };
     let rerun = SyncJob::new(job.tenant, job.object_class, mode, job.trigger);
     match deps.shared.broker.publish(&rerun).await {
         Ok(()) => tracing::info!(%mode, rerun = %rerun.job_id, "coalesced rerun published"),
