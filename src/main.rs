@@ -153,6 +153,7 @@ fn main() -> ExitCode {
     };
     let log = log_settings(&cli.command, &settings);
     telemetry::init(&log);
+    telemetry::log_panics();
     exit_code(actix_web::rt::System::new().block_on(run(cli.command, settings)), log.format)
 }
 

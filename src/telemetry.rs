@@ -25,6 +25,32 @@ pub fn init(settings: &LogSettings) {
     let _already_installed = installed.is_err();
 }
 
+/// Reports panics as log events (one JSON object with JSON logs) instead of the default hook's plain
+/// text, which log collectors cannot parse. For the binary only: the test harness prints failures
+/// through the default hook.
+pub fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let location = info.location().map(|at| format!("{}:{}:{}", at.file(), at.line(), at.column()));
+        let thread = std::thread::current();
+        // Captured only when RUST_BACKTRACE asks for it, as the default hook does.
+        let backtrace = std::backtrace::Backtrace::capture();
+        let backtrace = (backtrace.status() == std::backtrace::BacktraceStatus::Captured).then(|| backtrace.to_string());
+        tracing::error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            location = location.as_deref().unwrap_or("unknown"),
+            backtrace,
+            panic = %message,
+            "a thread panicked"
+        );
+    }));
+}
+
 /// The operator's filter plus the defaults that keep secrets out of dependency logs.
 fn filter(text: &str) -> EnvFilter {
     let mut filter = EnvFilter::try_new(text).unwrap_or_else(|_| EnvFilter::new("info"));
