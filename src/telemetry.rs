@@ -40,7 +40,8 @@ pub fn log_panics() {
         let thread = std::thread::current();
         // Captured only when RUST_BACKTRACE asks for it, as the default hook does.
         let backtrace = std::backtrace::Backtrace::capture();
-        let backtrace = (backtrace.status() == std::backtrace::BacktraceStatus::Captured).then(|| backtrace.to_string());
+        let backtrace =
+            (backtrace.status() == std::backtrace::BacktraceStatus::Captured).then(|| backtrace.to_string());
         tracing::error!(
             thread = thread.name().unwrap_or("unnamed"),
             location = location.as_deref().unwrap_or("unknown"),
