@@ -44,9 +44,11 @@ pub enum JobRun {
     None,
     /// Its run is running (here or on another worker), or its worker died and left it `running`.
     Running,
-    /// Its run ended but the job was given back to the queue (an outage, an interruption): run it again.
+    /// Its run failed or was cancelled and the job was not acknowledged (given back to the queue after
+    /// an outage or an interruption): run it again.
     GivenBack,
-    /// Its run ended and the job was acknowledged: a republished copy must not run again.
+    /// Its run did what it was asked (success, warning, held: the worker acknowledges such a job), or
+    /// the job was acknowledged after its run: a republished copy must not run again.
     Settled,
 }
 
@@ -54,7 +56,8 @@ pub async fn job_run(pool: &Pool, job_id: Uuid) -> Result<JobRun, StoreError> {
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
-            "SELECT bool_or(j.settled_at IS NOT NULL), bool_or(r.status = 'running') \
+            "SELECT bool_or(j.settled_at IS NOT NULL OR r.status IN ('success', 'warning', 'held')), \
+                    bool_or(r.status = 'running') \
              FROM sync_run_jobs j JOIN sync_runs r ON r.id = j.run_id WHERE j.job_id = $1",
         )
         .await?;
