@@ -100,26 +100,21 @@ fi
 
 # ------------------------------------------------------------------------------------- a real scrape
 cargo build --quiet --bin entrasync
-PORT=""
-for _ in $(seq 1 50); do
-    candidate=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-        PORT=$candidate
-        break
-    fi
-done
-[ -n "$PORT" ] || die "no free port found"
-
+# Port 0: the kernel picks a free port and `serve` logs it. (Probing for a free port raced with the
+# ephemeral ports of other connections on a busy machine: "Address already in use".)
 env -u ENTRASYNC_CONFIG \
     ENTRASYNC_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB_NAME" \
     ENTRASYNC_AMQP_PREFIX="$PREFIX" \
-    ENTRASYNC_HTTP_LISTEN="127.0.0.1:$PORT" \
+    ENTRASYNC_HTTP_LISTEN="127.0.0.1:0" \
+    ENTRASYNC_LOG_FORMAT=text \
     target/debug/entrasync serve >"$WORK/serve.log" 2>&1 &
 SERVER_PID=$!
 
 ready=""
+PORT=""
 for _ in $(seq 1 120); do
-    if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
+    [ -n "$PORT" ] || PORT=$(grep -m1 ' serving ' "$WORK/serve.log" | grep -oE 'port=[0-9]+' | cut -d= -f2 || true)
+    if [ -n "$PORT" ] && curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
         ready=yes
         break
     fi
@@ -128,7 +123,7 @@ for _ in $(seq 1 120); do
 done
 [ -n "$ready" ] || {
     cat "$WORK/serve.log" >&2
-    die "entrasync serve did not become ready on port $PORT"
+    die "entrasync serve did not become ready (port: ${PORT:-not logged})"
 }
 
 # A tenant with a finished run, so the per-tenant families have series too.
