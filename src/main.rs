@@ -170,8 +170,7 @@ fn log_settings(command: &Command, settings: &Settings) -> LogSettings {
         _ => false,
     };
     if reports_itself && log.filter == entrasync::config::DEFAULT_LOG_FILTER {
-        // Naming tokio_postgres keeps telemetry from raising it to info, where it logs server notices.
-        LogSettings { filter: "warn,tokio_postgres=warn".to_owned(), ..log }
+        LogSettings { filter: "warn".to_owned(), ..log }
     } else {
         log
     }

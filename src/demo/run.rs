@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use chrono::Utc;
-use lapin::options::QueueDeleteOptions;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::emulated;
@@ -234,20 +233,7 @@ fn prepare_settings(settings: &mut Settings) -> anyhow::Result<()> {
 /// name tenants that went with its database, and would be dead-lettered as unknown.
 async fn empty_queues(amqp: &AmqpSettings) -> anyhow::Result<()> {
     let broker = Broker::start(amqp);
-    let deleted = async {
-        let connection = broker.connection(Duration::from_secs(10)).await?;
-        let channel = connection.create_channel().await?;
-        let topology = broker.topology();
-        for queue in ObjectClass::ALL.iter().map(|class| topology.class_queue(*class)).chain([topology.dead_queue()]) {
-            channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await
-                .with_context(|| format!("deleting queue {queue}"))?;
-        }
-        channel.close(200, "demo queues emptied".into()).await?;
-        anyhow::Ok(())
-    }
-    .await;
+    let deleted = broker.delete_topology(Duration::from_secs(10)).await;
     broker.close().await;
-    deleted
+    Ok(deleted?)
 }

@@ -95,3 +95,25 @@ fn quorum_args(dead_letter_exchange: Option<String>) -> FieldTable {
     }
     args
 }
+
+impl super::Broker {
+    /// Deletes this prefix's queues (with their messages) and exchanges: for the demo and the benchmarks,
+    /// which own their prefix. The next connection declares them again.
+    pub async fn delete_topology(&self, connect_wait: std::time::Duration) -> Result<(), super::QueueError> {
+        use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+        let connection = self.connection(connect_wait).await?;
+        let channel = connection.create_channel().await?;
+        let topology = self.topology();
+        let queues = ObjectClass::ALL.iter().map(|class| topology.class_queue(*class)).chain([topology.dead_queue()]);
+        for queue in queues {
+            channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;
+        }
+        for exchange in [topology.jobs_exchange(), topology.dead_exchange()] {
+            channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await?;
+        }
+        if let Err(error) = channel.close(200, "topology deleted".into()).await {
+            tracing::debug!(%error, "closing the channel failed");
+        }
+        Ok(())
+    }
+}

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures::stream::{self, StreamExt, TryStreamExt};
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use uuid::Uuid;
 
 use crate::config::AmqpSettings;
@@ -80,26 +79,8 @@ impl JobQueue {
 
     /// Deletes the run's queues and exchanges, then closes the connection.
     pub async fn remove(self) {
-        let topology = self.broker.topology().clone();
-        if let Ok(connection) = self.broker.connection(CONNECT_TIMEOUT).await {
-            if let Ok(channel) = connection.create_channel().await {
-                let queues = ObjectClass::ALL.iter().map(|c| topology.class_queue(*c)).chain([topology.dead_queue()]);
-                for queue in queues {
-                    if let Err(error) = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await
-                    {
-                        tracing::warn!(%queue, %error, "cannot delete a benchmark queue");
-                    }
-                }
-                for exchange in [topology.jobs_exchange(), topology.dead_exchange()] {
-                    let deleted = channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default());
-                    if let Err(error) = deleted.await {
-                        tracing::warn!(%exchange, %error, "cannot delete a benchmark exchange");
-                    }
-                }
-                if let Err(error) = channel.close(200, "benchmark done".into()).await {
-                    tracing::debug!(%error, "closing the clean-up channel failed");
-                }
-            }
+        if let Err(error) = self.broker.delete_topology(CONNECT_TIMEOUT).await {
+            tracing::warn!(%error, "cannot delete the benchmark's queues and exchanges");
         }
         self.broker.close().await;
     }
