@@ -11,14 +11,18 @@
     clippy::print_stderr
 )]
 
+mod api_store;
+mod api_v1;
 mod bench_fleet_smoke;
 mod bench_smoke;
 mod cli_first_contact;
+mod console_browser;
 mod deploy_manifests;
 mod foundation_queue;
 mod foundation_service;
 mod foundation_store;
 mod graph_client;
+mod graph_probe;
 mod graph_sim_admin;
 mod graph_sim_bench;
 mod graph_sim_delta;

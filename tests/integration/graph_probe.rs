@@ -1,0 +1,1 @@
+//! Test connection, tenant discovery by domain, the organization read and admin consent, against the emulator over HTTP.
