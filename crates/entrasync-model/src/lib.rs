@@ -1,8 +1,10 @@
 //! Domain types shared by every layer and by the Graph emulator: object classes, clouds, the run
 //! vocabulary and the run history events. No I/O here. See docs/architecture.md.
 
+mod permission;
 mod run;
 
+pub use permission::{PermissionStatus, UnknownPermissionStatus};
 pub use run::{RunCounts, RunFinished, RunProgress, RunStarted};
 
 use std::fmt;
