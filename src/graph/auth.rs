@@ -57,6 +57,38 @@ impl TokenCache {
         slots.entry(key).or_default().clone()
     }
 
+    /// Fetches a new token even when a fresh one is cached, and caches it for everyone (it carries the
+    /// roles consented to most recently).
+    pub(crate) async fn replace<F, Fut>(&self, tenant: &GraphTenant, fetch: F) -> Result<AccessToken, GraphError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<TokenResponse, GraphError>>,
+    {
+        let slot = self.slot(tenant);
+        let mut cached = slot.lock().await;
+        let token = self.issue(tenant, fetch).await?;
+        *cached = Some(token.clone());
+        Ok(token)
+    }
+
+    async fn issue<F, Fut>(&self, tenant: &GraphTenant, fetch: F) -> Result<AccessToken, GraphError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<TokenResponse, GraphError>>,
+    {
+        let requested_at = Instant::now();
+        let response = fetch().await?;
+        let lifetime = Duration::from_secs(response.expires_in.seconds());
+        let token = AccessToken {
+            secret: response.access_token,
+            expires_at: requested_at + lifetime,
+            lifetime,
+            serial: self.next_serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
+        tracing::debug!(tenant_id = %tenant.tenant_id, expires_in_s = lifetime.as_secs(), "graph token acquired");
+        Ok(token)
+    }
+
     /// Returns a token valid for at least `margin` (less for short-lived tokens), fetching one with `fetch` when needed.
     /// `rejected` is a token Graph answered 401 to: it is never handed out again.
     pub(crate) async fn get<F, Fut>(
@@ -80,16 +112,7 @@ impl TokenCache {
                 return Ok(token.clone());
             }
         }
-        let requested_at = Instant::now();
-        let response = fetch().await?;
-        let lifetime = Duration::from_secs(response.expires_in.seconds());
-        let token = AccessToken {
-            secret: response.access_token,
-            expires_at: requested_at + lifetime,
-            lifetime,
-            serial: self.next_serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        };
-        tracing::debug!(tenant_id = %tenant.tenant_id, expires_in_s = lifetime.as_secs(), "graph token acquired");
+        let token = self.issue(tenant, fetch).await?;
         *cached = Some(token.clone());
         Ok(token)
     }

@@ -147,8 +147,8 @@ pub(crate) struct Answer {
 
 /// One kind of request the retry loop can send again.
 trait Attempt {
-    /// The tenant and what the request is for: the labels of its metrics.
-    fn target(&self) -> (&GraphTenant, GraphTarget);
+    /// The tenant and what the request is for: the labels of its metrics (`None`: not counted).
+    fn labels(&self) -> Option<(&GraphTenant, GraphTarget)>;
     /// Builds the request for one attempt (acquiring budget or a token as needed).
     fn request(
         &mut self,
@@ -221,10 +221,28 @@ impl GraphClient {
 
     /// POSTs the client-credentials request, retrying throttling and outages like any request.
     async fn request_token(&self, tenant: &GraphTenant) -> Result<auth::TokenResponse, GraphError> {
+        self.request_token_with(tenant, &self.inner.options.retry).await
+    }
+
+    /// Requests a new token whatever the cache holds, and caches it: a test connection must see the
+    /// roles consented to since the cached token was issued.
+    pub(crate) async fn fresh_token(
+        &self,
+        tenant: &GraphTenant,
+        policy: &RetryPolicy,
+    ) -> Result<AccessToken, GraphError> {
+        self.inner.tokens.replace(tenant, || self.request_token_with(tenant, policy)).await
+    }
+
+    async fn request_token_with(
+        &self,
+        tenant: &GraphTenant,
+        policy: &RetryPolicy,
+    ) -> Result<auth::TokenResponse, GraphError> {
         let url = auth::token_url(&tenant.cloud, &tenant.tenant_id);
         let mut stats = RequestStats::default();
         let attempt = TokenAttempt { client: self, tenant, url: &url };
-        let answer = self.execute(attempt, &mut stats).await?;
+        let answer = self.execute(attempt, policy, &mut stats).await?;
         if answer.status.is_server_error() {
             // An outage of the identity platform, not a verdict on our credentials.
             return Err(GraphError::UnexpectedStatus {
@@ -253,16 +271,33 @@ impl GraphClient {
         priority: RequestPriority,
         stats: &mut RequestStats,
     ) -> Result<Bytes, GraphError> {
+        let policy = &self.inner.options.retry;
+        let answer = self.get_answer(tenant, url, Some(class), priority, policy, stats).await?;
+        if answer.status == StatusCode::OK {
+            return Ok(answer.body);
+        }
+        Err(graph_error(tenant, class, answer.status, GraphErrorBody::parse(&answer.body)))
+    }
+
+    /// GETs a Graph URL and returns whatever final answer came (any status but 401), for callers that
+    /// classify refusals themselves (test connection, `/organization`). Retries per `policy` and
+    /// refreshes the token once on 401. `class` labels the request's metrics (`None`: not counted).
+    pub(crate) async fn get_answer(
+        &self,
+        tenant: &GraphTenant,
+        url: &str,
+        class: Option<ObjectClass>,
+        priority: RequestPriority,
+        policy: &RetryPolicy,
+        stats: &mut RequestStats,
+    ) -> Result<Answer, GraphError> {
         let mut rejected: Option<AccessToken> = None;
         loop {
             let token = self.token(tenant, rejected.as_ref()).await?;
             let attempt = GraphAttempt { client: self, tenant, url, class, priority, token: &token, attempts: 0 };
-            let answer = self.execute(attempt, stats).await?;
-            if answer.status == StatusCode::OK {
-                return Ok(answer.body);
-            }
-            let error = GraphErrorBody::parse(&answer.body);
+            let answer = self.execute(attempt, policy, stats).await?;
             if answer.status == StatusCode::UNAUTHORIZED {
+                let error = GraphErrorBody::parse(&answer.body);
                 if rejected.is_none() {
                     tracing::info!(tenant_id = %tenant.tenant_id, code = %error.code, "graph answered 401, refreshing the token once");
                     rejected = Some(token);
@@ -274,17 +309,23 @@ impl GraphClient {
                     code: error.code,
                 });
             }
-            return Err(graph_error(tenant, class, answer.status, error));
+            return Ok(answer);
         }
     }
 
+    /// GETs a public document of the identity platform (no token, no budget), e.g. OpenID discovery.
+    pub(crate) async fn get_public(&self, url: &str, policy: &RetryPolicy) -> Result<Answer, GraphError> {
+        self.execute(PublicAttempt { client: self, url }, policy, &mut RequestStats::default()).await
+    }
+
     /// Sends `attempt` until it gets an answer that is not retryable, or the policy gives up.
-    async fn execute(&self, mut attempt: impl Attempt, stats: &mut RequestStats) -> Result<Answer, GraphError> {
-        let policy = &self.inner.options.retry;
-        let meter = {
-            let (tenant, target) = attempt.target();
-            Meter::new(self.inner.metrics.as_ref(), tenant, target)
-        };
+    async fn execute(
+        &self,
+        mut attempt: impl Attempt,
+        policy: &RetryPolicy,
+        stats: &mut RequestStats,
+    ) -> Result<Answer, GraphError> {
+        let meter = Meter::new(self.inner.metrics.as_ref(), attempt.labels());
         let mut attempts = 0u32;
         let mut waited = Duration::ZERO;
         loop {
@@ -367,8 +408,9 @@ struct Meter<'a> {
 }
 
 impl<'a> Meter<'a> {
-    fn new(metrics: Option<&'a GraphMetrics>, tenant: &GraphTenant, target: GraphTarget) -> Self {
-        Self { labels: metrics.and_then(|metrics| Some((metrics, tenant_label(tenant)?, target))) }
+    fn new(metrics: Option<&'a GraphMetrics>, labels: Option<(&GraphTenant, GraphTarget)>) -> Self {
+        let labels = labels.and_then(|(tenant, target)| Some((metrics?, tenant_label(tenant)?, target)));
+        Self { labels }
     }
 
     /// A response came back with `status`, or none did (`None`: connection failure, timeout, cut body).
@@ -397,8 +439,8 @@ struct TokenAttempt<'a> {
 }
 
 impl Attempt for TokenAttempt<'_> {
-    fn target(&self) -> (&GraphTenant, GraphTarget) {
-        (self.tenant, GraphTarget::Token)
+    fn labels(&self) -> Option<(&GraphTenant, GraphTarget)> {
+        Some((self.tenant, GraphTarget::Token))
     }
 
     async fn request(&mut self, _stats: &mut RequestStats) -> Result<reqwest::RequestBuilder, GraphError> {
@@ -418,15 +460,15 @@ struct GraphAttempt<'a> {
     client: &'a GraphClient,
     tenant: &'a GraphTenant,
     url: &'a str,
-    class: ObjectClass,
+    class: Option<ObjectClass>,
     priority: RequestPriority,
     token: &'a AccessToken,
     attempts: u32,
 }
 
 impl Attempt for GraphAttempt<'_> {
-    fn target(&self) -> (&GraphTenant, GraphTarget) {
-        (self.tenant, GraphTarget::Delta(self.class))
+    fn labels(&self) -> Option<(&GraphTenant, GraphTarget)> {
+        self.class.map(|class| (self.tenant, GraphTarget::Delta(class)))
     }
 
     async fn request(&mut self, stats: &mut RequestStats) -> Result<reqwest::RequestBuilder, GraphError> {
@@ -455,6 +497,22 @@ impl Attempt for GraphAttempt<'_> {
         if let Some(budget) = &self.client.inner.budget {
             budget.observe(self.tenant, status.as_u16(), retry_after, headers);
         }
+    }
+}
+
+/// An unauthenticated GET of the identity platform (discovery documents).
+struct PublicAttempt<'a> {
+    client: &'a GraphClient,
+    url: &'a str,
+}
+
+impl Attempt for PublicAttempt<'_> {
+    fn labels(&self) -> Option<(&GraphTenant, GraphTarget)> {
+        None
+    }
+
+    async fn request(&mut self, _stats: &mut RequestStats) -> Result<reqwest::RequestBuilder, GraphError> {
+        Ok(self.client.inner.http.get(self.url))
     }
 }
 
@@ -575,7 +633,7 @@ mod tests {
             client: &client,
             tenant: &tenant,
             url,
-            class: ObjectClass::User,
+            class: Some(ObjectClass::User),
             priority: RequestPriority::Low,
             token: &token,
             attempts: 0,
@@ -593,7 +651,7 @@ mod tests {
             client: &client,
             tenant: &tenant,
             url,
-            class: ObjectClass::User,
+            class: Some(ObjectClass::User),
             priority: RequestPriority::Normal,
             token: &token,
             attempts: 0,

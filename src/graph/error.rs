@@ -46,6 +46,27 @@ pub enum GraphError {
     )]
     TenantNotFound { tenant_id: String, cloud: String },
 
+    /// A tenant given by name that is not a DNS name (nor a GUID).
+    #[error(
+        "{value:?} is neither a tenant id (GUID) nor a domain name: enter the directory's id, or one of its \
+         domains such as contoso.onmicrosoft.com"
+    )]
+    InvalidTenantName { value: String },
+
+    /// OpenID discovery does not know the domain (AADSTS90002) in this cloud.
+    #[error(
+        "{domain} is not an Entra tenant of cloud {cloud} (AADSTS90002): check the spelling, use a verified domain \
+         of the directory (e.g. its .onmicrosoft.com domain) or its tenant id, and check the cloud"
+    )]
+    UnknownDomain { domain: String, cloud: String },
+
+    /// 403 on a read outside the synced classes (e.g. `/organization`).
+    #[error(
+        "app {client_id} may not read {resource} in tenant {tenant_id}: grant the application permission {} \
+         (admin consent) in the app registration", .permissions.join(" or ")
+    )]
+    ReadDenied { client_id: String, tenant_id: String, resource: &'static str, permissions: &'static [&'static str] },
+
     /// Any other refusal from the token endpoint.
     #[error("the token endpoint refused app {client_id}: {error} ({description}): check the app registration")]
     TokenRejected { client_id: String, error: String, description: String },
@@ -117,6 +138,9 @@ impl GraphError {
                 | GraphError::TokenRejected { .. }
                 | GraphError::Unauthorized { .. }
                 | GraphError::ConsentMissing { .. }
+                | GraphError::InvalidTenantName { .. }
+                | GraphError::UnknownDomain { .. }
+                | GraphError::ReadDenied { .. }
         )
     }
 }

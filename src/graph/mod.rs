@@ -7,13 +7,21 @@
 //! let mut pages = client.delta_pages(tenant, DeltaRequest::resume(ObjectClass::User, delta_link));
 //! while let Some(page) = pages.next().await { let page = page?; /* apply, then checkpoint page.next */ }
 //! ```
+//!
+//! For the operator API: `test_connection` (a permission report per object class), `resolve_tenant_id`
+//! (domain → directory id), `organization` (display name, verified domains) and the admin-consent URL
+//! and redirect (`admin_consent_url`, `ConsentOutcome`).
 
 mod auth;
 mod budget;
 mod client;
+mod consent;
 mod credentials;
 mod delta;
+mod discovery;
 mod error;
+mod organization;
+mod probe;
 mod retry;
 
 pub use auth::token_url;
@@ -22,10 +30,14 @@ pub use budget::{
     RateBudget, TokenBucket,
 };
 pub use client::{GraphClient, GraphClientOptions, GraphTenant, RequestPriority, RequestStats, TenantSize};
+pub use consent::{admin_consent_url, ConsentOutcome, ANY_ORGANIZATION, MALFORMED_CONSENT_ERROR};
 pub use credentials::{AppCredentials, AssertionAlgorithm, CertificateCredential, CertificateError, ClientCredential};
 pub use delta::{
     default_select, initial_url, parse_page, DeltaItem, DeltaPage, DeltaPages, DeltaRequest, DeltaStart, MemberRef,
     PageLink,
 };
+pub use discovery::resolve_tenant_id;
 pub use error::{read_permissions, GraphError};
+pub use organization::{organization, Organization, ORGANIZATION_PERMISSIONS};
+pub use probe::{accepted_permissions, test_connection, ConnectionReport, PermissionCheck, TokenCheck};
 pub use retry::{parse_retry_after, RetryPolicy};
