@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::model::Cloud;
+use crate::store::audit::Actor;
 use crate::store::credentials::{self, CredentialMaterial, NewCredentialProfile};
 use crate::store::secret_box::SecretBox;
 use crate::store::tenants::{self, NewTenant};
@@ -62,7 +63,7 @@ pub async fn add_credential(
         },
     };
     let profile = NewCredentialProfile { name: name.to_owned(), client_id, material };
-    match credentials::create(&pool(settings).await?, &secrets, &profile).await {
+    match credentials::create(&pool(settings).await?, &secrets, &profile, &Actor::new("cli")).await {
         // The database's words stay in the message: docker-compose.yml's registration recognises them.
         Err(StoreError::Conflict(reason)) => {
             anyhow::bail!("a credential profile named {name:?} already exists ({reason})")
@@ -93,8 +94,9 @@ pub async fn add_tenant(
         cloud,
         credential_profile_id: Some(profile.id),
         enabled: true,
+        full_scan_next_run: true,
     };
-    match tenants::create(&pool, &tenant).await {
+    match tenants::create(&pool, &tenant, &Actor::new("cli")).await {
         Err(StoreError::Conflict(reason)) => {
             anyhow::bail!("the tenant with Entra id {entra_tenant_id} is already registered ({reason})")
         }

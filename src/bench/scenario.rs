@@ -95,7 +95,9 @@ async fn measure(pool: &Pool, emulator: &ChildEmulator, plan: &RunPlan) -> anyho
             cloud: cloud.clone(),
             credential_profile_id: None,
             enabled: true,
+            full_scan_next_run: true,
         },
+        &crate::store::audit::Actor::new("bench"),
     )
     .await
     .context("registering the benchmark tenant")?;

@@ -50,7 +50,9 @@ pub async fn register_app(
         client_id: Uuid::parse_str(&app.app_id).context("emulated app id")?,
         material: CredentialMaterial::Secret(SecretString::from(secret)),
     };
-    let profile_id = credentials::create(pool, secrets, &profile).await.context("storing the credential profile")?;
+    let profile_id = credentials::create(pool, secrets, &profile, &crate::store::audit::Actor::new("demo"))
+        .await
+        .context("storing the credential profile")?;
     Ok(EmulatedApp { app_id: app.app_id, profile_id })
 }
 
@@ -81,7 +83,9 @@ pub async fn add_tenant(
             cloud: Cloud::Custom { login_url: sim.base_url(), graph_url: sim.base_url() },
             credential_profile_id: Some(app.profile_id),
             enabled: true,
+            full_scan_next_run: true,
         },
+        &crate::store::audit::Actor::new("demo"),
     )
     .await
     .context("registering the tenant")?;

@@ -13,6 +13,15 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Rejected(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A stored credential that the configured secrets key cannot open: the key changed.
+    #[error(
+        "credential profile {profile_name:?} (id {profile_id}) cannot be decrypted: ENTRASYNC_SECRETS_KEY is not the \
+         key it was stored with; restore that key, re-encrypt with `entrasync credential reencrypt --old-key`, \
+         or replace the profile's secret or certificate"
+    )]
+    Undecryptable { profile_id: i64, profile_name: String },
     #[error("migration failed: {0}")]
     Migration(String),
     #[error(transparent)]

@@ -119,3 +119,38 @@ pub async fn list_for_run(db: &impl GenericClient, run_id: Uuid) -> Result<Vec<H
         .map(|r| HeldDeletion { object_id: r.get(0), permanent: r.get(1), reason: r.get(2), status: r.get(3) })
         .collect())
 }
+
+/// One run's open holds, as the API lists them per tenant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HeldRun {
+    pub run_id: Uuid,
+    pub class: ObjectClass,
+    pub count: i64,
+    pub held_at: chrono::DateTime<chrono::Utc>,
+    /// The first 20 object ids (by id).
+    pub sample: Vec<Uuid>,
+}
+
+/// The runs with deletions still held for a tenant, newest first (the open-hold index holds only these).
+pub async fn summary(pool: &super::Pool, tenant_id: i64) -> Result<Vec<HeldRun>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT run_id, object_class::text, count(*), min(held_at), (array_agg(object_id ORDER BY object_id))[1:20]
+             FROM held_deletions WHERE tenant_id = $1 AND status = 'held'
+             GROUP BY run_id, object_class ORDER BY min(held_at) DESC, run_id",
+            &[&tenant_id],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(HeldRun {
+                run_id: r.try_get(0)?,
+                class: r.try_get::<_, String>(1)?.parse().map_err(|e| StoreError::Unexpected(anyhow::Error::new(e)))?,
+                count: r.try_get(2)?,
+                held_at: r.try_get(3)?,
+                sample: r.try_get(4)?,
+            })
+        })
+        .collect()
+}

@@ -1,13 +1,18 @@
 //! Postgres: the pool, migrations, and one repository module per aggregate. All SQL lives here.
 
+pub mod api_tokens;
+pub mod audit;
 #[cfg(feature = "emulator")]
 pub mod bench;
 pub mod connect;
+pub mod consent;
 pub mod credentials;
 pub mod cursors;
 mod database;
+pub mod directory;
 mod error;
 pub mod held_deletions;
+pub mod history;
 pub mod leases;
 pub mod members;
 pub mod metrics_queries;

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
+use super::audit::{self, Actor};
 use super::run_lock::lock_keys;
 use super::{Pool, StoreError};
 use crate::model::{ObjectClass, SyncMode};
@@ -167,10 +168,18 @@ pub async fn quarantined(pool: &Pool) -> Result<Vec<Quarantine>, StoreError> {
         .collect()
 }
 
-/// An operator's "try again now": clears the quarantine and the failure counts.
-pub async fn lift_quarantine(pool: &Pool, tenant_id: i64) -> Result<bool, StoreError> {
+/// An operator's "try again now": clears the quarantine and the failure counts (audited when lifted).
+pub async fn lift_quarantine(pool: &Pool, tenant_id: i64, actor: &Actor) -> Result<bool, StoreError> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
+    let before = transaction
+        .query_opt(
+            "SELECT jsonb_build_object('quarantined_at', quarantined_at, 'quarantine_reason', quarantine_reason)
+             FROM tenants WHERE id = $1 FOR UPDATE",
+            &[&tenant_id],
+        )
+        .await?;
+    let Some(before) = before else { return Ok(false) };
     transaction
         .execute(
             "UPDATE sync_schedules SET consecutive_failures = 0, last_failure_at = NULL WHERE tenant_id = $1",
@@ -184,6 +193,12 @@ pub async fn lift_quarantine(pool: &Pool, tenant_id: i64) -> Result<bool, StoreE
             &[&tenant_id],
         )
         .await?;
+    if lifted == 1 {
+        let after = serde_json::json!({"quarantined_at": null, "quarantine_reason": null});
+        let before: serde_json::Value = before.try_get(0)?;
+        let id = tenant_id.to_string();
+        audit::record(&transaction, actor, "tenant.lift_quarantine", "tenant", &id, Some(before), Some(after)).await?;
+    }
     transaction.commit().await?;
     Ok(lifted == 1)
 }

@@ -80,7 +80,9 @@ async fn credentials_are_encrypted_at_rest_and_tenants_start_with_a_full_scan() 
         client_id: uuid::Uuid::new_v4(),
         material: CredentialMaterial::Secret(SecretString::from("very-secret-value".to_owned())),
     };
-    let id = credentials::create(&pool, &secrets, &profile).await.expect("create profile");
+    let id = credentials::create(&pool, &secrets, &profile, &entrasync::store::audit::Actor::new("test"))
+        .await
+        .expect("create profile");
 
     let client = pool.get().await.expect("connection");
     let raw: Vec<u8> = client
@@ -105,7 +107,7 @@ async fn credentials_are_encrypted_at_rest_and_tenants_start_with_a_full_scan() 
     let listed_json = serde_json::to_string(&listed).unwrap();
     assert!(!listed_json.contains("very-secret"), "expected the listing to carry no secret: {listed_json}");
 
-    let duplicate = credentials::create(&pool, &secrets, &profile).await;
+    let duplicate = credentials::create(&pool, &secrets, &profile, &entrasync::store::audit::Actor::new("test")).await;
     assert!(matches!(duplicate, Err(entrasync::store::StoreError::Conflict(_))), "names are unique");
 
     let tenant = tenants::create(
@@ -116,7 +118,9 @@ async fn credentials_are_encrypted_at_rest_and_tenants_start_with_a_full_scan() 
             cloud: Cloud::Custom { login_url: "http://127.0.0.1:1".into(), graph_url: "http://127.0.0.1:1".into() },
             credential_profile_id: Some(id),
             enabled: true,
+            full_scan_next_run: true,
         },
+        &entrasync::store::audit::Actor::new("test"),
     )
     .await
     .expect("create tenant");

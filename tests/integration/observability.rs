@@ -258,11 +258,16 @@ async fn metrics_endpoint_exports_every_family_and_the_fleet_state() {
         cloud,
         credential_profile_id: None,
         enabled: true,
+        full_scan_next_run: true,
     };
-    let stored = tenants::create(&pool, &new).await.expect("tenant");
-    let disabled = tenants::create(&pool, &NewTenant { entra_tenant_id: Uuid::new_v4(), enabled: false, ..new })
-        .await
-        .expect("tenant");
+    let stored = tenants::create(&pool, &new, &entrasync::store::audit::Actor::new("test")).await.expect("tenant");
+    let disabled = tenants::create(
+        &pool,
+        &NewTenant { entra_tenant_id: Uuid::new_v4(), enabled: false, ..new },
+        &entrasync::store::audit::Actor::new("test"),
+    )
+    .await
+    .expect("tenant");
     // A finished user run two minutes ago, and 3 held group deletions (test data, written directly).
     // Their times are read back (seconds since the epoch, database time), so the expected ages below are
     // bounds from them to the scrape, however long the machine took in between.

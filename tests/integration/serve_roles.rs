@@ -26,8 +26,9 @@ async fn only_the_api_role_serves_the_fleet_view() {
         cloud: Cloud::Global,
         credential_profile_id: None,
         enabled: false,
+        full_scan_next_run: true,
     };
-    tenants::create(&db.pool(), &tenant).await.expect("tenant");
+    tenants::create(&db.pool(), &tenant, &entrasync::store::audit::Actor::new("test")).await.expect("tenant");
 
     for (roles, fleet) in [("api", true), ("scheduler", false)] {
         let settings = settings_with(&[

@@ -17,8 +17,14 @@ pub async fn create_tenants(pool: &Pool, n: usize) -> Vec<i64> {
             cloud: Cloud::Global,
             credential_profile_id: None,
             enabled: true,
+            full_scan_next_run: true,
         };
-        ids.push(tenants::create(pool, &tenant).await.expect("create tenant").id);
+        ids.push(
+            tenants::create(pool, &tenant, &entrasync::store::audit::Actor::new("test"))
+                .await
+                .expect("create tenant")
+                .id,
+        );
     }
     ids
 }

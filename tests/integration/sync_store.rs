@@ -30,7 +30,9 @@ async fn env() -> Env {
             cloud,
             credential_profile_id: None,
             enabled: true,
+            full_scan_next_run: true,
         },
+        &entrasync::store::audit::Actor::new("test"),
     )
     .await
     .expect("tenant");

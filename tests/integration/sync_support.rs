@@ -98,7 +98,9 @@ impl SyncWorld {
                 cloud: cloud.clone(),
                 credential_profile_id: None,
                 enabled: true,
+                full_scan_next_run: true,
             },
+            &entrasync::store::audit::Actor::new("test"),
         )
         .await
         .expect("store tenant");

@@ -42,7 +42,9 @@ pub async fn register(
         client_id: Uuid::parse_str(&app.app_id).context("the emulator's app id is not a GUID")?,
         material: CredentialMaterial::Secret(SecretString::from(app.secret.clone())),
     };
-    let profile_id = credentials::create(pool, &secrets, &profile).await.context("storing the credential profile")?;
+    let profile_id = credentials::create(pool, &secrets, &profile, &crate::store::audit::Actor::new("bench"))
+        .await
+        .context("storing the credential profile")?;
     let tenants: Vec<NewTenant> = entra_ids
         .iter()
         .enumerate()
@@ -52,6 +54,7 @@ pub async fn register(
             cloud: Cloud::Custom { login_url: emulator_url.to_owned(), graph_url: emulator_url.to_owned() },
             credential_profile_id: Some(profile_id),
             enabled: true,
+            full_scan_next_run: true,
         })
         .collect();
     let stored = tenants::create_many(pool, &tenants).await.context("registering the fleet's tenants")?;

@@ -2,7 +2,7 @@
 -- $1 tenant id; $2 the classes, $3 the first key of each class's run lock, $4 the tenant's lock key
 -- (src/store/run_lock.rs), so a held lock shows the class is running right now.
 SELECT c.class::text,
-       t.enabled,
+       t.enabled AND NOT t.blocked,
        t.full_scan_next_run,
        t.full_scan_requested_at,
        t.quarantined_at,

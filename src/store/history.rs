@@ -1,0 +1,1 @@
+//! Sync history pages (placeholder until the module lands).
