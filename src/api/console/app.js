@@ -1,0 +1,1554 @@
+// entrasync console: a client of /api/v1 and nothing else. Plain ES2020, no framework, no build step.
+// Served with a strict Content-Security-Policy: no inline scripts or styles, no innerHTML of API data.
+(function () {
+  'use strict';
+
+  const TOKEN_KEY = 'entrasync.token';
+  const CLASSES = ['user', 'group', 'device'];
+  const CLASS_LABEL = { user: 'Users', group: 'Groups', device: 'Devices' };
+  const CLOUDS = [
+    ['global', 'Global'],
+    ['us_gov', 'US Gov'],
+    ['us_gov_dod', 'US Gov DoD'],
+    ['china', 'China'],
+    ['custom', 'Custom'],
+  ];
+  const RUN_STATUSES = ['running', 'success', 'warning', 'held', 'failed', 'cancelled'];
+  const PAGE_SIZES = [50, 100, 1000];
+  const PERMISSION_LABEL = {
+    unknown: 'Not checked',
+    granted: 'Granted',
+    granted_needs_settings: 'Granted, needs settings',
+    needs_additional_permissions: 'Needs permissions',
+    error: 'Error',
+  };
+  const PERMISSION_NEXT_STEP = {
+    unknown: 'Test the connection to read the permissions the app has in this directory.',
+    granted: 'Nothing to do: the app has every permission entrasync needs.',
+    granted_needs_settings: 'The permissions are granted but a directory setting is missing; see the test result.',
+    needs_additional_permissions: 'Grant the missing application permissions (Grant permissions), then test the connection again.',
+    error: 'The last check failed; test the connection to see why.',
+  };
+
+  const state = {
+    token: null,
+    session: null,
+    tenants: [],
+    profiles: null,
+    route: null,
+    view: 0, // bumped on every navigation; timers and late answers of an old view check it
+    testResults: {}, // tenant id -> last test-connection result, for the permissions panel
+  };
+
+  // ---------------------------------------------------------------- DOM helpers
+
+  function $(id) { return document.getElementById(id); }
+
+  // el('div', {class: 'x', id: 'y', onclick: fn}, child, 'text', [children]...)
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    if (attrs) {
+      for (const [key, value] of Object.entries(attrs)) {
+        if (value === undefined || value === null || value === false) continue;
+        if (key.startsWith('on') && typeof value === 'function') {
+          node.addEventListener(key.slice(2), value);
+        } else if (key === 'class') {
+          node.className = value;
+        } else if (key === 'value') {
+          node.value = value;
+        } else if (key === 'checked' || key === 'disabled' || key === 'selected' || key === 'readOnly' || key === 'hidden') {
+          node[key] = Boolean(value);
+        } else if (value === true) {
+          node.setAttribute(key, '');
+        } else {
+          node.setAttribute(key, String(value));
+        }
+      }
+    }
+    append(node, children);
+    return node;
+  }
+
+  function append(node, children) {
+    for (const child of children) {
+      if (child === undefined || child === null || child === false) continue;
+      if (Array.isArray(child)) append(node, child);
+      else if (child instanceof Node) node.appendChild(child);
+      else node.appendChild(document.createTextNode(String(child)));
+    }
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+    return node;
+  }
+
+  function isAdmin() { return state.session && state.session.role === 'admin'; }
+
+  // A button that changes something: disabled for viewers, with the reason as its title.
+  function writeButton(attrs, ...children) {
+    const button = el('button', Object.assign({ type: 'button', class: 'btn' }, attrs), ...children);
+    if (!isAdmin()) {
+      button.disabled = true;
+      button.title = 'Needs the admin role';
+    }
+    return button;
+  }
+
+  function option(value, label, selected) {
+    return el('option', { value, selected: selected ? true : undefined }, label);
+  }
+
+  function select(attrs, options, current) {
+    return el('select', attrs, options.map(([value, label]) => option(value, label, String(value) === String(current))));
+  }
+
+  function field(id, label, input, hint) {
+    return el('div', { class: 'field' },
+      el('label', { for: id }, label),
+      input,
+      hint ? el('p', { class: 'hint', id: id + '-hint' }, hint) : null,
+      el('p', { class: 'field-error', id: id + '-error', role: 'alert' }));
+  }
+
+  function checkbox(id, label, checked, disabled) {
+    return el('label', { class: 'check', for: id },
+      el('input', { type: 'checkbox', id, checked, disabled }), label);
+  }
+
+  function pad(n) { return String(n).padStart(2, '0'); }
+
+  function fmtTime(iso) {
+    if (!iso) return '—';
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return iso;
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
+  function timeCell(iso) {
+    return el('td', { class: 'nowrap', title: iso || undefined }, fmtTime(iso));
+  }
+
+  function fmtNum(n) {
+    if (n === undefined || n === null) return '—';
+    return Number(n).toLocaleString('en-US');
+  }
+
+  function today() {
+    const d = new Date();
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  }
+
+  function cloudLabel(cloud) {
+    const found = CLOUDS.find(([value]) => value === cloud);
+    return found ? found[1] : cloud;
+  }
+
+  function statusTone(status) {
+    switch (status) {
+      case 'success': case 'granted': case 'ok': return 'green';
+      case 'warning': case 'held': case 'granted_needs_settings': return 'amber';
+      case 'failed': case 'error': case 'needs_additional_permissions': return 'red';
+      case 'running': return 'blue';
+      default: return 'grey';
+    }
+  }
+
+  function pill(status, label) {
+    return el('span', { class: `pill pill-${statusTone(status)}` }, label || status || 'none');
+  }
+
+  function permissionPill(status) {
+    return pill(status || 'unknown', PERMISSION_LABEL[status] || status || 'Not checked');
+  }
+
+  function loading(text) {
+    return el('div', { class: 'loading' }, el('span', { class: 'spinner', 'aria-hidden': 'true' }), text || 'Loading…');
+  }
+
+  // ---------------------------------------------------------------- API client
+
+  class ApiError extends Error {
+    constructor(status, problem) {
+      super(problem.detail || problem.title || `HTTP ${status}`);
+      this.status = status;
+      this.title = problem.title || `Request failed (${status})`;
+      this.detail = problem.detail || '';
+      this.field = problem.field || null;
+    }
+  }
+
+  async function problemOf(response) {
+    const type = response.headers.get('Content-Type') || '';
+    if (type.includes('json')) {
+      try { return await response.json(); } catch (_) { /* fall through */ }
+    }
+    let text = '';
+    try { text = (await response.text()).slice(0, 300); } catch (_) { /* nothing to read */ }
+    return { title: `${response.status} ${response.statusText}`.trim(), detail: text };
+  }
+
+  async function request(method, path, body, options) {
+    const headers = { Accept: 'application/json' };
+    const token = (options && options.token) || state.token;
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const init = { method, headers, cache: 'no-store' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (error) {
+      throw new ApiError(0, { title: 'The service did not answer', detail: String(error.message || error) });
+    }
+    if (response.status === 401 && !(options && options.signIn)) {
+      signOut('Your token is no longer accepted. Sign in again.');
+      throw new ApiError(401, await problemOf(response));
+    }
+    if (!response.ok) throw new ApiError(response.status, await problemOf(response));
+    if (options && options.raw) return response;
+    if (response.status === 204) return null;
+    const type = response.headers.get('Content-Type') || '';
+    return type.includes('json') ? response.json() : response.text();
+  }
+
+  const api = {
+    get: (path, options) => request('GET', path, undefined, options),
+    post: (path, body) => request('POST', path, body === undefined ? {} : body),
+    patch: (path, body) => request('PATCH', path, body),
+    put: (path, body) => request('PUT', path, body),
+    del: (path) => request('DELETE', path),
+  };
+
+  function query(params) {
+    const search = new URLSearchParams();
+    for (const [key, value] of Object.entries(params)) {
+      if (value !== undefined && value !== null && value !== '') search.set(key, String(value));
+    }
+    const text = search.toString();
+    return text ? `?${text}` : '';
+  }
+
+  // ---------------------------------------------------------------- notifications and field errors
+
+  function notify(kind, title, detail, items) {
+    const box = $('notifications');
+    const toast = el('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : 'status' },
+      el('div', { class: 'body' },
+        el('div', { class: 'title' }, title),
+        detail ? el('div', { class: 'detail' }, detail) : null,
+        items && items.length ? el('ul', null, items.map((item) => el('li', null, item))) : null),
+      el('button', { type: 'button', class: 'btn btn-ghost close', 'aria-label': 'Dismiss notification', onclick: () => toast.remove() }, '×'));
+    box.appendChild(toast);
+    while (box.children.length > 4) box.firstChild.remove();
+    const keep = kind === 'error' || kind === 'warning' ? 15000 : 6000;
+    setTimeout(() => toast.remove(), keep);
+    return toast;
+  }
+
+  function clearFieldErrors(root) {
+    for (const node of root.querySelectorAll('.field-error')) node.textContent = '';
+    for (const node of root.querySelectorAll('[aria-invalid]')) node.removeAttribute('aria-invalid');
+  }
+
+  // Shows an API error: next to its input when the problem names a field the form has, and always as a
+  // notification. `fields` maps API field names to input ids.
+  function showError(error, fields, root) {
+    if (!(error instanceof ApiError)) {
+      notify('error', 'Something went wrong', String(error && error.message ? error.message : error));
+      return;
+    }
+    if (error.status === 401) return; // signed out already, with its own message
+    if (error.field && fields) {
+      const id = fields[error.field];
+      const input = id && (root || document).querySelector(`#${CSS.escape(id)}`);
+      if (input) {
+        input.setAttribute('aria-invalid', 'true');
+        input.setAttribute('aria-describedby', `${id}-error`);
+        const message = $(`${id}-error`);
+        if (message) message.textContent = error.detail || error.title;
+        input.focus();
+      }
+    }
+    notify('error', error.title, error.detail);
+  }
+
+  // Runs `work` with `button` disabled and a spinner; errors go to showError.
+  async function busy(button, work, fields, root) {
+    const label = Array.from(button.childNodes);
+    button.disabled = true;
+    button.setAttribute('aria-busy', 'true');
+    clear(button);
+    append(button, [el('span', { class: 'spinner', 'aria-hidden': 'true' }), label]);
+    try {
+      return await work();
+    } catch (error) {
+      showError(error, fields, root);
+      return undefined;
+    } finally {
+      clear(button);
+      append(button, label);
+      button.removeAttribute('aria-busy');
+      button.disabled = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- dialogs
+
+  let dialogReturnFocus = null;
+
+  // Opens the one <dialog> with a form built by `build(form)`. Escape closes it (native), focus moves to
+  // the first field and comes back to what had it.
+  function openDialog(id, title, build) {
+    const dialog = $('dialog');
+    if (dialog.open) dialog.close();
+    clear(dialog);
+    dialogReturnFocus = document.activeElement;
+    const form = el('form', { id: `${id}-form`, novalidate: true, method: 'dialog' });
+    form.appendChild(el('div', { class: 'dialog-head' },
+      el('h2', { id: 'dialog-title' }, title),
+      el('button', { type: 'button', class: 'btn btn-ghost', 'aria-label': 'Close dialog', id: `${id}-close`, onclick: closeDialog }, '×')));
+    dialog.dataset.name = id;
+    dialog.appendChild(form);
+    build(form);
+    dialog.showModal();
+    const first = form.querySelector('[autofocus], input:not([type=hidden]):not([readonly]):not([disabled]), select, textarea, button.btn-primary');
+    if (first) first.focus();
+    return { dialog, form };
+  }
+
+  function closeDialog() {
+    const dialog = $('dialog');
+    if (dialog.open) dialog.close();
+  }
+
+  function initDialog() {
+    const dialog = $('dialog');
+    dialog.addEventListener('close', () => {
+      clear(dialog);
+      delete dialog.dataset.name;
+      if (dialogReturnFocus && document.contains(dialogReturnFocus)) dialogReturnFocus.focus();
+      dialogReturnFocus = null;
+    });
+  }
+
+  // A yes/no question; resolves true when confirmed.
+  function confirmDialog(title, message, confirmLabel, danger) {
+    return new Promise((resolve) => {
+      let answered = false;
+      const { dialog } = openDialog('confirm', title, (form) => {
+        form.appendChild(el('div', { class: 'dialog-body' }, el('p', { id: 'confirm-message' }, message)));
+        form.appendChild(el('div', { class: 'dialog-foot' },
+          el('button', { type: 'button', class: 'btn', id: 'confirm-cancel', onclick: closeDialog }, 'Cancel'),
+          el('button', { type: 'submit', class: danger ? 'btn btn-danger-solid' : 'btn btn-primary', id: 'confirm-ok', autofocus: true }, confirmLabel)));
+        form.addEventListener('submit', (event) => {
+          event.preventDefault();
+          answered = true;
+          closeDialog();
+          resolve(true);
+        });
+      });
+      dialog.addEventListener('close', () => { if (!answered) resolve(false); }, { once: true });
+    });
+  }
+
+  // ---------------------------------------------------------------- session
+
+  async function signIn(token) {
+    const session = await request('GET', '/api/v1/session', undefined, { token, signIn: true });
+    state.token = token;
+    state.session = session;
+    sessionStorage.setItem(TOKEN_KEY, token);
+  }
+
+  function signOut(message) {
+    state.token = null;
+    state.session = null;
+    state.tenants = [];
+    state.profiles = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    closeDialog();
+    showSignIn(message);
+  }
+
+  function showSignIn(message) {
+    state.view += 1;
+    $('shell').hidden = true;
+    $('signin').hidden = false;
+    $('signin-error').textContent = message || '';
+    $('signin-token').value = '';
+    $('signin-token').focus();
+  }
+
+  function showShell() {
+    $('signin').hidden = true;
+    $('shell').hidden = false;
+    $('session-name').textContent = state.session.token_name;
+    const role = $('session-role');
+    role.textContent = state.session.role;
+    role.className = `pill ${state.session.role === 'admin' ? 'pill-blue' : 'pill-grey'}`;
+    document.body.classList.toggle('role-viewer', !isAdmin());
+  }
+
+  function initSignIn() {
+    $('signin-form').addEventListener('submit', async (event) => {
+      event.preventDefault();
+      const token = $('signin-token').value.trim();
+      const error = $('signin-error');
+      if (!token) {
+        error.textContent = 'Paste an API token.';
+        $('signin-token').focus();
+        return;
+      }
+      const button = $('signin-submit');
+      button.disabled = true;
+      error.textContent = '';
+      try {
+        await signIn(token);
+        showShell();
+        await refreshTenants();
+        if (!location.hash || location.hash === '#' || location.hash.startsWith('#/signin')) location.hash = '#/tenants';
+        else route();
+      } catch (e) {
+        error.textContent = e instanceof ApiError
+          ? (e.status === 401 ? 'This token is not accepted (unknown or revoked).' : `${e.title}${e.detail ? ': ' + e.detail : ''}`)
+          : String(e);
+        $('signin-token').focus();
+      } finally {
+        button.disabled = false;
+      }
+    });
+    $('signout').addEventListener('click', () => signOut('Signed out.'));
+  }
+
+  // ---------------------------------------------------------------- navigation pane
+
+  async function refreshTenants() {
+    try {
+      const tenants = await api.get('/api/v1/tenants');
+      state.tenants = Array.isArray(tenants) ? tenants : (tenants.items || []);
+    } catch (error) {
+      showError(error);
+    }
+    renderNavTenants();
+    return state.tenants;
+  }
+
+  async function loadProfiles(force) {
+    if (!state.profiles || force) {
+      const profiles = await api.get('/api/v1/credential-profiles');
+      state.profiles = Array.isArray(profiles) ? profiles : (profiles.items || []);
+    }
+    return state.profiles;
+  }
+
+  function tenantDotTone(tenant) {
+    if (tenant.quarantined_at || tenant.blocked) return 'red';
+    const sync = tenant.last_sync && tenant.last_sync.status;
+    const worst = [statusTone(sync), statusTone(tenant.permission_status)];
+    if (worst.includes('red')) return 'red';
+    if (worst.includes('amber')) return 'amber';
+    if (sync === 'running') return 'blue';
+    if (sync === 'success') return 'green';
+    return 'grey';
+  }
+
+  function renderNavTenants() {
+    const list = clear($('nav-tenant-list'));
+    const filter = $('nav-tenant-filter').value.trim().toLowerCase();
+    const shown = state.tenants.filter((t) => !filter || t.name.toLowerCase().includes(filter));
+    for (const tenant of shown) {
+      list.appendChild(el('li', null,
+        el('a', { href: `#/tenants/${tenant.id}/config`, id: `nav-tenant-${tenant.id}`, 'data-tenant': tenant.id },
+          el('span', { class: `dot dot-${tenantDotTone(tenant)}`, 'aria-hidden': 'true' }),
+          el('span', { class: 'name' }, tenant.name))));
+    }
+    if (!shown.length) list.appendChild(el('li', { class: 'nav-empty' }, state.tenants.length ? 'No tenant matches.' : 'No tenants yet.'));
+    markNav();
+  }
+
+  function markNav() {
+    const hash = location.hash || '#/tenants';
+    for (const link of document.querySelectorAll('.nav a')) {
+      const target = link.getAttribute('href');
+      const current = link.dataset.tenant
+        ? hash.startsWith(`#/tenants/${link.dataset.tenant}/`) || hash === `#/tenants/${link.dataset.tenant}`
+        : (target === '#/tenants' ? hash === '#/tenants' : hash.startsWith(target));
+      if (current) link.setAttribute('aria-current', 'page');
+      else link.removeAttribute('aria-current');
+    }
+  }
+
+  function initNav() {
+    $('nav-tenant-filter').addEventListener('input', renderNavTenants);
+    const toggle = $('nav-toggle');
+    toggle.addEventListener('click', () => {
+      const open = !$('nav').classList.contains('open');
+      $('nav').classList.toggle('open', open);
+      toggle.setAttribute('aria-expanded', String(open));
+    });
+    $('nav').addEventListener('click', (event) => {
+      if (event.target.closest('a')) {
+        $('nav').classList.remove('open');
+        toggle.setAttribute('aria-expanded', 'false');
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- router
+
+  function parseHash() {
+    const raw = (location.hash || '').replace(/^#/, '') || '/tenants';
+    const [path, search] = raw.split('?');
+    return { parts: path.split('/').filter(Boolean).map(decodeURIComponent), params: new URLSearchParams(search || '') };
+  }
+
+  function main() { return $('main'); }
+
+  async function route() {
+    if (!state.session) return;
+    state.view += 1;
+    const view = state.view;
+    const { parts, params } = parseHash();
+    markNav();
+    closeDialog();
+    const root = clear(main());
+    root.appendChild(loading());
+    const [section, id, tab, ...rest] = parts;
+    try {
+      if (section === 'tenants' && id) {
+        const tenantTab = tab || 'config';
+        await renderTenant(root, view, Number(id), tenantTab, rest, params);
+      } else if (section === 'tenants' || !section) {
+        await renderTenantList(root, view);
+      } else if (section === 'history') {
+        await renderHistoryPage(root, view, null);
+      } else if (section === 'credential-profiles') {
+        await renderProfiles(root, view);
+      } else if (section === 'audit') {
+        await renderAudit(root, view);
+      } else if (section === 'directory') {
+        await renderDirectoryPicker(root, view);
+      } else {
+        clear(root).appendChild(el('div', { class: 'empty-state' }, el('h2', null, 'Page not found'), el('a', { href: '#/tenants' }, 'Go to the tenants')));
+      }
+    } catch (error) {
+      if (view !== state.view) return;
+      clear(root).appendChild(el('div', { class: 'empty-state', id: 'page-error' },
+        el('h2', null, error.title || 'Could not load this page'), el('p', null, error.detail || String(error.message || error))));
+      showError(error);
+    }
+  }
+
+  function pageHead(title, sub, actions, crumbs) {
+    return el('div', { class: 'page-head' },
+      el('div', { class: 'titles' },
+        crumbs ? el('div', { class: 'crumbs' }, crumbs) : null,
+        el('h1', { id: 'page-title' }, title),
+        sub ? el('div', { class: 'sub' }, sub) : null),
+      actions ? el('div', { class: 'btn-row' }, actions) : null);
+  }
+
+  // ---------------------------------------------------------------- tenant list
+
+  function lastSyncCell(tenant) {
+    const sync = tenant.last_sync;
+    if (!sync || !sync.status) return el('td', null, el('span', { class: 'muted' }, 'Never synced'));
+    const classes = sync.classes || {};
+    return el('td', { class: 'nowrap' },
+      pill(sync.status),
+      el('span', { class: 'class-pills' }, CLASSES.map((cls) => {
+        const run = classes[cls];
+        const status = run ? run.status : 'none';
+        return el('span', {
+          class: `class-pill pill-${statusTone(status)}`,
+          title: `${CLASS_LABEL[cls]}: ${run ? `${status}, started ${fmtTime(run.started_at)}` : 'never synced'}`,
+          'aria-label': `${CLASS_LABEL[cls]}: ${status}`,
+        }, cls[0].toUpperCase());
+      })));
+  }
+
+  async function renderTenantList(root, view) {
+    await refreshTenants();
+    if (view !== state.view) return;
+    clear(root);
+    root.appendChild(pageHead('Tenants', `${state.tenants.length} Entra ID ${state.tenants.length === 1 ? 'directory' : 'directories'} kept in sync`, [
+      el('button', { type: 'button', class: 'btn', id: 'tenants-refresh', onclick: route }, 'Refresh'),
+      writeButton({ id: 'add-by-consent', onclick: openConsentDialog }, 'Add by consent'),
+      writeButton({ id: 'add-tenant', class: 'btn btn-primary', onclick: openAddTenantDialog }, 'Add tenant'),
+    ]));
+    const body = el('tbody');
+    for (const tenant of state.tenants) {
+      body.appendChild(el('tr', { id: `tenant-row-${tenant.id}` },
+        el('td', null,
+          el('a', { href: `#/tenants/${tenant.id}/config`, class: 'tenant-link' }, tenant.name),
+          el('span', { class: 'cell-sub mono' }, tenant.entra_tenant_id)),
+        el('td', null, tenant.enabled
+          ? el('span', { class: 'icon-yes', 'aria-label': 'Enabled', title: 'Enabled' }, '✓')
+          : el('span', { class: 'icon-no', 'aria-label': 'Disabled', title: 'Disabled' }, '—'),
+        tenant.blocked ? el('span', { class: 'pill pill-red' }, 'Blocked') : null,
+        tenant.quarantined_at ? el('span', { class: 'pill pill-red', title: tenant.quarantine_reason || '' }, 'Quarantined') : null),
+        el('td', null, tenant.credential_profile_name || el('span', { class: 'muted' }, 'None')),
+        el('td', { class: 'hide-narrow' }, cloudLabel(tenant.cloud)),
+        timeCell(tenant.last_sync && tenant.last_sync.started_at),
+        lastSyncCell(tenant),
+        el('td', null, permissionPill(tenant.permission_status))));
+    }
+    if (!state.tenants.length) {
+      body.appendChild(el('tr', null, el('td', { colspan: 7, class: 'empty' },
+        'No tenants yet. Add one with its domain or GUID, or let an administrator of the directory consent.')));
+    }
+    root.appendChild(el('div', { class: 'table-wrap' },
+      el('table', { id: 'tenant-table' },
+        el('thead', null, el('tr', null,
+          el('th', null, 'Name'), el('th', null, 'Enabled'), el('th', null, 'Credential profile'),
+          el('th', { class: 'hide-narrow' }, 'Cloud'), el('th', null, 'Last sync start'), el('th', null, 'Last sync status'),
+          el('th', null, 'Permission status'))),
+        body)));
+  }
+
+  // ---------------------------------------------------------------- add tenant / test connection
+
+  function cloudFields(prefix, form) {
+    const cloud = select({ id: `${prefix}-cloud` }, CLOUDS, 'global');
+    const custom = el('div', { id: `${prefix}-custom`, hidden: true },
+      field(`${prefix}-login-url`, 'Login URL', el('input', { type: 'url', id: `${prefix}-login-url`, placeholder: 'https://login.example.com', autocomplete: 'off' })),
+      field(`${prefix}-graph-url`, 'Graph URL', el('input', { type: 'url', id: `${prefix}-graph-url`, placeholder: 'https://graph.example.com', autocomplete: 'off' })));
+    cloud.addEventListener('change', () => { custom.hidden = cloud.value !== 'custom'; });
+    form.appendChild(field(`${prefix}-cloud`, 'Azure cloud', cloud));
+    form.appendChild(custom);
+  }
+
+  function cloudValue(prefix) {
+    const cloud = $(`${prefix}-cloud`).value;
+    if (cloud !== 'custom') return { cloud };
+    return { cloud, login_url: $(`${prefix}-login-url`).value.trim(), graph_url: $(`${prefix}-graph-url`).value.trim() };
+  }
+
+  function profileOptions(profiles) {
+    return [['', profiles.length ? 'Choose a credential profile' : 'No credential profiles yet']]
+      .concat(profiles.map((p) => [String(p.id), `${p.name} (${p.kind})`]));
+  }
+
+  // The outcome of a test connection as a list: the token, then one line per permission set.
+  function testResultList(result, id) {
+    const items = [];
+    if (result.display_name || result.entra_tenant_id) {
+      items.push(el('li', null,
+        el('div', { class: 'head' }, el('span', { class: 'label' }, 'Directory'), pill('ok', 'found')),
+        el('div', { class: 'detail' }, [result.display_name, result.entra_tenant_id].filter(Boolean).join(' · '))));
+    }
+    if (result.token) {
+      items.push(el('li', null,
+        el('div', { class: 'head' }, el('span', { class: 'label' }, 'Access token'),
+          pill(result.token.ok ? 'ok' : 'error', result.token.ok ? 'acquired' : 'failed')),
+        result.token.error ? el('div', { class: 'detail' }, result.token.error) : null,
+        result.token.roles && result.token.roles.length
+          ? el('div', { class: 'detail' }, `Roles: ${result.token.roles.join(', ')}`) : null));
+    }
+    for (const [key, label] of [['users', 'Users'], ['groups', 'Groups with membership'], ['devices', 'Devices']]) {
+      const set = result[key];
+      if (!set) continue;
+      items.push(el('li', { 'data-set': key },
+        el('div', { class: 'head' }, el('span', { class: 'label' }, label), permissionPill(set.status)),
+        set.missing && set.missing.length
+          ? el('div', { class: 'missing' }, 'Missing: ', set.missing.map((m) => el('code', null, m))) : null,
+        set.next_step ? el('div', { class: 'detail' }, set.next_step) : null,
+        set.detail ? el('div', { class: 'detail' }, set.detail) : null));
+    }
+    return el('ul', { class: 'result-list', id }, items);
+  }
+
+  function summarizeTest(result) {
+    const sets = ['users', 'groups', 'devices'].map((k) => result[k]).filter(Boolean);
+    const statuses = sets.map((s) => s.status);
+    let kind = 'success';
+    let title = 'Connection works: every permission is granted';
+    if (result.token && !result.token.ok) {
+      kind = 'error';
+      title = 'Could not get a token';
+    } else if (statuses.some((s) => s === 'error' || s === 'needs_additional_permissions')) {
+      kind = 'error';
+      title = 'Connection test: permissions are missing';
+    } else if (statuses.some((s) => s !== 'granted')) {
+      kind = 'warning';
+      title = 'Connection test: granted, settings needed';
+    }
+    const lines = [['users', 'Users'], ['groups', 'Groups'], ['devices', 'Devices']]
+      .filter(([k]) => result[k])
+      .map(([k, label]) => `${label}: ${PERMISSION_LABEL[result[k].status] || result[k].status}`
+        + (result[k].missing && result[k].missing.length ? ` (missing ${result[k].missing.join(', ')})` : ''));
+    if (result.token && result.token.error) lines.unshift(result.token.error);
+    return { kind, title, lines };
+  }
+
+  async function openAddTenantDialog() {
+    let profiles;
+    try { profiles = await loadProfiles(true); } catch (error) { showError(error); return; }
+    const fields = {
+      name: 'tenant-form-name', tenant: 'tenant-form-tenant', cloud: 'tenant-form-cloud',
+      login_url: 'tenant-form-login-url', graph_url: 'tenant-form-graph-url',
+      credential_profile_id: 'tenant-form-profile', enabled: 'tenant-form-enabled', full_scan_next_run: 'tenant-form-full-scan',
+    };
+    openDialog('tenant-dialog', 'Add tenant', (form) => {
+      const body = el('div', { class: 'dialog-body' });
+      body.appendChild(field('tenant-form-tenant', 'Tenant',
+        el('input', { type: 'text', id: 'tenant-form-tenant', placeholder: 'contoso.onmicrosoft.com or 00000000-0000-…', autocomplete: 'off', spellcheck: 'false', required: true }),
+        'The directory’s GUID or one of its domains.'));
+      body.appendChild(field('tenant-form-name', 'Name',
+        el('input', { type: 'text', id: 'tenant-form-name', maxlength: 200, autocomplete: 'off' }),
+        'Optional: defaults to the directory’s display name.'));
+      cloudFields('tenant-form', body);
+      body.appendChild(field('tenant-form-profile', 'Credential profile',
+        select({ id: 'tenant-form-profile', required: true }, profileOptions(profiles), profiles.length === 1 ? profiles[0].id : ''),
+        profiles.length ? null : 'Add a credential profile first (Credential profiles page).'));
+      body.appendChild(checkbox('tenant-form-enabled', 'Enabled', true));
+      body.appendChild(checkbox('tenant-form-full-scan', 'Perform a full scan on next run', true));
+      body.appendChild(el('div', { id: 'test-connection-output' }));
+      form.appendChild(body);
+      form.appendChild(el('div', { class: 'dialog-foot' },
+        el('button', { type: 'button', class: 'btn left', id: 'test-connection' }, 'Test Connection'),
+        el('button', { type: 'button', class: 'btn', id: 'tenant-form-cancel', onclick: closeDialog }, 'Cancel'),
+        el('button', { type: 'submit', class: 'btn btn-primary', id: 'tenant-form-submit' }, 'Add')));
+
+      function payload() {
+        const profile = $('tenant-form-profile').value;
+        return Object.assign({
+          tenant: $('tenant-form-tenant').value.trim(),
+        }, cloudValue('tenant-form'), { credential_profile_id: profile ? Number(profile) : null });
+      }
+
+      $('test-connection').addEventListener('click', (event) => {
+        clearFieldErrors(form);
+        const output = clear($('test-connection-output'));
+        busy(event.currentTarget, async () => {
+          const result = await api.post('/api/v1/test-connection', payload());
+          const summary = summarizeTest(result);
+          output.appendChild(el('h3', null, 'Test result'));
+          output.appendChild(testResultList(result, 'test-connection-result'));
+          notify(summary.kind, summary.title, null, summary.lines);
+          const name = $('tenant-form-name');
+          if (result.display_name && !name.value) name.placeholder = result.display_name;
+        }, fields, form);
+      });
+
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        clearFieldErrors(form);
+        const body = payload();
+        const name = $('tenant-form-name').value.trim();
+        if (name) body.name = name;
+        body.enabled = $('tenant-form-enabled').checked;
+        body.full_scan_next_run = $('tenant-form-full-scan').checked;
+        if (!body.tenant) {
+          showError(new ApiError(422, { title: 'Tenant is required', detail: 'Enter the directory’s GUID or domain.', field: 'tenant' }), fields, form);
+          return;
+        }
+        busy($('tenant-form-submit'), async () => {
+          const tenant = await api.post('/api/v1/tenants', body);
+          closeDialog();
+          notify('success', `Tenant “${tenant.name}” added`, tenant.entra_tenant_id);
+          await refreshTenants();
+          location.hash = `#/tenants/${tenant.id}/config`;
+        }, fields, form);
+      });
+    });
+  }
+
+  async function openConsentDialog() {
+    let profiles;
+    try { profiles = await loadProfiles(true); } catch (error) { showError(error); return; }
+    const fields = { credential_profile_id: 'consent-profile', cloud: 'consent-cloud', login_url: 'consent-login-url', graph_url: 'consent-graph-url' };
+    openDialog('consent-dialog', 'Add a tenant by consent', (form) => {
+      const body = el('div', { class: 'dialog-body' });
+      body.appendChild(el('p', { class: 'muted' },
+        'An administrator of the directory signs in at Microsoft and grants the app its permissions. ',
+        'entrasync then registers the directory the consent names, with the name Entra reports.'));
+      body.appendChild(field('consent-profile', 'Credential profile (the app to consent to)',
+        select({ id: 'consent-profile' }, profileOptions(profiles), profiles.length === 1 ? profiles[0].id : '')));
+      cloudFields('consent', body);
+      form.appendChild(body);
+      form.appendChild(el('div', { class: 'dialog-foot' },
+        el('button', { type: 'button', class: 'btn', id: 'consent-cancel', onclick: closeDialog }, 'Cancel'),
+        el('button', { type: 'submit', class: 'btn btn-primary', id: 'consent-submit' }, 'Continue to consent')));
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        clearFieldErrors(form);
+        const profile = $('consent-profile').value;
+        if (!profile) {
+          showError(new ApiError(422, { title: 'Choose a credential profile', detail: 'The consent is for one app.', field: 'credential_profile_id' }), fields, form);
+          return;
+        }
+        busy($('consent-submit'), async () => {
+          const answer = await api.post(`/api/v1/credential-profiles/${profile}/consent`, cloudValue('consent'));
+          location.assign(answer.url);
+        }, fields, form);
+      });
+    });
+  }
+
+  // ---------------------------------------------------------------- tenant page
+
+  async function renderTenant(root, view, id, tab, rest, params) {
+    const tenant = await api.get(`/api/v1/tenants/${id}`);
+    if (view !== state.view) return;
+    // Keep the navigation pane's copy fresh.
+    const index = state.tenants.findIndex((t) => t.id === tenant.id);
+    if (index >= 0) state.tenants[index] = tenant; else state.tenants.push(tenant);
+    renderNavTenants();
+    clear(root);
+    consentOutcome(params);
+    const sub = [
+      el('span', { class: 'mono', id: 'tenant-entra-id' }, tenant.entra_tenant_id),
+      el('span', null, cloudLabel(tenant.cloud)),
+      tenant.enabled ? pill('success', 'Enabled') : pill('none', 'Disabled'),
+      permissionPill(tenant.permission_status),
+      tenant.blocked ? pill('failed', 'Blocked') : null,
+      tenant.quarantined_at ? pill('failed', 'Quarantined') : null,
+    ];
+    root.appendChild(pageHead(tenant.name, sub, null, el('a', { href: '#/tenants' }, 'Tenants')));
+    root.appendChild(el('nav', { class: 'tabs', 'aria-label': 'Tenant' },
+      el('a', { href: `#/tenants/${id}/config`, id: 'tab-config', 'aria-current': tab === 'config' ? 'page' : undefined }, 'Tenant Configuration'),
+      el('a', { href: `#/tenants/${id}/history`, id: 'tab-history', 'aria-current': tab === 'history' ? 'page' : undefined }, 'Sync History'),
+      el('a', { href: `#/tenants/${id}/directory`, id: 'tab-directory', 'aria-current': tab === 'directory' || tab === 'objects' ? 'page' : undefined }, 'Directory')));
+    const content = el('div', { id: `tenant-tab-${tab}` });
+    root.appendChild(content);
+    if (tab === 'history') await renderHistory(content, view, tenant);
+    else if (tab === 'directory') await renderDirectory(content, view, tenant, params);
+    else if (tab === 'objects') await renderObject(content, view, tenant, rest[0], rest.slice(1).join('/'));
+    else await renderTenantConfig(content, view, tenant);
+  }
+
+  // The consent redirect comes back with the outcome in the hash's query (…?consent=granted or error=…).
+  function consentOutcome(params) {
+    const consent = params.get('consent');
+    const error = params.get('error') || params.get('error_description');
+    if (!consent && !error) return;
+    if (error || consent === 'denied' || consent === 'error' || consent === 'refused') {
+      notify('error', 'Consent was not granted', params.get('error_description') || params.get('detail') || error || consent);
+    } else {
+      notify('success', 'Consent recorded', 'Test the connection to check the permissions.');
+    }
+    // Drop the outcome from the address so a reload does not repeat it.
+    const clean = location.hash.split('?')[0];
+    history.replaceState(null, '', clean);
+  }
+
+  async function renderTenantConfig(root, view, tenant) {
+    let profiles = [];
+    try { profiles = await loadProfiles(true); } catch (error) { showError(error); }
+    let held = [];
+    try {
+      const answer = await api.get(`/api/v1/tenants/${tenant.id}/held-deletions`);
+      held = Array.isArray(answer) ? answer : (answer.items || []);
+    } catch (error) { showError(error); }
+    if (view !== state.view) return;
+    clear(root);
+    const left = el('div', { class: 'stack' }, configPanel(tenant, profiles), syncPanel(tenant));
+    const right = el('div', { class: 'stack' }, permissionsPanel(tenant), heldPanel(tenant, held));
+    root.appendChild(el('div', { class: 'grid-2' }, left, right));
+  }
+
+  function configPanel(tenant, profiles) {
+    const fields = { name: 'config-name', credential_profile_id: 'config-profile', enabled: 'config-enabled', full_scan_next_run: 'config-full-scan' };
+    const form = el('form', { id: 'config-form', class: 'panel', novalidate: true });
+    const admin = isAdmin();
+    form.appendChild(el('div', { class: 'panel-head' }, el('h2', null, 'Tenant Configuration')));
+    const grid = el('div', { class: 'form-grid' });
+    grid.appendChild(field('config-name', 'Name', el('input', { type: 'text', id: 'config-name', value: tenant.name, maxlength: 200, readOnly: !admin, autocomplete: 'off' })));
+    const profileList = profileOptions(profiles);
+    if (tenant.credential_profile_id && !profiles.some((p) => p.id === tenant.credential_profile_id)) {
+      profileList.push([String(tenant.credential_profile_id), tenant.credential_profile_name || `Profile ${tenant.credential_profile_id}`]);
+    }
+    grid.appendChild(field('config-profile', 'Credential profile',
+      select({ id: 'config-profile', disabled: !admin }, profileList, tenant.credential_profile_id || '')));
+    grid.appendChild(field('config-tenant', 'Tenant', el('input', { type: 'text', id: 'config-tenant', value: tenant.entra_tenant_id, readOnly: true }),
+      tenant.verified_domains && tenant.verified_domains.length ? tenant.verified_domains.join(', ') : 'Fixed when the tenant was added.'));
+    grid.appendChild(field('config-cloud', 'Azure cloud', el('input', { type: 'text', id: 'config-cloud', value: cloudLabel(tenant.cloud), readOnly: true }),
+      'Tenant and cloud cannot change; add a new tenant instead.'));
+    form.appendChild(grid);
+    form.appendChild(checkbox('config-enabled', 'Enabled', tenant.enabled, !admin));
+    form.appendChild(checkbox('config-full-scan', 'Perform a full scan on next run', tenant.full_scan_next_run, !admin));
+    const save = el('button', { type: 'submit', class: 'btn btn-primary', id: 'config-save', disabled: true }, 'Save');
+    const test = writeButton({ id: 'config-test-connection' }, 'Test Connection');
+    const remove = writeButton({ id: 'config-delete', class: 'btn btn-danger' }, 'Delete tenant');
+    form.appendChild(el('div', { class: 'dialog-foot' }, el('span', { class: 'left btn-row' }, test, remove), save));
+
+    function changes() {
+      const patch = {};
+      const name = $('config-name').value.trim();
+      if (name !== tenant.name) patch.name = name;
+      const profile = $('config-profile').value ? Number($('config-profile').value) : null;
+      if (profile !== (tenant.credential_profile_id || null)) patch.credential_profile_id = profile;
+      if ($('config-enabled').checked !== tenant.enabled) patch.enabled = $('config-enabled').checked;
+      if ($('config-full-scan').checked !== tenant.full_scan_next_run) patch.full_scan_next_run = $('config-full-scan').checked;
+      return patch;
+    }
+    const update = () => { save.disabled = !admin || Object.keys(changes()).length === 0; };
+    form.addEventListener('input', update);
+    form.addEventListener('change', update);
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const patch = changes();
+      if (!Object.keys(patch).length) return;
+      clearFieldErrors(form);
+      busy(save, async () => {
+        const updated = await api.patch(`/api/v1/tenants/${tenant.id}`, patch);
+        notify('success', 'Tenant saved', `${updated.name}: ${Object.keys(patch).join(', ').replace(/_/g, ' ')} changed.`);
+        await refreshTenants();
+        route();
+      }, fields, form);
+    });
+    test.addEventListener('click', () => busy(test, async () => {
+      const result = await api.post(`/api/v1/tenants/${tenant.id}/test-connection`);
+      state.testResults[tenant.id] = result;
+      const summary = summarizeTest(result);
+      notify(summary.kind, summary.title, null, summary.lines);
+      route();
+    }));
+    remove.addEventListener('click', () => openDeleteDialog(tenant));
+    return form;
+  }
+
+  function openDeleteDialog(tenant) {
+    openDialog('delete-dialog', `Delete tenant “${tenant.name}”?`, (form) => {
+      form.appendChild(el('div', { class: 'dialog-body' },
+        el('p', null, 'This deletes the tenant ', el('strong', null, tenant.name),
+          ' and everything stored for it: objects, memberships, cursors, history and held deletions. Its queued jobs are dropped. The directory in Entra ID is not touched.'),
+        field('delete-confirm-name', `Type the tenant’s name (${tenant.name}) to confirm`,
+          el('input', { type: 'text', id: 'delete-confirm-name', autocomplete: 'off', spellcheck: 'false' }))));
+      const confirm = el('button', { type: 'submit', class: 'btn btn-danger-solid', id: 'delete-confirm', disabled: true }, 'Delete tenant');
+      form.appendChild(el('div', { class: 'dialog-foot' },
+        el('button', { type: 'button', class: 'btn', id: 'delete-cancel', onclick: closeDialog }, 'Cancel'), confirm));
+      $('delete-confirm-name').addEventListener('input', (event) => { confirm.disabled = event.target.value !== tenant.name; });
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        const typed = $('delete-confirm-name').value;
+        if (typed !== tenant.name) return;
+        busy(confirm, async () => {
+          await api.del(`/api/v1/tenants/${tenant.id}${query({ confirm: typed })}`);
+          closeDialog();
+          notify('success', `Tenant “${tenant.name}” deleted`);
+          state.tenants = state.tenants.filter((t) => t.id !== tenant.id);
+          location.hash = '#/tenants';
+        }, { confirm: 'delete-confirm-name' }, form);
+      });
+    });
+  }
+
+  function permissionsPanel(tenant) {
+    const panel = el('section', { class: 'panel', id: 'permissions-panel', 'aria-labelledby': 'permissions-title' });
+    panel.appendChild(el('div', { class: 'panel-head' }, el('h2', { id: 'permissions-title' }, 'Permissions'), permissionPill(tenant.permission_status)));
+    const result = state.testResults[tenant.id];
+    panel.appendChild(el('dl', { class: 'props' },
+      el('dt', null, 'Status'), el('dd', { id: 'permission-status' }, PERMISSION_LABEL[tenant.permission_status] || tenant.permission_status || 'Not checked'),
+      el('dt', null, 'Checked'), el('dd', null, fmtTime(tenant.permissions_checked_at)),
+      el('dt', null, 'Next step'), el('dd', { id: 'permission-next-step' }, PERMISSION_NEXT_STEP[tenant.permission_status] || PERMISSION_NEXT_STEP.unknown)));
+    if (result) {
+      panel.appendChild(el('h3', null, 'Last test'));
+      panel.appendChild(testResultList(result, 'permission-test-result'));
+    }
+    if (tenant.blocked) {
+      panel.appendChild(el('div', { class: 'callout callout-red', id: 'blocked-callout' }, 'Blocked: entrasync does not sync this tenant. Its data and credentials are kept. Reset to sync again.'));
+    }
+    if (tenant.quarantined_at) {
+      panel.appendChild(el('div', { class: 'callout callout-red', id: 'quarantine-callout' },
+        el('strong', null, `Quarantined since ${fmtTime(tenant.quarantined_at)}`),
+        tenant.quarantine_reason ? el('div', null, tenant.quarantine_reason) : null));
+    }
+    const grant = writeButton({ id: 'grant-permissions', class: 'btn btn-primary' }, 'Grant permissions');
+    grant.addEventListener('click', () => busy(grant, async () => {
+      const answer = await api.post(`/api/v1/tenants/${tenant.id}/consent`);
+      location.assign(answer.url);
+    }));
+    const check = writeButton({ id: 'check-permissions' }, 'Check now');
+    check.title = isAdmin() ? 'Queue a permission check job' : check.title;
+    check.addEventListener('click', () => busy(check, async () => {
+      await api.post(`/api/v1/tenants/${tenant.id}/permissions/check`);
+      notify('success', 'Permission check queued', 'The status updates when a worker has run it.');
+    }));
+    const block = writeButton({ id: 'block-tenant', class: 'btn btn-danger' }, 'Block');
+    if (tenant.blocked) block.disabled = true;
+    block.addEventListener('click', async () => {
+      if (!(await confirmDialog(`Block “${tenant.name}”?`, 'entrasync stops syncing this tenant. Its stored data and credentials are kept; Reset resumes syncing.', 'Block', true))) return;
+      busy(block, async () => {
+        await api.post(`/api/v1/tenants/${tenant.id}/block`);
+        notify('success', `Tenant “${tenant.name}” blocked`);
+        await refreshTenants();
+        route();
+      });
+    });
+    const reset = writeButton({ id: 'reset-tenant' }, 'Reset');
+    reset.title = isAdmin() ? 'Clear the block, the last error, the failures and the quarantine' : reset.title;
+    reset.addEventListener('click', async () => {
+      if (!(await confirmDialog(`Reset “${tenant.name}”?`, 'This clears the block, the last error, the failure count and the quarantine.', 'Reset', false))) return;
+      busy(reset, async () => {
+        await api.post(`/api/v1/tenants/${tenant.id}/reset`);
+        notify('success', `Tenant “${tenant.name}” reset`);
+        await refreshTenants();
+        route();
+      });
+    });
+    const actions = [grant, check, block, reset];
+    if (tenant.quarantined_at) {
+      const lift = writeButton({ id: 'lift-quarantine' }, 'Lift quarantine');
+      lift.addEventListener('click', () => busy(lift, async () => {
+        await api.del(`/api/v1/tenants/${tenant.id}/quarantine`);
+        notify('success', 'Quarantine lifted');
+        await refreshTenants();
+        route();
+      }));
+      actions.push(lift);
+    }
+    panel.appendChild(el('div', { class: 'btn-row dialog-foot', id: 'permission-actions' }, actions));
+    return panel;
+  }
+
+  function syncPanel(tenant) {
+    const panel = el('section', { class: 'panel', id: 'sync-panel', 'aria-labelledby': 'sync-title' });
+    panel.appendChild(el('div', { class: 'panel-head' }, el('h2', { id: 'sync-title' }, 'Sync'),
+      tenant.last_sync && tenant.last_sync.status ? pill(tenant.last_sync.status) : null));
+    const classes = (tenant.last_sync && tenant.last_sync.classes) || {};
+    const rows = CLASSES.map((cls) => {
+      const run = classes[cls];
+      return el('tr', null,
+        el('td', null, CLASS_LABEL[cls]),
+        timeCell(run && run.started_at),
+        el('td', null, run ? pill(run.status) : el('span', { class: 'muted' }, 'Never')));
+    });
+    panel.appendChild(el('table', { id: 'sync-classes' },
+      el('thead', null, el('tr', null, el('th', null, 'Class'), el('th', null, 'Last start'), el('th', null, 'Status'))),
+      el('tbody', null, rows)));
+    const cls = select({ id: 'sync-class' }, [['all', 'All classes']].concat(CLASSES.map((c) => [c, CLASS_LABEL[c]])), 'all');
+    const mode = select({ id: 'sync-mode' }, [['delta', 'Delta'], ['full', 'Full']], 'delta');
+    const run = writeButton({ id: 'sync-now', class: 'btn btn-primary' }, 'Sync now');
+    run.addEventListener('click', () => busy(run, async () => {
+      const body = { mode: mode.value };
+      if (cls.value !== 'all') body.classes = [cls.value];
+      const answer = await api.post(`/api/v1/tenants/${tenant.id}/sync`, body);
+      const jobs = (answer && answer.jobs) || [];
+      notify('success', `Sync queued: ${jobs.length} ${jobs.length === 1 ? 'job' : 'jobs'}`,
+        jobs.map((j) => `${CLASS_LABEL[j.class] || j.class} (${j.mode})`).join(', '));
+    }));
+    panel.appendChild(el('div', { class: 'toolbar dialog-foot' },
+      el('label', { for: 'sync-class' }, 'Class'), cls,
+      el('label', { for: 'sync-mode' }, 'Type'), mode, run,
+      el('a', { href: `#/tenants/${tenant.id}/history`, class: 'small' }, 'Sync history')));
+    return panel;
+  }
+
+  function heldPanel(tenant, held) {
+    const panel = el('section', { class: 'panel', id: 'held-panel', 'aria-labelledby': 'held-title' });
+    panel.appendChild(el('div', { class: 'panel-head' }, el('h2', { id: 'held-title' }, 'Held deletions'),
+      held.length ? pill('held', `${held.length} held`) : null));
+    if (!held.length) {
+      panel.appendChild(el('p', { class: 'muted', id: 'held-empty' }, 'No deletions are held. A run holds its deletions when they exceed the deletion guard.'));
+      return panel;
+    }
+    panel.appendChild(el('p', { class: 'muted small' }, 'The deletion guard held these. Allow applies exactly the held deletions; Reject keeps the objects.'));
+    const body = el('tbody');
+    for (const item of held) {
+      const allow = writeButton({ id: `held-allow-${item.run_id}`, class: 'btn btn-small btn-primary' }, 'Allow');
+      const reject = writeButton({ id: `held-reject-${item.run_id}`, class: 'btn btn-small' }, 'Reject');
+      allow.addEventListener('click', async () => {
+        if (!(await confirmDialog('Allow the held deletions?', `${fmtNum(item.count)} ${CLASS_LABEL[item.class] || item.class} will be marked deleted in entrasync's copy.`, 'Allow deletions', true))) return;
+        busy(allow, async () => {
+          const answer = await api.post(`/api/v1/tenants/${tenant.id}/held-deletions/${item.run_id}/allow`);
+          notify('success', 'Held deletions applied', `${fmtNum(answer && answer.applied)} objects deleted.`);
+          route();
+        });
+      });
+      reject.addEventListener('click', async () => {
+        if (!(await confirmDialog('Reject the held deletions?', `The ${fmtNum(item.count)} objects stay in entrasync's copy.`, 'Reject', false))) return;
+        busy(reject, async () => {
+          const answer = await api.post(`/api/v1/tenants/${tenant.id}/held-deletions/${item.run_id}/reject`);
+          notify('success', 'Held deletions rejected', `${fmtNum(answer && answer.rejected)} deletions dropped.`);
+          route();
+        });
+      });
+      body.appendChild(el('tr', { id: `held-row-${item.run_id}` },
+        el('td', null, CLASS_LABEL[item.class] || item.class),
+        el('td', { class: 'num' }, fmtNum(item.count)),
+        timeCell(item.held_at),
+        el('td', { class: 'nowrap' }, allow, ' ', reject)));
+    }
+    panel.appendChild(el('div', { class: 'table-wrap' }, el('table', { id: 'held-table' },
+      el('thead', null, el('tr', null, el('th', null, 'Class'), el('th', { class: 'num' }, 'Deletions'), el('th', null, 'Held at'), el('th', null, ''))),
+      body)));
+    return panel;
+  }
+
+  // ---------------------------------------------------------------- sync history
+
+  async function renderHistoryPage(root, view) {
+    await refreshTenants();
+    if (view !== state.view) return;
+    clear(root);
+    root.appendChild(pageHead('Sync history', 'Every run of every tenant, newest first'));
+    const content = el('div');
+    root.appendChild(content);
+    await renderHistory(content, view, null);
+  }
+
+  // The history table with its filters, paging (a stack of cursors for Previous), CSV export and a 2 s
+  // refresh while a run is running. `tenant` fixes the tenant filter (the tenant page's tab).
+  async function renderHistory(root, view, tenant) {
+    const filters = { q: '', class: '', status: '', mode: '', tenant_id: tenant ? tenant.id : '', limit: 50 };
+    const cursors = []; // cursors of the pages before the current one ('' for the first)
+    let cursor = '';
+    let timer = null;
+    let searchTimer = null;
+
+    const search = el('input', { type: 'search', id: 'history-search', placeholder: 'Search tenant, status, error', autocomplete: 'off' });
+    const cls = select({ id: 'history-class' }, [['', 'All classes']].concat(CLASSES.map((c) => [c, CLASS_LABEL[c]])), '');
+    const status = select({ id: 'history-status' }, [['', 'All statuses']].concat(RUN_STATUSES.map((s) => [s, s])), '');
+    const mode = select({ id: 'history-mode' }, [['', 'Full and delta'], ['full', 'Full'], ['delta', 'Delta']], '');
+    const size = select({ id: 'history-page-size' }, PAGE_SIZES.map((n) => [n, String(n)]), 50);
+    const tenantSelect = tenant ? null : select({ id: 'history-tenant' },
+      [['', 'All tenants']].concat(state.tenants.map((t) => [t.id, t.name])), '');
+    const exportButton = el('button', { type: 'button', class: 'btn', id: 'history-export' }, 'Export to CSV');
+    const refresh = el('button', { type: 'button', class: 'btn', id: 'history-refresh' }, 'Refresh');
+    const prev = el('button', { type: 'button', class: 'btn', id: 'history-prev', disabled: true }, '← Previous');
+    const next = el('button', { type: 'button', class: 'btn', id: 'history-next', disabled: true }, 'Next →');
+    const total = el('span', { id: 'history-total', class: 'muted', 'aria-live': 'polite' });
+    const live = el('span', { id: 'history-live', class: 'muted small', hidden: true }, el('span', { class: 'spinner', 'aria-hidden': 'true' }), ' live');
+    const body = el('tbody', { id: 'history-rows' });
+
+    clear(root);
+    root.appendChild(el('div', { class: 'toolbar', role: 'search' },
+      el('label', { for: 'history-search', class: 'visually-hidden' }, 'Search the history'), search,
+      tenantSelect ? [el('label', { for: 'history-tenant', class: 'visually-hidden' }, 'Tenant'), tenantSelect] : null,
+      el('label', { for: 'history-class', class: 'visually-hidden' }, 'Class'), cls,
+      el('label', { for: 'history-status', class: 'visually-hidden' }, 'Status'), status,
+      el('label', { for: 'history-mode', class: 'visually-hidden' }, 'Type'), mode,
+      el('span', { class: 'grow' }), live, refresh, exportButton));
+    root.appendChild(el('div', { class: 'table-wrap' }, el('table', { id: 'history-table' },
+      el('thead', null, el('tr', null,
+        tenant ? null : el('th', null, 'Tenant'),
+        el('th', null, 'Start'), el('th', null, 'End'), el('th', null, 'Type'), el('th', null, 'Class'),
+        el('th', { class: 'num' }, 'Total'), el('th', { class: 'num' }, 'Changed'), el('th', { class: 'num' }, 'Deleted'),
+        el('th', { class: 'num' }, 'Filtered'), el('th', null, 'Status'), el('th', null, 'Error'))),
+      body)));
+    root.appendChild(el('div', { class: 'table-foot' },
+      total, el('span', { class: 'grow' }),
+      el('label', { for: 'history-page-size', class: 'muted' }, 'Rows per page'), size, prev, next));
+
+    function params(withPaging) {
+      const p = { tenant_id: filters.tenant_id, class: filters.class, status: filters.status, mode: filters.mode, q: filters.q };
+      if (withPaging) { p.limit = filters.limit; p.cursor = cursor; }
+      return p;
+    }
+
+    async function load() {
+      clearTimeout(timer);
+      if (view !== state.view) return;
+      let page;
+      try {
+        page = await api.get(`/api/v1/runs${query(params(true))}`);
+      } catch (error) {
+        if (view === state.view) showError(error);
+        return;
+      }
+      if (view !== state.view) return;
+      const items = page.items || [];
+      clear(body);
+      for (const run of items) {
+        body.appendChild(el('tr', { 'data-run': run.id, 'data-status': run.status },
+          tenant ? null : el('td', null, el('a', { href: `#/tenants/${run.tenant_id}/history` }, run.tenant_name || `#${run.tenant_id}`)),
+          timeCell(run.started_at), timeCell(run.finished_at),
+          el('td', null, run.mode, run.trigger ? el('span', { class: 'cell-sub' }, run.trigger) : null),
+          el('td', null, CLASS_LABEL[run.class] || run.class),
+          el('td', { class: 'num' }, fmtNum(run.total)), el('td', { class: 'num' }, fmtNum(run.changed)),
+          el('td', { class: 'num' }, fmtNum(run.deleted)), el('td', { class: 'num' }, fmtNum(run.filtered)),
+          el('td', null, run.status === 'running'
+            ? el('span', { class: 'pill pill-blue' }, el('span', { class: 'spinner', 'aria-hidden': 'true' }), 'running')
+            : pill(run.status)),
+          el('td', { class: 'error-cell', title: run.error || run.reason || undefined }, run.error || run.reason || '')));
+      }
+      if (!items.length) {
+        body.appendChild(el('tr', null, el('td', { colspan: tenant ? 10 : 11, class: 'empty' },
+          filters.q || filters.class || filters.status || filters.mode ? 'No run matches these filters.' : 'No runs yet.')));
+      }
+      const first = cursors.length * filters.limit;
+      total.textContent = page.total === undefined
+        ? `${fmtNum(items.length)} runs`
+        : (items.length ? `${fmtNum(first + 1)}–${fmtNum(first + items.length)} of ${fmtNum(page.total)} runs` : `0 of ${fmtNum(page.total)} runs`);
+      prev.disabled = cursors.length === 0;
+      next.disabled = !page.next_cursor;
+      next.dataset.cursor = page.next_cursor || '';
+      const running = items.some((run) => run.status === 'running');
+      live.hidden = !running;
+      if (running) timer = setTimeout(load, 2000);
+    }
+
+    function restart() {
+      cursors.length = 0;
+      cursor = '';
+      load();
+    }
+
+    search.addEventListener('input', () => {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(() => { filters.q = search.value.trim(); restart(); }, 300);
+    });
+    search.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter') { clearTimeout(searchTimer); filters.q = search.value.trim(); restart(); }
+    });
+    cls.addEventListener('change', () => { filters.class = cls.value; restart(); });
+    status.addEventListener('change', () => { filters.status = status.value; restart(); });
+    mode.addEventListener('change', () => { filters.mode = mode.value; restart(); });
+    size.addEventListener('change', () => { filters.limit = Number(size.value); restart(); });
+    if (tenantSelect) tenantSelect.addEventListener('change', () => { filters.tenant_id = tenantSelect.value; restart(); });
+    refresh.addEventListener('click', load);
+    next.addEventListener('click', () => {
+      if (!next.dataset.cursor) return;
+      cursors.push(cursor);
+      cursor = next.dataset.cursor;
+      load();
+    });
+    prev.addEventListener('click', () => {
+      if (!cursors.length) return;
+      cursor = cursors.pop();
+      load();
+    });
+    exportButton.addEventListener('click', () => busy(exportButton, async () => {
+      const response = await request('GET', `/api/v1/runs.csv${query(params(false))}`, undefined, { raw: true });
+      const blob = await response.blob();
+      const url = URL.createObjectURL(blob);
+      const link = el('a', { href: url, download: `entrasync-history-${today()}.csv`, id: 'history-export-link', hidden: true });
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+      notify('success', 'History exported', `entrasync-history-${today()}.csv`);
+    }));
+
+    await load();
+  }
+
+  // ---------------------------------------------------------------- credential profiles
+
+  const PROFILE_FIELDS = {
+    name: 'profile-form-name', client_id: 'profile-form-client-id', secret: 'profile-form-secret',
+    certificate_pem: 'profile-form-certificate', private_key_pem: 'profile-form-key',
+  };
+
+  function materialFields(prefix, container) {
+    const kindName = `${prefix}-kind`;
+    const secretBox = el('div', { id: `${prefix}-secret-fields` },
+      field(`${prefix}-secret`, 'Client secret', el('input', { type: 'password', id: `${prefix}-secret`, autocomplete: 'off', spellcheck: 'false' })));
+    const certBox = el('div', { id: `${prefix}-certificate-fields`, hidden: true },
+      field(`${prefix}-certificate`, 'Certificate (PEM)', el('textarea', { id: `${prefix}-certificate`, spellcheck: 'false', placeholder: '-----BEGIN CERTIFICATE-----' })),
+      field(`${prefix}-key`, 'Private key (PEM)', el('textarea', { id: `${prefix}-key`, spellcheck: 'false', placeholder: '-----BEGIN PRIVATE KEY-----' })));
+    const radios = el('fieldset', null, el('legend', null, 'Credential'),
+      el('label', { class: 'check', for: `${prefix}-kind-secret` },
+        el('input', { type: 'radio', name: kindName, id: `${prefix}-kind-secret`, value: 'secret', checked: true }), 'Client secret'),
+      el('label', { class: 'check', for: `${prefix}-kind-certificate` },
+        el('input', { type: 'radio', name: kindName, id: `${prefix}-kind-certificate`, value: 'certificate' }), 'Certificate and private key'),
+      secretBox, certBox);
+    radios.addEventListener('change', () => {
+      const cert = $(`${prefix}-kind-certificate`).checked;
+      certBox.hidden = !cert;
+      secretBox.hidden = cert;
+    });
+    container.appendChild(radios);
+  }
+
+  function materialValue(prefix) {
+    if ($(`${prefix}-kind-certificate`).checked) {
+      return { certificate_pem: $(`${prefix}-certificate`).value, private_key_pem: $(`${prefix}-key`).value };
+    }
+    return { secret: $(`${prefix}-secret`).value };
+  }
+
+  async function renderProfiles(root, view) {
+    const profiles = await loadProfiles(true);
+    if (view !== state.view) return;
+    clear(root);
+    root.appendChild(pageHead('Credential profiles', 'The app registrations entrasync signs in with. Secrets and keys never leave the server.', [
+      writeButton({ id: 'add-profile', class: 'btn btn-primary', onclick: openAddProfileDialog }, 'Add credential profile'),
+    ]));
+    const body = el('tbody');
+    for (const profile of profiles) {
+      const rename = writeButton({ id: `profile-rename-${profile.id}`, class: 'btn btn-small' }, 'Rename');
+      const rotate = writeButton({ id: `profile-rotate-${profile.id}`, class: 'btn btn-small' }, profile.kind === 'certificate' ? 'Replace certificate' : 'Rotate secret');
+      const remove = writeButton({ id: `profile-delete-${profile.id}`, class: 'btn btn-small btn-danger' }, 'Delete');
+      if (profile.tenant_count > 0 && isAdmin()) remove.title = `Used by ${profile.tenant_count} tenant(s): deleting is refused while a tenant uses it`;
+      rename.addEventListener('click', () => openRenameProfileDialog(profile));
+      rotate.addEventListener('click', () => openRotateDialog(profile));
+      remove.addEventListener('click', async () => {
+        if (!(await confirmDialog(`Delete “${profile.name}”?`, 'The profile and its stored secret or key are deleted.', 'Delete', true))) return;
+        busy(remove, async () => {
+          await api.del(`/api/v1/credential-profiles/${profile.id}`);
+          notify('success', `Credential profile “${profile.name}” deleted`);
+          route();
+        });
+      });
+      body.appendChild(el('tr', { id: `profile-row-${profile.id}` },
+        el('td', null, el('strong', null, profile.name)),
+        el('td', { class: 'mono' }, profile.client_id),
+        el('td', null, profile.kind === 'certificate' ? 'Certificate' : 'Secret',
+          profile.certificate_thumbprint ? el('span', { class: 'cell-sub mono', title: 'Thumbprint' }, profile.certificate_thumbprint) : null),
+        el('td', { class: 'num' }, fmtNum(profile.tenant_count)),
+        timeCell(profile.updated_at || profile.created_at),
+        el('td', { class: 'nowrap' }, rename, ' ', rotate, ' ', remove)));
+    }
+    if (!profiles.length) {
+      body.appendChild(el('tr', null, el('td', { colspan: 6, class: 'empty' }, 'No credential profiles yet. Add the app registration entrasync uses to read your directories.')));
+    }
+    root.appendChild(el('div', { class: 'table-wrap' }, el('table', { id: 'profile-table' },
+      el('thead', null, el('tr', null, el('th', null, 'Name'), el('th', null, 'Client ID'), el('th', null, 'Kind'),
+        el('th', { class: 'num' }, 'Tenants'), el('th', null, 'Updated'), el('th', null, ''))),
+      body)));
+  }
+
+  function openAddProfileDialog() {
+    openDialog('profile-dialog', 'Add credential profile', (form) => {
+      const body = el('div', { class: 'dialog-body' });
+      body.appendChild(field('profile-form-name', 'Name', el('input', { type: 'text', id: 'profile-form-name', maxlength: 200, autocomplete: 'off' })));
+      body.appendChild(field('profile-form-client-id', 'Application (client) ID',
+        el('input', { type: 'text', id: 'profile-form-client-id', autocomplete: 'off', spellcheck: 'false', placeholder: '00000000-0000-0000-0000-000000000000' })));
+      materialFields('profile-form', body);
+      form.appendChild(body);
+      form.appendChild(el('div', { class: 'dialog-foot' },
+        el('button', { type: 'button', class: 'btn', id: 'profile-form-cancel', onclick: closeDialog }, 'Cancel'),
+        el('button', { type: 'submit', class: 'btn btn-primary', id: 'profile-form-submit' }, 'Add')));
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        clearFieldErrors(form);
+        const payload = Object.assign({ name: $('profile-form-name').value.trim(), client_id: $('profile-form-client-id').value.trim() }, materialValue('profile-form'));
+        busy($('profile-form-submit'), async () => {
+          const profile = await api.post('/api/v1/credential-profiles', payload);
+          closeDialog();
+          notify('success', `Credential profile “${profile.name}” added`);
+          state.profiles = null;
+          route();
+        }, PROFILE_FIELDS, form);
+      });
+    });
+  }
+
+  function openRenameProfileDialog(profile) {
+    openDialog('rename-dialog', `Rename “${profile.name}”`, (form) => {
+      form.appendChild(el('div', { class: 'dialog-body' },
+        field('rename-name', 'New name', el('input', { type: 'text', id: 'rename-name', value: profile.name, maxlength: 200, autocomplete: 'off' }))));
+      form.appendChild(el('div', { class: 'dialog-foot' },
+        el('button', { type: 'button', class: 'btn', id: 'rename-cancel', onclick: closeDialog }, 'Cancel'),
+        el('button', { type: 'submit', class: 'btn btn-primary', id: 'rename-submit' }, 'Rename')));
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        clearFieldErrors(form);
+        busy($('rename-submit'), async () => {
+          await api.patch(`/api/v1/credential-profiles/${profile.id}`, { name: $('rename-name').value.trim() });
+          closeDialog();
+          notify('success', 'Credential profile renamed');
+          route();
+        }, { name: 'rename-name' }, form);
+      });
+    });
+  }
+
+  function openRotateDialog(profile) {
+    openDialog('rotate-dialog', `Replace the credential of “${profile.name}”`, (form) => {
+      const body = el('div', { class: 'dialog-body' });
+      body.appendChild(el('p', { class: 'muted' }, 'The new secret or certificate replaces the stored one for every tenant that uses this profile.'));
+      materialFields('rotate', body);
+      form.appendChild(body);
+      if (profile.kind === 'certificate') {
+        $('rotate-kind-certificate').checked = true;
+        $('rotate-certificate-fields').hidden = false;
+        $('rotate-secret-fields').hidden = true;
+      }
+      form.appendChild(el('div', { class: 'dialog-foot' },
+        el('button', { type: 'button', class: 'btn', id: 'rotate-cancel', onclick: closeDialog }, 'Cancel'),
+        el('button', { type: 'submit', class: 'btn btn-primary', id: 'rotate-submit' }, 'Replace')));
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        clearFieldErrors(form);
+        busy($('rotate-submit'), async () => {
+          await api.put(`/api/v1/credential-profiles/${profile.id}/material`, materialValue('rotate'));
+          closeDialog();
+          notify('success', 'Credential replaced', `${profile.name} uses the new credential from its next token.`);
+          route();
+        }, { secret: 'rotate-secret', certificate_pem: 'rotate-certificate', private_key_pem: 'rotate-key' }, form);
+      });
+    });
+  }
+
+  // ---------------------------------------------------------------- audit log
+
+  async function renderAudit(root, view) {
+    const cursors = [];
+    let cursor = '';
+    clear(root);
+    root.appendChild(pageHead('Audit log', 'Every change made through the API: who, what, when, before and after. Secrets show as [redacted].'));
+    const body = el('tbody', { id: 'audit-rows' });
+    const prev = el('button', { type: 'button', class: 'btn', id: 'audit-prev', disabled: true }, '← Previous');
+    const next = el('button', { type: 'button', class: 'btn', id: 'audit-next', disabled: true }, 'Next →');
+    const type = select({ id: 'audit-target-type' }, [['', 'All targets'], ['tenant', 'Tenants'], ['credential_profile', 'Credential profiles'], ['token', 'Tokens'], ['held_deletion', 'Held deletions']], '');
+    root.appendChild(el('div', { class: 'toolbar' }, el('label', { for: 'audit-target-type' }, 'Target'), type));
+    root.appendChild(el('div', { class: 'table-wrap' }, el('table', { id: 'audit-table' },
+      el('thead', null, el('tr', null, el('th', null, 'When'), el('th', null, 'Who'), el('th', null, 'Action'), el('th', null, 'Target'), el('th', null, 'Change'))),
+      body)));
+    root.appendChild(el('div', { class: 'table-foot' }, el('span', { class: 'grow' }), prev, next));
+
+    function change(before, after) {
+      if (before === null && after === null) return '';
+      return el('details', { class: 'changes' }, el('summary', null, 'Before / after'),
+        el('pre', { class: 'json' }, `before: ${JSON.stringify(before, null, 2)}\nafter:  ${JSON.stringify(after, null, 2)}`));
+    }
+
+    async function load() {
+      const page = await api.get(`/api/v1/audit${query({ cursor, limit: 50, target_type: type.value })}`);
+      if (view !== state.view) return;
+      clear(body);
+      for (const item of page.items || []) {
+        body.appendChild(el('tr', null, timeCell(item.at), el('td', null, item.actor), el('td', null, el('code', null, item.action)),
+          el('td', null, `${item.target_type || ''}${item.target_id !== undefined && item.target_id !== null ? ' ' + item.target_id : ''}`),
+          el('td', null, change(item.before === undefined ? null : item.before, item.after === undefined ? null : item.after))));
+      }
+      if (!(page.items || []).length) body.appendChild(el('tr', null, el('td', { colspan: 5, class: 'empty' }, 'No changes recorded.')));
+      prev.disabled = !cursors.length;
+      next.disabled = !page.next_cursor;
+      next.dataset.cursor = page.next_cursor || '';
+    }
+    const guarded = () => load().catch((error) => showError(error));
+    type.addEventListener('change', () => { cursors.length = 0; cursor = ''; guarded(); });
+    next.addEventListener('click', () => { cursors.push(cursor); cursor = next.dataset.cursor; guarded(); });
+    prev.addEventListener('click', () => { cursor = cursors.pop() || ''; guarded(); });
+    await load();
+  }
+
+  // ---------------------------------------------------------------- directory browser
+
+  async function renderDirectoryPicker(root, view) {
+    await refreshTenants();
+    if (view !== state.view) return;
+    clear(root);
+    root.appendChild(pageHead('Directory', 'Browse the users, groups and devices entrasync keeps for a tenant'));
+    if (!state.tenants.length) {
+      root.appendChild(el('div', { class: 'empty-state' }, 'No tenants yet.'));
+      return;
+    }
+    root.appendChild(el('div', { class: 'table-wrap' }, el('table', { id: 'directory-tenants' },
+      el('thead', null, el('tr', null, el('th', null, 'Tenant'), el('th', null, ''))),
+      el('tbody', null, state.tenants.map((t) => el('tr', null,
+        el('td', null, t.name, el('span', { class: 'cell-sub mono' }, t.entra_tenant_id)),
+        el('td', null, CLASSES.map((cls) => [el('a', { href: `#/tenants/${t.id}/directory?class=${cls}`, id: `directory-${t.id}-${cls}` }, CLASS_LABEL[cls]), ' ']))))))));
+  }
+
+  async function renderDirectory(root, view, tenant, params) {
+    let cls = CLASSES.includes(params.get('class')) ? params.get('class') : 'user';
+    let q = params.get('q') || '';
+    let deleted = false;
+    const cursors = [];
+    let cursor = '';
+    clear(root);
+    const classTabs = el('div', { class: 'btn-row', role: 'group', 'aria-label': 'Object class' });
+    const search = el('input', { type: 'search', id: 'directory-search', placeholder: 'Search name or principal', value: q, autocomplete: 'off' });
+    const showDeleted = el('input', { type: 'checkbox', id: 'directory-deleted' });
+    const body = el('tbody', { id: 'directory-rows' });
+    const prev = el('button', { type: 'button', class: 'btn', id: 'directory-prev', disabled: true }, '← Previous');
+    const next = el('button', { type: 'button', class: 'btn', id: 'directory-next', disabled: true }, 'Next →');
+    root.appendChild(el('div', { class: 'toolbar' }, classTabs,
+      el('label', { for: 'directory-search', class: 'visually-hidden' }, 'Search objects'), search,
+      el('label', { class: 'check', for: 'directory-deleted' }, showDeleted, 'Deleted objects')));
+    root.appendChild(el('div', { class: 'table-wrap' }, el('table', { id: 'directory-table' },
+      el('thead', null, el('tr', null, el('th', null, 'Display name'), el('th', null, 'Principal'), el('th', { class: 'hide-narrow' }, 'Object ID'), el('th', null, 'Updated'), el('th', null, 'Deleted'))),
+      body)));
+    root.appendChild(el('div', { class: 'table-foot' }, el('span', { class: 'grow' }), prev, next));
+
+    function drawTabs() {
+      clear(classTabs);
+      for (const c of CLASSES) {
+        classTabs.appendChild(el('button', {
+          type: 'button', id: `directory-class-${c}`, class: c === cls ? 'btn btn-primary' : 'btn', 'aria-pressed': String(c === cls),
+          onclick: () => { cls = c; drawTabs(); restart(); },
+        }, CLASS_LABEL[c]));
+      }
+    }
+
+    async function load() {
+      let page;
+      try {
+        page = await api.get(`/api/v1/tenants/${tenant.id}/objects${query({ class: cls, q, cursor, limit: 50, deleted: deleted ? 'true' : undefined })}`);
+      } catch (error) { showError(error); return; }
+      if (view !== state.view) return;
+      clear(body);
+      for (const item of page.items || []) {
+        body.appendChild(el('tr', null,
+          el('td', null, el('a', { href: `#/tenants/${tenant.id}/objects/${item.class || cls}/${encodeURIComponent(item.object_id)}` }, item.display_name || '(no name)')),
+          el('td', null, item.principal || ''),
+          el('td', { class: 'mono hide-narrow' }, item.object_id),
+          timeCell(item.updated_at),
+          el('td', null, item.deleted_at ? pill('failed', fmtTime(item.deleted_at)) : '')));
+      }
+      if (!(page.items || []).length) body.appendChild(el('tr', null, el('td', { colspan: 5, class: 'empty' }, q ? 'No object matches.' : 'No objects stored for this class yet.')));
+      prev.disabled = !cursors.length;
+      next.disabled = !page.next_cursor;
+      next.dataset.cursor = page.next_cursor || '';
+    }
+    function restart() { cursors.length = 0; cursor = ''; load(); }
+    let searchTimer = null;
+    search.addEventListener('input', () => { clearTimeout(searchTimer); searchTimer = setTimeout(() => { q = search.value.trim(); restart(); }, 300); });
+    showDeleted.addEventListener('change', () => { deleted = showDeleted.checked; restart(); });
+    next.addEventListener('click', () => { cursors.push(cursor); cursor = next.dataset.cursor; load(); });
+    prev.addEventListener('click', () => { cursor = cursors.pop() || ''; load(); });
+    drawTabs();
+    await load();
+  }
+
+  async function renderObject(root, view, tenant, cls, objectId) {
+    const object = await api.get(`/api/v1/tenants/${tenant.id}/objects/${encodeURIComponent(cls)}/${encodeURIComponent(objectId)}`);
+    if (view !== state.view) return;
+    clear(root);
+    const attrs = object.attrs || {};
+    const title = attrs.displayName || object.object_id;
+    root.appendChild(el('div', { class: 'crumbs' }, el('a', { href: `#/tenants/${tenant.id}/directory?class=${cls}` }, `${CLASS_LABEL[cls] || cls}`), ' / ', title));
+    root.appendChild(el('h2', { id: 'object-title' }, title, ' ', object.deleted_at ? pill('failed', 'deleted') : null));
+    const rows = Object.keys(attrs).sort().map((key) => el('tr', null,
+      el('th', { scope: 'row' }, key),
+      el('td', null, typeof attrs[key] === 'object' && attrs[key] !== null
+        ? el('pre', { class: 'json' }, JSON.stringify(attrs[key], null, 2)) : String(attrs[key]))));
+    const left = el('section', { class: 'panel' }, el('h2', null, 'Attributes'),
+      el('dl', { class: 'props' }, el('dt', null, 'Object ID'), el('dd', { class: 'mono' }, object.object_id),
+        object.deleted_at ? [el('dt', null, 'Deleted'), el('dd', null, `${fmtTime(object.deleted_at)} ${object.delete_reason || ''}`)] : null),
+      el('div', { class: 'table-wrap' }, el('table', { id: 'object-attrs' }, el('tbody', null, rows))));
+    const memberOf = object.member_of || [];
+    const right = el('div', { class: 'stack' },
+      el('section', { class: 'panel' }, el('h2', null, `Member of (${memberOf.length})`),
+        memberOf.length ? el('ul', null, memberOf.map((m) => el('li', { class: 'mono' }, typeof m === 'string' ? m : (m.display_name || m.object_id || JSON.stringify(m)))))
+          : el('p', { class: 'muted' }, 'No group memberships.')),
+      object.members ? el('section', { class: 'panel' }, el('h2', null, `Members (${fmtNum(object.members.count)})`),
+        el('ul', null, (object.members.first || []).map((m) => el('li', { class: 'mono' }, typeof m === 'string' ? m : (m.display_name || m.object_id || JSON.stringify(m)))))) : null,
+      object.mapped ? el('section', { class: 'panel' }, el('h2', null, 'Mapped attributes'), el('pre', { class: 'json' }, JSON.stringify(object.mapped, null, 2))) : null);
+    root.appendChild(el('div', { class: 'grid-2' }, left, right));
+  }
+
+  // ---------------------------------------------------------------- start
+
+  async function start() {
+    initDialog();
+    initSignIn();
+    initNav();
+    window.addEventListener('hashchange', route);
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (!token) {
+      showSignIn();
+      return;
+    }
+    try {
+      await signIn(token);
+    } catch (error) {
+      signOut(error instanceof ApiError && error.status === 401 ? 'Your token is no longer accepted. Sign in again.' : `${error.title || 'Sign-in failed'}${error.detail ? ': ' + error.detail : ''}`);
+      return;
+    }
+    showShell();
+    await refreshTenants();
+    route();
+  }
+
+  document.addEventListener('DOMContentLoaded', start);
+}());
