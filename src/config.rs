@@ -89,6 +89,21 @@ pub const SETTINGS: &[SettingSpec] = &[
         secret: true,
         help: "base64 of 32 random bytes (openssl rand -base64 32) that encrypts stored credentials",
     },
+    SettingSpec {
+        key: "api.admin_token",
+        env: "ENTRASYNC_ADMIN_TOKEN",
+        default: "",
+        secret: true,
+        help: "an admin API token accepted as 'bootstrap' (es_ + 43 base64url characters, or any 32+ character \
+               secret); when empty and no admin token exists, serve creates one and prints it once",
+    },
+    spec(
+        "api.public_url",
+        "ENTRASYNC_API_PUBLIC_URL",
+        "",
+        "the console's URL as browsers reach it (https://entrasync.example.com); names the admin-consent redirect. \
+         Empty: taken from each request's Host",
+    ),
     spec("log.format", "ENTRASYNC_LOG_FORMAT", "text", "log format: text or json"),
     spec("log.filter", "ENTRASYNC_LOG_FILTER", DEFAULT_LOG_FILTER, "tracing filter, e.g. info,entrasync=debug"),
     spec("instance.id", "ENTRASYNC_INSTANCE_ID", "", "name of this instance in leases and logs (default: host-pid)"),
@@ -186,6 +201,15 @@ pub struct HttpSettings {
     pub shutdown_timeout: Duration,
 }
 
+/// The operator API (`/api/v1`).
+#[derive(Clone)]
+pub struct ApiSettings {
+    /// `ENTRASYNC_ADMIN_TOKEN`; empty when not configured.
+    pub admin_token: SecretString,
+    /// Where browsers reach the console; `None`: from each request's `Host`.
+    pub public_url: Option<url::Url>,
+}
+
 #[derive(Debug, Clone)]
 pub struct LogSettings {
     pub format: LogFormat,
@@ -220,6 +244,7 @@ pub struct Settings {
     pub secrets_key: SecretString,
     pub amqp: AmqpSettings,
     pub http: HttpSettings,
+    pub api: ApiSettings,
     pub log: LogSettings,
     pub instance_id: String,
     pub roles: Vec<Role>,
@@ -318,6 +343,17 @@ impl Settings {
                 listen: parse_with(raw, "http.listen", "a socket address such as 127.0.0.1:8080 or 0.0.0.0:8080")?,
                 shutdown_timeout: Duration::from_secs(parse_range(raw, "http.shutdown_timeout_secs", 0, 300)?),
             },
+            api: ApiSettings {
+                admin_token: SecretString::from(parse_admin_token(raw)?),
+                public_url: match get("api.public_url").trim() {
+                    "" => None,
+                    _ => Some(
+                        parse_url(raw, "api.public_url", &["http", "https"])?
+                            .parse()
+                            .map_err(|_| invalid(raw, "api.public_url", "a URL with scheme http or https"))?,
+                    ),
+                },
+            },
             log: LogSettings {
                 format: match get("log.format") {
                     "text" => LogFormat::Text,
@@ -367,6 +403,8 @@ impl Settings {
             ("http.listen", self.http.listen.to_string()),
             ("http.shutdown_timeout_secs", self.http.shutdown_timeout.as_secs().to_string()),
             ("secrets.key", if self.secrets_key.expose_secret().is_empty() { "" } else { "*****" }.to_owned()),
+            ("api.admin_token", if self.api.admin_token.expose_secret().is_empty() { "" } else { "*****" }.to_owned()),
+            ("api.public_url", self.api.public_url.as_ref().map(ToString::to_string).unwrap_or_default()),
             ("log.format", format!("{:?}", self.log.format).to_lowercase()),
             ("log.filter", self.log.filter.clone()),
             ("instance.id", self.instance_id.clone()),
@@ -412,7 +450,12 @@ fn invalid(raw: &BTreeMap<&'static str, String>, key: &str, expected: &str) -> C
     ConfigError::Invalid {
         key: spec.key,
         env: spec.env,
-        value: if spec.secret { mask_url(&value) } else { value },
+        // A secret URL keeps its host in the message; any other secret is not shown at all.
+        value: match (spec.secret, key.ends_with(".url")) {
+            (false, _) => value,
+            (true, true) => mask_url(&value),
+            (true, false) => "*****".to_owned(),
+        },
         expected: expected.to_owned(),
     }
 }
@@ -451,6 +494,20 @@ fn parse_name(raw: &BTreeMap<&'static str, String>, key: &str) -> Result<String,
         Ok(value)
     } else {
         Err(invalid(raw, key, "1 to 100 characters of letters, digits, '.', '-' or '_'"))
+    }
+}
+
+/// Long enough to resist guessing; printable so it fits a header.
+fn parse_admin_token(raw: &BTreeMap<&'static str, String>) -> Result<String, ConfigError> {
+    let value = raw.get("api.admin_token").map(|v| v.trim().to_owned()).unwrap_or_default();
+    if value.is_empty() || (value.len() >= 32 && value.len() <= 200 && value.chars().all(|c| c.is_ascii_graphic())) {
+        Ok(value)
+    } else {
+        Err(invalid(
+            raw,
+            "api.admin_token",
+            "32 to 200 printable characters without spaces, e.g. es_$(openssl rand -base64 32 | tr '+/' '-_' | tr -d '=')",
+        ))
     }
 }
 

@@ -4,6 +4,7 @@
 // External input must never panic the process: no unwrap() outside tests.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod access;
 pub mod actors;
 pub mod api;
 pub mod backoff;

@@ -244,6 +244,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Serve { print_config: true } | Command::Config => print_stdout(&settings.describe()),
         Command::Serve { print_config: false } => {
             let app = Application::build(&settings).await?;
+            if let Some(token) = app.new_admin_token() {
+                // Shown once, on the terminal only: the log never carries a token.
+                say(format_args!(
+                    "no admin API token existed, so one was created. Sign in to the console with it; it is shown \
+                     only now:\n\n    {token}\n"
+                ));
+            }
             tracing::info!(port = app.port(), instance = %settings.instance_id, "serving");
             app.run_until_stopped().await
         }

@@ -1,17 +1,23 @@
 //! Builds the service from its settings and runs it until told to stop.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::actors::{Service, Shared};
+use crate::api::v1::auth::{generate_token, token_hash, SignInGuard};
 use crate::api::{AppState, ScrapeGate};
 use crate::config::{Role, Settings};
 use crate::metrics::Metrics;
 use crate::queue::Broker;
 use crate::store;
+use crate::store::api_tokens;
+use crate::store::audit::Actor;
+use crate::store::secret_box::SecretBox;
 
 /// A built, bound, not yet running service. Tests bind port 0 and read [`Application::port`].
 pub struct Application {
@@ -21,6 +27,8 @@ pub struct Application {
     metrics: Metrics,
     /// The actors of the configured roles (scheduler, workers, history recorder).
     service: Service,
+    /// An admin token created at this start because none existed: shown once, by the caller.
+    new_admin_token: Option<String>,
 }
 
 impl Application {
@@ -39,20 +47,41 @@ impl Application {
         let port = listener.local_addr()?.port();
         let shared = Shared::new(pool.clone(), broker.clone(), metrics.clone(), settings.clone());
         let service = Service::start(shared).context("starting the actors")?;
+        let operator_surface = settings.has_role(Role::Api);
+        let bootstrap = admin_token(&settings.api.admin_token);
+        let new_admin_token = match (operator_surface, bootstrap) {
+            (true, None) => first_admin_token(&pool).await?,
+            _ => None,
+        };
+        let key = &settings.secrets_key;
+        let secrets = if key.expose_secret().is_empty() { None } else { Some(Arc::new(SecretBox::from_setting(key)?)) };
         let state = web::Data::new(AppState {
+            graph: crate::access::graph_client(&pool, &metrics)?,
             pool,
             broker: broker.clone(),
             metrics: metrics.clone(),
             scrape: ScrapeGate::default(),
-            fleet_view: settings.has_role(Role::Api),
+            fleet_view: operator_surface,
+            secrets,
+            bootstrap_hash: bootstrap,
+            sign_ins: SignInGuard::default(),
+            public_url: settings.api.public_url.clone(),
         });
-        let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(crate::api::configure))
-            .listen(listener)?
-            // One owner stops the server (see `run_until_stopped`), in the shutdown order.
-            .disable_signals()
-            .shutdown_timeout(settings.http.shutdown_timeout.as_secs())
-            .run();
-        Ok(Application { port, server, broker, metrics, service })
+        let server = HttpServer::new(move || {
+            App::new().app_data(state.clone()).configure(|cfg| crate::api::configure(cfg, operator_surface))
+        })
+        .listen(listener)?
+        // One owner stops the server (see `run_until_stopped`), in the shutdown order.
+        .disable_signals()
+        .shutdown_timeout(settings.http.shutdown_timeout.as_secs())
+        .run();
+        Ok(Application { port, server, broker, metrics, service, new_admin_token })
+    }
+
+    /// The admin token this start created because no admin token existed and `ENTRASYNC_ADMIN_TOKEN` is
+    /// not set. The binary prints it once; it is stored only as a hash.
+    pub fn new_admin_token(&self) -> Option<&str> {
+        self.new_admin_token.as_deref()
     }
 
     pub fn port(&self) -> u16 {
@@ -92,6 +121,22 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The hash of `ENTRASYNC_ADMIN_TOKEN`, when set.
+fn admin_token(setting: &SecretString) -> Option<[u8; 32]> {
+    let token = setting.expose_secret();
+    (!token.is_empty()).then(|| token_hash(token))
+}
+
+/// With no admin token at all, the operator could never sign in: create one.
+async fn first_admin_token(pool: &store::Pool) -> anyhow::Result<Option<String>> {
+    if api_tokens::any_active_admin(pool).await? {
+        return Ok(None);
+    }
+    let token = generate_token();
+    api_tokens::create(pool, "bootstrap", api_tokens::Role::Admin, &token_hash(&token), &Actor::system()).await?;
+    Ok(Some(token))
 }
 
 async fn wait_for_signal() {

@@ -13,10 +13,8 @@ use super::worker::dead_letter::DeadLetters;
 use super::worker::{Drain, SyncWorker, WorkerDeps};
 use super::Shared;
 use crate::config::Role;
-use crate::graph::{BudgetLimits, GraphClient, GraphClientOptions, RateBudget};
 use crate::model::ObjectClass;
 use crate::schedule::{FailurePolicy, Policy};
-use crate::store::rate_budget::PostgresBudgetCoordinator;
 use crate::store::secret_box::SecretBox;
 
 /// Workers get this long to checkpoint and give their jobs back; SIGTERM must end `serve` within 10 s.
@@ -116,13 +114,7 @@ fn worker_deps(shared: &Shared, recorder: RecorderHandle) -> Result<WorkerDeps, 
     use secrecy::ExposeSecret;
     let key = &shared.settings.secrets_key;
     let secrets = if key.expose_secret().is_empty() { None } else { Some(SecretBox::from_setting(key)?) };
-    // One client per process: one token cache, and a rate budget shared with every other instance.
-    let graph_metrics = shared.metrics.graph.clone();
-    let budget =
-        RateBudget::new(Arc::new(PostgresBudgetCoordinator::new(shared.pool.clone())), BudgetLimits::default())
-            .with_metrics(graph_metrics.clone());
-    let graph =
-        GraphClient::with_rate_budget(GraphClientOptions::default(), Arc::new(budget))?.with_metrics(graph_metrics);
+    let graph = crate::access::graph_client(&shared.pool, &shared.metrics)?;
     Ok(WorkerDeps {
         shared: shared.clone(),
         graph,

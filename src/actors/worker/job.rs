@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::access::{graph_tenant, AccessError};
 use super::metered::MeteredRecorder;
 use super::WorkerDeps;
+use crate::access::{graph_tenant, AccessError};
 use crate::backoff::{retry_transient, Patience};
 use crate::graph::RequestPriority;
 use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};

@@ -1,7 +1,6 @@
 //! Sync workers: each consumes one class queue on its own Arbiter and runs the sync rounds its jobs ask
 //! for. The actor owns only its consume loop's lifecycle; the work is in `consume` and `job`.
 
-mod access;
 mod consume;
 pub mod dead_letter;
 mod job;
@@ -20,7 +19,7 @@ use crate::model::ObjectClass;
 use crate::schedule::FailurePolicy;
 use crate::store::secret_box::SecretBox;
 
-pub use access::{graph_tenant, AccessError};
+pub use crate::access::{graph_tenant, AccessError};
 pub use job::Settlement;
 
 /// What every worker of an instance shares.

@@ -1,0 +1,72 @@
+//! What several handlers share: page sizes, name validation, and the problem responses every
+//! endpoint may give (documented once for the OpenAPI document).
+
+use std::collections::BTreeMap;
+
+use utoipa::openapi::{ContentBuilder, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, PartialSchema};
+
+use super::problem::{ApiError, Problem};
+
+/// The page sizes operators choose from (50 is the default).
+pub const PAGE_SIZES: [i64; 3] = [50, 100, 1000];
+
+pub fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(PAGE_SIZES[0]),
+        Some(n) if PAGE_SIZES.contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::invalid("limit", format!("limit {n} is not a page size; use 50, 100 or 1000"))),
+    }
+}
+
+/// A display name: trimmed, 1 to 200 characters, no control characters.
+pub fn name(field: &str, value: &str) -> Result<String, ApiError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > 200 || trimmed.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be 1 to 200 characters without control characters"),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Secret material: at most 16 KiB, not blank.
+pub fn material(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.trim().is_empty() || value.len() > 16 * 1024 {
+        return Err(ApiError::invalid(field, format!("{field} must be 1 byte to 16 KiB")));
+    }
+    Ok(())
+}
+
+/// The problem responses of every endpoint.
+pub struct Problems;
+
+impl IntoResponses for Problems {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let cases = [
+            ("400", "Malformed JSON, query or unknown field"),
+            ("401", "Missing, unknown or revoked token"),
+            ("403", "The token's role may not do this"),
+            ("404", "No such resource"),
+            ("409", "Conflicts with the stored state"),
+            ("413", "Body over 64 KiB"),
+            ("415", "Body is not JSON"),
+            ("422", "A value is not acceptable; `field` names it"),
+            ("429", "Too many failed sign-ins from this address"),
+            ("500", "Unexpected failure; `instance` names it in the server log"),
+            ("502", "Graph or RabbitMQ failed"),
+            ("503", "Postgres unreachable"),
+        ];
+        cases
+            .into_iter()
+            .map(|(status, description)| {
+                let response = ResponseBuilder::new()
+                    .description(description)
+                    .content("application/problem+json", ContentBuilder::new().schema(Some(Problem::schema())).build())
+                    .build();
+                (status.to_owned(), RefOr::T(response))
+            })
+            .collect()
+    }
+}
