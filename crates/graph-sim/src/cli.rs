@@ -102,6 +102,7 @@ pub async fn run(args: GraphSimArgs) -> anyhow::Result<()> {
         tenants.push(TenantSpec {
             tenant_id: args.tenant_id.clone(),
             domain: args.domain.clone(),
+            display_name: None,
             cloud,
             seed: args.seed,
             users: args.users,

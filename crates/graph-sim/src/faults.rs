@@ -1,5 +1,5 @@
 //! Injected faults: what goes wrong (429 variants, 503, 504, slowness, dropped connections, malformed
-//! JSON, sync resets, throttle headers), for whom (one tenant or all) and when (probability, every Nth
+//! JSON, sync resets, 403 refusals, throttle headers), for whom (one tenant or all) and when (probability, every Nth
 //! matching request, a window of emulator time, at most N times).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,11 +51,23 @@ pub enum FaultKind {
     MalformedJson,
     /// 410 Gone with `Location` (the initial query) for requests that carry a state token.
     SyncReset,
+    /// 403 `Authorization_RequestDenied` whatever roles the token carries: Graph refusing an app that
+    /// holds the permission (consent not yet replicated, a tenant policy in the way).
+    Forbidden,
     /// The normal response plus `x-ms-throttle-limit-percentage`.
     ThrottleHeaders {
         #[serde(default = "default_percentage")]
         limit_percentage: f64,
     },
+}
+
+/// The answer of the `forbidden` fault: Graph's insufficient-privileges refusal (graph-protocol.md §4, E3).
+pub fn forbidden() -> crate::error::GraphError {
+    crate::error::GraphError::new(
+        actix_web::http::StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+    )
 }
 
 fn default_percentage() -> f64 {

@@ -47,6 +47,8 @@ pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 pub struct Tenant {
     pub id: String,
     pub domain: String,
+    /// The organization's display name (`GET /v1.0/organization`).
+    pub display_name: String,
     pub cloud: SimCloud,
     pub directory: RwLock<Directory>,
     pub settings: RwLock<TenantSettings>,
@@ -63,6 +65,9 @@ pub struct TenantSpec {
     /// Primary domain; `{short id}.onmicrosoft.com` when absent.
     #[serde(default)]
     pub domain: Option<String>,
+    /// The organization's display name; derived from the domain when absent (`contoso.…` → "Contoso").
+    #[serde(default)]
+    pub display_name: Option<String>,
     #[serde(default)]
     pub cloud: SimCloud,
     /// Seed of the generated directory (attributes, ids, memberships).
@@ -82,6 +87,8 @@ pub struct TenantSpec {
 pub struct TenantInfo {
     pub tenant_id: String,
     pub domain: String,
+    #[serde(default)]
+    pub display_name: String,
     pub cloud: SimCloud,
     pub seed: u64,
     pub users: usize,
@@ -107,6 +114,13 @@ pub struct Truth {
 pub enum DeleteOutcome {
     SoftDeleted,
     PermanentlyDeleted,
+}
+
+/// The default organization name: the domain's first label, capitalised (`contoso.onmicrosoft.com` → "Contoso").
+fn display_name_of(domain: &str) -> String {
+    let label = domain.split('.').next().unwrap_or(domain);
+    let mut chars = label.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 pub struct SimState {
@@ -148,6 +162,7 @@ impl SimState {
         let tenant_id = spec.tenant_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()).to_ascii_lowercase();
         let domain =
             spec.domain.clone().unwrap_or_else(|| format!("{}.onmicrosoft.com", &tenant_id[..8.min(tenant_id.len())]));
+        let display_name = spec.display_name.clone().unwrap_or_else(|| display_name_of(&domain));
         let seed = spec
             .seed
             .unwrap_or_else(|| crate::ids::mix64(tenant_id.bytes().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b))));
@@ -160,6 +175,7 @@ impl SimState {
         let tenant = Arc::new(Tenant {
             id: tenant_id.clone(),
             domain: domain.clone(),
+            display_name,
             cloud: spec.cloud,
             directory: RwLock::new(directory),
             settings: RwLock::new(settings),
@@ -182,6 +198,7 @@ impl SimState {
         TenantInfo {
             tenant_id: tenant.id.clone(),
             domain: tenant.domain.clone(),
+            display_name: tenant.display_name.clone(),
             cloud: tenant.cloud,
             seed: dir.seed,
             users: dir.live_count(ObjectClass::User),

@@ -3,6 +3,7 @@
 //! - `POST /_sim/apps` registers an app (`NewApp`); `GET /_sim/apps` lists them.
 //! - `GET /_sim/tenants/{tenant}/consent` shows consent; `POST` with `{"app_id", "roles"}` sets the roles the
 //!   admin consented to (empty revokes), with `{"refuse": true|false}` flips the "refuse consent" switch.
+//! - `GET`/`PUT /_sim/consent-page` `{"enabled": bool}`: tenant-specific `/adminconsent` shows the consent page.
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -58,4 +59,19 @@ pub(super) async fn show_consent(identity: web::Data<Identity>, tenant: web::Pat
         Ok(state) => HttpResponse::Ok().json(state),
         Err(e) => error_response(&e),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConsentPage {
+    enabled: bool,
+}
+
+pub(super) async fn change_consent_page(identity: web::Data<Identity>, body: web::Json<ConsentPage>) -> HttpResponse {
+    identity.set_consent_page(body.enabled);
+    HttpResponse::Ok().json(json!({ "enabled": identity.consent_page() }))
+}
+
+pub(super) async fn show_consent_page(identity: web::Data<Identity>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "enabled": identity.consent_page() }))
 }

@@ -7,12 +7,14 @@ mod access_token;
 mod admin;
 mod assertion;
 mod consent;
+mod consent_page;
 mod discovery;
 mod registry;
 mod signing;
 mod token_endpoint;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use actix_web::http::StatusCode;
@@ -29,6 +31,8 @@ pub use registry::{AppInfo, NewApp, RegistryError};
 pub struct Identity {
     clock: Clock,
     registry: RwLock<registry::Registry>,
+    /// Tenant-specific `/adminconsent` shows the consent page too (off: it answers at once).
+    consent_page: AtomicBool,
 }
 
 /// What a valid access token grants.
@@ -50,7 +54,7 @@ pub struct ConsentState {
 
 impl Identity {
     pub fn new(clock: Clock) -> Self {
-        Self { clock, registry: RwLock::new(registry::Registry::default()) }
+        Self { clock, registry: RwLock::new(registry::Registry::default()), consent_page: AtomicBool::new(false) }
     }
 
     // A panic while holding the lock leaves plain data behind; keep serving it.
@@ -65,6 +69,11 @@ impl Identity {
     /// Adds a tenant (or another domain name of an existing one).
     pub fn add_tenant(&self, tenant_id: &str, domain: &str) {
         self.write().add_tenant(tenant_id, domain);
+    }
+
+    /// The domain names of a tenant (id or domain), in the order they were added; empty if unknown.
+    pub fn domains(&self, tenant: &str) -> Vec<String> {
+        self.read().tenant(tenant).map(|t| t.domains.clone()).unwrap_or_default()
     }
 
     pub fn has_tenant(&self, tenant_id: &str) -> bool {
@@ -104,6 +113,16 @@ impl Identity {
         let tenant = registry.tenant_mut(tenant).ok_or_else(|| RegistryError::UnknownTenant(tenant.to_owned()))?;
         tenant.refuse_consent = refuse;
         Ok(())
+    }
+
+    /// Whether `/{tenant}/adminconsent` shows the "Permissions requested" page (as `/organizations` and
+    /// `/common` always do) instead of answering at once.
+    pub fn set_consent_page(&self, enabled: bool) {
+        self.consent_page.store(enabled, Ordering::Relaxed);
+    }
+
+    pub fn consent_page(&self) -> bool {
+        self.consent_page.load(Ordering::Relaxed)
     }
 
     pub fn consent_state(&self, tenant: &str) -> Result<ConsentState, RegistryError> {
@@ -173,7 +192,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/_sim/tenants/{tenant}/consent", web::post().to(admin::change_consent))
         .route("/common/discovery/instance", web::get().to(discovery::instance_discovery))
         .route("/{tenant}/oauth2/v2.0/token", web::post().to(token_endpoint::token))
+        .route("/_sim/consent-page", web::get().to(admin::show_consent_page))
+        .route("/_sim/consent-page", web::put().to(admin::change_consent_page))
         .route("/{tenant}/adminconsent", web::get().to(consent::admin_consent))
+        .route("/{tenant}/adminconsent", web::post().to(consent::admin_consent_answer))
         .route("/{tenant}/v2.0/.well-known/openid-configuration", web::get().to(discovery::openid_configuration_v2))
         .route("/{tenant}/.well-known/openid-configuration", web::get().to(discovery::openid_configuration_v1))
         .route("/{tenant}/discovery/v2.0/keys", web::get().to(discovery::keys))

@@ -80,6 +80,17 @@ pub async fn begin(
     endpoint: &str,
     cost: Cost,
 ) -> Result<GraphRequest, HttpResponse> {
+    begin_with_roles(req, state, accepted_roles(class, delta), endpoint, cost).await
+}
+
+/// [`begin`] for an endpoint outside the directory classes, which names the roles it accepts.
+pub async fn begin_with_roles(
+    req: &HttpRequest,
+    state: &SimState,
+    roles: &[&str],
+    endpoint: &str,
+    cost: Cost,
+) -> Result<GraphRequest, HttpResponse> {
     let now = state.clock.now();
     state.counters.request(endpoint);
     let fail = |err: GraphError| {
@@ -87,7 +98,7 @@ pub async fn begin(
         respond::error(req, &err, now)
     };
     let (cloud, link_root) = request_cloud(req).map_err(fail)?;
-    let claims = state.identity.authorize(req, accepted_roles(class, delta)).map_err(fail)?;
+    let claims = state.identity.authorize(req, roles).map_err(fail)?;
     let invalid_audience = || {
         GraphError::new(
             StatusCode::UNAUTHORIZED,
@@ -139,6 +150,9 @@ pub async fn begin(
             }
             FaultKind::GatewayTimeout => {
                 return Err(tenant_fail(respond::unavailable(req, StatusCode::GATEWAY_TIMEOUT, None, now), false))
+            }
+            FaultKind::Forbidden => {
+                return Err(tenant_fail(respond::error(req, &crate::faults::forbidden(), now), false));
             }
             FaultKind::DropConnection => request.body_mode = BodyMode::Dropped,
             FaultKind::MalformedJson => request.body_mode = BodyMode::Malformed,

@@ -1,5 +1,6 @@
 //! Graph v1.0 directory endpoints: `/{users,groups,devices}/delta` (also `/microsoft.graph.delta`),
-//! the plain collections and `/groups/{id}/members`. Served under `/v1.0` and `/{cloud graph host}/v1.0`.
+//! the plain collections, `/groups/{id}/members` and `/organization`. Served under `/v1.0` and
+//! `/{cloud graph host}/v1.0`.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -27,6 +28,7 @@ fn graph_routes(cfg: &mut web::ServiceConfig) {
         // The Python SDK (kiota) spells the function call with parentheses.
         .route("/{collection}/delta()", web::get().to(delta))
         .route("/groups/{id}/members", web::get().to(members))
+        .route("/organization", web::get().to(crate::routes::organization::organization))
         .route("/{collection}", web::get().to(list));
 }
 
