@@ -56,6 +56,8 @@ pub enum JobOutcome {
     Requeued,
     /// Rejected without requeue: malformed, unknown version or tenant, or delivery limit reached.
     DeadLettered,
+    /// Its tenant was deleted through the API: acked and dropped.
+    DroppedDeletedTenant,
 }
 
 impl JobOutcome {
@@ -66,6 +68,7 @@ impl JobOutcome {
             JobOutcome::Duplicate => "duplicate",
             JobOutcome::Requeued => "requeued",
             JobOutcome::DeadLettered => "dead_lettered",
+            JobOutcome::DroppedDeletedTenant => "dropped_deleted_tenant",
         }
     }
 }
@@ -196,8 +199,14 @@ impl WorkerMetrics {
 
     /// A worker of `class` took a delivery. Keep the tracker until the delivery is settled.
     pub fn job_started(&self, class: ObjectClass) -> JobTracker {
-        self.in_flight.with_label_values(&[class.as_str()]).inc();
-        JobTracker { metrics: self.clone(), class, open: true }
+        self.job_started_on(class.as_str())
+    }
+
+    /// A worker took a delivery of a queue that is not a class's (`checks`: the `class` label is the
+    /// queue's name).
+    pub fn job_started_on(&self, queue: &'static str) -> JobTracker {
+        self.in_flight.with_label_values(&[queue]).inc();
+        JobTracker { metrics: self.clone(), class: queue, open: true }
     }
 
     pub fn mailbox_waited(&self, actor: ActorKind, waited: Duration) {
@@ -213,19 +222,19 @@ impl WorkerMetrics {
 /// only takes it off the in-flight gauge.
 pub struct JobTracker {
     metrics: WorkerMetrics,
-    class: ObjectClass,
+    class: &'static str,
     open: bool,
 }
 
 impl JobTracker {
     pub fn finished(mut self, outcome: JobOutcome) {
-        self.metrics.jobs.with_label_values(&[self.class.as_str(), outcome.label()]).inc();
+        self.metrics.jobs.with_label_values(&[self.class, outcome.label()]).inc();
         self.close();
     }
 
     fn close(&mut self) {
         if std::mem::replace(&mut self.open, false) {
-            self.metrics.in_flight.with_label_values(&[self.class.as_str()]).dec();
+            self.metrics.in_flight.with_label_values(&[self.class]).dec();
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Postgres: the pool, migrations, and one repository module per aggregate. All SQL lives here.
 
+pub mod admin_jobs;
 pub mod api_tokens;
 pub mod audit;
 #[cfg(feature = "emulator")]
