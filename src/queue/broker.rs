@@ -115,16 +115,16 @@ impl Broker {
 
     /// Starts a manual-ack consumer on the class queue with the configured prefetch.
     pub async fn consume(&self, class: ObjectClass, consumer_tag: &str) -> Result<JobConsumer, QueueError> {
+        self.consume_queue(self.inner.topology.class_queue(class), consumer_tag).await
+    }
+
+    /// Starts a manual-ack consumer on a queue of the topology with the configured prefetch.
+    pub async fn consume_queue(&self, queue: String, consumer_tag: &str) -> Result<JobConsumer, QueueError> {
         let connection = self.connection(Duration::from_secs(30)).await?;
         let channel = connection.create_channel().await?;
         channel.basic_qos(self.inner.prefetch, BasicQosOptions::default()).await?;
         let consumer = channel
-            .basic_consume(
-                self.inner.topology.class_queue(class).into(),
-                consumer_tag.into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
+            .basic_consume(queue.into(), consumer_tag.into(), BasicConsumeOptions::default(), FieldTable::default())
             .await?;
         Ok(JobConsumer { channel, consumer })
     }

@@ -1,7 +1,7 @@
 //! Job messages: a JSON envelope any AMQP client can publish (docs/queue.md). Every job has a `kind`
 //! (absent means `sync`, so publishers written before kinds existed are unchanged) and a
-//! `schema_version` of that kind. Today one kind exists, `sync` ([`SyncJob`]); re-map, tag sync and
-//! permission refresh jobs get their own variant of [`Job`].
+//! `schema_version` of that kind. Two kinds exist: `sync` ([`SyncJob`]) and `permission_check`
+//! ([`PermissionCheckJob`]); re-map and tag sync jobs will get their own variant of [`Job`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,14 +12,22 @@ use crate::model::{ObjectClass, SyncMode, Trigger};
 /// The `schema_version` of `sync` jobs this entrasync reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The `schema_version` of `permission_check` jobs this entrasync reads and writes.
+pub const PERMISSION_CHECK_SCHEMA_VERSION: u32 = 1;
+
 /// The job kinds this entrasync handles, as named in the envelope's `kind` field.
-pub const KINDS: [&str; 1] = [SYNC_KIND];
+pub const KINDS: [&str; 2] = [SYNC_KIND, PERMISSION_CHECK_KIND];
 const SYNC_KIND: &str = "sync";
+const PERMISSION_CHECK_KIND: &str = "permission_check";
+
+/// The routing key of permission checks (their queue is `{prefix}.checks`).
+pub const PERMISSION_CHECK_ROUTING_KEY: &str = "check.permissions";
 
 /// A job message of any kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
     Sync(SyncJob),
+    PermissionCheck(PermissionCheckJob),
 }
 
 impl Job {
@@ -32,6 +40,10 @@ impl Job {
         match object.get("kind") {
             None => SyncJob::from_object(value).map(Job::Sync),
             Some(serde_json::Value::String(kind)) if kind == SYNC_KIND => SyncJob::from_object(value).map(Job::Sync),
+            Some(serde_json::Value::String(kind)) if kind == PERMISSION_CHECK_KIND => {
+                check_version(&value, PERMISSION_CHECK_SCHEMA_VERSION)?;
+                serde_json::from_value(value).map(Job::PermissionCheck).map_err(|e| JobError::Invalid(e.to_string()))
+            }
             Some(other) => Err(JobError::UnknownKind(other.clone())),
         }
     }
@@ -39,13 +51,86 @@ impl Job {
     pub fn kind(&self) -> &'static str {
         match self {
             Job::Sync(_) => SYNC_KIND,
+            Job::PermissionCheck(_) => PERMISSION_CHECK_KIND,
         }
     }
 
     pub fn job_id(&self) -> Uuid {
         match self {
             Job::Sync(job) => job.job_id,
+            Job::PermissionCheck(job) => job.job_id,
         }
+    }
+
+    /// The Entra tenant id the job is about.
+    pub fn tenant(&self) -> Uuid {
+        match self {
+            Job::Sync(job) => job.tenant,
+            Job::PermissionCheck(job) => job.tenant,
+        }
+    }
+
+    pub fn routing_key(&self) -> String {
+        match self {
+            Job::Sync(job) => job.routing_key(),
+            Job::PermissionCheck(_) => PERMISSION_CHECK_ROUTING_KEY.to_owned(),
+        }
+    }
+
+    /// The message body, with its `kind`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Job::Sync(job) => job.to_bytes(),
+            Job::PermissionCheck(job) => job.to_bytes(),
+        }
+    }
+}
+
+/// Asks for a fresh permission check of one tenant: a token's roles and one Graph call per set,
+/// stored as the tenant's permission status (docs/queue.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionCheckJob {
+    pub schema_version: u32,
+    pub job_id: Uuid,
+    /// The Entra tenant id (directory id), as registered in entrasync.
+    pub tenant: Uuid,
+    #[serde(default = "Utc::now")]
+    pub requested_at: DateTime<Utc>,
+}
+
+impl PermissionCheckJob {
+    pub fn new(tenant: Uuid) -> Self {
+        PermissionCheckJob {
+            schema_version: PERMISSION_CHECK_SCHEMA_VERSION,
+            job_id: Uuid::new_v4(),
+            tenant,
+            requested_at: Utc::now(),
+        }
+    }
+
+    /// The message body, with `"kind": "permission_check"`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        with_kind(PERMISSION_CHECK_KIND, self)
+    }
+}
+
+/// A job's fields behind its `kind`. Serialising these plain structs cannot fail.
+fn with_kind<T: Serialize>(kind: &'static str, job: &T) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Envelope<'a, T> {
+        kind: &'static str,
+        #[serde(flatten)]
+        job: &'a T,
+    }
+    serde_json::to_vec(&Envelope { kind, job }).unwrap_or_default()
+}
+
+/// Rejects a `schema_version` other than `supported` (absent, too: it is required).
+fn check_version(value: &serde_json::Value, supported: u32) -> Result<(), JobError> {
+    match value.get("schema_version") {
+        Some(v) if v.as_u64() == Some(u64::from(supported)) => Ok(()),
+        Some(v) => Err(JobError::UnsupportedVersion(v.clone(), supported)),
+        None => Err(JobError::Invalid("missing field `schema_version`".to_owned())),
     }
 }
 
@@ -71,13 +156,14 @@ fn default_trigger() -> Trigger {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum JobError {
-    #[error("message body is not a JSON object: {0}; see docs/queue.md for the SyncJob schema")]
+    #[error("message body is not a JSON object: {0}; see docs/queue.md for the job schemas")]
     NotJson(String),
-    #[error("unsupported schema_version {0:?}; this entrasync reads schema_version {SCHEMA_VERSION}")]
-    UnsupportedVersion(serde_json::Value),
+    /// The version given, and the one this entrasync reads for that kind.
+    #[error("unsupported schema_version {0}; this entrasync reads schema_version {1} of this kind")]
+    UnsupportedVersion(serde_json::Value, u32),
     #[error("unknown job kind {0}; this entrasync handles the kinds {KINDS:?} (docs/queue.md)")]
     UnknownKind(serde_json::Value),
-    #[error("invalid SyncJob: {0}; see docs/queue.md for the SyncJob schema")]
+    #[error("invalid job: {0}; see docs/queue.md for the job schemas")]
     Invalid(String),
 }
 
@@ -102,28 +188,18 @@ impl SyncJob {
     pub fn from_bytes(body: &[u8]) -> Result<Self, JobError> {
         match Job::from_bytes(body)? {
             Job::Sync(job) => Ok(job),
+            other => Err(JobError::Invalid(format!("expected a sync job, got a {} job", other.kind()))),
         }
     }
 
     fn from_object(value: serde_json::Value) -> Result<Self, JobError> {
-        match value.get("schema_version") {
-            Some(v) if v.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
-            Some(v) => return Err(JobError::UnsupportedVersion(v.clone())),
-            None => return Err(JobError::Invalid("missing field `schema_version`".to_owned())),
-        }
+        check_version(&value, SCHEMA_VERSION)?;
         serde_json::from_value(value).map_err(|e| JobError::Invalid(e.to_string()))
     }
 
     /// The message body, with `"kind": "sync"`.
     pub fn to_bytes(&self) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct Envelope<'a> {
-            kind: &'static str,
-            #[serde(flatten)]
-            job: &'a SyncJob,
-        }
-        // Serialising this plain struct cannot fail.
-        serde_json::to_vec(&Envelope { kind: SYNC_KIND, job: self }).unwrap_or_default()
+        with_kind(SYNC_KIND, self)
     }
 }
 
@@ -156,6 +232,24 @@ mod tests {
     }
 
     #[test]
+    fn a_permission_check_round_trips_with_its_kind_and_routing_key() {
+        let job = Job::PermissionCheck(PermissionCheckJob::new(Uuid::new_v4()));
+        let body: serde_json::Value = serde_json::from_slice(&job.to_bytes()).expect("json");
+        assert_eq!(body["kind"], "permission_check");
+        assert_eq!(body["schema_version"], 1);
+        assert_eq!(Job::from_bytes(&job.to_bytes()), Ok(job.clone()));
+        assert_eq!(job.routing_key(), "check.permissions");
+        assert!(KINDS.contains(&job.kind()));
+        let smallest = br#"{"kind":"permission_check","schema_version":1,
+            "job_id":"6f1c2a9e-3b7d-4c55-9a39-2f0d8f4b7a11","tenant":"0b6a4d2e-8c1f-4f3a-9e57-1d2c3b4a5f60"}"#;
+        assert!(matches!(Job::from_bytes(smallest), Ok(Job::PermissionCheck(_))));
+        let newer = br#"{"kind":"permission_check","schema_version":2}"#;
+        let err = Job::from_bytes(newer).unwrap_err();
+        assert!(matches!(err, JobError::UnsupportedVersion(_, 1)), "{err}");
+        assert!(SyncJob::from_bytes(&job.to_bytes()).is_err(), "a permission check is not a sync job");
+    }
+
+    #[test]
     fn documented_example_parses_with_defaults() {
         let body = br#"{"schema_version":1,"job_id":"6f1c2a9e-3b7d-4c55-9a39-2f0d8f4b7a11",
             "tenant":"0b6a4d2e-8c1f-4f3a-9e57-1d2c3b4a5f60","object_class":"user","mode":"delta"}"#;
@@ -168,10 +262,10 @@ mod tests {
     fn bad_messages_say_what_is_wrong() {
         assert!(matches!(SyncJob::from_bytes(b"\xff\x00"), Err(JobError::NotJson(_))));
         assert!(matches!(SyncJob::from_bytes(b"[1]"), Err(JobError::NotJson(_))));
-        assert!(matches!(SyncJob::from_bytes(br#"{"schema_version":2}"#), Err(JobError::UnsupportedVersion(_))));
+        assert!(matches!(SyncJob::from_bytes(br#"{"schema_version":2}"#), Err(JobError::UnsupportedVersion(_, _))));
         let err = Job::from_bytes(br#"{"kind":"remap","schema_version":1}"#).unwrap_err();
         assert!(matches!(err, JobError::UnknownKind(_)), "{err}");
-        assert!(err.to_string().contains("\"remap\"") && err.to_string().contains("sync"), "{err}");
+        assert!(err.to_string().contains("\"remap\"") && err.to_string().contains("permission_check"), "{err}");
         assert!(matches!(Job::from_bytes(br#"{"kind":7}"#), Err(JobError::UnknownKind(_))));
         let err = SyncJob::from_bytes(br#"{"schema_version":1,"job_id":"x"}"#).unwrap_err();
         assert!(err.to_string().contains("job_id") || err.to_string().contains("UUID"), "{err}");

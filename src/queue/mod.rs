@@ -2,12 +2,17 @@
 //! manual-ack consuming. See `docs/queue.md`.
 
 mod broker;
+mod checks;
 mod job;
 mod stats;
 mod topology;
 
 pub use broker::{Broker, JobConsumer, Message};
-pub use job::{Job, JobError, SyncJob, KINDS, SCHEMA_VERSION};
+pub use checks::publish_permission_check;
+pub use job::{
+    Job, JobError, PermissionCheckJob, SyncJob, KINDS, PERMISSION_CHECK_ROUTING_KEY, PERMISSION_CHECK_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+};
 pub use stats::QueueDepth;
 pub use topology::Topology;
 

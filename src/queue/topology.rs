@@ -1,14 +1,14 @@
 //! Exchange and queue names, and their idempotent declaration.
 //!
-//! `{prefix}.jobs` (topic) routes `sync.<class>` to the durable quorum queue `{prefix}.sync.<class>`.
-//! A job delivered more than `delivery_limit` times, or rejected without requeue, goes to the
-//! `{prefix}.dead` exchange and its queue `{prefix}.dead`.
+//! `{prefix}.jobs` (topic) routes `sync.<class>` to the durable quorum queue `{prefix}.sync.<class>`, and
+//! `check.permissions` to `{prefix}.checks`. A job delivered more than `delivery_limit` times, or
+//! rejected without requeue, goes to the `{prefix}.dead` exchange and its queue `{prefix}.dead`.
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 
-use super::job::routing_key;
+use super::job::{routing_key, PERMISSION_CHECK_ROUTING_KEY};
 use super::QueueError;
 use crate::model::ObjectClass;
 
@@ -33,6 +33,20 @@ impl Topology {
 
     pub fn class_queue(&self, class: ObjectClass) -> String {
         format!("{}.sync.{}", self.prefix, class.as_str())
+    }
+
+    /// Permission checks: a queue of their own, so a backlog of syncs never delays them.
+    pub fn checks_queue(&self) -> String {
+        format!("{}.checks", self.prefix)
+    }
+
+    /// The job queues with the routing key bound to each: the class queues, then the checks queue.
+    pub fn job_queues(&self) -> Vec<(String, String)> {
+        ObjectClass::ALL
+            .iter()
+            .map(|class| (self.class_queue(*class), routing_key(*class)))
+            .chain([(self.checks_queue(), PERMISSION_CHECK_ROUTING_KEY.to_owned())])
+            .collect()
     }
 
     /// Declares everything; safe to repeat (same arguments every time).
@@ -64,8 +78,7 @@ impl Topology {
             .await
             .map_err(topology_error(self.dead_queue()))?;
 
-        for class in ObjectClass::ALL {
-            let queue = self.class_queue(class);
+        for (queue, key) in self.job_queues() {
             let mut args = quorum_args(Some(self.dead_exchange()));
             args.insert("x-delivery-limit".into(), AMQPValue::LongInt(self.delivery_limit as i32));
             channel
@@ -76,7 +89,7 @@ impl Topology {
                 .queue_bind(
                     queue.clone().into(),
                     self.jobs_exchange().into(),
-                    routing_key(class).into(),
+                    key.into(),
                     QueueBindOptions::default(),
                     FieldTable::default(),
                 )
@@ -104,7 +117,7 @@ impl super::Broker {
         let connection = self.connection(connect_wait).await?;
         let channel = connection.create_channel().await?;
         let topology = self.topology();
-        let queues = ObjectClass::ALL.iter().map(|class| topology.class_queue(*class)).chain([topology.dead_queue()]);
+        let queues = topology.job_queues().into_iter().map(|(queue, _)| queue).chain([topology.dead_queue()]);
         for queue in queues {
             channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;
         }

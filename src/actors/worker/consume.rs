@@ -1,7 +1,8 @@
-//! A worker's consume loop: (re)subscribes to its class queue, runs each delivery in a task of its own
-//! (at most `prefetch` at once, as the broker allows), settles it, and on stop cancels the subscription
-//! and waits for its tasks to checkpoint and give their jobs back.
+//! A worker's consume loop: (re)subscribes to its queue (a class queue, or the checks queue), runs each
+//! delivery in a task of its own (at most `prefetch` at once, as the broker allows), settles it, and on
+//! stop cancels the subscription and waits for its tasks to checkpoint and give their jobs back.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,32 +14,71 @@ use tokio_util::sync::CancellationToken;
 use super::job::{self, Settlement, REQUEUE_PAUSE};
 use super::WorkerDeps;
 use crate::backoff::Backoff;
-use crate::metrics::{ActorKind, JobOutcome, RestartCause};
+use crate::metrics::{ActorKind, JobOutcome, JobTracker, RestartCause};
 use crate::model::ObjectClass;
-use crate::queue::JobConsumer;
+use crate::queue::{JobConsumer, Topology};
 
 const RESUBSCRIBE_MIN: Duration = Duration::from_millis(250);
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(10);
 
-pub async fn consume_loop(deps: Arc<WorkerDeps>, class: ObjectClass, tag: String, stop: CancellationToken) {
+/// What a consume loop consumes: one class's sync jobs, or the permission checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    Sync(ObjectClass),
+    Checks,
+}
+
+impl Feed {
+    fn queue(self, topology: &Topology) -> String {
+        match self {
+            Feed::Sync(class) => topology.class_queue(class),
+            Feed::Checks => topology.checks_queue(),
+        }
+    }
+
+    fn track(self, deps: &WorkerDeps) -> JobTracker {
+        match self {
+            Feed::Sync(class) => deps.shared.metrics.workers.job_started(class),
+            Feed::Checks => deps.shared.metrics.workers.job_started_on("checks"),
+        }
+    }
+
+    async fn process(self, deps: &WorkerDeps, body: &[u8], stop: &CancellationToken) -> Settlement {
+        match self {
+            Feed::Sync(class) => job::process(deps, class, body, stop).await,
+            Feed::Checks => super::permission_check::process(deps, body, stop).await,
+        }
+    }
+}
+
+impl fmt::Display for Feed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Feed::Sync(class) => class.fmt(f),
+            Feed::Checks => f.write_str("checks"),
+        }
+    }
+}
+
+pub async fn consume_loop(deps: Arc<WorkerDeps>, feed: Feed, tag: String, stop: CancellationToken) {
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     let mut backoff = Backoff::capped(RESUBSCRIBE_MIN, RESUBSCRIBE_MAX);
     // Kept until every task settled: their acks go through its channel.
     let mut subscription: Option<JobConsumer> = None;
     'subscribe: while !stop.is_cancelled() {
         let subscribed = tokio::select! {
-            subscribed = deps.shared.broker.consume(class, &tag) => subscribed,
+            subscribed = deps.shared.broker.consume_queue(feed.queue(deps.shared.broker.topology()), &tag) => subscribed,
             () = stop.cancelled() => break,
         };
         let consumer = match subscribed {
             Ok(consumer) => {
                 backoff.reset();
-                tracing::info!(%class, consumer = %tag, "consuming");
+                tracing::info!(class = %feed, consumer = %tag, "consuming");
                 subscription.insert(consumer)
             }
             Err(error) => {
                 let retry_in = backoff.next_delay();
-                tracing::warn!(%class, %error, retry_in_ms = retry_in.as_millis() as u64, "cannot consume; retrying");
+                tracing::warn!(class = %feed, %error, retry_in_ms = retry_in.as_millis() as u64, "cannot consume; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(retry_in) => {}
                     () = stop.cancelled() => break,
@@ -53,7 +93,7 @@ pub async fn consume_loop(deps: Arc<WorkerDeps>, class: ObjectClass, tag: String
                     // Stop consuming first; prefetched deliveries not started return when the channel closes.
                     let cancel = consumer.channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
                     if let Err(error) = cancel.await {
-                        tracing::debug!(%class, %error, "cancelling the consumer failed; closing its channel instead");
+                        tracing::debug!(class = %feed, %error, "cancelling the consumer failed; closing its channel instead");
                     }
                     break 'subscribe;
                 }
@@ -61,14 +101,14 @@ pub async fn consume_loop(deps: Arc<WorkerDeps>, class: ObjectClass, tag: String
             match next {
                 Some(Ok(delivery)) => {
                     tasks.retain(|task| !task.is_finished());
-                    tasks.push(spawn_delivery(deps.clone(), class, delivery, stop.clone()));
+                    tasks.push(spawn_delivery(deps.clone(), feed, delivery, stop.clone()));
                 }
                 Some(Err(error)) => {
-                    tracing::warn!(%class, %error, "consumer failed; subscribing again");
+                    tracing::warn!(class = %feed, %error, "consumer failed; subscribing again");
                     break;
                 }
                 None => {
-                    tracing::warn!(%class, "consumer ended (connection lost); subscribing again");
+                    tracing::warn!(class = %feed, "consumer ended (connection lost); subscribing again");
                     break;
                 }
             }
@@ -76,30 +116,25 @@ pub async fn consume_loop(deps: Arc<WorkerDeps>, class: ObjectClass, tag: String
     }
     for task in tasks {
         if let Err(error) = task.await {
-            tracing::warn!(%class, %error, "a delivery task ended abnormally");
+            tracing::warn!(class = %feed, %error, "a delivery task ended abnormally");
         }
     }
     if let Some(consumer) = subscription {
         if let Err(error) = consumer.channel.close(200, "worker stopped".into()).await {
-            tracing::debug!(%class, %error, "closing the consumer channel failed");
+            tracing::debug!(class = %feed, %error, "closing the consumer channel failed");
         }
     }
-    tracing::info!(%class, consumer = %tag, "stopped consuming");
+    tracing::info!(class = %feed, consumer = %tag, "stopped consuming");
 }
 
 /// Runs one delivery in its own task (a panic is contained and the job requeued) and settles it.
-fn spawn_delivery(
-    deps: Arc<WorkerDeps>,
-    class: ObjectClass,
-    delivery: Delivery,
-    stop: CancellationToken,
-) -> JoinHandle<()> {
-    let tracker = deps.shared.metrics.workers.job_started(class);
+fn spawn_delivery(deps: Arc<WorkerDeps>, feed: Feed, delivery: Delivery, stop: CancellationToken) -> JoinHandle<()> {
+    let tracker = feed.track(&deps);
     let acker = delivery.acker.clone();
     let work = {
         let (deps, stop) = (deps.clone(), stop.clone());
         actix_rt::spawn(async move {
-            let settlement = job::process(&deps, class, &delivery.data, &stop).await;
+            let settlement = feed.process(&deps, &delivery.data, &stop).await;
             (settlement, delivery)
         })
     };
@@ -107,24 +142,24 @@ fn spawn_delivery(
         let (settlement, delivery) = match work.await {
             Ok(done) => done,
             Err(panic) => {
-                tracing::error!(%class, error = %panic, "sync job panicked; requeued");
+                tracing::error!(class = %feed, error = %panic, "job panicked; requeued");
                 deps.shared.metrics.workers.restarted(ActorKind::SyncWorker, RestartCause::Panic);
                 if let Err(error) = acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await {
                     // The broker redelivers it when the channel closes.
-                    tracing::warn!(%class, %error, "cannot requeue the panicked job");
+                    tracing::warn!(class = %feed, %error, "cannot requeue the panicked job");
                 }
                 tracker.finished(JobOutcome::Requeued);
                 return;
             }
         };
-        let outcome = settle(&deps, class, &delivery, settlement, &stop).await;
+        let outcome = settle(&deps, feed, &delivery, settlement, &stop).await;
         tracker.finished(outcome);
     })
 }
 
 async fn settle(
     deps: &WorkerDeps,
-    class: ObjectClass,
+    feed: Feed,
     delivery: &Delivery,
     settlement: Settlement,
     stop: &CancellationToken,
@@ -134,6 +169,9 @@ async fn settle(
         Settlement::Ack => (delivery.ack(BasicAckOptions::default()).await, JobOutcome::Acked),
         Settlement::Coalesced => (delivery.ack(BasicAckOptions::default()).await, JobOutcome::Coalesced),
         Settlement::Duplicate => (delivery.ack(BasicAckOptions::default()).await, JobOutcome::Duplicate),
+        Settlement::DroppedDeletedTenant => {
+            (delivery.ack(BasicAckOptions::default()).await, JobOutcome::DroppedDeletedTenant)
+        }
         Settlement::Requeue => {
             if !stop.is_cancelled() {
                 tokio::time::sleep(REQUEUE_PAUSE).await;
@@ -141,8 +179,8 @@ async fn settle(
             (delivery.nack(requeue).await, JobOutcome::Requeued)
         }
         Settlement::DeadLetter(reason) => {
-            let queue = deps.shared.broker.topology().class_queue(class);
-            tracing::warn!(%class, %reason, "job dead-lettered");
+            let queue = feed.queue(deps.shared.broker.topology());
+            tracing::warn!(class = %feed, %reason, "job dead-lettered");
             match deps.dead_letters.publish(delivery, &queue, &reason).await {
                 Ok(()) => (delivery.ack(BasicAckOptions::default()).await, JobOutcome::DeadLettered),
                 Err(error) => {
@@ -155,7 +193,7 @@ async fn settle(
     };
     if let Err(error) = result {
         // The channel is gone: the broker redelivers the job, and the run lock keeps it from running twice.
-        tracing::warn!(%class, %error, "cannot settle the delivery; the broker will redeliver it");
+        tracing::warn!(class = %feed, %error, "cannot settle the delivery; the broker will redeliver it");
     }
     outcome
 }

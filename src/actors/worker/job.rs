@@ -15,10 +15,14 @@ use crate::backoff::{retry_transient, Patience};
 use crate::graph::RequestPriority;
 use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
 use crate::queue::{Job, SyncJob};
+use crate::store::admin_jobs;
 use crate::store::run_lock::{self, RunLock};
 use crate::store::runs::{self, JobRun};
 use crate::store::{schedule, tenants, Pool, StoreError};
-use crate::sync::{run_round, DeletionGuard, PassThrough, RoundDeps, RoundRequest, SyncError};
+use crate::sync::{
+    run_round, DeletionGuard, PassThrough, RecorderError, RoundDeps, RoundRequest, RunFinished, RunRecorder,
+    RunStarted, SyncError,
+};
 
 /// How long a job waits for Postgres to come back before it is given back to the queue.
 const STORE_PATIENCE: Patience = Patience {
@@ -42,12 +46,21 @@ pub enum Settlement {
     Requeue,
     /// It can never succeed: move it to the dead-letter queue with this reason.
     DeadLetter(String),
+    /// Its tenant was deleted through the API: acknowledge and forget it.
+    DroppedDeletedTenant,
 }
 
 /// Handles one job message of `class`.
 pub async fn process(deps: &WorkerDeps, class: ObjectClass, body: &[u8], stop: &CancellationToken) -> Settlement {
     let job = match Job::from_bytes(body) {
         Ok(Job::Sync(job)) => job,
+        Ok(other) => {
+            return Settlement::DeadLetter(format!(
+                "a {} job arrived on the {class} queue; publish it with routing key {}",
+                other.kind(),
+                other.routing_key()
+            ))
+        }
         Err(error) => return Settlement::DeadLetter(error.to_string()),
     };
     if job.object_class != class {
@@ -65,12 +78,10 @@ async fn run_job(deps: &WorkerDeps, job: &SyncJob, stop: &CancellationToken) -> 
     let Some(found) = patiently(stop, || tenants::find_by_entra_id(pool, job.tenant)).await else {
         return Settlement::Requeue;
     };
-    let Some(tenant) = found else {
-        return Settlement::DeadLetter(format!("unknown tenant {}: no tenant with this Entra tenant id", job.tenant));
-    };
+    let Some(tenant) = found else { return unknown_tenant(pool, job.tenant, stop).await };
     tracing::Span::current().record("tenant", tenant.id);
-    if !tenant.enabled {
-        tracing::info!("tenant disabled; job dropped");
+    if !tenant.enabled || tenant.blocked {
+        tracing::info!(blocked = tenant.blocked, "tenant disabled or blocked; job dropped");
         return Settlement::Ack;
     }
 
@@ -142,13 +153,19 @@ async fn run_locked(
     let quarantine_after = deps.failures.quarantine_after;
     let graph_tenant = match graph_tenant(pool, deps.secrets.as_ref(), tenant).await {
         Ok(graph_tenant) => graph_tenant,
-        Err(AccessError::Store(error)) => {
-            tracing::warn!(%error, "cannot read the tenant's credentials");
+        Err(error) if !is_permanent(&error) => {
+            tracing::warn!(%error, "cannot read the tenant's credentials; job requeued");
             return Settlement::Requeue;
         }
         Err(error) => {
-            // Only an operator can fix this: count it towards quarantine and drop the job.
+            // Only an operator can fix this: a failed run shows it, the schedule counts it towards
+            // quarantine, and the job is dropped (requeueing would loop forever).
             tracing::warn!(%error, "tenant cannot be synced");
+            let mode = if force_full { SyncMode::Full } else { job.mode };
+            if let Err(history) = record_failed_run(deps, job, tenant, mode, &error.to_string()).await {
+                tracing::warn!(error = %history, "the failed run was not recorded; job requeued");
+                return Settlement::Requeue;
+            }
             record_failure(pool, tenant.id, class, &error.to_string(), quarantine_after).await;
             return Settlement::Ack;
         }
@@ -226,6 +243,77 @@ async fn run_locked(
     }
 }
 
+/// A job for a tenant that is not registered: dropped when the tenant was deleted through the API,
+/// dead-lettered otherwise (a publisher's mistake someone should see).
+pub(super) async fn unknown_tenant(pool: &Pool, entra_tenant: uuid::Uuid, stop: &CancellationToken) -> Settlement {
+    match patiently(stop, || admin_jobs::was_deleted_by_entra_id(pool, entra_tenant)).await {
+        None => Settlement::Requeue,
+        Some(true) => {
+            tracing::info!("the tenant was deleted; its queued job is dropped");
+            Settlement::DroppedDeletedTenant
+        }
+        Some(false) => {
+            Settlement::DeadLetter(format!("unknown tenant {entra_tenant}: no tenant with this Entra tenant id"))
+        }
+    }
+}
+
+/// Whether retrying cannot help: the credentials or their key need an operator. Postgres errors
+/// other than an undecryptable credential may pass, so those jobs are requeued.
+pub(super) fn is_permanent(error: &AccessError) -> bool {
+    match error {
+        AccessError::Store(StoreError::Undecryptable { .. }) => true,
+        AccessError::Store(_) => false,
+        AccessError::NoProfile(_)
+        | AccessError::ProfileMissing(_)
+        | AccessError::NoSecretsKey
+        | AccessError::Certificate(..) => true,
+    }
+}
+
+/// A run that failed before it could start (no usable credentials), in the history like any other:
+/// started and finished at once, linked to its job, counted in the sync metrics.
+async fn record_failed_run(
+    deps: &WorkerDeps,
+    job: &SyncJob,
+    tenant: &tenants::Tenant,
+    mode: SyncMode,
+    error: &str,
+) -> Result<(), RecorderError> {
+    let recorder =
+        MeteredRecorder::new(deps.recorder.clone(), deps.shared.metrics.sync.clone(), tenant.entra_tenant_id);
+    let run_id = uuid::Uuid::new_v4();
+    let now = chrono::Utc::now();
+    recorder
+        .started(&RunStarted {
+            run_id,
+            tenant_id: tenant.id,
+            class: job.object_class,
+            mode,
+            trigger: job.trigger,
+            started_at: now,
+            resumed: false,
+            reason: None,
+            counts: Default::default(),
+            instance_id: Some(deps.shared.settings.instance_id.clone()),
+            job_id: Some(job.job_id),
+        })
+        .await?;
+    recorder
+        .finished(&RunFinished {
+            run_id,
+            tenant_id: tenant.id,
+            class: job.object_class,
+            mode,
+            status: RunStatus::Failed,
+            counts: Default::default(),
+            reason: None,
+            error: Some(error.to_owned()),
+            finished_at: chrono::Utc::now(),
+        })
+        .await
+}
+
 /// Counts a failure towards the tenant's quarantine; a failure to count it is logged, not hidden.
 async fn record_failure(pool: &Pool, tenant_id: i64, class: ObjectClass, error: &str, quarantine_after: u32) {
     if let Err(store_error) = schedule::record_failure(pool, tenant_id, class, error, quarantine_after).await {
@@ -259,7 +347,7 @@ async fn republish_requested_rerun(deps: &WorkerDeps, job: &SyncJob, tenant_id: 
 
 /// Retries a store call while Postgres is unavailable, up to [`STORE_PATIENCE`] or shutdown; `None`
 /// gives the job back to the queue.
-async fn patiently<T, F, Fut>(stop: &CancellationToken, call: F) -> Option<T>
+pub(super) async fn patiently<T, F, Fut>(stop: &CancellationToken, call: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,

@@ -1,15 +1,19 @@
 //! Sync workers: each consumes one class queue on its own Arbiter and runs the sync rounds its jobs ask
-//! for. The actor owns only its consume loop's lifecycle; the work is in `consume` and `job`.
+//! for. The first worker of an instance also consumes the permission checks (`{prefix}.checks`): they
+//! are few and short, so one consumer per instance is enough. The actor owns only its consume loops'
+//! lifecycle; the work is in `consume`, `job` and `permission_check`.
 
 mod consume;
 pub mod dead_letter;
 mod job;
 pub mod metered;
+mod permission_check;
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_rt::task::JoinHandle;
+use consume::Feed;
 use tokio_util::sync::CancellationToken;
 
 use super::recorder::RecorderHandle;
@@ -35,16 +39,21 @@ pub struct WorkerDeps {
 
 pub struct SyncWorker {
     deps: Arc<WorkerDeps>,
-    class: ObjectClass,
-    tag: String,
+    feeds: Vec<Feed>,
+    instance: String,
+    index: usize,
     stop: CancellationToken,
-    consuming: Option<JoinHandle<()>>,
+    consuming: Vec<JoinHandle<()>>,
 }
 
 impl SyncWorker {
     pub fn new(deps: Arc<WorkerDeps>, class: ObjectClass, index: usize) -> Self {
-        let tag = format!("{}-{class}-{index}", deps.shared.settings.instance_id);
-        SyncWorker { deps, class, tag, stop: CancellationToken::new(), consuming: None }
+        let mut feeds = vec![Feed::Sync(class)];
+        if class == ObjectClass::ALL[0] && index == 0 {
+            feeds.push(Feed::Checks);
+        }
+        let instance = deps.shared.settings.instance_id.clone();
+        SyncWorker { deps, feeds, instance, index, stop: CancellationToken::new(), consuming: Vec::new() }
     }
 }
 
@@ -53,8 +62,11 @@ impl Actor for SyncWorker {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4);
-        let task = consume::consume_loop(self.deps.clone(), self.class, self.tag.clone(), self.stop.clone());
-        self.consuming = Some(actix_rt::spawn(task));
+        for feed in &self.feeds {
+            let tag = format!("{}-{feed}-{}", self.instance, self.index);
+            let task = consume::consume_loop(self.deps.clone(), *feed, tag, self.stop.clone());
+            self.consuming.push(actix_rt::spawn(task));
+        }
     }
 }
 
@@ -68,9 +80,9 @@ impl Handler<Drain> for SyncWorker {
 
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
         self.stop.cancel();
-        let consuming = self.consuming.take();
+        let consuming = std::mem::take(&mut self.consuming);
         Box::pin(async move {
-            if let Some(task) = consuming {
+            for task in consuming {
                 if let Err(error) = task.await {
                     tracing::warn!(%error, "the consume loop ended abnormally");
                 }
