@@ -1,5 +1,6 @@
 //! One tenant supervisor per owned tenant: wakes when the tenant's next run may be due, publishes the due
-//! jobs (`schedule::enqueue_due`) and sleeps again. Its schedule state lives in Postgres, so a restart or
+//! jobs (`schedule::enqueue_due`) and the daily permission check (`schedule::enqueue_permission_check`)
+//! and sleeps again. Its schedule state lives in Postgres, so a restart or
 //! a move to another instance loses nothing. Runs under `actix::Supervisor`; each check runs in a task
 //! of its own, so a panic is observed (and the actor restarted with backoff) instead of taking the
 //! Arbiter down. Tests inject such a panic through `Settings::testing` (code only, never configured).
@@ -13,7 +14,7 @@ use crate::backoff::Backoff;
 use crate::metrics::{ActorKind, RestartCause};
 use crate::model::{ObjectClass, SyncMode, Trigger};
 use crate::queue::SyncJob;
-use crate::schedule::{enqueue_due, CheckOutcome, Policy, ScheduleError};
+use crate::schedule::{enqueue_due, enqueue_permission_check, CheckOutcome, Policy, ScheduleError};
 use crate::store::tenants;
 
 const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -29,6 +30,8 @@ pub struct TenantSupervisor {
     backoff: Backoff,
     /// No longer ours: stay idle until the last address is dropped, never restart into work.
     retired: bool,
+    /// When this supervisor last published the tenant's permission check (database time).
+    permission_check_published: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl TenantSupervisor {
@@ -40,6 +43,7 @@ impl TenantSupervisor {
             failures: 0,
             backoff: Backoff::capped(RETRY_MIN, RETRY_MAX),
             retired: false,
+            permission_check_published: None,
         }
     }
 }
@@ -83,18 +87,27 @@ impl Handler<Check> for TenantSupervisor {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         }
         let (shared, tenant_id, policy) = (self.shared.clone(), self.tenant_id, self.policy);
+        let published = self.permission_check_published;
         // A task of its own: its JoinError tells a panic apart from an error.
         let task = actix_rt::spawn(async move {
             injected_panic(&shared, tenant_id).await?;
-            enqueue_due(&shared.pool, &shared.broker, tenant_id, &policy).await
+            let outcome = enqueue_due(&shared.pool, &shared.broker, tenant_id, &policy).await?;
+            let published = match outcome {
+                CheckOutcome::TenantGone => published,
+                CheckOutcome::Checked { .. } => {
+                    enqueue_permission_check(&shared.pool, &shared.broker, tenant_id, published).await?
+                }
+            };
+            Ok::<_, ScheduleError>((outcome, published))
         });
         let check = task.into_actor(self).map(|joined, act, ctx| match joined {
-            Ok(Ok(CheckOutcome::Checked { next_check, .. })) => {
+            Ok(Ok((CheckOutcome::Checked { next_check, .. }, published))) => {
+                act.permission_check_published = published;
                 act.failures = 0;
                 act.backoff.reset();
                 ctx.run_later(next_check, |_, ctx| ctx.notify(Check));
             }
-            Ok(Ok(CheckOutcome::TenantGone)) => {
+            Ok(Ok((CheckOutcome::TenantGone, _))) => {
                 tracing::info!(tenant = act.tenant_id, "tenant deleted; supervisor idle until released");
                 act.retired = true;
             }

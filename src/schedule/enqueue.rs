@@ -13,7 +13,7 @@ use crate::store::{schedule, Pool, StoreError};
 pub enum ScheduleError {
     #[error("reading or writing the schedule: {0}")]
     Store(#[from] StoreError),
-    #[error("publishing a sync job: {0}")]
+    #[error("publishing a job: {0}")]
     Queue(#[from] QueueError),
 }
 
