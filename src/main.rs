@@ -128,6 +128,17 @@ enum CredentialCommand {
         #[arg(long, requires = "certificate")]
         private_key: Option<PathBuf>,
     },
+    /// After changing ENTRASYNC_SECRETS_KEY: re-encrypt every stored credential from the old key to the
+    /// current one, in one transaction (docs/observability.md, "Rotating the secrets key").
+    #[command(group(clap::ArgGroup::new("old_key").required(true)))]
+    Reencrypt {
+        /// File holding the old key (base64 of 32 bytes), or - for stdin (never on the command line).
+        #[arg(long, group = "old_key")]
+        old_key_file: Option<PathBuf>,
+        /// Name of an environment variable holding the old key, e.g. ENTRASYNC_OLD_SECRETS_KEY.
+        #[arg(long, group = "old_key")]
+        old_key_env: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -296,6 +307,17 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             };
             let id = register::add_credential(&settings, &name, client_id, material).await?;
             say(format_args!("credential profile {name:?} stored as id {id}"));
+            Ok(())
+        }
+        Command::Credential(CredentialCommand::Reencrypt { old_key_file, old_key_env }) => {
+            let old_key = match (&old_key_file, &old_key_env) {
+                (Some(path), _) => register::OldKey::File(path),
+                (None, Some(variable)) => register::OldKey::Env(variable),
+                // Ruled out when the arguments were parsed (the group is required).
+                (None, None) => anyhow::bail!("give --old-key-file or --old-key-env"),
+            };
+            let count = register::reencrypt_credentials(&settings, old_key).await?;
+            say(format_args!("{count} credential profile(s) re-encrypted with the current ENTRASYNC_SECRETS_KEY"));
             Ok(())
         }
         Command::Enqueue { tenant, class, full } => {

@@ -1,5 +1,6 @@
 //! Registering credential profiles and tenants from the command line (`entrasync credential add`,
-//! `entrasync tenant add`) until the admin API exists. Thin: the work is in `store`.
+//! `entrasync tenant add`), and re-encrypting credentials after a key change (`entrasync credential
+//! reencrypt`). Thin: the work is in `store`.
 
 use std::path::Path;
 
@@ -117,4 +118,41 @@ pub fn parse_cloud(name: &str, login_url: Option<String>, graph_url: Option<Stri
         },
         other => anyhow::bail!("unknown cloud {other:?}: expected global, us_gov, us_gov_dod, china or custom"),
     })
+}
+
+/// Where `credential reencrypt` reads the old secrets key: never from the command line.
+pub enum OldKey<'a> {
+    /// A file (or `-` for stdin).
+    File(&'a Path),
+    /// The name of an environment variable.
+    Env(&'a str),
+}
+
+/// Re-encrypts every stored credential from the old key to `ENTRASYNC_SECRETS_KEY` in one transaction;
+/// returns how many profiles changed. Nothing changes when the old key does not open them.
+pub async fn reencrypt_credentials(settings: &Settings, old_key: OldKey<'_>) -> anyhow::Result<u64> {
+    if settings.secrets_key.expose_secret().is_empty() {
+        anyhow::bail!(
+            "re-encrypting needs the new key in ENTRASYNC_SECRETS_KEY (base64 of 32 random bytes); the old one \
+             goes in --old-key-file or --old-key-env"
+        );
+    }
+    let new = SecretBox::from_setting(&settings.secrets_key)?;
+    let (text, source) = match old_key {
+        OldKey::File(path) => (read(path)?, format!("--old-key-file {}", path.display())),
+        OldKey::Env(name) => {
+            let value = std::env::var(name)
+                .with_context(|| format!("--old-key-env {name}: the environment variable {name} is not set"))?;
+            (value, format!("--old-key-env {name}"))
+        }
+    };
+    let old = SecretBox::from_setting(&SecretString::from(text.trim().to_owned()))
+        .map_err(|_| anyhow::anyhow!("{source} does not hold a secrets key: expected base64 of 32 bytes"))?;
+    match credentials::reencrypt_all(&pool(settings).await?, &old, &new).await {
+        Err(StoreError::Undecryptable { profile_id, profile_name }) => anyhow::bail!(
+            "the old key ({source}) does not open credential profile {profile_name:?} (id {profile_id}), and \
+             neither does ENTRASYNC_SECRETS_KEY: give the key the credentials were stored with; nothing was changed"
+        ),
+        changed => Ok(changed?),
+    }
 }
