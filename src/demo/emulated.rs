@@ -18,6 +18,11 @@ use graph_sim::RunningSim;
 /// The Graph application permissions a sync needs.
 pub const READ_ROLES: [&str; 3] = ["User.Read.All", "GroupMember.Read.All", "Device.Read.All"];
 
+/// What the emulated app registration requests (and its admin consents to): the sync's permissions, and
+/// Organization.Read.All for the directory's name and domains in the console.
+pub const REQUESTED_ROLES: [&str; 4] =
+    ["User.Read.All", "GroupMember.Read.All", "Device.Read.All", "Organization.Read.All"];
+
 /// An emulated app registration and the credential profile that holds its secret.
 pub struct EmulatedApp {
     pub app_id: String,
@@ -43,7 +48,12 @@ pub async fn register_app(
     let app = sim
         .state()
         .identity
-        .register_app(NewApp { secret: Some(secret.clone()), ..NewApp::default() })
+        .register_app(NewApp {
+            secret: Some(secret.clone()),
+            display_name: Some(profile_name.to_owned()),
+            roles: REQUESTED_ROLES.iter().map(|r| (*r).to_owned()).collect(),
+            ..NewApp::default()
+        })
         .map_err(|e| anyhow::anyhow!("registering the emulated app: {e}"))?;
     let profile = NewCredentialProfile {
         name: profile_name.to_owned(),
@@ -67,7 +77,7 @@ pub async fn add_tenant(
 ) -> anyhow::Result<EmulatedTenant> {
     let state = sim.state();
     let info = state.create_tenant(spec).map_err(|e| anyhow::anyhow!("generating the emulated tenant: {e}"))?;
-    let roles: Vec<String> = READ_ROLES.iter().map(|r| (*r).to_owned()).collect();
+    let roles: Vec<String> = REQUESTED_ROLES.iter().map(|r| (*r).to_owned()).collect();
     state.identity.grant_consent(&info.tenant_id, &app.app_id, &roles).map_err(|e| anyhow::anyhow!("consent: {e}"))?;
     if page_size.is_some() {
         state

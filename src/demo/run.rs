@@ -82,7 +82,13 @@ pub async fn run(mut settings: Settings, options: DemoOptions) -> anyhow::Result
     let tenant = emulated::add_tenant(&sim, &pool, &app, "demo tenant", spec, None).await?;
 
     let application = Application::build(&settings).await?;
+    let sign_in = match application.new_admin_token() {
+        Some(token) => token.to_owned(),
+        None => "the value of ENTRASYNC_ADMIN_TOKEN".to_owned(),
+    };
     let banner = [
+        format!("console:       http://127.0.0.1:{}/  (sign in with the token below)", application.port()),
+        format!("sign-in token: {sign_in}"),
         format!("emulator:      {}", sim.base_url()),
         format!("metrics:       http://127.0.0.1:{}/metrics", application.port()),
         format!("health:        http://127.0.0.1:{}/readyz", application.port()),

@@ -3,7 +3,9 @@
 # requests for every operation of /api/v1/openapi.json — valid ones and deliberately broken ones — and
 # checks that no answer is a 5xx and that every answer (status, content type, body) conforms to the
 # document. Runs `entrasync serve` (api role) against a scratch database, with a seeded tenant, profile
-# and runs so that reads have something to return. Needs Python 3 with venv, curl, psql, and Postgres and
+# and runs so that reads have something to return. Test connection and the permission check call the
+# identity platform (no internet here, and each call retries for seconds): tests/integration/api_v1.rs
+# covers them against the Graph emulator instead. Needs Python 3 with venv, curl, psql, and Postgres and
 # RabbitMQ on loopback (deploy/local-services.sh). Exit status 0 when every check passes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -96,6 +98,8 @@ set +e
     --workers 2 \
     --phases examples,coverage,fuzzing \
     --suppress-health-check all \
+    --request-timeout 30 \
+    --exclude-path-regex '(test-connection|permissions/check)$' \
     --report junit --report-dir "$WORK/report" 2>&1 | tee "$WORK/schemathesis.log"
 status=${PIPESTATUS[0]}
 set -e

@@ -22,7 +22,7 @@ pub struct AuditParams {
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,
-    /// e.g. `tenant`, `credential_profile`, `api_token`.
+    /// `tenant`, `credential_profile`, `token` or `held_deletions`.
     pub target_type: Option<String>,
     pub target_id: Option<String>,
 }
@@ -37,9 +37,9 @@ pub struct AuditView {
     pub target_type: String,
     pub target_id: String,
     /// The state before the change (secrets shown as "[redacted]").
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub before: Option<serde_json::Value>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub after: Option<serde_json::Value>,
 }
 

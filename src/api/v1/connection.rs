@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{generate_token, Caller};
+use super::page::names::CloudName;
 use super::page::Problems;
 use super::problem::ApiError;
 use super::tenants::{no_tenant, overview, TenantView};
@@ -34,9 +35,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// endpoint).
 #[derive(Deserialize, ToSchema, Clone)]
 pub struct CloudFields {
-    /// `global`, `us_gov`, `us_gov_dod`, `china` or `custom`.
-    pub cloud: String,
+    pub cloud: CloudName,
+    /// Only for `custom`: the identity platform's root, e.g. `https://login.example`.
+    #[schema(max_length = 500)]
     pub login_url: Option<String>,
+    /// Only for `custom`: the Graph root, without `/v1.0`.
+    #[schema(max_length = 500)]
     pub graph_url: Option<String>,
 }
 
@@ -57,19 +61,15 @@ pub fn cloud_from(fields: &CloudFields) -> Result<Cloud, ApiError> {
             Ok(cloud)
         }
     };
-    match fields.cloud.as_str() {
-        "global" => plain(Cloud::Global),
-        "us_gov" => plain(Cloud::UsGov),
-        "us_gov_dod" => plain(Cloud::UsGovDod),
-        "china" => plain(Cloud::China),
-        "custom" => Ok(Cloud::Custom {
+    match fields.cloud {
+        CloudName::Global => plain(Cloud::Global),
+        CloudName::UsGov => plain(Cloud::UsGov),
+        CloudName::UsGovDod => plain(Cloud::UsGovDod),
+        CloudName::China => plain(Cloud::China),
+        CloudName::Custom => Ok(Cloud::Custom {
             login_url: url("login_url", &fields.login_url)?,
             graph_url: url("graph_url", &fields.graph_url)?,
         }),
-        other => Err(ApiError::invalid(
-            "cloud",
-            format!("unknown cloud {other:?}: use global, us_gov, us_gov_dod, china or custom"),
-        )),
     }
 }
 
@@ -95,7 +95,7 @@ impl From<&PermissionCheck> for CheckView {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct TokenView {
+pub struct TokenCheckView {
     pub ok: bool,
     /// The application permissions the token carries.
     pub roles: Vec<String>,
@@ -108,7 +108,7 @@ pub struct ConnectionView {
     pub status: String,
     pub entra_tenant_id: Uuid,
     pub display_name: Option<String>,
-    pub token: TokenView,
+    pub token: TokenCheckView,
     pub users: CheckView,
     pub groups: CheckView,
     pub devices: CheckView,
@@ -120,7 +120,7 @@ impl ConnectionView {
             status: report.overall().as_str().to_owned(),
             entra_tenant_id: directory.entra_tenant_id,
             display_name: directory.display_name.clone(),
-            token: TokenView {
+            token: TokenCheckView {
                 ok: report.token.ok,
                 roles: report.token.roles.clone(),
                 error: report.token.error.clone(),
@@ -143,6 +143,7 @@ impl ConnectionView {
 #[serde(deny_unknown_fields)]
 pub struct TestNewBody {
     /// Tenant id (GUID) or one of its domains.
+    #[schema(min_length = 1, max_length = 253)]
     pub tenant: String,
     #[serde(flatten)]
     pub cloud: CloudFields,

@@ -59,25 +59,34 @@ impl From<CredentialSummary> for ProfileView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Material {
+    #[schema(min_length = 1, max_length = 16384)]
     pub secret: Option<String>,
+    #[schema(min_length = 1, max_length = 16384)]
     pub certificate_pem: Option<String>,
+    #[schema(min_length = 1, max_length = 16384)]
     pub private_key_pem: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProfile {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// The app registration's application (client) id.
     pub client_id: Uuid,
+    /// A client secret; or give both `certificate_pem` and `private_key_pem`.
+    #[schema(min_length = 1, max_length = 16384)]
     pub secret: Option<String>,
+    #[schema(min_length = 1, max_length = 16384)]
     pub certificate_pem: Option<String>,
+    #[schema(min_length = 1, max_length = 16384)]
     pub private_key_pem: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rename {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
 }
 

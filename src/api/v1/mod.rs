@@ -73,6 +73,8 @@ async fn openapi() -> HttpResponse {
         held::list, held::allow, held::reject,
         audit_log::list,
     ),
+    // Enums used only in query and path parameters are not collected from the paths.
+    components(schemas(page::names::ClassName, page::names::ModeName, page::names::StatusName)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

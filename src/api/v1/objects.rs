@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::Caller;
+use super::page::names::ClassName;
 use super::page::{self, Problems};
 use super::problem::ApiError;
 use super::tenants::no_tenant;
@@ -24,8 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectQuery {
-    /// `user` (default), `group` or `device`.
-    pub class: Option<String>,
+    /// Default `user`.
+    pub class: Option<ClassName>,
     /// Search display name, user principal name or mail (case-insensitive).
     pub q: Option<String>,
     /// Include soft-deleted objects.
@@ -81,7 +82,7 @@ pub struct ObjectView {
     #[schema(value_type = Object)]
     pub attrs: serde_json::Value,
     /// The mapped attributes (attribute mappings), when configured.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub mapped: Option<serde_json::Value>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub delete_reason: Option<String>,
@@ -126,7 +127,7 @@ pub async fn list(
     query: web::Query<ObjectQuery>,
 ) -> Result<web::Json<ObjectPage>, ApiError> {
     let limit = page::page_size(query.limit)?;
-    let class = class(query.class.as_deref().unwrap_or("user"))?;
+    let class = query.class.map_or(ObjectClass::User, ObjectClass::from);
     let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     if q.is_some_and(|q| q.chars().count() > 200) {
         return Err(ApiError::invalid("q", "the search is at most 200 characters"));

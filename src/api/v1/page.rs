@@ -70,3 +70,98 @@ impl IntoResponses for Problems {
             .collect()
     }
 }
+
+/// The closed vocabularies of requests, as enums so the OpenAPI document lists their values and serde
+/// rejects anything else (400 naming the value and the accepted ones).
+pub mod names {
+    use serde::{Deserialize, Serialize};
+    use utoipa::ToSchema;
+
+    use crate::model::{ObjectClass, SyncMode};
+    use crate::store::api_tokens::Role;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ClassName {
+        User,
+        Group,
+        Device,
+    }
+
+    impl From<ClassName> for ObjectClass {
+        fn from(c: ClassName) -> Self {
+            match c {
+                ClassName::User => ObjectClass::User,
+                ClassName::Group => ObjectClass::Group,
+                ClassName::Device => ObjectClass::Device,
+            }
+        }
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ModeName {
+        Full,
+        Delta,
+    }
+
+    impl From<ModeName> for SyncMode {
+        fn from(m: ModeName) -> Self {
+            match m {
+                ModeName::Full => SyncMode::Full,
+                ModeName::Delta => SyncMode::Delta,
+            }
+        }
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum RoleName {
+        Admin,
+        Viewer,
+    }
+
+    impl From<RoleName> for Role {
+        fn from(r: RoleName) -> Self {
+            match r {
+                RoleName::Admin => Role::Admin,
+                RoleName::Viewer => Role::Viewer,
+            }
+        }
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum CloudName {
+        Global,
+        UsGov,
+        UsGovDod,
+        China,
+        /// The Graph emulator or a sovereign endpoint: give `login_url` and `graph_url`.
+        Custom,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum StatusName {
+        Running,
+        Success,
+        Warning,
+        Failed,
+        Held,
+        Cancelled,
+    }
+
+    impl StatusName {
+        pub fn as_str(self) -> &'static str {
+            match self {
+                StatusName::Running => "running",
+                StatusName::Success => "success",
+                StatusName::Warning => "warning",
+                StatusName::Failed => "failed",
+                StatusName::Held => "held",
+                StatusName::Cancelled => "cancelled",
+            }
+        }
+    }
+}

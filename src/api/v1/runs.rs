@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::Caller;
+use super::page::names::{ClassName, ModeName, StatusName};
 use super::page::{self, Problems};
 use super::problem::ApiError;
 use crate::api::AppState;
@@ -20,25 +21,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/runs", web::get().to(list)).route("/runs.csv", web::get().to(csv));
 }
 
-const STATUSES: [&str; 6] = ["running", "success", "warning", "failed", "held", "cancelled"];
-
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     pub tenant_id: Option<i64>,
-    /// `user`, `group` or `device`.
-    pub class: Option<String>,
-    /// `running`, `success`, `warning`, `failed`, `held` or `cancelled`.
-    pub status: Option<String>,
-    /// `full` or `delta`.
-    pub mode: Option<String>,
+    pub class: Option<ClassName>,
+    pub status: Option<StatusName>,
+    pub mode: Option<ModeName>,
     /// Runs started at or after this time.
     pub from: Option<DateTime<Utc>>,
     /// Runs started before this time.
     pub to: Option<DateTime<Utc>>,
     /// Search: tenant name, status or error text (case-insensitive).
+    #[param(max_length = 200)]
     pub q: Option<String>,
-    /// 50, 100 or 1000 (default 50). Ignored by the CSV export, which has every row.
+    /// 50, 100 or 1000 (default 50). Not for the CSV export, which has every row.
+    #[param(minimum = 50, maximum = 1000)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -98,23 +96,6 @@ pub struct RunPage {
 }
 
 fn filter(query: &HistoryQuery) -> Result<HistoryFilter, ApiError> {
-    let class = query
-        .class
-        .as_deref()
-        .map(|c| c.parse::<ObjectClass>())
-        .transpose()
-        .map_err(|_| ApiError::invalid("class", "class is \"user\", \"group\" or \"device\""))?;
-    let mode = match query.mode.as_deref() {
-        None => None,
-        Some("full") => Some(SyncMode::Full),
-        Some("delta") => Some(SyncMode::Delta),
-        Some(_) => return Err(ApiError::invalid("mode", "mode is \"full\" or \"delta\"")),
-    };
-    if let Some(status) = query.status.as_deref() {
-        if !STATUSES.contains(&status) {
-            return Err(ApiError::invalid("status", format!("status is one of {}", STATUSES.join(", "))));
-        }
-    }
     let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     if q.is_some_and(|q| q.chars().count() > 200) {
         return Err(ApiError::invalid("q", "the search is at most 200 characters"));
@@ -126,9 +107,9 @@ fn filter(query: &HistoryQuery) -> Result<HistoryFilter, ApiError> {
     }
     Ok(HistoryFilter {
         tenant_id: query.tenant_id,
-        class,
-        status: query.status.clone(),
-        mode,
+        class: query.class.map(ObjectClass::from),
+        status: query.status.map(|s| s.as_str().to_owned()),
+        mode: query.mode.map(SyncMode::from),
         from: query.from,
         to: query.to,
         q: q.map(str::to_owned),

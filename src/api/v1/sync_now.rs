@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Caller;
+use super::page::names::{ClassName, ModeName};
 use super::page::Problems;
 use super::problem::ApiError;
 use super::tenants::no_tenant;
@@ -22,10 +23,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncRequest {
-    /// `user`, `group`, `device`; all three when absent.
-    pub classes: Option<Vec<String>>,
-    /// `full` or `delta`.
-    pub mode: String,
+    /// All three when absent.
+    #[schema(min_items = 1, max_items = 3)]
+    pub classes: Option<Vec<ClassName>>,
+    pub mode: ModeName,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -50,21 +51,17 @@ pub async fn sync(
     body: web::Json<SyncRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.admin()?;
-    let mode = match body.mode.as_str() {
-        "full" => SyncMode::Full,
-        "delta" => SyncMode::Delta,
-        other => return Err(ApiError::invalid("mode", format!("mode {other:?} is neither \"full\" nor \"delta\""))),
-    };
-    let classes = match &body.classes {
+    let mode = SyncMode::from(body.mode);
+    let classes: Vec<ObjectClass> = match &body.classes {
         None => ObjectClass::ALL.to_vec(),
         Some(names) if names.is_empty() || names.len() > 3 => {
             return Err(ApiError::invalid("classes", "name one to three of \"user\", \"group\", \"device\""))
         }
-        Some(names) => names
-            .iter()
-            .map(|n| n.parse::<ObjectClass>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| ApiError::invalid("classes", "classes are \"user\", \"group\" and \"device\""))?,
+        Some(names) => {
+            let mut classes: Vec<ObjectClass> = names.iter().map(|&n| n.into()).collect();
+            classes.dedup();
+            classes
+        }
     };
     let tenant = tenants::get(&state.pool, *id).await?.ok_or_else(|| no_tenant(*id))?;
     if !tenant.enabled || tenant.blocked {

@@ -123,8 +123,10 @@ impl From<TenantOverview> for TenantView {
 #[serde(deny_unknown_fields)]
 pub struct NewTenantBody {
     /// Defaults to the directory's display name in Entra.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     /// The directory: its tenant id (GUID) or one of its domains (`contoso.onmicrosoft.com`).
+    #[schema(min_length = 1, max_length = 253)]
     pub tenant: String,
     #[serde(flatten)]
     pub cloud: CloudFields,
@@ -144,6 +146,7 @@ fn yes() -> bool {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     pub credential_profile_id: Option<i64>,
     pub enabled: Option<bool>,

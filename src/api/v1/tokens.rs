@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::{generate_token, token_hash, Caller};
+use super::page::names::RoleName;
 use super::page::{self, Problems};
 use super::problem::ApiError;
 use crate::api::AppState;
@@ -26,7 +27,7 @@ pub struct Session {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct TokenView {
+pub struct ApiTokenView {
     pub id: i64,
     pub name: String,
     pub role: String,
@@ -35,9 +36,9 @@ pub struct TokenView {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-impl From<ApiToken> for TokenView {
+impl From<ApiToken> for ApiTokenView {
     fn from(t: ApiToken) -> Self {
-        TokenView {
+        ApiTokenView {
             id: t.id,
             name: t.name,
             role: t.role.as_str().to_owned(),
@@ -51,9 +52,9 @@ impl From<ApiToken> for TokenView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
-    /// `admin` or `viewer`.
-    pub role: String,
+    pub role: RoleName,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -74,10 +75,10 @@ pub async fn session(caller: Caller) -> web::Json<Session> {
 
 /// API tokens, never their values.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "access",
-    responses((status = 200, body = Vec<TokenView>), Problems))]
-pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<web::Json<Vec<TokenView>>, ApiError> {
+    responses((status = 200, body = Vec<ApiTokenView>), Problems))]
+pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<web::Json<Vec<ApiTokenView>>, ApiError> {
     caller.admin()?;
-    Ok(web::Json(api_tokens::list(&state.pool).await?.into_iter().map(TokenView::from).collect()))
+    Ok(web::Json(api_tokens::list(&state.pool).await?.into_iter().map(ApiTokenView::from).collect()))
 }
 
 /// Creates a token; the answer is the only place its value appears.
@@ -90,8 +91,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.admin()?;
     let name = page::name("name", &body.name)?;
-    let role: Role =
-        body.role.parse().map_err(|_| ApiError::invalid("role", "role must be \"admin\" or \"viewer\""))?;
+    let role = Role::from(body.role);
     let token = generate_token();
     let stored = api_tokens::create(&state.pool, &name, role, &token_hash(&token), &actor).await?;
     Ok(HttpResponse::Created().json(CreatedToken {
