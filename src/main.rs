@@ -72,6 +72,9 @@ enum Command {
     /// Benchmark the whole pipeline (emulator, Graph client, sync round, Postgres); docs/benchmarks.md.
     Bench(entrasync::bench::BenchArgs),
     #[cfg(feature = "emulator")]
+    /// Benchmark history pages (1,000 rows, with totals) over a generated history; docs/benchmarks.md.
+    BenchHistory(entrasync::bench::history::HistoryBenchArgs),
+    #[cfg(feature = "emulator")]
     /// Benchmark many tenants through RabbitMQ and the service's actors against one big tenant.
     BenchFleet(entrasync::bench::fleet::FleetArgs),
     /// Manage tenants (until the admin API exists).
@@ -280,6 +283,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         #[cfg(feature = "emulator")]
         Command::Bench(args) => print_stdout(&entrasync::bench::run(args, settings).await?),
+        #[cfg(feature = "emulator")]
+        Command::BenchHistory(args) => print_stdout(&entrasync::bench::history::run(args, settings).await?),
         #[cfg(feature = "emulator")]
         Command::BenchFleet(args) => {
             let report = entrasync::bench::fleet::run(args, settings).await?;

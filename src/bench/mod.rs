@@ -19,6 +19,7 @@ mod copy_limit;
 mod database;
 mod emulator;
 pub mod fleet;
+pub mod history;
 mod report;
 mod row_versions;
 mod rss;

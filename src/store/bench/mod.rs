@@ -6,6 +6,7 @@
 
 pub mod copy;
 pub mod db_stats;
+pub mod history;
 pub mod row_versions;
 pub mod run_history;
 
