@@ -6,8 +6,10 @@
 //!
 //! The tests skip (saying so) when chromedriver is not installed, unless `CI` is set: then they fail.
 
+use std::time::Duration;
+
 use crate::support::app::{spawn_app, TestApp};
-use crate::support::browser::Browser;
+use crate::support::browser::{Browser, DEFAULT_WAIT};
 use crate::support::{settings_with, TestAmqp, TestDb};
 
 /// The bootstrap admin token (`ENTRASYNC_ADMIN_TOKEN`).
@@ -176,6 +178,370 @@ async fn sign_in_navigation_and_narrow_layout() {
     browser.wait_for("#signin-token").await;
     let stored = browser.execute("return sessionStorage.getItem('entrasync.token');", vec![]).await;
     assert_eq!(stored, serde_json::Value::Null, "sign-out removes the token from sessionStorage");
+
+    let errors = page_errors(&browser).await;
+    assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
+    drop(browser);
+    stack.app.handle.stop(true).await;
+}
+
+/// The emulated app's secret (what the operator pastes into the credential profile).
+const APP_SECRET: &str = "console-browser-test-secret-0123456789";
+const DOMAIN: &str = "contoso-console.example";
+const TENANT_NAME: &str = "Contoso (emulated)";
+
+/// Clicks `refresh` until the JavaScript `condition` holds (for state a worker changes in the background).
+async fn refresh_until(browser: &Browser, refresh: &str, what: &str, condition: &str, timeout: Duration) {
+    let script = format!("return Boolean({condition});");
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if browser.execute(&script, vec![]).await == serde_json::json!(true) {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            browser.wait_until(what, condition, Duration::from_millis(1)).await;
+            return;
+        }
+        if browser.exists(refresh).await {
+            browser.click(refresh).await;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+}
+
+/// The tenant id in the console's address (`…#/tenants/{id}/…`).
+async fn tenant_id_in_url(browser: &Browser) -> i64 {
+    let url = browser.current_url().await;
+    let rest = url.split("#/tenants/").nth(1).unwrap_or_else(|| panic!("not on a tenant page: {url}"));
+    rest.split(['/', '?']).next().and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("no tenant id in {url}"))
+}
+
+/// Old runs of `tenant_id`, one an hour back from a day ago: `failed` (with an outage message) every
+/// fourth, `success` otherwise. Returns how many failed.
+async fn insert_history(pool: &entrasync::store::Pool, tenant_id: i64, count: usize) -> usize {
+    use entrasync::model::{ObjectClass, RunCounts, RunFinished, RunStarted, RunStatus, SyncMode, Trigger};
+    let client = pool.get().await.expect("connection");
+    let mut failed = 0;
+    for i in 0..count {
+        let run_id = uuid::Uuid::new_v4();
+        let class = ObjectClass::ALL[i % 3];
+        let started_at = chrono::Utc::now() - chrono::Duration::hours(24 + i as i64);
+        let counts = RunCounts {
+            total: 40 + i as u64,
+            changed: (i % 7) as u64,
+            deleted: (i % 3) as u64,
+            ..RunCounts::default()
+        };
+        let start = RunStarted {
+            run_id,
+            tenant_id,
+            class,
+            mode: SyncMode::Delta,
+            trigger: Trigger::Schedule,
+            started_at,
+            resumed: false,
+            reason: None,
+            counts: RunCounts::default(),
+            instance_id: None,
+            job_id: None,
+        };
+        entrasync::store::runs::insert_started(&client, &start).await.expect("insert run");
+        let outage = i % 4 == 3;
+        failed += usize::from(outage);
+        let end = RunFinished {
+            run_id,
+            tenant_id,
+            class,
+            mode: SyncMode::Delta,
+            status: if outage { RunStatus::Failed } else { RunStatus::Success },
+            counts,
+            reason: None,
+            error: outage.then(|| format!("emulated outage {i}: Graph answered 503 Service Unavailable")),
+            finished_at: started_at + chrono::Duration::seconds(30),
+        };
+        entrasync::store::runs::finish(&client, &end).await.expect("finish run");
+    }
+    failed
+}
+
+/// The acceptance, as an operator: add a credential profile and a tenant by domain (testing the
+/// connection first), grant permissions on the emulator's consent page, sync, page through and search the
+/// history, export it as CSV, allow a held deletion; then add a second tenant by consent and delete one.
+#[tokio::test]
+async fn operator_adds_a_tenant_grants_syncs_reads_history_and_allows_held_deletions() {
+    let Some(browser) = Browser::start(1280, 800).await else { return };
+    // Deletions of 5 or more objects in one run are held for an operator.
+    // No scheduler: only the runs the operator asks for.
+    let stack =
+        Stack::start(&[("ENTRASYNC_SYNC_DELETION_THRESHOLD", "5"), ("ENTRASYNC_SERVE_ROLES", "api,worker")]).await;
+    let app = &stack.app;
+    let sim = &stack.sim;
+    let roles: Vec<String> = entrasync::demo::emulated::READ_ROLES.iter().map(|r| (*r).to_owned()).collect();
+    let emulated_app = sim
+        .state()
+        .identity
+        .register_app(graph_sim::identity::NewApp {
+            secret: Some(APP_SECRET.to_owned()),
+            display_name: Some("entrasync console test".to_owned()),
+            roles: roles.clone(),
+            ..Default::default()
+        })
+        .expect("emulated app");
+    let directory = sim
+        .state()
+        .create_tenant(graph_sim::state::TenantSpec {
+            domain: Some(DOMAIN.to_owned()),
+            seed: Some(13),
+            users: 30,
+            groups: 6,
+            devices: 12,
+            ..Default::default()
+        })
+        .expect("emulated directory");
+
+    // Sign in.
+    sign_in(&browser, app, ADMIN_TOKEN).await;
+    browser.wait_text("#page-title", "Tenants").await;
+    browser.screenshot("10-tenants-empty").await;
+
+    // A credential profile for the emulated app.
+    browser.click("#nav-profiles").await;
+    browser.click("#add-profile").await;
+    browser.fill("#profile-form-name", "emulated app").await;
+    browser.fill("#profile-form-client-id", &emulated_app.app_id).await;
+    browser.fill("#profile-form-secret", APP_SECRET).await;
+    browser.screenshot("11-add-profile").await;
+    browser.click("#profile-form-submit").await;
+    browser.wait_text("#profile-table", "emulated app").await;
+    browser.wait_text("#profile-table", &emulated_app.app_id).await;
+    assert!(!browser.text("#profile-table").await.contains(APP_SECRET), "the secret is never shown");
+    browser.screenshot("12-profiles").await;
+
+    // Add the tenant by its domain in the custom cloud (the emulator), testing the connection first: no
+    // admin has consented yet, so the permissions are missing.
+    browser.click("#nav-tenants").await;
+    browser.click("#add-tenant").await;
+    browser.fill("#tenant-form-tenant", DOMAIN).await;
+    browser.fill("#tenant-form-name", TENANT_NAME).await;
+    browser.choose("#tenant-form-cloud", "custom").await;
+    browser.fill("#tenant-form-login-url", &sim.base_url()).await;
+    browser.fill("#tenant-form-graph-url", &sim.base_url()).await;
+    let profile = browser.property("#tenant-form-profile", "value").await;
+    assert_ne!(profile, serde_json::json!(""), "the only profile is chosen");
+    assert_eq!(
+        browser.property("#tenant-form-full-scan", "checked").await,
+        serde_json::json!(true),
+        "full scan is on by default"
+    );
+    browser.click("#test-connection").await;
+    browser.wait_for("#test-connection-result").await;
+    let result = browser.text("#test-connection-result").await;
+    assert!(result.contains(&directory.tenant_id), "the test names the directory the domain resolved to: {result}");
+    browser.wait_text("#dialog-message", "permissions are missing").await;
+    browser.screenshot("13-add-tenant-tested").await;
+    browser.click("#tenant-form-submit").await;
+    browser.wait_text("#page-title", TENANT_NAME).await;
+    let tenant_id = tenant_id_in_url(&browser).await;
+    browser.wait_text("#tenant-entra-id", &directory.tenant_id).await;
+    browser.wait_for(&format!("#nav-tenant-{tenant_id}")).await;
+    browser.screenshot("14-tenant-added").await;
+
+    // Grant permissions: the emulator's consent page, Accept, and back to the tenant's page.
+    browser.dismiss_notifications().await;
+    browser.click("#grant-permissions").await;
+    // The emulator answers a tenant's consent request at once, or with its page when that is on.
+    browser
+        .wait_until(
+            "the consent page or the way back",
+            "document.getElementById('consent-accept') || location.hash.includes('consent=')",
+            DEFAULT_WAIT,
+        )
+        .await;
+    if browser.exists("#consent-accept").await {
+        browser.screenshot("15-emulator-consent-page").await;
+        browser.click("#consent-accept").await;
+    }
+    browser.wait_text("#page-title", TENANT_NAME).await;
+    assert!(browser.current_url().await.starts_with(&app.address), "back in the console");
+    browser.wait_text("#notifications", "Consent recorded").await;
+    browser.wait_text("#permission-status", "Granted").await;
+    browser.screenshot("16-permissions-granted").await;
+
+    // Test the connection again from the tenant's page: every set granted.
+    browser.click("#config-test-connection").await;
+    browser.wait_for("#permission-test-result").await;
+    let result = browser.text("#permission-test-result").await;
+    assert!(!result.contains("Needs permissions") && result.contains("Granted"), "all granted now: {result}");
+
+    // Sync now, all classes, full.
+    browser.dismiss_notifications().await;
+    browser.choose("#sync-mode", "full").await;
+    browser.click("#sync-now").await;
+    browser.wait_text("#notifications", "Sync queued").await;
+    browser.click("#tab-history").await;
+    browser.wait_for("#history-table").await;
+    refresh_until(
+        &browser,
+        "#history-refresh",
+        "three successful runs",
+        "document.querySelectorAll('#history-rows tr[data-status=success]').length === 3",
+        Duration::from_secs(90),
+    )
+    .await;
+    browser.screenshot("17-history-after-sync").await;
+
+    // Page through the history: 120 older runs plus the 3 of the sync.
+    let failed = insert_history(&stack.pool, tenant_id, 120).await;
+    browser.click("#history-refresh").await;
+    browser.wait_text_is("#history-total", "1–50 of 123 runs").await;
+    browser.click("#history-next").await;
+    browser.wait_text_is("#history-total", "51–100 of 123 runs").await;
+    browser.click("#history-next").await;
+    browser.wait_text_is("#history-total", "101–123 of 123 runs").await;
+    assert_eq!(
+        browser.property("#history-next", "disabled").await,
+        serde_json::json!(true),
+        "the last page has no next"
+    );
+    browser.screenshot("18-history-last-page").await;
+    browser.click("#history-prev").await;
+    browser.wait_text_is("#history-total", "51–100 of 123 runs").await;
+    browser.choose("#history-page-size", "100").await;
+    browser.wait_text_is("#history-total", "1–100 of 123 runs").await;
+    let rows = browser.execute("return document.querySelectorAll('#history-rows tr').length;", vec![]).await;
+    assert_eq!(rows, serde_json::json!(100), "100 rows per page");
+
+    // Search it: the failed runs' error text.
+    browser.fill("#history-search", "outage").await;
+    browser.wait_text("#history-total", &format!("of {failed} runs")).await;
+    let statuses = browser
+        .execute("return Array.from(document.querySelectorAll('#history-rows tr')).map(r => r.dataset.status);", vec![])
+        .await;
+    assert!(
+        statuses.as_array().is_some_and(|s| s.len() == failed && s.iter().all(|v| v == "failed")),
+        "the search shows exactly the failed runs: {statuses}"
+    );
+    browser.screenshot("19-history-search").await;
+
+    // Export the searched view as CSV: a header and one row per failed run.
+    browser.click("#history-export").await;
+    let file = browser.wait_download("entrasync-history-").await;
+    let name = file.file_name().expect("file name").to_string_lossy().into_owned();
+    assert!(name.ends_with(".csv") && name.len() == "entrasync-history-YYYY-MM-DD.csv".len(), "file name {name}");
+    let csv = std::fs::read_to_string(&file).expect("read CSV");
+    let lines: Vec<&str> = csv.lines().filter(|l| !l.is_empty()).collect();
+    assert!(lines[0].starts_with("run_id,tenant,class,type"), "CSV header: {}", lines[0]);
+    assert_eq!(lines.len(), failed + 1, "one CSV row per searched run:\n{csv}");
+    assert!(
+        lines[1..].iter().all(|l| l.contains("outage") && l.contains("failed") && l.contains(TENANT_NAME)),
+        "rows:\n{csv}"
+    );
+
+    // Held deletions: 10 users disappear in the directory; the next delta run holds their deletion.
+    let users = sim.state().ids(&directory.tenant_id, entrasync::model::ObjectClass::User, true).expect("user ids");
+    for id in users.iter().skip(1).take(10) {
+        sim.state().delete_object(&directory.tenant_id, id, false).expect("delete user");
+    }
+    let live_users = || async {
+        let client = stack.pool.get().await.expect("connection");
+        entrasync::store::objects::live_count(&client, tenant_id, entrasync::model::ObjectClass::User)
+            .await
+            .expect("live users")
+    };
+    let before = live_users().await;
+    browser.click("#tab-config").await;
+    browser.choose("#sync-class", "user").await;
+    browser.choose("#sync-mode", "delta").await;
+    browser.click("#sync-now").await;
+    browser.wait_text("#notifications", "Sync queued").await;
+    refresh_until(
+        &browser,
+        "#tenant-refresh",
+        "a held deletion",
+        "document.querySelector('#held-table')",
+        Duration::from_secs(90),
+    )
+    .await;
+    browser.wait_text("#held-table", "10").await;
+    browser.dismiss_notifications().await;
+    browser.screenshot("20-held-deletions").await;
+    browser.click("#held-table button[id^=held-allow-]").await;
+    browser.wait_for("#confirm-ok").await;
+    browser.screenshot("21-allow-confirm").await;
+    browser.click("#confirm-ok").await;
+    browser.wait_text("#notifications", "Held deletions applied").await;
+    browser.wait_for("#held-empty").await;
+    assert_eq!(live_users().await, before - 10, "allowing applies exactly the held deletions");
+
+    // The tenant list shows the tenant with its sync and permission status.
+    browser.click("#nav-tenants").await;
+    browser.wait_text("#tenant-table", TENANT_NAME).await;
+    browser.wait_text("#tenant-table", "Granted").await;
+    browser.dismiss_notifications().await;
+    browser.screenshot("22-tenants").await;
+
+    // The audit log has the changes, never the secret.
+    browser.click("#nav-audit").await;
+    browser.wait_for("#audit-rows tr").await;
+    let audit = browser.text("#audit-table").await;
+    assert!(audit.contains("bootstrap"), "who: {audit}");
+    assert!(!browser.execute("return document.body.innerText;", vec![]).await.to_string().contains(APP_SECRET));
+    browser.screenshot("23-audit").await;
+
+    // The directory browser lists the synced users and shows one.
+    browser.execute(&format!("location.hash = '#/tenants/{tenant_id}/directory?class=user';"), vec![]).await;
+    browser.wait_for("#directory-rows tr a").await;
+    browser.screenshot("24-directory").await;
+    browser.click("#directory-rows tr a").await;
+    browser.wait_for("#object-attrs").await;
+    browser.screenshot("25-object").await;
+
+    // A narrow window.
+    browser.set_window_size(420, 800).await;
+    browser.execute(&format!("location.hash = '#/tenants/{tenant_id}/config';"), vec![]).await;
+    browser.wait_text("#page-title", TENANT_NAME).await;
+    browser.screenshot("26-narrow-tenant").await;
+    browser.execute(&format!("location.hash = '#/tenants/{tenant_id}/history';"), vec![]).await;
+    browser.wait_for("#history-rows tr").await;
+    browser.screenshot("27-narrow-history").await;
+    browser.set_window_size(1280, 800).await;
+
+    // Add a second directory by consent: the admin names it on the emulator's page.
+    let second = sim
+        .state()
+        .create_tenant(graph_sim::state::TenantSpec {
+            domain: Some("fabrikam-console.example".to_owned()),
+            seed: Some(14),
+            users: 5,
+            ..Default::default()
+        })
+        .expect("second directory");
+    browser.execute("location.hash = '#/tenants';", vec![]).await;
+    browser.click("#add-by-consent").await;
+    browser.choose("#consent-cloud", "custom").await;
+    browser.fill("#consent-login-url", &sim.base_url()).await;
+    browser.fill("#consent-graph-url", &sim.base_url()).await;
+    browser.click("#consent-submit").await;
+    browser.wait_for("#consent-tenant").await;
+    browser.fill("#consent-tenant", "fabrikam-console.example").await;
+    browser.screenshot("28-consent-new-tenant").await;
+    browser.click("#consent-accept").await;
+    browser.wait_text("#tenant-entra-id", &second.tenant_id).await;
+    let second_id = tenant_id_in_url(&browser).await;
+    assert_ne!(second_id, tenant_id);
+    browser.screenshot("29-added-by-consent").await;
+
+    // Delete it: the dialog names the tenant and wants its name typed.
+    let second_name = browser.text("#page-title").await;
+    browser.click("#config-delete").await;
+    browser.wait_text("#dialog", &second_name).await;
+    assert_eq!(browser.property("#delete-confirm", "disabled").await, serde_json::json!(true), "nothing typed yet");
+    browser.fill("#delete-confirm-name", &second_name).await;
+    browser.screenshot("30-delete-dialog").await;
+    browser.click("#delete-confirm").await;
+    browser.wait_text("#page-title", "Tenants").await;
+    browser.wait_text("#notifications", "deleted").await;
+    assert!(!browser.exists(&format!("#tenant-row-{second_id}")).await, "the deleted tenant is gone");
 
     let errors = page_errors(&browser).await;
     assert!(errors.is_empty(), "the page logged errors: {errors:#?}");

@@ -42,6 +42,14 @@ fn chromium_path() -> Option<PathBuf> {
     debian.exists().then_some(debian)
 }
 
+/// Cargo's target directory: the test binary is `<target>/<profile>/deps/<name>`.
+fn target_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
 /// One browser session: a chromedriver child, a Chromium session and a download directory.
 pub struct Browser {
     http: reqwest::Client,
@@ -91,7 +99,7 @@ impl Browser {
 
         let download_dir = std::env::temp_dir().join(format!("entrasync-console-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&download_dir).expect("download dir");
-        let screenshot_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
+        let screenshot_dir = target_dir().join("console-screenshots");
         std::fs::create_dir_all(&screenshot_dir).expect("screenshot dir");
 
         let mut options = json!({
@@ -144,6 +152,7 @@ impl Browser {
             )
             .await;
         browser.cmd("POST", "/timeouts", json!({"implicit": 0, "pageLoad": 30000, "script": 30000})).await;
+        browser.set_window_size(width, height).await;
         Some(browser)
     }
 
@@ -178,8 +187,19 @@ impl Browser {
         self.cmd("GET", "/url", Value::Null).await.as_str().unwrap_or_default().to_owned()
     }
 
+    /// Sizes the window so that the page's viewport is `width`×`height` (the window's frame, which
+    /// headless Chromium also draws, is added).
     pub async fn set_window_size(&self, width: u32, height: u32) {
         self.cmd("POST", "/window/rect", json!({ "width": width, "height": height })).await;
+        let inner = self.execute("return [window.innerWidth, window.innerHeight];", vec![]).await;
+        let (iw, ih) = (inner[0].as_u64().unwrap_or(width.into()), inner[1].as_u64().unwrap_or(height.into()));
+        let (w, h) = (
+            u64::from(width) * 2 - iw.min(u64::from(width) * 2),
+            u64::from(height) * 2 - ih.min(u64::from(height) * 2),
+        );
+        if (w, h) != (u64::from(width), u64::from(height)) {
+            self.cmd("POST", "/window/rect", json!({ "width": w, "height": h })).await;
+        }
     }
 
     /// Runs `script` (a function body; `arguments` are `args`) in the page and returns its value.
@@ -218,7 +238,8 @@ impl Browser {
     pub async fn click(&self, css: &str) {
         let element = self.wait_enabled(css).await;
         if let Err(e) = self.try_cmd("POST", &format!("/element/{}/click", element.0), json!({})).await {
-            // Covered by a toast or a sticky bar: scroll it to the middle and click again.
+            // Covered by a notification or a sticky bar: clear those, scroll it to the middle, click again.
+            self.dismiss_notifications().await;
             self.execute("arguments[0].scrollIntoView({block: 'center'});", vec![element.as_arg()]).await;
             self.try_cmd("POST", &format!("/element/{}/click", element.0), json!({}))
                 .await
@@ -309,6 +330,14 @@ impl Browser {
             needle = needle
         );
         self.wait_until(&format!("{css} to show {needle:?}"), &condition, DEFAULT_WAIT).await;
+    }
+
+    /// Waits until the element's whole text (trimmed) is `expected`.
+    pub async fn wait_text_is(&self, css: &str, expected: &str) {
+        let condition = format!(
+            "document.querySelector({css:?}) && document.querySelector({css:?}).textContent.trim() === {expected:?}"
+        );
+        self.wait_until(&format!("{css} to read {expected:?}"), &condition, DEFAULT_WAIT).await;
     }
 
     /// The texts of the console's notifications now on screen.

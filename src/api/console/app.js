@@ -125,6 +125,11 @@
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   }
 
+  function labelled(cell, label) {
+    cell.setAttribute('data-label', label);
+    return cell;
+  }
+
   function timeCell(iso) {
     return el('td', { class: 'nowrap', title: iso || undefined }, fmtTime(iso));
   }
@@ -234,8 +239,19 @@
   // ---------------------------------------------------------------- notifications and field errors
 
   function notify(kind, title, detail, items) {
+    $('announcer').textContent = `${title}${detail ? '. ' + detail : ''}`;
+    // With a dialog open, the message belongs to it: shown inside, above its buttons.
+    const dialog = $('dialog');
+    const area = dialog.open && dialog.querySelector('#dialog-message');
+    if (area) {
+      clear(area).appendChild(el('div', { class: `callout callout-${kind === 'success' ? 'green' : kind === 'error' ? 'red' : kind === 'warning' ? 'amber' : 'blue'}` },
+        el('strong', null, title),
+        detail ? el('div', null, detail) : null,
+        items && items.length ? el('ul', null, items.map((item) => el('li', null, item))) : null));
+      return area;
+    }
     const box = $('notifications');
-    const toast = el('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : 'status' },
+    const toast = el('div', { class: `toast ${kind}` },
       el('div', { class: 'body' },
         el('div', { class: 'title' }, title),
         detail ? el('div', { class: 'detail' }, detail) : null,
@@ -243,6 +259,7 @@
       el('button', { type: 'button', class: 'btn btn-ghost close', 'aria-label': 'Dismiss notification', onclick: () => toast.remove() }, '×'));
     box.appendChild(toast);
     while (box.children.length > 4) box.firstChild.remove();
+
     const keep = kind === 'error' || kind === 'warning' ? 15000 : 6000;
     setTimeout(() => toast.remove(), keep);
     return toast;
@@ -301,10 +318,11 @@
 
   // Opens the one <dialog> with a form built by `build(form)`. Escape closes it (native), focus moves to
   // the first field and comes back to what had it.
-  function openDialog(id, title, build) {
+  function openDialog(id, title, build, wide) {
     const dialog = $('dialog');
     if (dialog.open) dialog.close();
     clear(dialog);
+    dialog.classList.toggle('dialog-wide', Boolean(wide));
     dialogReturnFocus = document.activeElement;
     const form = el('form', { id: `${id}-form`, novalidate: true, method: 'dialog' });
     form.appendChild(el('div', { class: 'dialog-head' },
@@ -313,6 +331,8 @@
     dialog.dataset.name = id;
     dialog.appendChild(form);
     build(form);
+    const foot = form.querySelector('.dialog-foot');
+    form.insertBefore(el('div', { id: 'dialog-message', class: 'dialog-message' }), foot);
     dialog.showModal();
     const first = form.querySelector('[autofocus], input:not([type=hidden]):not([readonly]):not([disabled]), select, textarea, button.btn-primary');
     if (first) first.focus();
@@ -517,6 +537,7 @@
     const root = clear(main());
     root.appendChild(loading());
     const [section, id, tab, ...rest] = parts;
+    consentOutcome(params);
     try {
       if (section === 'tenants' && id) {
         const tenantTab = tab || 'config';
@@ -555,9 +576,9 @@
 
   function lastSyncCell(tenant) {
     const sync = tenant.last_sync;
-    if (!sync || !sync.status) return el('td', null, el('span', { class: 'muted' }, 'Never synced'));
+    if (!sync || !sync.status) return el('td', { 'data-label': 'Last sync status' }, el('span', { class: 'muted' }, 'Never synced'));
     const classes = sync.classes || {};
-    return el('td', { class: 'nowrap' },
+    return el('td', { class: 'nowrap', 'data-label': 'Last sync status' },
       pill(sync.status),
       el('span', { class: 'class-pills' }, CLASSES.map((cls) => {
         const run = classes[cls];
@@ -582,26 +603,26 @@
     const body = el('tbody');
     for (const tenant of state.tenants) {
       body.appendChild(el('tr', { id: `tenant-row-${tenant.id}` },
-        el('td', null,
-          el('a', { href: `#/tenants/${tenant.id}/config`, class: 'tenant-link' }, tenant.name),
-          el('span', { class: 'cell-sub mono' }, tenant.entra_tenant_id)),
-        el('td', null, tenant.enabled
-          ? el('span', { class: 'icon-yes', 'aria-label': 'Enabled', title: 'Enabled' }, '✓')
-          : el('span', { class: 'icon-no', 'aria-label': 'Disabled', title: 'Disabled' }, '—'),
+        el('td', { class: 'primary' },
+          el('span', null, el('a', { href: `#/tenants/${tenant.id}/config`, class: 'tenant-link' }, tenant.name),
+            el('span', { class: 'cell-sub mono' }, tenant.entra_tenant_id))),
+        el('td', { 'data-label': 'Enabled' }, tenant.enabled
+          ? el('span', { class: 'icon-yes', role: 'img', 'aria-label': 'Enabled', title: 'Enabled' }, '✓')
+          : el('span', { class: 'icon-no', role: 'img', 'aria-label': 'Disabled', title: 'Disabled' }, '—'),
         tenant.blocked ? el('span', { class: 'pill pill-red' }, 'Blocked') : null,
         tenant.quarantined_at ? el('span', { class: 'pill pill-red', title: tenant.quarantine_reason || '' }, 'Quarantined') : null),
-        el('td', null, tenant.credential_profile_name || el('span', { class: 'muted' }, 'None')),
+        el('td', { 'data-label': 'Credential profile' }, tenant.credential_profile_name || el('span', { class: 'muted' }, 'None')),
         el('td', { class: 'hide-narrow' }, cloudLabel(tenant.cloud)),
-        timeCell(tenant.last_sync && tenant.last_sync.started_at),
+        labelled(timeCell(tenant.last_sync && tenant.last_sync.started_at), 'Last sync start'),
         lastSyncCell(tenant),
-        el('td', null, permissionPill(tenant.permission_status))));
+        el('td', { 'data-label': 'Permissions' }, permissionPill(tenant.permission_status))));
     }
     if (!state.tenants.length) {
       body.appendChild(el('tr', null, el('td', { colspan: 7, class: 'empty' },
         'No tenants yet. Add one with its domain or GUID, or let an administrator of the directory consent.')));
     }
     root.appendChild(el('div', { class: 'table-wrap' },
-      el('table', { id: 'tenant-table' },
+      el('table', { id: 'tenant-table', class: 'table-cards' },
         el('thead', null, el('tr', null,
           el('th', null, 'Name'), el('th', null, 'Enabled'), el('th', null, 'Credential profile'),
           el('th', { class: 'hide-narrow' }, 'Cloud'), el('th', null, 'Last sync start'), el('th', null, 'Last sync status'),
@@ -613,7 +634,7 @@
 
   function cloudFields(prefix, form) {
     const cloud = select({ id: `${prefix}-cloud` }, CLOUDS, 'global');
-    const custom = el('div', { id: `${prefix}-custom`, hidden: true },
+    const custom = el('div', { id: `${prefix}-custom`, class: 'span-2 form-grid', hidden: true },
       field(`${prefix}-login-url`, 'Login URL', el('input', { type: 'url', id: `${prefix}-login-url`, placeholder: 'https://login.example.com', autocomplete: 'off' })),
       field(`${prefix}-graph-url`, 'Graph URL', el('input', { type: 'url', id: `${prefix}-graph-url`, placeholder: 'https://graph.example.com', autocomplete: 'off' })));
     cloud.addEventListener('change', () => { custom.hidden = cloud.value !== 'custom'; });
@@ -694,18 +715,21 @@
     };
     openDialog('tenant-dialog', 'Add tenant', (form) => {
       const body = el('div', { class: 'dialog-body' });
-      body.appendChild(field('tenant-form-tenant', 'Tenant',
-        el('input', { type: 'text', id: 'tenant-form-tenant', placeholder: 'contoso.onmicrosoft.com or 00000000-0000-…', autocomplete: 'off', spellcheck: 'false', required: true }),
+      const grid = el('div', { class: 'form-grid' });
+      grid.appendChild(field('tenant-form-tenant', 'Tenant',
+        el('input', { type: 'text', id: 'tenant-form-tenant', placeholder: 'contoso.onmicrosoft.com or GUID', autocomplete: 'off', spellcheck: 'false', required: true }),
         'The directory’s GUID or one of its domains.'));
-      body.appendChild(field('tenant-form-name', 'Name',
+      grid.appendChild(field('tenant-form-name', 'Name',
         el('input', { type: 'text', id: 'tenant-form-name', maxlength: 200, autocomplete: 'off' }),
-        'Optional: defaults to the directory’s display name.'));
-      cloudFields('tenant-form', body);
-      body.appendChild(field('tenant-form-profile', 'Credential profile',
+        'Optional: the directory’s display name by default.'));
+      cloudFields('tenant-form', grid);
+      grid.appendChild(field('tenant-form-profile', 'Credential profile',
         select({ id: 'tenant-form-profile', required: true }, profileOptions(profiles), profiles.length === 1 ? profiles[0].id : ''),
         profiles.length ? null : 'Add a credential profile first (Credential profiles page).'));
-      body.appendChild(checkbox('tenant-form-enabled', 'Enabled', true));
-      body.appendChild(checkbox('tenant-form-full-scan', 'Perform a full scan on next run', true));
+      body.appendChild(grid);
+      body.appendChild(el('div', { class: 'check-row' },
+        checkbox('tenant-form-enabled', 'Enabled', true),
+        checkbox('tenant-form-full-scan', 'Perform a full scan on next run', true)));
       body.appendChild(el('div', { id: 'test-connection-output' }));
       form.appendChild(body);
       form.appendChild(el('div', { class: 'dialog-foot' },
@@ -728,6 +752,7 @@
           const summary = summarizeTest(result);
           output.appendChild(el('h3', null, 'Test result'));
           output.appendChild(testResultList(result, 'test-connection-result'));
+          output.scrollIntoView({ block: 'nearest' });
           notify(summary.kind, summary.title, null, summary.lines);
           const name = $('tenant-form-name');
           if (result.display_name && !name.value) name.placeholder = result.display_name;
@@ -754,7 +779,7 @@
           location.hash = `#/tenants/${tenant.id}/config`;
         }, fields, form);
       });
-    });
+    }, true);
   }
 
   async function openConsentDialog() {
@@ -799,7 +824,6 @@
     if (index >= 0) state.tenants[index] = tenant; else state.tenants.push(tenant);
     renderNavTenants();
     clear(root);
-    consentOutcome(params);
     const sub = [
       el('span', { class: 'mono', id: 'tenant-entra-id' }, tenant.entra_tenant_id),
       el('span', null, cloudLabel(tenant.cloud)),
@@ -808,7 +832,9 @@
       tenant.blocked ? pill('failed', 'Blocked') : null,
       tenant.quarantined_at ? pill('failed', 'Quarantined') : null,
     ];
-    root.appendChild(pageHead(tenant.name, sub, null, el('a', { href: '#/tenants' }, 'Tenants')));
+    root.appendChild(pageHead(tenant.name, sub, [
+      el('button', { type: 'button', class: 'btn', id: 'tenant-refresh', onclick: route }, 'Refresh'),
+    ], el('a', { href: '#/tenants' }, 'Tenants')));
     root.appendChild(el('nav', { class: 'tabs', 'aria-label': 'Tenant' },
       el('a', { href: `#/tenants/${id}/config`, id: 'tab-config', 'aria-current': tab === 'config' ? 'page' : undefined }, 'Tenant Configuration'),
       el('a', { href: `#/tenants/${id}/history`, id: 'tab-history', 'aria-current': tab === 'history' ? 'page' : undefined }, 'Sync History'),
@@ -824,12 +850,12 @@
   // The consent redirect comes back with the outcome in the hash's query (…?consent=granted or error=…).
   function consentOutcome(params) {
     const consent = params.get('consent');
-    const error = params.get('error') || params.get('error_description');
+    const error = params.get('consent_error') || params.get('error') || params.get('error_description');
     if (!consent && !error) return;
     if (error || consent === 'denied' || consent === 'error' || consent === 'refused') {
-      notify('error', 'Consent was not granted', params.get('error_description') || params.get('detail') || error || consent);
+      notify('error', 'Consent was not completed', params.get('detail') || params.get('error_description') || error || consent);
     } else {
-      notify('success', 'Consent recorded', 'Test the connection to check the permissions.');
+      notify('success', 'Consent recorded', 'entrasync checked the permissions again: see the Permissions panel.');
     }
     // Drop the outcome from the address so a reload does not repeat it.
     const clean = location.hash.split('?')[0];
@@ -864,17 +890,22 @@
     }
     grid.appendChild(field('config-profile', 'Credential profile',
       select({ id: 'config-profile', disabled: !admin }, profileList, tenant.credential_profile_id || '')));
-    grid.appendChild(field('config-tenant', 'Tenant', el('input', { type: 'text', id: 'config-tenant', value: tenant.entra_tenant_id, readOnly: true }),
-      tenant.verified_domains && tenant.verified_domains.length ? tenant.verified_domains.join(', ') : 'Fixed when the tenant was added.'));
-    grid.appendChild(field('config-cloud', 'Azure cloud', el('input', { type: 'text', id: 'config-cloud', value: cloudLabel(tenant.cloud), readOnly: true }),
-      'Tenant and cloud cannot change; add a new tenant instead.'));
+    const tenantField = field('config-tenant', 'Tenant', el('input', { type: 'text', id: 'config-tenant', class: 'mono', value: tenant.entra_tenant_id, readOnly: true }),
+      tenant.verified_domains && tenant.verified_domains.length ? `Verified domains: ${tenant.verified_domains.join(', ')}` : null);
+    tenantField.classList.add('span-2');
+    grid.appendChild(tenantField);
+    const cloudText = tenant.cloud === 'custom' && tenant.login_url ? `${cloudLabel(tenant.cloud)}: ${tenant.login_url}` : cloudLabel(tenant.cloud);
+    const cloudField = field('config-cloud', 'Azure cloud', el('input', { type: 'text', id: 'config-cloud', value: cloudText, readOnly: true, title: cloudText }));
+    cloudField.classList.add('span-2');
+    grid.appendChild(cloudField);
+    grid.appendChild(el('p', { class: 'hint span-2' }, 'Tenant and cloud are fixed when a tenant is added; add a new tenant to change them.'));
     form.appendChild(grid);
     form.appendChild(checkbox('config-enabled', 'Enabled', tenant.enabled, !admin));
     form.appendChild(checkbox('config-full-scan', 'Perform a full scan on next run', tenant.full_scan_next_run, !admin));
     const save = el('button', { type: 'submit', class: 'btn btn-primary', id: 'config-save', disabled: true }, 'Save');
     const test = writeButton({ id: 'config-test-connection' }, 'Test Connection');
     const remove = writeButton({ id: 'config-delete', class: 'btn btn-danger' }, 'Delete tenant');
-    form.appendChild(el('div', { class: 'dialog-foot' }, el('span', { class: 'left btn-row' }, test, remove), save));
+    form.appendChild(el('div', { class: 'panel-actions' }, test, remove, el('span', { class: 'push' }), save));
 
     function changes() {
       const patch = {};
@@ -945,6 +976,10 @@
     panel.appendChild(el('dl', { class: 'props' },
       el('dt', null, 'Status'), el('dd', { id: 'permission-status' }, PERMISSION_LABEL[tenant.permission_status] || tenant.permission_status || 'Not checked'),
       el('dt', null, 'Checked'), el('dd', null, fmtTime(tenant.permissions_checked_at)),
+      tenant.consent_state ? [el('dt', null, 'Admin consent'), el('dd', { id: 'consent-state' },
+        tenant.consent_state === 'granted' ? pill('granted', 'granted') : pill('error', tenant.consent_state),
+        ' ', fmtTime(tenant.consented_at),
+        tenant.consent_error ? el('div', { class: 'small muted' }, tenant.consent_error) : null)] : null,
       el('dt', null, 'Next step'), el('dd', { id: 'permission-next-step' }, PERMISSION_NEXT_STEP[tenant.permission_status] || PERMISSION_NEXT_STEP.unknown)));
     if (result) {
       panel.appendChild(el('h3', null, 'Last test'));
@@ -1002,7 +1037,7 @@
       }));
       actions.push(lift);
     }
-    panel.appendChild(el('div', { class: 'btn-row dialog-foot', id: 'permission-actions' }, actions));
+    panel.appendChild(el('div', { class: 'panel-actions', id: 'permission-actions' }, actions));
     return panel;
   }
 
@@ -1032,10 +1067,9 @@
       notify('success', `Sync queued: ${jobs.length} ${jobs.length === 1 ? 'job' : 'jobs'}`,
         jobs.map((j) => `${CLASS_LABEL[j.class] || j.class} (${j.mode})`).join(', '));
     }));
-    panel.appendChild(el('div', { class: 'toolbar dialog-foot' },
+    panel.appendChild(el('div', { class: 'panel-actions toolbar' },
       el('label', { for: 'sync-class' }, 'Class'), cls,
-      el('label', { for: 'sync-mode' }, 'Type'), mode, run,
-      el('a', { href: `#/tenants/${tenant.id}/history`, class: 'small' }, 'Sync history')));
+      el('label', { for: 'sync-mode' }, 'Type'), mode, run));
     return panel;
   }
 
@@ -1056,7 +1090,8 @@
         if (!(await confirmDialog('Allow the held deletions?', `${fmtNum(item.count)} ${CLASS_LABEL[item.class] || item.class} will be marked deleted in entrasync's copy.`, 'Allow deletions', true))) return;
         busy(allow, async () => {
           const answer = await api.post(`/api/v1/tenants/${tenant.id}/held-deletions/${item.run_id}/allow`);
-          notify('success', 'Held deletions applied', `${fmtNum(answer && answer.applied)} objects deleted.`);
+          const deleted = answer ? (answer.deleted ?? answer.applied ?? answer.resolved) : undefined;
+          notify('success', 'Held deletions applied', `${fmtNum(deleted)} objects deleted.`);
           route();
         });
       });
@@ -1064,7 +1099,8 @@
         if (!(await confirmDialog('Reject the held deletions?', `The ${fmtNum(item.count)} objects stay in entrasync's copy.`, 'Reject', false))) return;
         busy(reject, async () => {
           const answer = await api.post(`/api/v1/tenants/${tenant.id}/held-deletions/${item.run_id}/reject`);
-          notify('success', 'Held deletions rejected', `${fmtNum(answer && answer.rejected)} deletions dropped.`);
+          const rejected = answer ? (answer.resolved ?? answer.rejected) : undefined;
+          notify('success', 'Held deletions rejected', `${fmtNum(rejected)} held deletions resolved; the objects stay.`);
           route();
         });
       });
@@ -1124,6 +1160,9 @@
       el('label', { for: 'history-status', class: 'visually-hidden' }, 'Status'), status,
       el('label', { for: 'history-mode', class: 'visually-hidden' }, 'Type'), mode,
       el('span', { class: 'grow' }), live, refresh, exportButton));
+    root.appendChild(el('div', { class: 'table-foot pager' },
+      total, el('span', { class: 'grow' }),
+      el('label', { for: 'history-page-size', class: 'muted' }, 'Rows per page'), size, prev, next));
     root.appendChild(el('div', { class: 'table-wrap' }, el('table', { id: 'history-table' },
       el('thead', null, el('tr', null,
         tenant ? null : el('th', null, 'Tenant'),
@@ -1131,9 +1170,6 @@
         el('th', { class: 'num' }, 'Total'), el('th', { class: 'num' }, 'Changed'), el('th', { class: 'num' }, 'Deleted'),
         el('th', { class: 'num' }, 'Filtered'), el('th', null, 'Status'), el('th', null, 'Error'))),
       body)));
-    root.appendChild(el('div', { class: 'table-foot' },
-      total, el('span', { class: 'grow' }),
-      el('label', { for: 'history-page-size', class: 'muted' }, 'Rows per page'), size, prev, next));
 
     function params(withPaging) {
       const p = { tenant_id: filters.tenant_id, class: filters.class, status: filters.status, mode: filters.mode, q: filters.q };
@@ -1158,7 +1194,7 @@
         body.appendChild(el('tr', { 'data-run': run.id, 'data-status': run.status },
           tenant ? null : el('td', null, el('a', { href: `#/tenants/${run.tenant_id}/history` }, run.tenant_name || `#${run.tenant_id}`)),
           timeCell(run.started_at), timeCell(run.finished_at),
-          el('td', null, run.mode, run.trigger ? el('span', { class: 'cell-sub' }, run.trigger) : null),
+          el('td', { class: 'nowrap' }, run.mode, run.trigger ? el('span', { class: 'muted' }, ` · ${run.trigger}`) : null),
           el('td', null, CLASS_LABEL[run.class] || run.class),
           el('td', { class: 'num' }, fmtNum(run.total)), el('td', { class: 'num' }, fmtNum(run.changed)),
           el('td', { class: 'num' }, fmtNum(run.deleted)), el('td', { class: 'num' }, fmtNum(run.filtered)),
@@ -1174,7 +1210,9 @@
       const first = cursors.length * filters.limit;
       total.textContent = page.total === undefined
         ? `${fmtNum(items.length)} runs`
-        : (items.length ? `${fmtNum(first + 1)}–${fmtNum(first + items.length)} of ${fmtNum(page.total)} runs` : `0 of ${fmtNum(page.total)} runs`);
+        : (items.length
+          ? `${fmtNum(first + 1)}–${fmtNum(first + items.length)} of ${page.total_exact === false ? 'at least ' : ''}${fmtNum(page.total)} runs`
+          : `0 of ${fmtNum(page.total)} runs`);
       prev.disabled = cursors.length === 0;
       next.disabled = !page.next_cursor;
       next.dataset.cursor = page.next_cursor || '';
@@ -1517,12 +1555,16 @@
         object.deleted_at ? [el('dt', null, 'Deleted'), el('dd', null, `${fmtTime(object.deleted_at)} ${object.delete_reason || ''}`)] : null),
       el('div', { class: 'table-wrap' }, el('table', { id: 'object-attrs' }, el('tbody', null, rows))));
     const memberOf = object.member_of || [];
+    const membersCount = object.members ? object.members.count : object.members_count;
+    const membersFirst = (object.members ? object.members.first : object.members_first) || [];
+    const memberLabel = (m) => (typeof m === 'string' ? m
+      : [m.display_name, m.class, m.object_id].filter(Boolean).join(' · '));
     const right = el('div', { class: 'stack' },
       el('section', { class: 'panel' }, el('h2', null, `Member of (${memberOf.length})`),
-        memberOf.length ? el('ul', null, memberOf.map((m) => el('li', { class: 'mono' }, typeof m === 'string' ? m : (m.display_name || m.object_id || JSON.stringify(m)))))
+        memberOf.length ? el('ul', { id: 'object-member-of' }, memberOf.map((m) => el('li', { class: 'mono' }, memberLabel(m))))
           : el('p', { class: 'muted' }, 'No group memberships.')),
-      object.members ? el('section', { class: 'panel' }, el('h2', null, `Members (${fmtNum(object.members.count)})`),
-        el('ul', null, (object.members.first || []).map((m) => el('li', { class: 'mono' }, typeof m === 'string' ? m : (m.display_name || m.object_id || JSON.stringify(m)))))) : null,
+      membersCount !== undefined && membersCount !== null ? el('section', { class: 'panel' }, el('h2', null, `Members (${fmtNum(membersCount)})`),
+        el('ul', { id: 'object-members' }, membersFirst.map((m) => el('li', { class: 'mono' }, memberLabel(m))))) : null,
       object.mapped ? el('section', { class: 'panel' }, el('h2', null, 'Mapped attributes'), el('pre', { class: 'json' }, JSON.stringify(object.mapped, null, 2))) : null);
     root.appendChild(el('div', { class: 'grid-2' }, left, right));
   }
@@ -1534,6 +1576,14 @@
     initSignIn();
     initNav();
     window.addEventListener('hashchange', route);
+    // A link to the page already shown (a tab, a tenant in the pane) loads it again.
+    document.addEventListener('click', (event) => {
+      const link = event.target.closest && event.target.closest('a[href^="#/"]');
+      if (link && link.getAttribute('href') === location.hash && !event.defaultPrevented) {
+        event.preventDefault();
+        route();
+      }
+    });
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (!token) {
       showSignIn();
