@@ -11,6 +11,7 @@
     clippy::print_stderr
 )]
 
+mod api_secrets;
 mod api_store;
 mod api_v1;
 mod bench_fleet_smoke;
@@ -34,6 +35,7 @@ mod graph_sim_list;
 mod metrics_wiring;
 mod observability;
 mod serve_roles;
+mod service_admin_jobs;
 mod service_fairness;
 mod service_jobs;
 mod service_leases;

@@ -30,8 +30,12 @@ pub struct Problem {
     pub instance: Option<String>,
 }
 
+/// Boxed: handlers return `Result<_, ApiError>` everywhere, and the error is rare.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct ApiError(Box<Details>);
+
+#[derive(Debug, Clone)]
+struct Details {
     status: StatusCode,
     slug: &'static str,
     title: &'static str,
@@ -43,7 +47,15 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, slug, title, detail: detail.into(), field: None, retry_after: None, instance: None }
+        ApiError(Box::new(Details {
+            status,
+            slug,
+            title,
+            detail: detail.into(),
+            field: None,
+            retry_after: None,
+            instance: None,
+        }))
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -69,14 +81,14 @@ impl ApiError {
     /// A well-formed value that is not acceptable; names the field.
     pub fn invalid(field: &str, detail: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-value", "Invalid value", detail);
-        e.field = Some(field.to_owned());
+        e.0.field = Some(field.to_owned());
         e
     }
 
     /// A field that is fixed once set (a tenant's directory and cloud).
     pub fn read_only(field: &str, detail: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "read-only-field", "Field cannot change", detail);
-        e.field = Some(field.to_owned());
+        e.0.field = Some(field.to_owned());
         e
     }
 
@@ -87,7 +99,7 @@ impl ApiError {
             "Too many failed sign-ins",
             format!("too many failed sign-ins from this address; try again in {} s", retry_after.as_secs().max(1)),
         );
-        e.retry_after = Some(retry_after);
+        e.0.retry_after = Some(retry_after);
         e
     }
 
@@ -110,41 +122,42 @@ impl ApiError {
             "Internal error",
             format!("the request failed unexpectedly; the server log has the cause under problem {id}"),
         );
-        e.instance = Some(id);
+        e.0.instance = Some(id);
         e
     }
 
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     pub fn problem(&self) -> Problem {
+        let d = &self.0;
         Problem {
-            kind: format!("https://entrasync.dev/problems/{}", self.slug),
-            title: self.title.to_owned(),
-            status: self.status.as_u16(),
-            detail: self.detail.clone(),
-            field: self.field.clone(),
-            instance: self.instance.clone(),
+            kind: format!("https://entrasync.dev/problems/{}", d.slug),
+            title: d.title.to_owned(),
+            status: d.status.as_u16(),
+            detail: d.detail.clone(),
+            field: d.field.clone(),
+            instance: d.instance.clone(),
         }
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.title, self.detail)
+        write!(f, "{} {}: {}", self.0.status.as_u16(), self.0.title, self.0.detail)
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status);
+        let mut response = HttpResponse::build(self.0.status);
         response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
-        if let Some(wait) = self.retry_after {
+        if let Some(wait) = self.0.retry_after {
             response.insert_header((header::RETRY_AFTER, wait.as_secs().max(1).to_string()));
         }
         response.body(serde_json::to_string(&self.problem()).unwrap_or_default())

@@ -91,6 +91,12 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.admin()?;
     let name = page::name("name", &body.name)?;
+    if name.eq_ignore_ascii_case(api_tokens::BOOTSTRAP_NAME) {
+        return Err(ApiError::invalid(
+            "name",
+            "\"bootstrap\" is reserved for ENTRASYNC_ADMIN_TOKEN; choose another name",
+        ));
+    }
     let role = Role::from(body.role);
     let token = generate_token();
     let stored = api_tokens::create(&state.pool, &name, role, &token_hash(&token), &actor).await?;
