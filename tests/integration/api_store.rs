@@ -143,7 +143,7 @@ async fn credential_changes_are_audited_without_secrets_and_delete_refuses_while
     assert_eq!(summary.tenant_count, 2);
     match credentials::delete(&pool, id, &actor()).await {
         Err(StoreError::Conflict(message)) => {
-            assert!(message.contains("Contoso, Fabrikam") && message.contains("another profile"), "{message}")
+            assert!(message.contains("Contoso, Fabrikam") && message.contains("another profile"), "{message}");
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
