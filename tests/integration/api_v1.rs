@@ -31,8 +31,14 @@ struct Answer {
 
 impl Api {
     async fn start(roles: &str) -> Api {
+        Api::start_with(roles, &[]).await
+    }
+
+    async fn start_with(roles: &str, extra: &[(&str, &str)]) -> Api {
         let world = World::start().await;
-        let settings = world.settings(&[("ENTRASYNC_ADMIN_TOKEN", ADMIN), ("ENTRASYNC_SERVE_ROLES", roles)]);
+        let mut vars = vec![("ENTRASYNC_ADMIN_TOKEN", ADMIN), ("ENTRASYNC_SERVE_ROLES", roles)];
+        vars.extend_from_slice(extra);
+        let settings = world.settings(&vars);
         let app = spawn_app(&settings).await;
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
         Api { world, app, http }
@@ -377,4 +383,100 @@ async fn follow_consent(api: &Api, url: &str, domain: &str, accept: bool) -> Str
     let replayed = replay.headers()["location"].to_str().expect("location").to_owned();
     assert!(replayed.contains("consent_error"), "a used state is refused: {replayed}");
     location
+}
+
+/// Waits for the tenant's runs (newest first) to reach `count` with none running; returns them.
+async fn settled_runs(api: &Api, tenant: i64, count: usize) -> Vec<Value> {
+    eventually_some(Duration::from_secs(60), || async {
+        let page = api.admin(Method::GET, &format!("/api/v1/runs?tenant_id={tenant}"), None).await;
+        let items = page.body["items"].as_array().cloned().unwrap_or_default();
+        (items.len() == count && items.iter().all(|r| r["status"] != "running")).then_some(items)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{count} finished runs of tenant {tenant}"))
+}
+
+#[tokio::test]
+async fn held_deletions_block_reset_quarantine_and_profile_rotation() {
+    let api = Api::start_with("api,worker", &[("ENTRASYNC_SYNC_DELETION_THRESHOLD", "2")]).await;
+    let (profile, app_id) = api.profile("ops app").await;
+    let sim_tenant = api.directory("northwind.example", &app_id, &ALL_ROLES);
+    let mut body = api.cloud();
+    body["tenant"] = json!(sim_tenant);
+    body["credential_profile_id"] = json!(profile);
+    body["name"] = json!("Northwind");
+    let id = api.admin(Method::POST, "/api/v1/tenants", Some(body)).await.body["id"].as_i64().expect("id");
+
+    // A first full round of users, then three users deleted: the guard (threshold 2) holds them.
+    let sync = |mode: &str| json!({ "classes": ["user"], "mode": mode });
+    api.admin(Method::POST, &format!("/api/v1/tenants/{id}/sync"), Some(sync("full"))).await;
+    assert_eq!(settled_runs(&api, id, 1).await[0]["status"], "success");
+    let state = api.world.sim.state();
+    let users = state.ids(&sim_tenant, entrasync::model::ObjectClass::User, true).expect("ids");
+    for user in &users[1..4] {
+        state.delete_object(&sim_tenant, user, true).expect("delete");
+    }
+    api.admin(Method::POST, &format!("/api/v1/tenants/{id}/sync"), Some(sync("delta"))).await;
+    assert_eq!(settled_runs(&api, id, 2).await[0]["status"], "held");
+    let held = api.admin(Method::GET, &format!("/api/v1/tenants/{id}/held-deletions"), None).await;
+    assert_eq!(held.body[0]["count"], 3, "{}", held.text);
+    let run = held.body[0]["run_id"].as_str().expect("run").to_owned();
+    let allowed = api.admin(Method::POST, &format!("/api/v1/tenants/{id}/held-deletions/{run}/allow"), None).await;
+    assert_eq!(allowed.body, json!({ "resolved": 3, "deleted": 3 }), "{}", allowed.text);
+    let again = api.admin(Method::POST, &format!("/api/v1/tenants/{id}/held-deletions/{run}/allow"), None).await;
+    is_problem(&again, StatusCode::NOT_FOUND);
+    let gone = api.admin(Method::GET, &format!("/api/v1/tenants/{id}/objects/user/{}", users[1]), None).await;
+    is_problem(&gone, StatusCode::NOT_FOUND);
+
+    // Block stops manual syncs (and scheduling); reset lifts it.
+    let blocked = api.admin(Method::POST, &format!("/api/v1/tenants/{id}/block"), None).await;
+    assert_eq!(blocked.body["blocked"], true, "{}", blocked.text);
+    is_problem(
+        &api.admin(Method::POST, &format!("/api/v1/tenants/{id}/sync"), Some(sync("delta"))).await,
+        StatusCode::CONFLICT,
+    );
+    let reset = api.admin(Method::POST, &format!("/api/v1/tenants/{id}/reset"), None).await;
+    assert_eq!(reset.body["blocked"], false, "{}", reset.text);
+
+    // A quarantine shows since when and why; lifting it is one call.
+    let client = api.world.pool.get().await.expect("connection");
+    client
+        .execute("UPDATE tenants SET quarantined_at = now(), quarantine_reason = 'AADSTS7000215' WHERE id = $1", &[&id])
+        .await
+        .expect("quarantine");
+    let shown = api.admin(Method::GET, &format!("/api/v1/tenants/{id}"), None).await;
+    assert_eq!(shown.body["quarantine_reason"], "AADSTS7000215", "{}", shown.text);
+    assert!(shown.body["quarantined_at"].is_string());
+    let lifted = api.admin(Method::DELETE, &format!("/api/v1/tenants/{id}/quarantine"), None).await;
+    assert_eq!(lifted.body["quarantined_at"], Value::Null, "{}", lifted.text);
+
+    // Rename and rotate the profile; the material never comes back.
+    let renamed = api
+        .admin(Method::PATCH, &format!("/api/v1/credential-profiles/{profile}"), Some(json!({ "name": "ops app v2" })))
+        .await;
+    assert_eq!(renamed.body["name"], "ops app v2", "{}", renamed.text);
+    let rotated = api
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/credential-profiles/{profile}/material"),
+            Some(json!({ "secret": "rotated-secret-value" })),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+    assert!(!rotated.text.contains("rotated-secret-value"));
+    let both = api
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/credential-profiles/{profile}/material"),
+            Some(json!({ "secret": "x", "certificate_pem": "y" })),
+        )
+        .await;
+    is_problem(&both, StatusCode::UNPROCESSABLE_ENTITY);
+    let audit = api.admin(Method::GET, &format!("/api/v1/audit?target_type=tenant&target_id={id}"), None).await;
+    let actions: Vec<&str> =
+        audit.body["items"].as_array().expect("items").iter().filter_map(|e| e["action"].as_str()).collect();
+    for action in ["tenant.block", "tenant.reset", "tenant.lift_quarantine", "tenant.sync"] {
+        assert!(actions.contains(&action), "{action} audited: {actions:?}");
+    }
+    api.app.handle.stop(true).await;
 }
