@@ -18,7 +18,7 @@ pub enum StoreError {
     /// A stored credential that the configured secrets key cannot open: the key changed.
     #[error(
         "credential profile {profile_name:?} (id {profile_id}) cannot be decrypted: ENTRASYNC_SECRETS_KEY is not the \
-         key it was stored with; restore that key, re-encrypt with `entrasync credential reencrypt --old-key`, \
+         key it was stored with; restore that key, re-encrypt with `entrasync credential reencrypt --old-key-file PATH`, \
          or replace the profile's secret or certificate"
     )]
     Undecryptable { profile_id: i64, profile_name: String },
