@@ -173,11 +173,56 @@ async fn sign_in_navigation_and_narrow_layout() {
     assert!(!browser.exists("#nav.open").await, "following a link closes the menu");
     browser.set_window_size(1280, 800).await;
 
+    // Dialogs take the focus, close on Escape and give the focus back.
+    browser.execute("location.hash = '#/tenants';", vec![]).await;
+    browser.click("#add-tenant").await;
+    browser.wait_for("#tenant-form-tenant").await;
+    let focused = browser.execute("return document.activeElement && document.activeElement.id;", vec![]).await;
+    assert_eq!(focused, serde_json::json!("tenant-form-tenant"), "the dialog's first field has the focus");
+    browser.screenshot("06-add-tenant-dialog").await;
+    browser.keys("#tenant-form-tenant", "\u{E00C}").await;
+    browser.wait_until("the dialog to close", "!document.getElementById('dialog').open", DEFAULT_WAIT).await;
+    let focused = browser.execute("return document.activeElement && document.activeElement.id;", vec![]).await;
+    assert_eq!(focused, serde_json::json!("add-tenant"), "the focus is back on the button that opened the dialog");
+
+    // An admin creates a viewer token; it is shown once.
+    browser.click("#nav-tokens").await;
+    browser.click("#add-token").await;
+    browser.fill("#token-form-name", "helpdesk").await;
+    browser.choose("#token-form-role", "viewer").await;
+    browser.click("#token-form-submit").await;
+    browser.wait_for("#token-created").await;
+    let viewer_token = browser.property("#token-created", "value").await.as_str().expect("token").to_owned();
+    assert!(viewer_token.starts_with("es_"), "a token: {viewer_token}");
+    browser.screenshot("07-token-created").await;
+    browser.click("#token-form-cancel").await;
+    browser.wait_text("#token-table", "helpdesk").await;
+    assert!(!browser.text("#token-table").await.contains(&viewer_token), "the list never shows a token");
+
     // Signing out forgets the token.
     browser.click("#signout").await;
     browser.wait_for("#signin-token").await;
     let stored = browser.execute("return sessionStorage.getItem('entrasync.token');", vec![]).await;
     assert_eq!(stored, serde_json::Value::Null, "sign-out removes the token from sessionStorage");
+
+    // The viewer reads, and every write button is disabled.
+    sign_in(&browser, app, &viewer_token).await;
+    browser.wait_text("#page-title", "Tenants").await;
+    assert_eq!(browser.text("#session-role").await, "viewer");
+    for button in ["#add-tenant", "#add-by-consent"] {
+        assert_eq!(
+            browser.property(button, "disabled").await,
+            serde_json::json!(true),
+            "{button} is disabled for a viewer"
+        );
+    }
+    assert!(!browser.exists("#nav-tokens-item:not([hidden])").await, "viewers do not see the token page");
+    browser.click("#nav-profiles").await;
+    browser.wait_for("#add-profile").await;
+    assert_eq!(browser.property("#add-profile", "disabled").await, serde_json::json!(true));
+    browser.screenshot("08-viewer-profiles").await;
+    browser.click("#signout").await;
+    browser.wait_for("#signin-token").await;
 
     let errors = page_errors(&browser).await;
     assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
@@ -299,6 +344,9 @@ async fn operator_adds_a_tenant_grants_syncs_reads_history_and_allows_held_delet
         })
         .expect("emulated directory");
 
+    // Tenant consent requests get the emulator's prompt too (Accept / Cancel), as at Microsoft.
+    sim.state().identity.set_consent_page(true);
+
     // Sign in.
     sign_in(&browser, app, ADMIN_TOKEN).await;
     browser.wait_text("#page-title", "Tenants").await;
@@ -321,11 +369,24 @@ async fn operator_adds_a_tenant_grants_syncs_reads_history_and_allows_held_delet
     // admin has consented yet, so the permissions are missing.
     browser.click("#nav-tenants").await;
     browser.click("#add-tenant").await;
-    browser.fill("#tenant-form-tenant", DOMAIN).await;
     browser.fill("#tenant-form-name", TENANT_NAME).await;
     browser.choose("#tenant-form-cloud", "custom").await;
     browser.fill("#tenant-form-login-url", &sim.base_url()).await;
     browser.fill("#tenant-form-graph-url", &sim.base_url()).await;
+    // A value the API refuses is shown next to its input.
+    browser.fill("#tenant-form-tenant", "not a domain!").await;
+    browser.click("#test-connection").await;
+    browser
+        .wait_until(
+            "the error next to the Tenant input",
+            "document.getElementById('tenant-form-tenant-error').textContent.length > 0",
+            DEFAULT_WAIT,
+        )
+        .await;
+    let invalid = browser.property("#tenant-form-tenant", "ariaInvalid").await;
+    assert_eq!(invalid, serde_json::json!("true"), "the input is marked invalid");
+    browser.screenshot("13a-add-tenant-field-error").await;
+    browser.fill("#tenant-form-tenant", DOMAIN).await;
     let profile = browser.property("#tenant-form-profile", "value").await;
     assert_ne!(profile, serde_json::json!(""), "the only profile is chosen");
     assert_eq!(
@@ -353,7 +414,10 @@ async fn operator_adds_a_tenant_grants_syncs_reads_history_and_allows_held_delet
     browser
         .wait_until(
             "the consent page or the way back",
-            "document.getElementById('consent-accept') || location.hash.includes('consent=')",
+            &format!(
+                "document.getElementById('consent-accept') || (location.port === '{}' && document.getElementById('permission-status'))",
+                app.port
+            ),
             DEFAULT_WAIT,
         )
         .await;

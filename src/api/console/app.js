@@ -247,7 +247,7 @@
       clear(area).appendChild(el('div', { class: `callout callout-${kind === 'success' ? 'green' : kind === 'error' ? 'red' : kind === 'warning' ? 'amber' : 'blue'}` },
         el('strong', null, title),
         detail ? el('div', null, detail) : null,
-        items && items.length ? el('ul', null, items.map((item) => el('li', null, item))) : null));
+        items && items.length && !dialog.querySelector('.result-list') ? el('ul', null, items.map((item) => el('li', null, item))) : null));
       return area;
     }
     const box = $('notifications');
@@ -278,6 +278,7 @@
       return;
     }
     if (error.status === 401) return; // signed out already, with its own message
+    let inline = false;
     if (error.field && fields) {
       const id = fields[error.field];
       const input = id && (root || document).querySelector(`#${CSS.escape(id)}`);
@@ -287,7 +288,13 @@
         const message = $(`${id}-error`);
         if (message) message.textContent = error.detail || error.title;
         input.focus();
+        inline = true;
       }
+    }
+    // In a dialog the message next to the input is enough; elsewhere a notification tells it too.
+    if (inline && $('dialog').open) {
+      $('announcer').textContent = `${error.title}. ${error.detail}`;
+      return;
     }
     notify('error', error.title, error.detail);
   }
@@ -410,6 +417,7 @@
     role.textContent = state.session.role;
     role.className = `pill ${state.session.role === 'admin' ? 'pill-blue' : 'pill-grey'}`;
     document.body.classList.toggle('role-viewer', !isAdmin());
+    $('nav-tokens-item').hidden = !isAdmin();
   }
 
   function initSignIn() {
@@ -550,6 +558,8 @@
         await renderProfiles(root, view);
       } else if (section === 'audit') {
         await renderAudit(root, view);
+      } else if (section === 'tokens') {
+        await renderTokens(root, view);
       } else if (section === 'directory') {
         await renderDirectoryPicker(root, view);
       } else {
@@ -632,13 +642,15 @@
 
   // ---------------------------------------------------------------- add tenant / test connection
 
-  function cloudFields(prefix, form) {
+  // The cloud select and, for Custom, its two URLs; `beside` (a field) goes next to the select.
+  function cloudFields(prefix, form, beside) {
     const cloud = select({ id: `${prefix}-cloud` }, CLOUDS, 'global');
     const custom = el('div', { id: `${prefix}-custom`, class: 'span-2 form-grid', hidden: true },
       field(`${prefix}-login-url`, 'Login URL', el('input', { type: 'url', id: `${prefix}-login-url`, placeholder: 'https://login.example.com', autocomplete: 'off' })),
       field(`${prefix}-graph-url`, 'Graph URL', el('input', { type: 'url', id: `${prefix}-graph-url`, placeholder: 'https://graph.example.com', autocomplete: 'off' })));
     cloud.addEventListener('change', () => { custom.hidden = cloud.value !== 'custom'; });
     form.appendChild(field(`${prefix}-cloud`, 'Azure cloud', cloud));
+    if (beside) form.appendChild(beside);
     form.appendChild(custom);
   }
 
@@ -722,8 +734,7 @@
       grid.appendChild(field('tenant-form-name', 'Name',
         el('input', { type: 'text', id: 'tenant-form-name', maxlength: 200, autocomplete: 'off' }),
         'Optional: the directory’s display name by default.'));
-      cloudFields('tenant-form', grid);
-      grid.appendChild(field('tenant-form-profile', 'Credential profile',
+      cloudFields('tenant-form', grid, field('tenant-form-profile', 'Credential profile',
         select({ id: 'tenant-form-profile', required: true }, profileOptions(profiles), profiles.length === 1 ? profiles[0].id : ''),
         profiles.length ? null : 'Add a credential profile first (Credential profiles page).'));
       body.appendChild(grid);
@@ -1166,9 +1177,9 @@
     root.appendChild(el('div', { class: 'table-wrap' }, el('table', { id: 'history-table' },
       el('thead', null, el('tr', null,
         tenant ? null : el('th', null, 'Tenant'),
-        el('th', null, 'Start'), el('th', null, 'End'), el('th', null, 'Type'), el('th', null, 'Class'),
+        el('th', null, 'Start'), el('th', { class: 'hide-narrow' }, 'End'), el('th', { class: 'hide-narrow' }, 'Type'), el('th', null, 'Class'),
         el('th', { class: 'num' }, 'Total'), el('th', { class: 'num' }, 'Changed'), el('th', { class: 'num' }, 'Deleted'),
-        el('th', { class: 'num' }, 'Filtered'), el('th', null, 'Status'), el('th', null, 'Error'))),
+        el('th', { class: 'num hide-narrow' }, 'Filtered'), el('th', null, 'Status'), el('th', null, 'Error'))),
       body)));
 
     function params(withPaging) {
@@ -1193,11 +1204,11 @@
       for (const run of items) {
         body.appendChild(el('tr', { 'data-run': run.id, 'data-status': run.status },
           tenant ? null : el('td', null, el('a', { href: `#/tenants/${run.tenant_id}/history` }, run.tenant_name || `#${run.tenant_id}`)),
-          timeCell(run.started_at), timeCell(run.finished_at),
-          el('td', { class: 'nowrap' }, run.mode, run.trigger ? el('span', { class: 'muted' }, ` · ${run.trigger}`) : null),
+          timeCell(run.started_at), Object.assign(timeCell(run.finished_at), { className: 'nowrap hide-narrow' }),
+          el('td', { class: 'nowrap hide-narrow', title: run.trigger ? `trigger: ${run.trigger}` : undefined }, run.mode),
           el('td', null, CLASS_LABEL[run.class] || run.class),
           el('td', { class: 'num' }, fmtNum(run.total)), el('td', { class: 'num' }, fmtNum(run.changed)),
-          el('td', { class: 'num' }, fmtNum(run.deleted)), el('td', { class: 'num' }, fmtNum(run.filtered)),
+          el('td', { class: 'num' }, fmtNum(run.deleted)), el('td', { class: 'num hide-narrow' }, fmtNum(run.filtered)),
           el('td', null, run.status === 'running'
             ? el('span', { class: 'pill pill-blue' }, el('span', { class: 'spinner', 'aria-hidden': 'true' }), 'running')
             : pill(run.status)),
@@ -1415,6 +1426,69 @@
     });
   }
 
+  // ---------------------------------------------------------------- API tokens
+
+  async function renderTokens(root, view) {
+    const tokens = await api.get('/api/v1/tokens');
+    if (view !== state.view) return;
+    clear(root);
+    root.appendChild(pageHead('API tokens', 'Who may use the API and this console. A token is shown once, when it is created.', [
+      writeButton({ id: 'add-token', class: 'btn btn-primary', onclick: openAddTokenDialog }, 'Create token'),
+    ]));
+    const body = el('tbody', { id: 'token-rows' });
+    for (const token of tokens) {
+      const revoke = writeButton({ id: `token-revoke-${token.id}`, class: 'btn btn-small btn-danger' }, 'Revoke');
+      if (token.revoked_at) revoke.disabled = true;
+      revoke.addEventListener('click', async () => {
+        if (!(await confirmDialog(`Revoke “${token.name}”?`, 'Requests with this token are refused from now on.', 'Revoke', true))) return;
+        busy(revoke, async () => {
+          await api.del(`/api/v1/tokens/${token.id}`);
+          notify('success', `Token “${token.name}” revoked`);
+          route();
+        });
+      });
+      body.appendChild(el('tr', { id: `token-row-${token.id}` },
+        el('td', null, el('strong', null, token.name)),
+        el('td', null, pill(token.role === 'admin' ? 'running' : 'none', token.role)),
+        timeCell(token.created_at), timeCell(token.last_used_at),
+        el('td', null, token.revoked_at ? pill('failed', `revoked ${fmtTime(token.revoked_at)}`) : pill('success', 'active')),
+        el('td', { class: 'nowrap' }, revoke)));
+    }
+    if (!tokens.length) body.appendChild(el('tr', null, el('td', { colspan: 6, class: 'empty' }, 'No tokens yet besides the bootstrap token.')));
+    root.appendChild(el('div', { class: 'table-wrap' }, el('table', { id: 'token-table' },
+      el('thead', null, el('tr', null, el('th', null, 'Name'), el('th', null, 'Role'), el('th', null, 'Created'),
+        el('th', null, 'Last used'), el('th', null, 'State'), el('th', null, ''))),
+      body)));
+  }
+
+  function openAddTokenDialog() {
+    openDialog('token-dialog', 'Create API token', (form) => {
+      form.appendChild(el('div', { class: 'dialog-body' },
+        field('token-form-name', 'Name', el('input', { type: 'text', id: 'token-form-name', maxlength: 200, autocomplete: 'off' }), 'Who or what uses it, e.g. “helpdesk” or “reporting job”.'),
+        field('token-form-role', 'Role', select({ id: 'token-form-role' }, [['viewer', 'Viewer: reads everything'], ['admin', 'Admin: also changes things']], 'viewer')),
+        el('div', { id: 'token-created-box', hidden: true },
+          field('token-created', 'The new token (shown only now: copy it)', el('input', { type: 'text', id: 'token-created', class: 'mono', readOnly: true })))));
+      const submit = el('button', { type: 'submit', class: 'btn btn-primary', id: 'token-form-submit' }, 'Create');
+      form.appendChild(el('div', { class: 'dialog-foot' },
+        el('button', { type: 'button', class: 'btn', id: 'token-form-cancel', onclick: closeDialog }, 'Close'), submit));
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        clearFieldErrors(form);
+        busy(submit, async () => {
+          const created = await api.post('/api/v1/tokens', { name: $('token-form-name').value.trim(), role: $('token-form-role').value });
+          $('token-created-box').hidden = false;
+          $('token-created').value = created.token;
+          $('token-created').select();
+          $('token-form-name').readOnly = true;
+          $('token-form-role').disabled = true;
+          submit.hidden = true;
+          notify('success', `Token “${created.name}” created`, 'Copy it now: entrasync keeps only its hash.');
+          $('dialog').addEventListener('close', () => route(), { once: true });
+        }, { name: 'token-form-name', role: 'token-form-role' }, form);
+      });
+    });
+  }
+
   // ---------------------------------------------------------------- audit log
 
   async function renderAudit(root, view) {
@@ -1559,12 +1633,17 @@
     const membersFirst = (object.members ? object.members.first : object.members_first) || [];
     const memberLabel = (m) => (typeof m === 'string' ? m
       : [m.display_name, m.class, m.object_id].filter(Boolean).join(' · '));
+    const memberLink = (m, fallbackClass) => {
+      const id = typeof m === 'string' ? m : m.object_id;
+      const memberClass = (typeof m === 'object' && m.class) || fallbackClass;
+      return el('a', { href: `#/tenants/${tenant.id}/objects/${memberClass}/${encodeURIComponent(id)}` }, memberLabel(m));
+    };
     const right = el('div', { class: 'stack' },
       el('section', { class: 'panel' }, el('h2', null, `Member of (${memberOf.length})`),
-        memberOf.length ? el('ul', { id: 'object-member-of' }, memberOf.map((m) => el('li', { class: 'mono' }, memberLabel(m))))
+        memberOf.length ? el('ul', { id: 'object-member-of' }, memberOf.map((m) => el('li', { class: 'mono' }, memberLink(m, 'group'))))
           : el('p', { class: 'muted' }, 'No group memberships.')),
       membersCount !== undefined && membersCount !== null ? el('section', { class: 'panel' }, el('h2', null, `Members (${fmtNum(membersCount)})`),
-        el('ul', { id: 'object-members' }, membersFirst.map((m) => el('li', { class: 'mono' }, memberLabel(m))))) : null,
+        el('ul', { id: 'object-members' }, membersFirst.map((m) => el('li', { class: 'mono' }, memberLink(m, 'user'))))) : null,
       object.mapped ? el('section', { class: 'panel' }, el('h2', null, 'Mapped attributes'), el('pre', { class: 'json' }, JSON.stringify(object.mapped, null, 2))) : null);
     root.appendChild(el('div', { class: 'grid-2' }, left, right));
   }
