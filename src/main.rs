@@ -138,7 +138,8 @@ enum CredentialCommand {
         /// File holding the old key (base64 of 32 bytes), or - for stdin (never on the command line).
         #[arg(long, group = "old_key")]
         old_key_file: Option<PathBuf>,
-        /// Name of an environment variable holding the old key, e.g. ENTRASYNC_OLD_SECRETS_KEY.
+        /// Name of an environment variable holding the old key, e.g. OLD_SECRETS_KEY (not an ENTRASYNC_
+        /// name: those are settings, and an unknown one is refused).
         #[arg(long, group = "old_key")]
         old_key_env: Option<String>,
     },
