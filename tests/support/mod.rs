@@ -89,7 +89,9 @@ impl Drop for TestAmqp {
                     let _ =
                         ch.queue_delete(format!("{prefix}.sync.{class}").into(), QueueDeleteOptions::default()).await;
                 }
-                let _ = ch.queue_delete(format!("{prefix}.dead").into(), QueueDeleteOptions::default()).await;
+                for queue in ["dead", "checks"] {
+                    let _ = ch.queue_delete(format!("{prefix}.{queue}").into(), QueueDeleteOptions::default()).await;
+                }
                 for exchange in ["jobs", "dead"] {
                     let _ = ch
                         .exchange_delete(format!("{prefix}.{exchange}").into(), ExchangeDeleteOptions::default())
