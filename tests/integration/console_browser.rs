@@ -321,7 +321,7 @@ async fn operator_adds_a_tenant_grants_syncs_reads_history_and_allows_held_delet
         Stack::start(&[("ENTRASYNC_SYNC_DELETION_THRESHOLD", "5"), ("ENTRASYNC_SERVE_ROLES", "api,worker")]).await;
     let app = &stack.app;
     let sim = &stack.sim;
-    let roles: Vec<String> = entrasync::demo::emulated::READ_ROLES.iter().map(|r| (*r).to_owned()).collect();
+    let roles: Vec<String> = entrasync::demo::emulated::REQUESTED_ROLES.iter().map(|r| (*r).to_owned()).collect();
     let emulated_app = sim
         .state()
         .identity
@@ -575,6 +575,7 @@ async fn operator_adds_a_tenant_grants_syncs_reads_history_and_allows_held_delet
         .state()
         .create_tenant(graph_sim::state::TenantSpec {
             domain: Some("fabrikam-console.example".to_owned()),
+            display_name: Some("Fabrikam Console".to_owned()),
             seed: Some(14),
             users: 5,
             ..Default::default()
@@ -592,6 +593,7 @@ async fn operator_adds_a_tenant_grants_syncs_reads_history_and_allows_held_delet
     browser.click("#consent-accept").await;
     browser.wait_text("#tenant-entra-id", &second.tenant_id).await;
     let second_id = tenant_id_in_url(&browser).await;
+    browser.wait_text("#page-title", "Fabrikam Console").await;
     assert_ne!(second_id, tenant_id);
     browser.screenshot("29-added-by-consent").await;
 
