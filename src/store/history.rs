@@ -1,15 +1,19 @@
 //! The sync history view: filtered pages of `sync_runs`, newest first, by keyset on (started_at, id),
 //! with a total; and the same view streamed for the CSV export.
 //!
-//! Why it stays fast at a million runs without statistics:
+//! Why it stays fast at a million runs without statistics (docs/benchmarks.md, "History pages"):
 //! - each page reads an index in page order and stops after `limit` rows: `sync_runs_by_tenant`,
-//!   `sync_runs_by_tenant_class`, `sync_runs_by_status` or `sync_runs_by_start`, chosen by the filter;
+//!   `sync_runs_by_tenant_class` or `sync_runs_by_start`; a filter on status, class or mode (without a
+//!   tenant) reads one range of `sync_runs_by_kind` per (status, class, mode) cell it allows and merges
+//!   them in page order, so a sparse combination costs what a dense one does;
 //! - the total of a filter without time range or search is a sum over `sync_run_counts` (kept exact by
 //!   triggers); with a time range or search it is counted up to [`COUNT_CAP`] runs, and beyond that
 //!   reported as a lower bound (`total_exact = false`);
 //! - the search (`q`, case-insensitive substring) is a union of three ordered branches: runs of the
 //!   tenants whose name matches (the tenant list is searched first), runs whose status is `q`, and runs
-//!   whose error text matches (read through the partial index of runs that have an error).
+//!   whose error text matches, read from the narrow `sync_run_errors` (lower-cased texts, kept by
+//!   triggers) newest first; its statements run with sequential and bitmap scans off, so each branch
+//!   is read in page order and stops at its limit.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -18,6 +22,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
+
+use deadpool_postgres::GenericClient;
 
 use super::{Pool, StoreError};
 use crate::model::{ObjectClass, SyncMode};
@@ -29,6 +35,10 @@ const STREAM_BATCH: i64 = 5_000;
 /// Above this many matching tenants the name branch of a search reads the runs in time order and
 /// filters, instead of reading each tenant's runs and sorting them.
 const FEW_TENANTS: usize = 64;
+/// Set for the statements of a search: without statistics the planner takes a text match for rare and
+/// reads the whole error table (or the runs of the matching tenants) and sorts, when reading it in page
+/// order stops after `limit` matches for a common word and costs the same for a rare one.
+const INDEXES_ONLY: &str = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off";
 const STATUSES: [&str; 6] = ["running", "success", "warning", "failed", "held", "cancelled"];
 
 #[derive(Debug, Clone, Default)]
@@ -117,7 +127,7 @@ impl Query {
 /// What a search matches, resolved before the runs are read.
 struct Search {
     tenant_ids: Vec<i64>,
-    status: Option<String>,
+    status: Option<&'static str>,
     pattern: String,
 }
 
@@ -138,40 +148,98 @@ async fn resolve_search(client: &deadpool_postgres::Object, q: &str) -> Result<S
     let pattern = like_pattern(q);
     let rows = client.query("SELECT id FROM tenants WHERE name ILIKE $1", &[&pattern]).await?;
     let tenant_ids = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
-    let lower = q.to_lowercase();
-    let status = STATUSES.contains(&lower.as_str()).then_some(lower);
+    let status = status_literal(&q.to_lowercase());
     Ok(Search { tenant_ids, status, pattern })
 }
 
-/// The conditions of the filter (without search), on `sync_runs r`.
-fn conditions(query: &mut Query, filter: &HistoryFilter, after: Option<&HistoryCursor>) -> String {
-    let mut sql = String::from("true");
-    if let Some(id) = filter.tenant_id {
-        sql.push_str(&format!(" AND r.tenant_id = {}", query.bind(id)));
+/// The literal of a status: the entry of [`STATUSES`] (never the caller's text), so it can be inlined.
+fn status_literal(status: &str) -> Option<&'static str> {
+    STATUSES.iter().copied().find(|s| *s == status)
+}
+
+/// The filter's conditions on the run's status, class and mode, as literals of the closed vocabularies
+/// (inlined rather than bound, so every statement uses each parameter it binds).
+fn kind_conditions(filter: &HistoryFilter) -> String {
+    let mut sql = String::new();
+    if let Some(status) = filter.status.as_deref().and_then(status_literal) {
+        sql.push_str(&format!(" AND r.status = '{status}'"));
     }
     if let Some(class) = filter.class {
-        sql.push_str(&format!(" AND r.object_class = {}::text::object_class", query.bind(class.as_str())));
-    }
-    if let Some(status) = &filter.status {
-        sql.push_str(&format!(" AND r.status = {}::text::run_status", query.bind(status.clone())));
+        sql.push_str(&format!(" AND r.object_class = '{}'", class.as_str()));
     }
     if let Some(mode) = filter.mode {
-        sql.push_str(&format!(" AND r.mode = {}::text::sync_mode", query.bind(mode.as_str())));
-    }
-    if let Some(from) = filter.from {
-        sql.push_str(&format!(" AND r.started_at >= {}", query.bind(from)));
-    }
-    if let Some(to) = filter.to {
-        sql.push_str(&format!(" AND r.started_at <= {}", query.bind(to)));
-    }
-    if let Some(after) = after {
-        let (at, id) = (query.bind(after.started_at), query.bind(after.id));
-        sql.push_str(&format!(" AND (r.started_at, r.id) < ({at}, {id})"));
+        sql.push_str(&format!(" AND r.mode = '{}'", mode.as_str()));
     }
     sql
 }
 
+/// The placeholders of the page-key conditions (time range and cursor), bound once and written on
+/// whichever `started_at` and `id` columns a branch reads.
+struct KeyBounds {
+    from: Option<String>,
+    to: Option<String>,
+    after: Option<(String, String)>,
+}
+
+impl KeyBounds {
+    fn bind(query: &mut Query, filter: &HistoryFilter, after: Option<&HistoryCursor>) -> KeyBounds {
+        KeyBounds {
+            from: filter.from.map(|from| query.bind(from)),
+            to: filter.to.map(|to| query.bind(to)),
+            after: after.map(|after| (query.bind(after.started_at), query.bind(after.id))),
+        }
+    }
+
+    fn on(&self, started_at: &str, id: &str) -> String {
+        let mut sql = String::new();
+        if let Some(from) = &self.from {
+            sql.push_str(&format!(" AND {started_at} >= {from}"));
+        }
+        if let Some(to) = &self.to {
+            sql.push_str(&format!(" AND {started_at} <= {to}"));
+        }
+        if let Some((at, key)) = &self.after {
+            sql.push_str(&format!(" AND ({started_at}, {id}) < ({at}, {key})"));
+        }
+        sql
+    }
+}
+
 const ORDER: &str = "ORDER BY started_at DESC, id DESC";
+
+/// The (status, class, mode) cells of `sync_runs_by_kind` a branch reads, as conditions on `r`, when
+/// the filter has no tenant and restricts at least one of the three (`status` also restricts it: the
+/// status branch of a search). None: read the other indexes. Empty: nothing can match.
+fn cells(filter: &HistoryFilter, status: Option<&'static str>) -> Option<Vec<String>> {
+    let filter_status = filter.status.as_deref().and_then(status_literal);
+    if filter.tenant_id.is_some()
+        || (filter_status.is_none() && status.is_none() && filter.class.is_none() && filter.mode.is_none())
+    {
+        return None;
+    }
+    let statuses: Vec<&str> = match (filter_status, status) {
+        (Some(a), Some(b)) if a != b => Vec::new(),
+        (Some(one), _) | (None, Some(one)) => vec![one],
+        (None, None) => STATUSES.to_vec(),
+    };
+    let classes: Vec<&str> = match filter.class {
+        Some(class) => vec![class.as_str()],
+        None => ObjectClass::ALL.iter().map(|c| c.as_str()).collect(),
+    };
+    let modes: Vec<&str> = match filter.mode {
+        Some(mode) => vec![mode.as_str()],
+        None => [SyncMode::Full, SyncMode::Delta].iter().map(|m| m.as_str()).collect(),
+    };
+    let mut out = Vec::new();
+    for status in &statuses {
+        for class in &classes {
+            for mode in &modes {
+                out.push(format!(" AND r.status = '{status}' AND r.object_class = '{class}' AND r.mode = '{mode}'"));
+            }
+        }
+    }
+    Some(out)
+}
 
 /// The ids and keys of the first `limit` matching runs in page order (a union of ordered branches
 /// when searching).
@@ -182,24 +250,55 @@ fn matching(
     after: Option<&HistoryCursor>,
     limit: i64,
 ) -> String {
-    let base = conditions(query, filter, after);
+    let tenant = filter.tenant_id.map(|id| format!(" AND r.tenant_id = {}", query.bind(id))).unwrap_or_default();
+    let bounds = KeyBounds::bind(query, filter, after);
+    let keys = bounds.on("r.started_at", "r.id");
+    let kinds = kind_conditions(filter);
     let limit = query.bind(limit);
-    let branch =
-        |extra: &str| format!("(SELECT r.id, r.started_at FROM sync_runs r WHERE {base}{extra} {ORDER} LIMIT {limit})");
-    let Some(search) = search else { return branch("") };
+    let select = |extra: &str| {
+        format!("(SELECT r.id, r.started_at FROM sync_runs r WHERE true{tenant}{keys}{extra} {ORDER} LIMIT {limit})")
+    };
+    // One ordered branch: a merge of the cells of `sync_runs_by_kind` it allows, or one index range.
+    let branch = |extra: &str, status: Option<&'static str>| match cells(filter, status) {
+        Some(cells) if cells.is_empty() => None,
+        Some(cells) => {
+            let parts: Vec<String> = cells.iter().map(|cell| select(&format!("{cell}{extra}"))).collect();
+            Some(format!("(SELECT id, started_at FROM ({}) AS c {ORDER} LIMIT {limit})", parts.join(" UNION ALL ")))
+        }
+        None => {
+            let status = status.map(|s| format!(" AND r.status = '{s}'")).unwrap_or_default();
+            Some(select(&format!("{kinds}{status}{extra}")))
+        }
+    };
+    let Some(search) = search else {
+        return branch("", None)
+            .unwrap_or_else(|| String::from("SELECT NULL::uuid AS id, NULL::timestamptz AS started_at WHERE false"));
+    };
     let mut branches = Vec::new();
     if !search.tenant_ids.is_empty() {
         // `+ 0` hides the tenant index when many tenants match: their runs are dense in time order.
-        let column = if search.tenant_ids.len() > FEW_TENANTS { "r.tenant_id + 0" } else { "r.tenant_id" };
-        let ids = query.bind(search.tenant_ids.clone());
-        branches.push(branch(&format!(" AND {column} = ANY({ids}::bigint[])")));
+        let condition = match search.tenant_ids.as_slice() {
+            // One tenant: a range of `sync_runs_by_tenant` in page order, no sort.
+            [one] => format!(" AND r.tenant_id = {}", query.bind(*one)),
+            ids => {
+                let column = if ids.len() > FEW_TENANTS { "r.tenant_id + 0" } else { "r.tenant_id" };
+                format!(" AND {column} = ANY({}::bigint[])", query.bind(ids.to_vec()))
+            }
+        };
+        branches.extend(branch(&condition, None));
     }
-    if let Some(status) = &search.status {
-        let status = query.bind(status.clone());
-        branches.push(branch(&format!(" AND r.status = {status}::text::run_status")));
+    if let Some(status) = search.status {
+        branches.extend(branch("", Some(status)));
     }
+    // Error texts: `sync_run_errors` newest first, joined to the runs only for the filter's conditions.
     let pattern = query.bind(search.pattern.clone());
-    branches.push(branch(&format!(" AND r.error IS NOT NULL AND r.error ILIKE {pattern}")));
+    let keys = bounds.on("e.started_at", "e.run_id");
+    let join = if tenant.is_empty() && kinds.is_empty() { "" } else { " JOIN sync_runs r ON r.id = e.run_id" };
+    branches.push(format!(
+        "(SELECT e.run_id AS id, e.started_at FROM sync_run_errors e{join} \
+         WHERE e.error_lower LIKE lower({pattern}){tenant}{kinds}{keys} \
+         ORDER BY e.started_at DESC, e.run_id DESC LIMIT {limit})"
+    ));
     format!("SELECT id, started_at FROM ({}) AS m {ORDER} LIMIT {limit}", branches.join(" UNION "))
 }
 
@@ -207,7 +306,7 @@ const ROW: &str = "r.id, r.tenant_id, t.name, r.object_class::text, r.mode::text
      r.started_at, r.finished_at, r.total, r.changed, r.deleted, r.filtered, r.reason, r.error";
 
 async fn rows(
-    client: &deadpool_postgres::Object,
+    client: &impl GenericClient,
     filter: &HistoryFilter,
     search: Option<&Search>,
     after: Option<&HistoryCursor>,
@@ -223,16 +322,44 @@ async fn rows(
     rows.iter().map(from_row).collect()
 }
 
+/// The first page of a filter whose total is counted (search or time range) and that total, from one
+/// read of the matching keys: the page is the head of the runs counted, so a search scans its error
+/// texts once, not once for the page and again for the count.
+async fn first_page_counted(
+    client: &impl GenericClient,
+    filter: &HistoryFilter,
+    search: Option<&Search>,
+    limit: i64,
+) -> Result<(Vec<HistoryRow>, (i64, bool)), StoreError> {
+    let mut query = Query::default();
+    let matching = matching(&mut query, filter, search, None, COUNT_CAP + 1);
+    let limit = query.bind(limit);
+    let sql = format!(
+        "WITH k AS MATERIALIZED ({matching}) \
+         SELECT {ROW}, (SELECT count(*) FROM k) FROM (SELECT id FROM k {ORDER} LIMIT {limit}) AS m \
+         JOIN sync_runs r ON r.id = m.id JOIN tenants t ON t.id = r.tenant_id ORDER BY r.started_at DESC, r.id DESC"
+    );
+    let rows = client.query(&sql, &query.refs()).await?;
+    // No row: nothing matches at all (the page is the head of what was counted).
+    let counted: i64 = match rows.first() {
+        Some(row) => row.try_get(15)?,
+        None => 0,
+    };
+    let items = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    Ok((items, (counted.min(COUNT_CAP), counted <= COUNT_CAP)))
+}
+
 /// The total: exact from the counters, or counted up to the cap.
 async fn total(
-    client: &deadpool_postgres::Object,
+    client: &impl GenericClient,
     filter: &HistoryFilter,
     search: Option<&Search>,
 ) -> Result<(i64, bool), StoreError> {
     let mut query = Query::default();
     if search.is_none() && filter.from.is_none() && filter.to.is_none() {
-        let conditions = conditions(&mut query, filter, None);
-        let sql = format!("SELECT COALESCE(sum(runs), 0)::bigint FROM sync_run_counts r WHERE {conditions}");
+        let tenant = filter.tenant_id.map(|id| format!(" AND r.tenant_id = {}", query.bind(id))).unwrap_or_default();
+        let kinds = kind_conditions(filter);
+        let sql = format!("SELECT COALESCE(sum(runs), 0)::bigint FROM sync_run_counts r WHERE true{tenant}{kinds}");
         let row = client.query_one(&sql, &query.refs()).await?;
         return Ok((row.try_get(0)?, true));
     }
@@ -265,19 +392,33 @@ pub async fn page(
 ) -> Result<HistoryPage, StoreError> {
     validate(filter)?;
     let limit = limit.clamp(1, 1000);
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
     let search = match search_text(filter) {
         Some(q) => Some(resolve_search(&client, q).await?),
         None => None,
     };
-    let mut items = rows(&client, filter, search.as_ref(), after, limit + 1).await?;
+    let transaction = client.transaction().await?;
+    if search.is_some() {
+        transaction.batch_execute(INDEXES_ONLY).await?;
+    }
+    let counted = search.is_some() || filter.from.is_some() || filter.to.is_some();
+    let (mut items, first_total) = if after.is_none() && counted {
+        let (items, total) = first_page_counted(&transaction, filter, search.as_ref(), limit + 1).await?;
+        (items, Some(total))
+    } else {
+        (rows(&transaction, filter, search.as_ref(), after, limit + 1).await?, None)
+    };
     let next = if items.len() as i64 > limit {
         items.truncate(limit as usize);
         items.last().map(|r| HistoryCursor { started_at: r.started_at, id: r.id })
     } else {
         None
     };
-    let (total, total_exact) = total(&client, filter, search.as_ref()).await?;
+    let (total, total_exact) = match first_total {
+        Some(total) => total,
+        None => total(&transaction, filter, search.as_ref()).await?,
+    };
+    transaction.commit().await?;
     Ok(HistoryPage { items, total, total_exact, next })
 }
 
@@ -293,12 +434,17 @@ pub fn stream(
             return Ok::<_, StoreError>(None);
         }
         validate(&filter)?;
-        let client = pool.get().await?;
+        let mut client = pool.get().await?;
         let search = match search_text(&filter) {
             Some(q) => Some(resolve_search(&client, q).await?),
             None => None,
         };
-        let batch = rows(&client, &filter, search.as_ref(), after.as_ref(), STREAM_BATCH).await?;
+        let transaction = client.transaction().await?;
+        if search.is_some() {
+            transaction.batch_execute(INDEXES_ONLY).await?;
+        }
+        let batch = rows(&transaction, &filter, search.as_ref(), after.as_ref(), STREAM_BATCH).await?;
+        transaction.commit().await?;
         drop(client);
         let done = (batch.len() as i64) < STREAM_BATCH;
         let next = batch.last().map(|r| HistoryCursor { started_at: r.started_at, id: r.id }).or(after);
