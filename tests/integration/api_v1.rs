@@ -261,6 +261,11 @@ async fn profiles_tenants_test_connection_manual_sync_history_and_delete() {
         api.admin(Method::PATCH, &format!("/api/v1/tenants/{id}"), Some(json!({ "name": "Contoso EU" }))).await;
     assert_eq!(renamed.body["name"], "Contoso EU", "{}", renamed.text);
 
+    // "Check now" records the status the tenant list shows.
+    let checked = api.admin(Method::POST, &format!("/api/v1/tenants/{id}/permissions/check"), None).await;
+    assert_eq!(checked.body["permission_status"], "needs_additional_permissions", "{}", checked.text);
+    assert!(checked.body["permissions_checked_at"].is_string(), "{}", checked.text);
+
     // The stored tenant's check records its permission status.
     api.world.sim.state().identity.grant_consent(&sim_tenant, &app_id, &ALL_ROLES.map(str::to_owned)).expect("consent");
     let test = api.admin(Method::POST, &format!("/api/v1/tenants/{id}/test-connection"), None).await;
@@ -427,6 +432,19 @@ async fn held_deletions_block_reset_quarantine_and_profile_rotation() {
     is_problem(&again, StatusCode::NOT_FOUND);
     let gone = api.admin(Method::GET, &format!("/api/v1/tenants/{id}/objects/user/{}", users[1]), None).await;
     is_problem(&gone, StatusCode::NOT_FOUND);
+
+    // Rejected holds delete nothing.
+    for user in &users[4..7] {
+        state.delete_object(&sim_tenant, user, true).expect("delete");
+    }
+    api.admin(Method::POST, &format!("/api/v1/tenants/{id}/sync"), Some(sync("delta"))).await;
+    assert_eq!(settled_runs(&api, id, 3).await[0]["status"], "held");
+    let held = api.admin(Method::GET, &format!("/api/v1/tenants/{id}/held-deletions"), None).await;
+    let run = held.body[0]["run_id"].as_str().expect("run").to_owned();
+    let rejected = api.admin(Method::POST, &format!("/api/v1/tenants/{id}/held-deletions/{run}/reject"), None).await;
+    assert_eq!(rejected.body, json!({ "resolved": 3, "deleted": 0 }), "{}", rejected.text);
+    let kept = api.admin(Method::GET, &format!("/api/v1/tenants/{id}/objects/user/{}", users[4]), None).await;
+    assert_eq!(kept.status, StatusCode::OK, "{}", kept.text);
 
     // Block stops manual syncs (and scheduling); reset lifts it.
     let blocked = api.admin(Method::POST, &format!("/api/v1/tenants/{id}/block"), None).await;
