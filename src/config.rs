@@ -90,7 +90,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "base64 of 32 random bytes (openssl rand -base64 32) that encrypts stored credentials",
     },
     SettingSpec {
-        key: "api.admin_token",
+        key: "admin.token",
         env: "ENTRASYNC_ADMIN_TOKEN",
         default: "",
         secret: true,
@@ -403,7 +403,7 @@ impl Settings {
             ("http.listen", self.http.listen.to_string()),
             ("http.shutdown_timeout_secs", self.http.shutdown_timeout.as_secs().to_string()),
             ("secrets.key", if self.secrets_key.expose_secret().is_empty() { "" } else { "*****" }.to_owned()),
-            ("api.admin_token", if self.api.admin_token.expose_secret().is_empty() { "" } else { "*****" }.to_owned()),
+            ("admin.token", if self.api.admin_token.expose_secret().is_empty() { "" } else { "*****" }.to_owned()),
             ("api.public_url", self.api.public_url.as_ref().map(ToString::to_string).unwrap_or_default()),
             ("log.format", format!("{:?}", self.log.format).to_lowercase()),
             ("log.filter", self.log.filter.clone()),
@@ -499,13 +499,13 @@ fn parse_name(raw: &BTreeMap<&'static str, String>, key: &str) -> Result<String,
 
 /// Long enough to resist guessing; printable so it fits a header.
 fn parse_admin_token(raw: &BTreeMap<&'static str, String>) -> Result<String, ConfigError> {
-    let value = raw.get("api.admin_token").map(|v| v.trim().to_owned()).unwrap_or_default();
+    let value = raw.get("admin.token").map(|v| v.trim().to_owned()).unwrap_or_default();
     if value.is_empty() || (value.len() >= 32 && value.len() <= 200 && value.chars().all(|c| c.is_ascii_graphic())) {
         Ok(value)
     } else {
         Err(invalid(
             raw,
-            "api.admin_token",
+            "admin.token",
             "32 to 200 printable characters without spaces, e.g. es_$(openssl rand -base64 32 | tr '+/' '-_' | tr -d '=')",
         ))
     }

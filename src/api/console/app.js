@@ -1,5 +1,5 @@
 // entrasync console: a client of /api/v1 and nothing else. Plain ES2020, no framework, no build step.
-// Served with a strict Content-Security-Policy: no inline scripts or styles, no innerHTML of API data.
+// Served with a strict Content-Security-Policy: no inline scripts or styles, the DOM is built from nodes, never from HTML strings.
 (function () {
   'use strict';
 
