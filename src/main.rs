@@ -260,10 +260,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Serve { print_config: false } => {
             let app = Application::build(&settings).await?;
             if let Some(token) = app.new_admin_token() {
-                // Shown once, on the terminal only: the log never carries a token.
+                // Shown once, on the terminal only: the log never carries a token. One line, so JSON logs
+                // on the same stream stay one object per line (plus `entrasync: ` lines for people).
                 say(format_args!(
-                    "no admin API token existed, so one was created. Sign in to the console with it; it is shown \
-                     only now:\n\n    {token}\n"
+                    "no admin API token existed, so one was created; sign in to the console with {token} \
+                     (shown only now)"
                 ));
             }
             tracing::info!(port = app.port(), instance = %settings.instance_id, "serving");
