@@ -107,6 +107,39 @@ pub async fn list(
     Ok(web::Json(held_deletions::summary(&state.pool, *id).await?.into_iter().map(HeldView::from).collect()))
 }
 
+/// Allow or reject: the operator's decision on one run's holds.
+#[derive(Clone, Copy)]
+enum Verdict {
+    Allow,
+    Reject,
+}
+
+async fn decide(
+    caller: Caller,
+    state: &AppState,
+    path: web::Path<(i64, Uuid)>,
+    verdict: Verdict,
+) -> Result<web::Json<Decision>, ApiError> {
+    caller.admin()?;
+    let (tenant_id, run_id) = path.into_inner();
+    let held = held_run(state, tenant_id, run_id).await?;
+    let operator = caller.actor().name;
+    let (resolution, action) = match verdict {
+        Verdict::Allow => (
+            sync::allow_held_deletions(&state.pool, tenant_id, held.class, run_id, &operator).await,
+            "held_deletions.allow",
+        ),
+        Verdict::Reject => (
+            sync::reject_held_deletions(&state.pool, tenant_id, held.class, run_id, &operator).await,
+            "held_deletions.reject",
+        ),
+    };
+    let r = resolution.map_err(sync_error)?;
+    let decision = Decision { resolved: r.resolved, deleted: r.deleted };
+    audited(state, &caller, action, &held, &decision).await?;
+    Ok(web::Json(decision))
+}
+
 /// Applies exactly the deletions the run held.
 #[utoipa::path(post, path = "/api/v1/tenants/{id}/held-deletions/{run_id}/allow", tag = "held deletions",
     params(("id" = i64, Path), ("run_id" = Uuid, Path)), responses((status = 200, body = Decision), Problems))]
@@ -115,15 +148,7 @@ pub async fn allow(
     state: web::Data<AppState>,
     path: web::Path<(i64, Uuid)>,
 ) -> Result<web::Json<Decision>, ApiError> {
-    caller.admin()?;
-    let (tenant_id, run_id) = path.into_inner();
-    let held = held_run(&state, tenant_id, run_id).await?;
-    let r = sync::allow_held_deletions(&state.pool, tenant_id, held.class, run_id, &caller.actor().name)
-        .await
-        .map_err(sync_error)?;
-    let decision = Decision { resolved: r.resolved, deleted: r.deleted };
-    audited(&state, &caller, "held_deletions.allow", &held, &decision).await?;
-    Ok(web::Json(decision))
+    decide(caller, &state, path, Verdict::Allow).await
 }
 
 /// Discards the deletions the run held; nothing is deleted.
@@ -134,13 +159,5 @@ pub async fn reject(
     state: web::Data<AppState>,
     path: web::Path<(i64, Uuid)>,
 ) -> Result<web::Json<Decision>, ApiError> {
-    caller.admin()?;
-    let (tenant_id, run_id) = path.into_inner();
-    let held = held_run(&state, tenant_id, run_id).await?;
-    let r = sync::reject_held_deletions(&state.pool, tenant_id, held.class, run_id, &caller.actor().name)
-        .await
-        .map_err(sync_error)?;
-    let decision = Decision { resolved: r.resolved, deleted: r.deleted };
-    audited(&state, &caller, "held_deletions.reject", &held, &decision).await?;
-    Ok(web::Json(decision))
+    decide(caller, &state, path, Verdict::Reject).await
 }
