@@ -410,24 +410,31 @@ async fn operator_adds_a_tenant_grants_syncs_reads_history_and_allows_held_delet
     // Grant permissions: the emulator's consent page, Accept, and back to the tenant's page.
     browser.dismiss_notifications().await;
     browser.click("#grant-permissions").await;
-    // The emulator answers a tenant's consent request at once, or with its page when that is on.
+    // The emulator answers a tenant's consent request at once, or with its page when that is on. The
+    // console's own page is no sign of either: the navigation to the emulator may not have started yet.
+    // The way back runs a permission check against Graph, so it gets more time on a busy machine.
     browser
         .wait_until(
             "the consent page or the way back",
-            &format!(
-                "document.getElementById('consent-accept') || (location.port === '{}' && document.getElementById('permission-status'))",
-                app.port
-            ),
-            DEFAULT_WAIT,
+            "document.getElementById('consent-accept') || (document.getElementById('notifications') \
+             && document.getElementById('notifications').textContent.includes('Consent recorded'))",
+            Duration::from_secs(60),
         )
         .await;
     if browser.exists("#consent-accept").await {
         browser.screenshot("15-emulator-consent-page").await;
         browser.click("#consent-accept").await;
     }
+    browser
+        .wait_until(
+            "the consent to be recorded",
+            "document.getElementById('notifications') \
+             && document.getElementById('notifications').textContent.includes('Consent recorded')",
+            Duration::from_secs(60),
+        )
+        .await;
     browser.wait_text("#page-title", TENANT_NAME).await;
     assert!(browser.current_url().await.starts_with(&app.address), "back in the console");
-    browser.wait_text("#notifications", "Consent recorded").await;
     browser.wait_text("#permission-status", "Granted").await;
     browser.screenshot("16-permissions-granted").await;
 
