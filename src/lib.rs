@@ -14,6 +14,7 @@ pub mod config;
 #[cfg(feature = "emulator")]
 pub mod demo;
 pub mod graph;
+pub mod mapping;
 pub mod metrics;
 pub use entrasync_model as model;
 pub mod queue;

@@ -15,6 +15,7 @@ mod error;
 pub mod held_deletions;
 pub mod history;
 pub mod leases;
+pub mod mappings;
 pub mod members;
 pub mod metrics_queries;
 pub mod migrate;
@@ -26,6 +27,7 @@ pub mod run_scratch;
 pub mod runs;
 pub mod schedule;
 pub mod secret_box;
+pub mod tags;
 pub mod tenants;
 pub mod wire;
 

@@ -11,12 +11,15 @@
     clippy::print_stderr
 )]
 
+mod api_mappings;
 mod api_secrets;
 mod api_store;
+mod api_tags;
 mod api_v1;
 mod bench_fleet_smoke;
 mod bench_smoke;
 mod cli_first_contact;
+mod cli_mapping;
 mod console_browser;
 mod deploy_manifests;
 mod foundation_queue;
@@ -32,6 +35,9 @@ mod graph_sim_groups;
 mod graph_sim_harness;
 mod graph_sim_identity;
 mod graph_sim_list;
+mod mapping_policy;
+mod mapping_remap;
+mod mapping_scope;
 mod metrics_wiring;
 mod observability;
 mod serve_roles;

@@ -1,0 +1,1 @@
+//! Attribute mappings and scoping filters per (tenant, class) (docs/mappings.md).

@@ -1,0 +1,1 @@
+//! External tag mappings, tag values, object tags and asset groups (docs/mappings.md).
