@@ -21,6 +21,8 @@ pub struct PreparedObject {
     /// Canonical JSON text of the attributes: hashed for the marker and stored as it is.
     pub attrs: JsonText,
     pub mapped: Option<Value>,
+    /// Written only when the object is first stored (see [`Admission::Admit`]).
+    pub on_create: Option<Value>,
 }
 
 /// A membership change of an admitted group.
@@ -98,10 +100,10 @@ pub fn prepare(class: ObjectClass, items: Vec<DeltaItem>, policy: &dyn ObjectPol
                 let attrs = canonical_attrs(attrs);
                 match policy.admit(class, &attrs) {
                     Admission::Filter => page.filtered.push(id),
-                    Admission::Admit { mapped } => {
+                    Admission::Admit { mapped, on_create } => {
                         let canonical = canonicalize(&attrs, mapped.as_ref());
                         let attrs = JsonText::from_json_bytes(canonical.attrs_json);
-                        page.objects.push(PreparedObject { id, marker: canonical.marker, attrs, mapped });
+                        page.objects.push(PreparedObject { id, marker: canonical.marker, attrs, mapped, on_create });
                         admitted_groups.push(id);
                     }
                 }
@@ -218,7 +220,7 @@ mod tests {
         impl ObjectPolicy for OnlyNamedKeep {
             fn admit(&self, _class: ObjectClass, attrs: &serde_json::Map<String, Value>) -> Admission {
                 if attrs.get("displayName") == Some(&json!("keep")) {
-                    Admission::Admit { mapped: Some(json!({"tag": "kept"})) }
+                    Admission::Admit { mapped: Some(json!({"tag": "kept"})), on_create: None }
                 } else {
                     Admission::Filter
                 }

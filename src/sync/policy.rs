@@ -8,8 +8,11 @@ use crate::model::ObjectClass;
 /// What the policy decided for one object.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
-    /// Store the object, with these mapped attributes (`None`: no mappings apply).
-    Admit { mapped: Option<Value> },
+    /// Store the object. `mapped`: what the mappings applied always produce (`None`: no mappings
+    /// apply); it is part of the object's change marker. `on_create`: what applies only when the object
+    /// is first stored (mappings applied only during creation, defaults for null results); written once,
+    /// never compared. The effective mapped attributes are `on_create` overlaid with `mapped`.
+    Admit { mapped: Option<Value>, on_create: Option<Value> },
     /// Outside the scoping filter: not stored, counted as filtered (and removed if stored before).
     Filter,
 }
@@ -25,6 +28,6 @@ pub struct PassThrough;
 
 impl ObjectPolicy for PassThrough {
     fn admit(&self, _class: ObjectClass, _attrs: &Map<String, Value>) -> Admission {
-        Admission::Admit { mapped: None }
+        Admission::Admit { mapped: None, on_create: None }
     }
 }
