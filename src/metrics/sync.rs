@@ -88,7 +88,7 @@ impl SyncMetrics {
         };
         // Tenant-free series exist from the start, so dashboards show 0 rather than "no data".
         for class in ObjectClass::ALL {
-            for mode in [SyncMode::Full, SyncMode::Delta] {
+            for mode in SyncMode::ALL {
                 metrics.in_progress.with_label_values(&[class.as_str(), mode.as_str()]).set(0);
             }
         }

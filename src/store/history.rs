@@ -228,7 +228,7 @@ fn cells(filter: &HistoryFilter, status: Option<&'static str>) -> Option<Vec<Str
     };
     let modes: Vec<&str> = match filter.mode {
         Some(mode) => vec![mode.as_str()],
-        None => [SyncMode::Full, SyncMode::Delta].iter().map(|m| m.as_str()).collect(),
+        None => SyncMode::ALL.iter().map(|m| m.as_str()).collect(),
     };
     let mut out = Vec::new();
     for status in &statuses {

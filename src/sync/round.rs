@@ -173,7 +173,8 @@ async fn begin<R: RunRecorder>(
             let link = match (checkpoint.mode, checkpoint.next_link) {
                 (_, Some(next)) => Some(next),
                 (SyncMode::Delta, None) => cursor.delta_link.clone(),
-                (SyncMode::Full, None) => None,
+                // A round never leaves a re-map's or tag sync's checkpoint; if one is there, start over as full.
+                (SyncMode::Full | SyncMode::Remap | SyncMode::TagSync, None) => None,
             };
             // A delta run without any link to continue from can only start over as full.
             let mode = if link.is_none() { SyncMode::Full } else { checkpoint.mode };
@@ -323,8 +324,11 @@ async fn apply_and_report<R: RunRecorder>(
     hints.staged_deletions |= outcome.staged_deletions > 0;
     counts.changed += outcome.newly_changed;
     counts.total += match run.target.mode {
-        SyncMode::Full => outcome.newly_listed + (prepared.removals.len() + prepared.filtered.len()) as u64,
         SyncMode::Delta => prepared.distinct,
+        // A round runs full or delta only.
+        SyncMode::Full | SyncMode::Remap | SyncMode::TagSync => {
+            outcome.newly_listed + (prepared.removals.len() + prepared.filtered.len()) as u64
+        }
     };
     counts.rows_written += outcome.object_rows + outcome.member_rows;
     let ending = match &batch.next {

@@ -1,6 +1,7 @@
 //! Domain types shared by every layer and by the Graph emulator: object classes, clouds, the run
 //! vocabulary and the run history events. No I/O here. See docs/architecture.md.
 
+pub mod mapping;
 mod permission;
 mod run;
 
@@ -119,18 +120,27 @@ impl Cloud {
 }
 
 /// Full: list everything and sweep what was not seen. Delta: changes since the stored deltaLink.
+/// Remap: apply the tenant's current mappings and scoping to the stored objects (reads the store, never
+/// Graph). TagSync: bring external tag values in and assign them (runs of class `user`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum SyncMode {
     Full,
     Delta,
+    Remap,
+    TagSync,
 }
 
 impl SyncMode {
+    /// Every mode, for code that enumerates them (history filters, metric series).
+    pub const ALL: [SyncMode; 4] = [SyncMode::Full, SyncMode::Delta, SyncMode::Remap, SyncMode::TagSync];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SyncMode::Full => "full",
             SyncMode::Delta => "delta",
+            SyncMode::Remap => "remap",
+            SyncMode::TagSync => "tag_sync",
         }
     }
 }

@@ -103,6 +103,8 @@ pub mod names {
     pub enum ModeName {
         Full,
         Delta,
+        Remap,
+        TagSync,
     }
 
     impl From<ModeName> for SyncMode {
@@ -110,6 +112,8 @@ pub mod names {
             match m {
                 ModeName::Full => SyncMode::Full,
                 ModeName::Delta => SyncMode::Delta,
+                ModeName::Remap => SyncMode::Remap,
+                ModeName::TagSync => SyncMode::TagSync,
             }
         }
     }
