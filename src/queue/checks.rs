@@ -3,8 +3,9 @@
 use lapin::BasicProperties;
 use uuid::Uuid;
 
-use super::job::{Job, PermissionCheckJob};
+use super::job::{Job, PermissionCheckJob, RemapJob};
 use super::{Broker, Message, QueueError};
+use crate::model::{ObjectClass, Trigger};
 
 impl Broker {
     /// Publishes a job of any kind with its routing key and waits for the broker's confirm; a nack
@@ -26,5 +27,20 @@ pub async fn publish_permission_check(broker: &Broker, tenant: Uuid) -> Result<U
     let job = PermissionCheckJob::new(tenant);
     let job_id = job.job_id;
     broker.publish_job(&Job::PermissionCheck(job)).await?;
+    Ok(job_id)
+}
+
+/// Queues a `remap` job for one class of the tenant with this Entra tenant id (routing key
+/// `sync.<class>`, so it waits for that class's run lock like a sync); returns the job id once the
+/// broker confirmed it. A worker applies the tenant's current mappings and scoping to the stored objects.
+pub async fn publish_remap(
+    broker: &Broker,
+    tenant: Uuid,
+    class: ObjectClass,
+    trigger: Trigger,
+) -> Result<Uuid, QueueError> {
+    let job = RemapJob::new(tenant, class, trigger);
+    let job_id = job.job_id;
+    broker.publish_job(&Job::Remap(job)).await?;
     Ok(job_id)
 }

@@ -1,7 +1,7 @@
 //! Job messages: a JSON envelope any AMQP client can publish (docs/queue.md). Every job has a `kind`
 //! (absent means `sync`, so publishers written before kinds existed are unchanged) and a
-//! `schema_version` of that kind. Two kinds exist: `sync` ([`SyncJob`]) and `permission_check`
-//! ([`PermissionCheckJob`]); re-map and tag sync jobs will get their own variant of [`Job`].
+//! `schema_version` of that kind. Kinds: `sync` ([`SyncJob`]), `permission_check`
+//! ([`PermissionCheckJob`]) and `remap` ([`RemapJob`]); each has its own variant of [`Job`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,10 +15,14 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// The `schema_version` of `permission_check` jobs this entrasync reads and writes.
 pub const PERMISSION_CHECK_SCHEMA_VERSION: u32 = 1;
 
+/// The `schema_version` of `remap` jobs this entrasync reads and writes.
+pub const REMAP_SCHEMA_VERSION: u32 = 1;
+
 /// The job kinds this entrasync handles, as named in the envelope's `kind` field.
-pub const KINDS: [&str; 2] = [SYNC_KIND, PERMISSION_CHECK_KIND];
+pub const KINDS: [&str; 3] = [SYNC_KIND, PERMISSION_CHECK_KIND, REMAP_KIND];
 const SYNC_KIND: &str = "sync";
 const PERMISSION_CHECK_KIND: &str = "permission_check";
+const REMAP_KIND: &str = "remap";
 
 /// The routing key of permission checks (their queue is `{prefix}.checks`).
 pub const PERMISSION_CHECK_ROUTING_KEY: &str = "check.permissions";
@@ -28,6 +32,7 @@ pub const PERMISSION_CHECK_ROUTING_KEY: &str = "check.permissions";
 pub enum Job {
     Sync(SyncJob),
     PermissionCheck(PermissionCheckJob),
+    Remap(RemapJob),
 }
 
 impl Job {
@@ -44,6 +49,10 @@ impl Job {
                 check_version(&value, PERMISSION_CHECK_SCHEMA_VERSION)?;
                 serde_json::from_value(value).map(Job::PermissionCheck).map_err(|e| JobError::Invalid(e.to_string()))
             }
+            Some(serde_json::Value::String(kind)) if kind == REMAP_KIND => {
+                check_version(&value, REMAP_SCHEMA_VERSION)?;
+                serde_json::from_value(value).map(Job::Remap).map_err(|e| JobError::Invalid(e.to_string()))
+            }
             Some(other) => Err(JobError::UnknownKind(other.clone())),
         }
     }
@@ -52,6 +61,7 @@ impl Job {
         match self {
             Job::Sync(_) => SYNC_KIND,
             Job::PermissionCheck(_) => PERMISSION_CHECK_KIND,
+            Job::Remap(_) => REMAP_KIND,
         }
     }
 
@@ -59,6 +69,7 @@ impl Job {
         match self {
             Job::Sync(job) => job.job_id,
             Job::PermissionCheck(job) => job.job_id,
+            Job::Remap(job) => job.job_id,
         }
     }
 
@@ -67,6 +78,7 @@ impl Job {
         match self {
             Job::Sync(job) => job.tenant,
             Job::PermissionCheck(job) => job.tenant,
+            Job::Remap(job) => job.tenant,
         }
     }
 
@@ -74,6 +86,7 @@ impl Job {
         match self {
             Job::Sync(job) => job.routing_key(),
             Job::PermissionCheck(_) => PERMISSION_CHECK_ROUTING_KEY.to_owned(),
+            Job::Remap(job) => routing_key(job.object_class),
         }
     }
 
@@ -82,6 +95,7 @@ impl Job {
         match self {
             Job::Sync(job) => job.to_bytes(),
             Job::PermissionCheck(job) => job.to_bytes(),
+            Job::Remap(job) => job.to_bytes(),
         }
     }
 }
@@ -111,6 +125,45 @@ impl PermissionCheckJob {
     /// The message body, with `"kind": "permission_check"`.
     pub fn to_bytes(&self) -> Vec<u8> {
         with_kind(PERMISSION_CHECK_KIND, self)
+    }
+}
+
+/// Asks for a re-map of one (tenant, object class): the tenant's current mappings and scoping applied to
+/// the stored objects, from the store alone (no Graph call). Routed like a sync job of the class
+/// (`sync.<class>`), so it runs under the same (tenant, class) run lock; recorded as a run of mode `remap`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemapJob {
+    pub schema_version: u32,
+    /// Idempotency key: republishing the same job id never starts a second run.
+    pub job_id: Uuid,
+    /// The Entra tenant id (directory id), as registered in entrasync.
+    pub tenant: Uuid,
+    pub object_class: ObjectClass,
+    #[serde(default = "default_trigger")]
+    pub trigger: Trigger,
+    #[serde(default = "Utc::now")]
+    pub requested_at: DateTime<Utc>,
+}
+
+impl RemapJob {
+    pub fn new(tenant: Uuid, object_class: ObjectClass, trigger: Trigger) -> Self {
+        RemapJob {
+            schema_version: REMAP_SCHEMA_VERSION,
+            job_id: Uuid::new_v4(),
+            tenant,
+            object_class,
+            trigger,
+            requested_at: Utc::now(),
+        }
+    }
+
+    pub fn routing_key(&self) -> String {
+        routing_key(self.object_class)
+    }
+
+    /// The message body, with `"kind": "remap"`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        with_kind(REMAP_KIND, self)
     }
 }
 
@@ -250,6 +303,30 @@ mod tests {
     }
 
     #[test]
+    fn a_remap_round_trips_with_its_kind_and_the_class_routing_key() {
+        let job = Job::Remap(RemapJob::new(Uuid::new_v4(), ObjectClass::Group, Trigger::Api));
+        let body: serde_json::Value = serde_json::from_slice(&job.to_bytes()).expect("json");
+        assert_eq!(body["kind"], "remap");
+        assert_eq!(body["schema_version"], 1);
+        assert_eq!(body["object_class"], "group");
+        assert_eq!(body["trigger"], "api");
+        assert_eq!(Job::from_bytes(&job.to_bytes()), Ok(job.clone()));
+        assert_eq!(job.routing_key(), "sync.group");
+        assert!(KINDS.contains(&job.kind()));
+        let smallest = br#"{"kind":"remap","schema_version":1,"job_id":"6f1c2a9e-3b7d-4c55-9a39-2f0d8f4b7a11",
+            "tenant":"0b6a4d2e-8c1f-4f3a-9e57-1d2c3b4a5f60","object_class":"user"}"#;
+        let Ok(Job::Remap(parsed)) = Job::from_bytes(smallest) else { panic!("the smallest remap job parses") };
+        assert_eq!(parsed.trigger, Trigger::Queue);
+        let newer = br#"{"kind":"remap","schema_version":2}"#;
+        assert!(matches!(Job::from_bytes(newer), Err(JobError::UnsupportedVersion(_, 1))));
+        let no_class = br#"{"kind":"remap","schema_version":1,"job_id":"6f1c2a9e-3b7d-4c55-9a39-2f0d8f4b7a11",
+            "tenant":"0b6a4d2e-8c1f-4f3a-9e57-1d2c3b4a5f60"}"#;
+        let err = Job::from_bytes(no_class).unwrap_err();
+        assert!(err.to_string().contains("object_class"), "{err}");
+        assert!(SyncJob::from_bytes(&job.to_bytes()).is_err(), "a remap is not a sync job");
+    }
+
+    #[test]
     fn documented_example_parses_with_defaults() {
         let body = br#"{"schema_version":1,"job_id":"6f1c2a9e-3b7d-4c55-9a39-2f0d8f4b7a11",
             "tenant":"0b6a4d2e-8c1f-4f3a-9e57-1d2c3b4a5f60","object_class":"user","mode":"delta"}"#;
@@ -263,9 +340,9 @@ mod tests {
         assert!(matches!(SyncJob::from_bytes(b"\xff\x00"), Err(JobError::NotJson(_))));
         assert!(matches!(SyncJob::from_bytes(b"[1]"), Err(JobError::NotJson(_))));
         assert!(matches!(SyncJob::from_bytes(br#"{"schema_version":2}"#), Err(JobError::UnsupportedVersion(_, _))));
-        let err = Job::from_bytes(br#"{"kind":"remap","schema_version":1}"#).unwrap_err();
+        let err = Job::from_bytes(br#"{"kind":"reindex","schema_version":1}"#).unwrap_err();
         assert!(matches!(err, JobError::UnknownKind(_)), "{err}");
-        assert!(err.to_string().contains("\"remap\"") && err.to_string().contains("permission_check"), "{err}");
+        assert!(err.to_string().contains("\"reindex\"") && err.to_string().contains("permission_check"), "{err}");
         assert!(matches!(Job::from_bytes(br#"{"kind":7}"#), Err(JobError::UnknownKind(_))));
         let err = SyncJob::from_bytes(br#"{"schema_version":1,"job_id":"x"}"#).unwrap_err();
         assert!(err.to_string().contains("job_id") || err.to_string().contains("UUID"), "{err}");

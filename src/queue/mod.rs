@@ -8,10 +8,10 @@ mod stats;
 mod topology;
 
 pub use broker::{Broker, JobConsumer, Message};
-pub use checks::publish_permission_check;
+pub use checks::{publish_permission_check, publish_remap};
 pub use job::{
-    Job, JobError, PermissionCheckJob, SyncJob, KINDS, PERMISSION_CHECK_ROUTING_KEY, PERMISSION_CHECK_SCHEMA_VERSION,
-    SCHEMA_VERSION,
+    Job, JobError, PermissionCheckJob, RemapJob, SyncJob, KINDS, PERMISSION_CHECK_ROUTING_KEY,
+    PERMISSION_CHECK_SCHEMA_VERSION, REMAP_SCHEMA_VERSION, SCHEMA_VERSION,
 };
 pub use stats::QueueDepth;
 pub use topology::Topology;
