@@ -83,6 +83,9 @@ enum Command {
     /// Manage credential profiles: an app registration's client id and secret or certificate.
     #[command(subcommand)]
     Credential(CredentialCommand),
+    /// Attribute mappings: try an expression on an object (no database needed).
+    #[command(subcommand)]
+    Mapping(entrasync::mapping::cli::MappingCommand),
 }
 
 #[derive(Subcommand)]
@@ -149,6 +152,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Credential(CredentialCommand::Add { secret_file: None, certificate: None, .. }) = cli.command {
         missing_credential_material().exit();
+    }
+    if let Command::Mapping(command) = &cli.command {
+        // Needs no settings, database or logging: it runs wherever the binary does.
+        return ExitCode::from(entrasync::mapping::cli::run(command));
     }
     #[cfg(feature = "emulator")]
     if let Command::GraphSim(args) = cli.command {
@@ -327,6 +334,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             say(format_args!("{count} credential profile(s) re-encrypted with the current ENTRASYNC_SECRETS_KEY"));
             Ok(())
         }
+        // Answered in main before the settings are read.
+        Command::Mapping(command) => match entrasync::mapping::cli::run(&command) {
+            0 => Ok(()),
+            code => anyhow::bail!("mapping command failed with exit code {code}"),
+        },
         Command::Enqueue { tenant, class, full } => {
             let classes: Vec<ObjectClass> =
                 if class == "all" { ObjectClass::ALL.to_vec() } else { vec![class.parse().context("--class")?] };

@@ -152,3 +152,14 @@ fn version_conflict(tenant_id: i64, class: ObjectClass, expected: i64, stored: i
          version is {stored}; read them again and reapply your change"
     ))
 }
+
+/// The domain `DefaultDomain()` gives in the tenant's expressions: the first of its verified domains as
+/// Entra last reported them (test connection, consent), `None` before that.
+pub async fn default_domain(pool: &Pool, tenant_id: i64) -> Result<Option<String>, StoreError> {
+    let client = pool.get().await?;
+    let row = client.query_opt("SELECT verified_domains[1] FROM tenants WHERE id = $1", &[&tenant_id]).await?;
+    Ok(match row {
+        Some(row) => row.try_get(0)?,
+        None => None,
+    })
+}

@@ -1,0 +1,528 @@
+//! A tenant's mapping set compiled into a `sync::ObjectPolicy`, in the order of reference §8: scope
+//! first (out of scope → `Filter`), then every mapping. `mapped` holds the results of the mappings
+//! applied always (not null: a null result leaves the key out), `on_create` the results of the mappings
+//! applied only during creation and the `default_if_null` of every mapping whose result is null (a
+//! `none` mapping contributes only its default). `IgnoreFlowIfNullOrEmpty` and `IgnoreAttributeFlow`
+//! leave the key out; `IgnoreObjectFlow` puts the object out of scope.
+//!
+//! An expression that fails for one object (an `Item` index past the end, say) does not fail the
+//! round: its result is taken as null (so its default applies on creation) and a warning names the
+//! tenant, class and target (the first ten per policy, then every power of two).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use entra_expr::{Context, EvalError, Expression, Value as ExprValue};
+use serde_json::{Map, Value};
+
+use super::scope::{lookup, Scope};
+use super::validate::{attribute_name, target_name};
+use super::{MappingError, MappingProblem};
+use crate::model::mapping::{ApplyWhen, MappingSet, MappingSource};
+use crate::model::ObjectClass;
+use crate::store::{self, Pool};
+use crate::sync::{Admission, ObjectPolicy, PassThrough};
+
+/// What expressions see besides the object: the time (fixed when the policy is compiled, so one
+/// round's `Now()` is one value) and the tenant's default domain (`DefaultDomain()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyContext {
+    pub now: DateTime<Utc>,
+    pub default_domain: Option<String>,
+    /// For the logs only.
+    pub tenant_id: Option<i64>,
+}
+
+impl PolicyContext {
+    pub fn at(now: DateTime<Utc>) -> Self {
+        PolicyContext { now, default_domain: None, tenant_id: None }
+    }
+}
+
+/// Scoping and mappings of one (tenant, class), ready to run.
+#[derive(Debug)]
+pub struct TenantPolicy {
+    class: ObjectClass,
+    scope: Scope,
+    mappings: Vec<Compiled>,
+    /// Whether any mapping applies always: then `mapped` is an object (maybe empty), else `None`, so a
+    /// set with only create-time mappings or only scoping leaves every change marker as it was.
+    has_always: bool,
+    context: PolicyContext,
+    failures: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Compiled {
+    target: String,
+    source: Source,
+    default: Option<Value>,
+    apply: ApplyWhen,
+}
+
+#[derive(Debug)]
+enum Source {
+    Direct(String),
+    Constant(Value),
+    Expression(Box<Expression>),
+    None,
+}
+
+enum Outcome {
+    Value(Value),
+    Null,
+    Omit,
+    IgnoreObject,
+}
+
+/// Compiles `set` with the current time; every problem at once when it does not compile.
+pub fn compile(class: ObjectClass, set: &MappingSet) -> Result<TenantPolicy, Vec<MappingProblem>> {
+    compile_at(class, set, PolicyContext::at(Utc::now()))
+}
+
+/// Compiles `set` with the given context.
+pub fn compile_at(
+    class: ObjectClass,
+    set: &MappingSet,
+    context: PolicyContext,
+) -> Result<TenantPolicy, Vec<MappingProblem>> {
+    let mut problems = Vec::new();
+    let mut mappings = Vec::with_capacity(set.mappings.len());
+    let mut targets: Vec<(String, usize)> = Vec::with_capacity(set.mappings.len());
+    for (i, mapping) in set.mappings.iter().enumerate() {
+        let path = format!("mappings[{i}]");
+        match target_name(&mapping.target) {
+            Err(message) => problems.push(MappingProblem::new(format!("{path}.target"), message)),
+            Ok(()) => {
+                let folded = mapping.target.to_lowercase();
+                if let Some((_, first)) = targets.iter().find(|(t, _)| *t == folded) {
+                    problems.push(MappingProblem::new(
+                        format!("{path}.target"),
+                        format!(
+                            "{:?} is already the target of mappings[{first}]; map each target once",
+                            mapping.target
+                        ),
+                    ));
+                } else {
+                    targets.push((folded, i));
+                }
+            }
+        }
+        let source = match &mapping.source {
+            MappingSource::Direct { attribute } => match attribute_name(attribute) {
+                Ok(()) => Some(Source::Direct(attribute.clone())),
+                Err(message) => {
+                    problems.push(MappingProblem::new(format!("{path}.source.attribute"), message));
+                    None
+                }
+            },
+            MappingSource::Constant { value } => Some(Source::Constant(Value::String(value.clone()))),
+            MappingSource::Expression { expression } => match Expression::parse(expression) {
+                Ok(parsed) => {
+                    if !parsed.is_deterministic() && mapping.apply == ApplyWhen::Always {
+                        problems.push(MappingProblem::new(
+                            format!("{path}.apply"),
+                            "this expression gives a new value every time (Now, Guid, RandomString or \
+                             SelectUniqueValue), which would rewrite every object on every round; apply it \
+                             \"on_create\"",
+                        ));
+                    }
+                    Some(Source::Expression(Box::new(parsed)))
+                }
+                Err(e) => {
+                    problems.push(MappingProblem::at(format!("{path}.source.expression"), e.to_string(), e.position));
+                    None
+                }
+            },
+            MappingSource::None => {
+                if mapping.default_if_null.is_none() {
+                    problems.push(MappingProblem::new(
+                        format!("{path}.default_if_null"),
+                        "a \"none\" mapping only writes its default value when an object is created; give \
+                         default_if_null",
+                    ));
+                }
+                Some(Source::None)
+            }
+        };
+        if let Some(source) = source {
+            mappings.push(Compiled {
+                target: mapping.target.clone(),
+                source,
+                default: mapping.default_if_null.clone().map(Value::String),
+                apply: mapping.apply,
+            });
+        }
+    }
+    let scope = match Scope::compile(&set.scoping) {
+        Ok(scope) => Some(scope),
+        Err(mut more) => {
+            problems.append(&mut more);
+            None
+        }
+    };
+    match scope {
+        Some(scope) if problems.is_empty() => Ok(TenantPolicy {
+            class,
+            scope,
+            has_always: mappings.iter().any(|m| m.apply == ApplyWhen::Always && !matches!(m.source, Source::None)),
+            mappings,
+            context,
+            failures: AtomicU64::new(0),
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// The policy for (tenant, class): [`PassThrough`] when nothing (or an empty set) is stored. A stored
+/// set that no longer compiles is [`MappingError::Invalid`], naming its problems.
+pub async fn load_policy(
+    pool: &Pool,
+    tenant_id: i64,
+    class: ObjectClass,
+) -> Result<Box<dyn ObjectPolicy>, MappingError> {
+    let Some(stored) = store::mappings::get(pool, tenant_id, class).await? else {
+        return Ok(Box::new(PassThrough));
+    };
+    if stored.set.is_empty() {
+        return Ok(Box::new(PassThrough));
+    }
+    let default_domain = store::mappings::default_domain(pool, tenant_id).await?;
+    let context = PolicyContext { now: Utc::now(), default_domain, tenant_id: Some(tenant_id) };
+    match compile_at(class, &stored.set, context) {
+        Ok(policy) => Ok(Box::new(policy)),
+        Err(problems) => Err(MappingError::Invalid { tenant_id, class, problems }),
+    }
+}
+
+impl TenantPolicy {
+    pub fn class(&self) -> ObjectClass {
+        self.class
+    }
+
+    /// Evaluations that failed since the policy was compiled (each taken as null).
+    pub fn evaluation_failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    fn evaluate(&self, mapping: &Compiled, attrs: &Map<String, Value>, context: &Context<'_>) -> Outcome {
+        match &mapping.source {
+            Source::None => Outcome::Null,
+            Source::Constant(value) => Outcome::Value(value.clone()),
+            Source::Direct(name) => match lookup(attrs, name) {
+                None | Some(Value::Null) => Outcome::Null,
+                Some(value) => Outcome::Value(value.clone()),
+            },
+            Source::Expression(expression) => match expression.evaluate(attrs, context) {
+                Ok(ExprValue::IgnoreObject) => Outcome::IgnoreObject,
+                Ok(ExprValue::Drop | ExprValue::IgnoreAttribute) => Outcome::Omit,
+                Ok(value) if value.is_null() => Outcome::Null,
+                Ok(value) => Outcome::Value(value.to_json()),
+                Err(error) => {
+                    self.failed(mapping, &error);
+                    Outcome::Null
+                }
+            },
+        }
+    }
+
+    fn failed(&self, mapping: &Compiled, error: &EvalError) {
+        let count = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if count <= 10 || count.is_power_of_two() {
+            tracing::warn!(
+                tenant_id = self.context.tenant_id,
+                class = %self.class,
+                target = %mapping.target,
+                failures = count,
+                error = %error,
+                "a mapping's expression failed for an object; its value is taken as null"
+            );
+        }
+    }
+}
+
+impl ObjectPolicy for TenantPolicy {
+    fn admit(&self, _class: ObjectClass, attrs: &Map<String, Value>) -> Admission {
+        if !self.scope.admits(attrs) {
+            return Admission::Filter;
+        }
+        if self.mappings.is_empty() {
+            return Admission::Admit { mapped: None, on_create: None };
+        }
+        let mut context = Context::at(self.context.now);
+        context.default_domain = self.context.default_domain.as_deref();
+        let mut mapped = Map::new();
+        let mut on_create = Map::new();
+        for mapping in &self.mappings {
+            match (self.evaluate(mapping, attrs, &context), mapping.apply) {
+                (Outcome::IgnoreObject, _) => return Admission::Filter,
+                (Outcome::Value(value), ApplyWhen::Always) => {
+                    mapped.insert(mapping.target.clone(), value);
+                }
+                (Outcome::Value(value), ApplyWhen::OnCreate) => {
+                    on_create.insert(mapping.target.clone(), value);
+                }
+                (Outcome::Null, _) => {
+                    if let Some(default) = &mapping.default {
+                        on_create.insert(mapping.target.clone(), default.clone());
+                    }
+                }
+                (Outcome::Omit, _) => {}
+            }
+        }
+        Admission::Admit {
+            mapped: self.has_always.then_some(Value::Object(mapped)),
+            on_create: (!on_create.is_empty()).then_some(Value::Object(on_create)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::mapping::{AttributeMapping, ScopeClause, ScopeGroup, ScopeOperator};
+
+    fn mapping(target: &str, source: MappingSource, default: Option<&str>, apply: ApplyWhen) -> AttributeMapping {
+        AttributeMapping { target: target.to_owned(), source, default_if_null: default.map(str::to_owned), apply }
+    }
+
+    fn direct(attribute: &str) -> MappingSource {
+        MappingSource::Direct { attribute: attribute.to_owned() }
+    }
+
+    fn expression(text: &str) -> MappingSource {
+        MappingSource::Expression { expression: text.to_owned() }
+    }
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    fn at_noon() -> PolicyContext {
+        PolicyContext::at(Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap())
+    }
+
+    fn policy(set: &MappingSet) -> TenantPolicy {
+        compile_at(ObjectClass::User, set, at_noon()).unwrap()
+    }
+
+    #[test]
+    fn mapped_holds_always_results_and_on_create_the_rest_with_defaults() {
+        let set = MappingSet {
+            mappings: vec![
+                mapping("mailNickname", direct("mail"), None, ApplyWhen::Always),
+                mapping("company", MappingSource::Constant { value: "Contoso".into() }, None, ApplyWhen::Always),
+                mapping("alias", expression(r#"Join(".", [givenName], [surname])"#), None, ApplyWhen::Always),
+                mapping("office", direct("officeLocation"), Some("HQ"), ApplyWhen::Always),
+                mapping("firstName", direct("givenName"), Some("?"), ApplyWhen::OnCreate),
+                mapping("country", MappingSource::None, Some("DE"), ApplyWhen::Always),
+                mapping("dropped", expression("IgnoreFlowIfNullOrEmpty([missing])"), Some("never"), ApplyWhen::Always),
+            ],
+            scoping: vec![],
+        };
+        let admission = policy(&set).admit(
+            ObjectClass::User,
+            &object(json!({"givenName": "Ada", "surname": "Lovelace", "mail": "ada@contoso.com"})),
+        );
+        assert_eq!(
+            admission,
+            Admission::Admit {
+                mapped: Some(json!({"mailNickname": "ada@contoso.com", "company": "Contoso", "alias": "Ada.Lovelace"})),
+                on_create: Some(json!({"office": "HQ", "firstName": "Ada", "country": "DE"})),
+            }
+        );
+    }
+
+    #[test]
+    fn direct_copies_the_json_value_and_finds_names_case_insensitively() {
+        let set = MappingSet {
+            mappings: vec![
+                mapping("enabled", direct("accountEnabled"), None, ApplyWhen::Always),
+                mapping("addresses", direct("PROXYADDRESSES"), None, ApplyWhen::Always),
+            ],
+            scoping: vec![],
+        };
+        let admission = policy(&set)
+            .admit(ObjectClass::User, &object(json!({"accountEnabled": false, "proxyAddresses": ["SMTP:a@b"]})));
+        assert_eq!(
+            admission,
+            Admission::Admit { mapped: Some(json!({"enabled": false, "addresses": ["SMTP:a@b"]})), on_create: None }
+        );
+    }
+
+    #[test]
+    fn out_of_scope_is_filtered_and_scoping_alone_maps_nothing() {
+        let set = MappingSet {
+            mappings: vec![],
+            scoping: vec![ScopeGroup {
+                clauses: vec![ScopeClause {
+                    attribute: "department".into(),
+                    operator: ScopeOperator::Equals,
+                    value: Some("Sales".into()),
+                }],
+            }],
+        };
+        let p = policy(&set);
+        assert_eq!(p.admit(ObjectClass::User, &object(json!({"department": "HR"}))), Admission::Filter);
+        assert_eq!(
+            p.admit(ObjectClass::User, &object(json!({"department": "Sales"}))),
+            Admission::Admit { mapped: None, on_create: None }
+        );
+    }
+
+    #[test]
+    fn only_create_time_mappings_leave_mapped_none() {
+        let set = MappingSet {
+            mappings: vec![mapping(
+                "createdBy",
+                MappingSource::Constant { value: "x".into() },
+                None,
+                ApplyWhen::OnCreate,
+            )],
+            scoping: vec![],
+        };
+        assert_eq!(
+            policy(&set).admit(ObjectClass::User, &object(json!({}))),
+            Admission::Admit { mapped: None, on_create: Some(json!({"createdBy": "x"})) }
+        );
+    }
+
+    #[test]
+    fn now_is_fixed_when_compiled_and_non_deterministic_expressions_apply_on_create() {
+        let set = MappingSet {
+            mappings: vec![mapping(
+                "stamp",
+                expression(r#"FormatDateTime(Now(), , "yyyyMMdd")"#),
+                None,
+                ApplyWhen::OnCreate,
+            )],
+            scoping: vec![],
+        };
+        let p = policy(&set);
+        let first = p.admit(ObjectClass::User, &object(json!({})));
+        assert_eq!(first, Admission::Admit { mapped: None, on_create: Some(json!({"stamp": "20261206"})) });
+        assert_eq!(p.admit(ObjectClass::User, &object(json!({}))), first);
+
+        let always = MappingSet {
+            mappings: vec![mapping("id2", expression("Guid()"), None, ApplyWhen::Always)],
+            scoping: vec![],
+        };
+        let problems = compile_at(ObjectClass::User, &always, at_noon()).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].field, "mappings[0].apply");
+        assert!(problems[0].message.contains("on_create"), "{}", problems[0].message);
+    }
+
+    #[test]
+    fn a_failing_expression_is_null_for_that_object_and_counted() {
+        let set = MappingSet {
+            mappings: vec![
+                mapping("third", expression("Item([proxyAddresses], 3)"), Some("none"), ApplyWhen::Always),
+                mapping("mail", direct("mail"), None, ApplyWhen::Always),
+            ],
+            scoping: vec![],
+        };
+        let p = policy(&set);
+        let admission = p.admit(ObjectClass::User, &object(json!({"proxyAddresses": ["a"], "mail": "m"})));
+        assert_eq!(
+            admission,
+            Admission::Admit { mapped: Some(json!({"mail": "m"})), on_create: Some(json!({"third": "none"})) }
+        );
+        assert_eq!(p.evaluation_failures(), 1);
+    }
+
+    #[test]
+    fn ignore_object_flow_filters_the_object() {
+        let set = MappingSet {
+            mappings: vec![mapping(
+                "x",
+                expression(r#"IIF([userType]="Guest", IgnoreObjectFlow, [mail])"#),
+                None,
+                ApplyWhen::Always,
+            )],
+            scoping: vec![],
+        };
+        let p = policy(&set);
+        assert_eq!(p.admit(ObjectClass::User, &object(json!({"userType": "Guest"}))), Admission::Filter);
+        assert_eq!(
+            p.admit(ObjectClass::User, &object(json!({"userType": "Member", "mail": "m"}))),
+            Admission::Admit { mapped: Some(json!({"x": "m"})), on_create: None }
+        );
+    }
+
+    #[test]
+    fn validation_reports_every_problem_with_paths_and_positions() {
+        let set = MappingSet {
+            mappings: vec![
+                mapping("", direct("mail"), None, ApplyWhen::Always),
+                mapping("mail", direct("bad name"), None, ApplyWhen::Always),
+                mapping("MAIL", MappingSource::Constant { value: "x".into() }, None, ApplyWhen::Always),
+                mapping("id", MappingSource::Constant { value: "x".into() }, None, ApplyWhen::Always),
+                mapping("upn", expression(r#"Join(".", [givenName]"#), None, ApplyWhen::Always),
+                mapping("country", MappingSource::None, None, ApplyWhen::Always),
+            ],
+            scoping: vec![ScopeGroup {
+                clauses: vec![ScopeClause {
+                    attribute: "n".into(),
+                    operator: ScopeOperator::GreaterThan,
+                    value: Some("x".into()),
+                }],
+            }],
+        };
+        let problems = compile_at(ObjectClass::User, &set, at_noon()).unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "mappings[0].target",
+                "mappings[1].source.attribute",
+                "mappings[2].target",
+                "mappings[3].target",
+                "mappings[4].source.expression",
+                "mappings[5].default_if_null",
+                "scoping[0].clauses[0].value",
+            ]
+        );
+        assert!(problems[2].message.contains("mappings[1]"), "{}", problems[2].message);
+        assert!(problems[3].message.contains("identifies the stored object"), "{}", problems[3].message);
+        let parse = &problems[4];
+        assert!(parse.position.is_some_and(|p| p > 1), "{parse:?}");
+        assert!(problems.iter().filter(|p| p.field != "mappings[4].source.expression").all(|p| p.position.is_none()));
+    }
+
+    #[test]
+    fn the_wire_shape_is_snake_case_tagged_and_strict() {
+        let text = r#"{"mappings":[
+            {"target":"mailNickname","source":{"type":"direct","attribute":"mail"}},
+            {"target":"company","source":{"type":"constant","value":"Contoso"},"apply":"on_create"},
+            {"target":"upn","source":{"type":"expression","expression":"Join(\".\", [givenName], [surname])"},
+             "default_if_null":"unknown"},
+            {"target":"country","source":{"type":"none"},"default_if_null":"DE"}],
+          "scoping":[{"clauses":[{"attribute":"department","operator":"equals","value":"Sales"},
+                                 {"attribute":"mail","operator":"is_not_null"}]}]}"#;
+        let set: MappingSet = serde_json::from_str(text).unwrap();
+        assert_eq!(set.mappings[0].apply, ApplyWhen::Always);
+        assert_eq!(set.mappings[1].apply, ApplyWhen::OnCreate);
+        assert_eq!(set.mappings[3].source, MappingSource::None);
+        assert_eq!(set.scoping[0].clauses[1].value, None);
+        let again: MappingSet = serde_json::from_value(serde_json::to_value(&set).unwrap()).unwrap();
+        assert_eq!(again, set);
+        for op in ScopeOperator::ALL {
+            assert_eq!(serde_json::to_value(op).unwrap(), Value::String(op.as_str().to_owned()));
+        }
+        assert!(compile_at(ObjectClass::User, &set, at_noon()).is_ok());
+        assert!(serde_json::from_str::<MappingSet>(r#"{"mappings":[],"extra":1}"#).is_err());
+        assert!(serde_json::from_str::<MappingSet>(
+            r#"{"mappings":[{"target":"a","source":{"type":"direct","attribute":"b","x":1}}]}"#
+        )
+        .is_err());
+        assert!(serde_json::from_str::<MappingSet>(r#"{"mappings":[{"target":"a","source":{"type":"lcw"}}]}"#).is_err());
+        assert_eq!(serde_json::from_str::<MappingSet>("{}").unwrap(), MappingSet::default());
+    }
+}
