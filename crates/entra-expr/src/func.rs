@@ -71,13 +71,7 @@ pub(crate) struct FuncInfo {
     pub signature: &'static str,
 }
 
-const fn f(
-    func: Func,
-    name: &'static str,
-    min: usize,
-    max: Option<usize>,
-    signature: &'static str,
-) -> FuncInfo {
+const fn f(func: Func, name: &'static str, min: usize, max: Option<usize>, signature: &'static str) -> FuncInfo {
     FuncInfo { func, name, min, max, signature }
 }
 

@@ -20,15 +20,11 @@ mod parser;
 mod regex_net;
 mod value;
 
-// Helper B's pure date functions (contract: crates/entra-expr/src/dates.rs and dotnet_format.rs) are
-// wired in once they land; until then the date functions report that they are not available.
-mod dates {
-    use chrono::{DateTime, Utc};
+mod text;
 
-    pub(crate) fn format_default(date: DateTime<Utc>) -> String {
-        date.format("%-m/%-d/%Y %-I:%M:%S %p").to_string()
-    }
-}
+// Helper B's pure date functions (contract: crates/entra-expr/src/dates.rs and dotnet_format.rs).
+mod dates;
+mod dotnet_format;
 
 pub use parser::{ParseError, MAX_LENGTH};
 pub use value::Value;

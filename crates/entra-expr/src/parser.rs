@@ -60,7 +60,10 @@ pub(crate) enum Node {
     Attr(Box<str>),
     Str(Box<str>),
     /// A number literal: a string constant (G-AMS) that is also read as a number where one is needed.
-    Num { text: Box<str>, int: Option<i64> },
+    Num {
+        text: Box<str>,
+        int: Option<i64>,
+    },
     Hex(i64),
     Const(Constant),
     Call(Box<Call>),
@@ -200,12 +203,12 @@ fn lex(chars: &[char]) -> Result<Vec<Token>, ParseError> {
                         end += 1;
                     }
                     let digits: String = chars[start..end].iter().collect();
-                    let value = u64::from_str_radix(&digits, 16)
-                        .ok()
-                        .and_then(|v| i64::try_from(v).ok())
-                        .ok_or_else(|| ParseError {
-                            position: pos,
-                            message: format!("the hex number &H{digits} is too large (at most &H7FFFFFFFFFFFFFFF)"),
+                    let value =
+                        u64::from_str_radix(&digits, 16).ok().and_then(|v| i64::try_from(v).ok()).ok_or_else(|| {
+                            ParseError {
+                                position: pos,
+                                message: format!("the hex number &H{digits} is too large (at most &H7FFFFFFFFFFFFFFF)"),
+                            }
                         })?;
                     tokens.push(Token { tok: Tok::Hex(value), pos });
                     i = end;
@@ -327,11 +330,7 @@ pub(crate) fn parse(text: &str) -> Result<Node, ParseError> {
     if chars.len() > MAX_LENGTH {
         return error(
             MAX_LENGTH + 1,
-            format!(
-                "the expression is {} characters long; the limit is {} characters",
-                chars.len(),
-                MAX_LENGTH
-            ),
+            format!("the expression is {} characters long; the limit is {} characters", chars.len(), MAX_LENGTH),
         );
     }
     let tokens = lex(&chars)?;
@@ -347,10 +346,7 @@ pub(crate) fn parse(text: &str) -> Result<Node, ParseError> {
             Tok::Comma => " (arguments are only allowed inside a function call)",
             _ => " (only one expression is allowed; join values with Join(...) or '&')",
         };
-        return error(
-            next.pos,
-            format!("unexpected {} after the complete expression{}", next.tok.describe(), hint),
-        );
+        return error(next.pos, format!("unexpected {} after the complete expression{}", next.tok.describe(), hint));
     }
     Ok(node)
 }
@@ -513,7 +509,10 @@ impl Parser {
                     Tok::End => {
                         return error(
                             sep.pos,
-                            format!("the call of {} that starts at character {pos} is never closed: add a ')'", info.name),
+                            format!(
+                                "the call of {} that starts at character {pos} is never closed: add a ')'",
+                                info.name
+                            ),
                         );
                     }
                     ref other => {
@@ -539,12 +538,9 @@ impl Parser {
                 None => format!("at least {}", info.min),
             };
             let noun = if expected == "1" { "argument" } else { "arguments" };
-            return error(
-                pos,
-                format!("{} takes {expected} {noun}, found {count}: {}", info.name, info.signature),
-            );
+            return error(pos, format!("{} takes {expected} {noun}, found {count}: {}", info.name, info.signature));
         }
-        if info.func == Func::Switch && count % 2 != 0 {
+        if info.func == Func::Switch && !count.is_multiple_of(2) {
             return error(
                 pos,
                 format!(

@@ -25,13 +25,12 @@ impl fmt::Debug for NetRegex {
 impl NetRegex {
     pub(crate) fn new(pattern: &str) -> Result<Self, String> {
         let translated = translate(pattern);
-        let regex = RegexBuilder::new(&translated)
-            .backtrack_limit(BACKTRACK_LIMIT)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let regex =
+            RegexBuilder::new(&translated).backtrack_limit(BACKTRACK_LIMIT).build().map_err(|e| e.to_string())?;
         Ok(NetRegex { regex })
     }
 
+    #[cfg(test)]
     pub(crate) fn is_match(&self, text: &str) -> Result<bool, String> {
         self.regex.is_match(text).map_err(|e| e.to_string())
     }
@@ -259,7 +258,8 @@ mod tests {
         assert_eq!(re.replace_all("John Smith", "${2}, ${first}").unwrap(), "Smith, John");
         assert_eq!(re.replace_all("John Smith", "$2 $1 $$ $&").unwrap(), "Smith John $ John Smith");
         assert_eq!(re.replace_all("John Smith", "${nope}").unwrap(), "${nope}");
-        assert_eq!(re.replace_all("a John Smith b", "[$`|$']").unwrap(), "a [a | b] b");
+        let around = NetRegex::new("J\\w+ S\\w+").unwrap();
+        assert_eq!(around.replace_all("a John Smith b", "[$`|$'|$_]").unwrap(), "a [a | b|a John Smith b] b");
         assert_eq!(re.replace_all("John Smith", "$+").unwrap(), "Smith");
         assert_eq!(re.replace_all("John Smith", "$9").unwrap(), "$9");
     }
