@@ -31,6 +31,8 @@ pub struct ObjectDetail {
     pub object_id: Uuid,
     pub class: ObjectClass,
     pub attrs: Value,
+    /// The effective mapped attributes: create-time values (`apply: on_create`, defaults for null
+    /// results) overlaid with what mappings write on every round; `None` when there are neither.
     pub mapped: Option<Value>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub delete_reason: Option<String>,
@@ -98,7 +100,11 @@ pub async fn get_object(
     let client = pool.get().await?;
     let Some(row) = client
         .query_opt(
-            "SELECT attrs, mapped, deleted_at, delete_reason FROM directory_objects
+            // The effective mapped attributes: create-time values overlaid with what mappings write always.
+            "SELECT attrs,
+                    CASE WHEN mapped IS NULL AND mapped_on_create IS NULL THEN NULL
+                         ELSE coalesce(mapped_on_create, '{}'::jsonb) || coalesce(mapped, '{}'::jsonb) END,
+                    deleted_at, delete_reason FROM directory_objects
              WHERE tenant_id = $1 AND object_class = $2::text::object_class AND object_id = $3",
             &[&tenant_id, &class.as_str(), &object_id],
         )

@@ -21,6 +21,7 @@ pub mod metrics_queries;
 pub mod migrate;
 pub mod objects;
 pub mod rate_budget;
+pub mod remap;
 pub mod run_feed;
 pub mod run_lock;
 pub mod run_scratch;

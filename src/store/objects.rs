@@ -29,14 +29,30 @@ pub struct ObjectWrites<'a> {
     pub markers: Vec<i64>,
     pub attrs: Vec<&'a JsonText>,
     pub mapped: Vec<Option<&'a Value>>,
+    /// What mappings write only when the object is first stored: used by [`insert_new`] alone (an
+    /// update never touches `mapped_on_create`).
+    pub on_create: Vec<Option<&'a Value>>,
 }
 
 impl<'a> ObjectWrites<'a> {
     pub fn push(&mut self, id: Uuid, marker: i64, attrs: &'a JsonText, mapped: Option<&'a Value>) {
+        self.push_new(id, marker, attrs, mapped, None);
+    }
+
+    /// [`push`](Self::push) for an object about to be inserted, with its create-time values.
+    pub fn push_new(
+        &mut self,
+        id: Uuid,
+        marker: i64,
+        attrs: &'a JsonText,
+        mapped: Option<&'a Value>,
+        on_create: Option<&'a Value>,
+    ) {
         self.ids.push(id);
         self.markers.push(marker);
         self.attrs.push(attrs);
         self.mapped.push(mapped);
+        self.on_create.push(on_create);
     }
 
     pub fn len(&self) -> usize {
@@ -91,7 +107,8 @@ pub async fn upsert(
 
 /// Inserts objects the caller found absent (in this transaction, holding the run's claim, so nobody
 /// else inserts them meanwhile) by binary `COPY`: no conflict check, no array building — the physical
-/// limit of getting rows into the table. Stamps `created_run`. Returns the rows inserted. Should an
+/// limit of getting rows into the table. Stamps `created_run` and writes `mapped_on_create` (the only
+/// statement that does). Returns the rows inserted. Should an
 /// object exist after all, the primary key refuses the COPY and the transaction fails; nothing is
 /// overwritten.
 pub async fn insert_new(
@@ -120,6 +137,7 @@ pub async fn insert_new(
                 &writes.markers[i],
                 writes.attrs[i],
                 &writes.mapped[i],
+                &writes.on_create[i],
                 &run_id,
             ])
             .await?;
@@ -128,9 +146,10 @@ pub async fn insert_new(
 }
 
 const COPY_NEW_OBJECTS: &str = "COPY directory_objects (tenant_id, object_class, object_id, marker, attrs, mapped, \
-     created_run) FROM STDIN (FORMAT binary)";
+     mapped_on_create, created_run) FROM STDIN (FORMAT binary)";
 /// Never executed: prepared only for its parameter types, in COPY_NEW_OBJECTS' column order.
-const COPY_TYPES: &str = "SELECT $1::bigint, $2::object_class, $3::uuid, $4::bigint, $5::jsonb, $6::jsonb, $7::uuid";
+const COPY_TYPES: &str =
+    "SELECT $1::bigint, $2::object_class, $3::uuid, $4::bigint, $5::jsonb, $6::jsonb, $7::jsonb, $8::uuid";
 
 /// Records restorable deletions of objects never stored (created and soft-deleted between rounds):
 /// the store knows every object Graph reported, even one known only as deleted. Returns rows written.
@@ -210,4 +229,59 @@ pub async fn list(
             delete_reason: r.get(4),
         })
         .collect())
+}
+
+/// A live stored object as a re-map reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveObject {
+    pub object_id: Uuid,
+    pub marker: i64,
+    pub attrs: serde_json::Map<String, Value>,
+}
+
+/// Up to `limit` live objects of the (tenant, class) with an id after `after` (from the first when
+/// `None`), in id order: one range of the primary key, whatever the table's statistics (keyset paging,
+/// so memory is O(limit) and each batch costs the same at any depth).
+pub async fn live_after(
+    db: &impl GenericClient,
+    tenant_id: i64,
+    class: ObjectClass,
+    after: Option<Uuid>,
+    limit: usize,
+) -> Result<Vec<LiveObject>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let statement = db.prepare_cached(include_str!("sql/objects_live_after.sql")).await?;
+    let rows = db.query(&statement, &[&tenant_id, &class.as_str(), &after, &limit]).await?;
+    rows.iter()
+        .map(|r| {
+            let attrs = match r.try_get::<_, Value>(2)? {
+                Value::Object(map) => map,
+                // Stored attributes are always an object; anything else is read as no attributes.
+                _ => serde_json::Map::new(),
+            };
+            Ok(LiveObject { object_id: r.try_get(0)?, marker: r.try_get(1)?, attrs })
+        })
+        .collect()
+}
+
+/// New markers and mapped attributes of live stored objects, in one statement (a re-map's batch);
+/// attributes are untouched and so is `mapped_on_create`. Rows whose marker already equals the new one
+/// are not written (no row version). Returns the rows written.
+pub async fn write_mapped(
+    db: &impl GenericClient,
+    tenant_id: i64,
+    class: ObjectClass,
+    ids: &[Uuid],
+    markers: &[i64],
+    mapped: &[Option<&Value>],
+) -> Result<u64, StoreError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    execute_cached(
+        db,
+        include_str!("sql/objects_write_mapped.sql"),
+        &[&tenant_id, &class.as_str(), &ids, &markers, &mapped],
+    )
+    .await
 }

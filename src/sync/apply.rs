@@ -53,7 +53,7 @@ pub struct PageOutcome {
 
 pub const REASON_SOFT_DELETED: &str = "deleted in Entra ID (restorable)";
 pub const REASON_PERMANENT: &str = "permanently deleted in Entra ID";
-pub const REASON_FILTERED: &str = "outside the scoping filter";
+pub const REASON_FILTERED: &str = "out of scope";
 pub const REASON_NOT_LISTED: &str = "absent from a full listing";
 
 /// Applies a page in two pipelined round trips (plus one in the rare case of tombstones): the
@@ -113,7 +113,14 @@ pub async fn apply_page_with(
     let (mut seen_ids, mut changed_ids) = (Vec::new(), Vec::new());
     for object in &page.objects {
         let Some(state) = stored.get(&object.id) else {
-            inserts.push(object.id, object.marker, &object.attrs, object.mapped.as_ref());
+            // Create-time values are written here only: an update (or a restore) never touches them.
+            inserts.push_new(
+                object.id,
+                object.marker,
+                &object.attrs,
+                object.mapped.as_ref(),
+                object.on_create.as_ref(),
+            );
             continue;
         };
         if full && !state.created_in_run {

@@ -1,6 +1,7 @@
 //! The sync algorithm as plain async code (no actors, no RabbitMQ): one round for one (tenant, class)
 //! against Graph and Postgres — pages applied with their checkpoint in one transaction, changes found
-//! by marker, mark-and-sweep for full rounds, deletion guards, history through [`RunRecorder`].
+//! by marker, mark-and-sweep for full rounds, deletion guards, history through [`RunRecorder`]; and the
+//! re-map ([`run_remap`]): the current mappings and scoping applied to the stored objects, no Graph.
 //!
 //! ```ignore
 //! let deps = RoundDeps { pool: &pool, graph: &graph, policy: &PassThrough, recorder: &PgRunRecorder::new(pool.clone()) };
@@ -16,6 +17,7 @@ pub mod marker;
 mod page;
 mod policy;
 mod recorder;
+mod remap;
 mod round;
 
 pub use crate::model::RunCounts;
@@ -26,4 +28,5 @@ pub use held::{allow_held_deletions, held_deletions_of_run, reject_held_deletion
 pub use page::{prepare, MemberChange, PreparedObject, PreparedPage};
 pub use policy::{Admission, ObjectPolicy, PassThrough};
 pub use recorder::{PgRunRecorder, RecorderError, RunFinished, RunProgress, RunRecorder, RunStarted};
+pub use remap::{prepare_batch, run_remap, RemapBatch, RemapDeps, RemapRequest};
 pub use round::{run_round, RoundDeps, RoundReport, RoundRequest};

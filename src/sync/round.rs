@@ -74,10 +74,10 @@ struct Run {
     resumed: bool,
 }
 
-/// How the last page's transaction ended the run.
-struct Ending {
-    status: RunStatus,
-    reason: Option<String>,
+/// How the last transaction of a run ended it.
+pub(super) struct Ending {
+    pub(super) status: RunStatus,
+    pub(super) reason: Option<String>,
 }
 
 /// Runs one round. Cancel-safe: dropping the future at any await loses nothing, because each batch of
@@ -379,33 +379,7 @@ async fn finish(
         run_scratch::stage_sweep(db, run_id, tenant_id, class, REASON_NOT_LISTED).await?;
     }
 
-    let deletions = run_scratch::pending_deletion_count(db, run_id, tenant_id, class).await?;
-    let stored_for_guard = match exact_live {
-        Some(stored) => stored,
-        None => objects::live_count_up_to(db, tenant_id, class, request.guard.stored_that_decides(deletions)).await?,
-    };
-    let mut ending = Ending { status: RunStatus::Success, reason: None };
-    if request.guard.holds(deletions, stored_for_guard) {
-        let stored_live = match exact_live {
-            Some(stored) => stored,
-            None => objects::live_count(db, tenant_id, class).await?, // exact, for the operator's message
-        };
-        let held = held_deletions::hold_pending(db, run_id, tenant_id, class).await?;
-        counts.deleted += held;
-        let limit = request.guard.limit(stored_live);
-        tracing::warn!(held, limit, "deletions held for an operator");
-        ending = Ending {
-            status: RunStatus::Held,
-            reason: Some(format!(
-                "{held} deletions held: at or above the deletion guard ({limit} for {stored_live} stored objects); \
-                 nothing was deleted until an operator allows or rejects them"
-            )),
-        };
-    } else {
-        let applied = run_scratch::apply_pending_deletions(db, run_id, tenant_id, class).await?;
-        counts.deleted += applied.objects;
-        counts.rows_written += applied.objects + applied.memberships;
-    }
+    let ending = settle_deletions(db, request.guard, target, exact_live, counts).await?;
 
     if full && class == ObjectClass::Group {
         let groups = run_scratch::sweep_members(db, run_id, tenant_id).await?;
@@ -415,6 +389,45 @@ async fn finish(
     cursors::complete(db, tenant_id, class, delta_link, full).await?;
     run_scratch::clear(db, run_id).await?;
     Ok(ending)
+}
+
+/// The deletion guard at the end of a run (a round's or a re-map's), in its last transaction: the run's
+/// staged deletions are held for an operator when they reach the guard's limit, applied otherwise.
+/// `exact_live`: the live objects stored, when the caller counted them already.
+pub(super) async fn settle_deletions(
+    db: &impl GenericClient,
+    guard: DeletionGuard,
+    target: PageTarget,
+    exact_live: Option<u64>,
+    counts: &mut RunCounts,
+) -> Result<Ending, SyncError> {
+    let PageTarget { tenant_id, class, run_id, .. } = target;
+    let deletions = run_scratch::pending_deletion_count(db, run_id, tenant_id, class).await?;
+    let stored_for_guard = match exact_live {
+        Some(stored) => stored,
+        None => objects::live_count_up_to(db, tenant_id, class, guard.stored_that_decides(deletions)).await?,
+    };
+    if guard.holds(deletions, stored_for_guard) {
+        let stored_live = match exact_live {
+            Some(stored) => stored,
+            None => objects::live_count(db, tenant_id, class).await?, // exact, for the operator's message
+        };
+        let held = held_deletions::hold_pending(db, run_id, tenant_id, class).await?;
+        counts.deleted += held;
+        let limit = guard.limit(stored_live);
+        tracing::warn!(held, limit, "deletions held for an operator");
+        return Ok(Ending {
+            status: RunStatus::Held,
+            reason: Some(format!(
+                "{held} deletions held: at or above the deletion guard ({limit} for {stored_live} stored objects); \
+                 nothing was deleted until an operator allows or rejects them"
+            )),
+        });
+    }
+    let applied = run_scratch::apply_pending_deletions(db, run_id, tenant_id, class).await?;
+    counts.deleted += applied.objects;
+    counts.rows_written += applied.objects + applied.memberships;
+    Ok(Ending { status: RunStatus::Success, reason: None })
 }
 
 async fn restart_as_full<R: RunRecorder>(

@@ -1,6 +1,7 @@
-//! One delivery, start to settlement: validate, coalesce or take the run lock, run the round, record
-//! the outcome for the schedule, and say how to settle the delivery. Plain async code; the worker
-//! actor only feeds it deliveries.
+//! One delivery of a class queue, start to settlement: validate, coalesce or take the (tenant, class) run
+//! lock, run the round (a `sync` job) or the re-map (a `remap` job, see `remap.rs`), record the outcome for
+//! the schedule, and say how to settle the delivery. Both kinds share the lock, the duplicate detection,
+//! the coalescing and the settling. Plain async code; the worker actor only feeds it deliveries.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -13,15 +14,15 @@ use super::WorkerDeps;
 use crate::access::{graph_tenant, AccessError};
 use crate::backoff::{retry_transient, Patience};
 use crate::graph::RequestPriority;
+use crate::mapping::{load_policy, MappingError};
 use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
-use crate::queue::{Job, SyncJob};
-use crate::store::admin_jobs;
+use crate::queue::{Job, RemapJob, SyncJob, REMAP_SCHEMA_VERSION};
 use crate::store::run_lock::{self, RunLock};
 use crate::store::runs::{self, JobRun};
+use crate::store::{admin_jobs, remap};
 use crate::store::{schedule, tenants, Pool, StoreError};
 use crate::sync::{
-    run_round, DeletionGuard, PassThrough, RecorderError, RoundDeps, RoundRequest, RunFinished, RunRecorder,
-    RunStarted, SyncError,
+    run_round, DeletionGuard, RecorderError, RoundDeps, RoundRequest, RunFinished, RunRecorder, RunStarted, SyncError,
 };
 
 /// How long a job waits for Postgres to come back before it is given back to the queue.
@@ -50,10 +51,73 @@ pub enum Settlement {
     DroppedDeletedTenant,
 }
 
+/// A job that runs under the (tenant, class) run lock.
+#[derive(Debug, Clone)]
+pub(super) enum LockedJob {
+    Sync(SyncJob),
+    Remap(RemapJob),
+}
+
+impl LockedJob {
+    pub(super) fn job_id(&self) -> uuid::Uuid {
+        match self {
+            LockedJob::Sync(job) => job.job_id,
+            LockedJob::Remap(job) => job.job_id,
+        }
+    }
+
+    /// The Entra tenant id.
+    pub(super) fn tenant(&self) -> uuid::Uuid {
+        match self {
+            LockedJob::Sync(job) => job.tenant,
+            LockedJob::Remap(job) => job.tenant,
+        }
+    }
+
+    pub(super) fn class(&self) -> ObjectClass {
+        match self {
+            LockedJob::Sync(job) => job.object_class,
+            LockedJob::Remap(job) => job.object_class,
+        }
+    }
+
+    pub(super) fn trigger(&self) -> Trigger {
+        match self {
+            LockedJob::Sync(job) => job.trigger,
+            LockedJob::Remap(job) => job.trigger,
+        }
+    }
+
+    /// The mode of the run it asks for (a round may still choose full over delta).
+    fn mode(&self) -> SyncMode {
+        match self {
+            LockedJob::Sync(job) => job.mode,
+            LockedJob::Remap(_) => SyncMode::Remap,
+        }
+    }
+}
+
 /// Handles one job message of `class`.
 pub async fn process(deps: &WorkerDeps, class: ObjectClass, body: &[u8], stop: &CancellationToken) -> Settlement {
     let job = match Job::from_bytes(body) {
-        Ok(Job::Sync(job)) => job,
+        // "Sync now" with mode remap asks for a re-map: it is one.
+        Ok(Job::Sync(job)) if job.mode == SyncMode::Remap => LockedJob::Remap(RemapJob {
+            schema_version: REMAP_SCHEMA_VERSION,
+            job_id: job.job_id,
+            tenant: job.tenant,
+            object_class: job.object_class,
+            trigger: job.trigger,
+            requested_at: job.requested_at,
+        }),
+        Ok(Job::Sync(job)) if job.mode == SyncMode::TagSync => {
+            return Settlement::DeadLetter(
+                "a sync job's mode is full, delta or remap; a tag sync is a job of kind tag_sync \
+                 (routing key tags.sync)"
+                    .to_owned(),
+            )
+        }
+        Ok(Job::Sync(job)) => LockedJob::Sync(job),
+        Ok(Job::Remap(job)) => LockedJob::Remap(job),
         Ok(other) => {
             return Settlement::DeadLetter(format!(
                 "a {} job arrived on the {class} queue; publish it with routing key {}",
@@ -63,29 +127,38 @@ pub async fn process(deps: &WorkerDeps, class: ObjectClass, body: &[u8], stop: &
         }
         Err(error) => return Settlement::DeadLetter(error.to_string()),
     };
-    if job.object_class != class {
+    if job.class() != class {
         return Settlement::DeadLetter(format!(
             "a {} job arrived on the {class} queue; publish with routing key sync.{}",
-            job.object_class, job.object_class
+            job.class(),
+            job.class()
         ));
     }
-    let span = tracing::info_span!("sync_job", job = %job.job_id, entra_tenant = %job.tenant, %class, tenant = tracing::field::Empty);
+    let span = match &job {
+        LockedJob::Sync(_) => {
+            tracing::info_span!("sync_job", job = %job.job_id(), entra_tenant = %job.tenant(), %class, tenant = tracing::field::Empty)
+        }
+        LockedJob::Remap(_) => {
+            tracing::info_span!("remap_job", job = %job.job_id(), entra_tenant = %job.tenant(), %class, tenant = tracing::field::Empty)
+        }
+    };
     run_job(deps, &job, stop).instrument(span).await
 }
 
-async fn run_job(deps: &WorkerDeps, job: &SyncJob, stop: &CancellationToken) -> Settlement {
+async fn run_job(deps: &WorkerDeps, job: &LockedJob, stop: &CancellationToken) -> Settlement {
     let pool = &deps.shared.pool;
-    let Some(found) = patiently(stop, || tenants::find_by_entra_id(pool, job.tenant)).await else {
+    let class = job.class();
+    let Some(found) = patiently(stop, || tenants::find_by_entra_id(pool, job.tenant())).await else {
         return Settlement::Requeue;
     };
-    let Some(tenant) = found else { return unknown_tenant(pool, job.tenant, stop).await };
+    let Some(tenant) = found else { return unknown_tenant(pool, job.tenant(), stop).await };
     tracing::Span::current().record("tenant", tenant.id);
     if !tenant.enabled || tenant.blocked {
         tracing::info!(blocked = tenant.blocked, "tenant disabled or blocked; job dropped");
         return Settlement::Ack;
     }
 
-    let Some(recorded) = patiently(stop, || runs::job_run(pool, job.job_id)).await else {
+    let Some(recorded) = patiently(stop, || runs::job_run(pool, job.job_id())).await else {
         return Settlement::Requeue;
     };
     if recorded == JobRun::Settled {
@@ -94,19 +167,17 @@ async fn run_job(deps: &WorkerDeps, job: &SyncJob, stop: &CancellationToken) -> 
     }
     // Ask first, then try the lock: a holder finishing in between sees the request (no lost rerun). A
     // job whose own run is running needs no rerun: it resumes that run or is a copy of it.
-    if recorded != JobRun::Running
-        && patiently(stop, || schedule::request_rerun(pool, tenant.id, job.object_class, job.mode)).await.is_none()
-    {
+    if recorded != JobRun::Running && patiently(stop, || request_rerun(pool, tenant.id, job)).await.is_none() {
         return Settlement::Requeue;
     }
-    let lock = match deps.shared.run_locks.try_acquire(tenant.id, job.object_class).await {
+    let lock = match deps.shared.run_locks.try_acquire(tenant.id, class).await {
         Ok(Some(lock)) => lock,
         Ok(None) if recorded == JobRun::Running => {
             tracing::info!("this job's run is in progress; a republished copy is not run again");
             return Settlement::Duplicate;
         }
         Ok(None) => {
-            tracing::info!(mode = %job.mode, "run in progress; coalesced into one more run after it");
+            tracing::info!(mode = %job.mode(), "run in progress; coalesced into one more run after it");
             return Settlement::Coalesced;
         }
         Err(error) => {
@@ -114,29 +185,47 @@ async fn run_job(deps: &WorkerDeps, job: &SyncJob, stop: &CancellationToken) -> 
             return Settlement::Requeue;
         }
     };
-    // This run covers every request made so far; a full request wins.
-    let requested = match schedule::take_rerun(pool, tenant.id, job.object_class).await {
-        Ok(requested) => requested,
-        Err(error) => {
-            // The request stays stored: the run after this one takes it.
-            tracing::warn!(%error, "cannot read the pending rerun request");
-            None
-        }
-    };
-    let force_full = job.mode == SyncMode::Full || requested == Some(SyncMode::Full);
-    if let Err(error) = run_lock::close_interrupted(&lock, tenant.id, job.object_class).await {
+    if let Err(error) = run_lock::close_interrupted(&lock, tenant.id, class).await {
         tracing::warn!(%error, "cannot close interrupted runs");
     }
-
-    let settlement = run_locked(deps, job, &tenant, force_full, &lock, stop).await;
+    let settlement = match job {
+        LockedJob::Sync(sync) => {
+            // This run covers every sync request made so far; a full request wins.
+            let requested = match schedule::take_rerun(pool, tenant.id, class).await {
+                Ok(requested) => requested,
+                Err(error) => {
+                    // The request stays stored: the run after this one takes it.
+                    tracing::warn!(%error, "cannot read the pending rerun request");
+                    None
+                }
+            };
+            let force_full = sync.mode == SyncMode::Full || requested == Some(SyncMode::Full);
+            run_locked(deps, sync, &tenant, force_full, &lock, stop).await
+        }
+        LockedJob::Remap(remap_job) => {
+            // This re-map applies the mappings as they are now: it covers every re-map asked for so far.
+            if let Err(error) = remap::take_request(pool, tenant.id, class).await {
+                tracing::warn!(%error, "cannot clear the pending re-map request; one more re-map will run");
+            }
+            super::remap::run_locked(deps, remap_job, &tenant, &lock, stop).await
+        }
+    };
     lock.release().await;
     if settlement == Settlement::Ack {
-        if patiently(stop, || runs::settle_job(pool, job.job_id)).await.is_none() {
+        if patiently(stop, || runs::settle_job(pool, job.job_id())).await.is_none() {
             tracing::warn!("cannot mark the job settled; a republished copy would run again");
         }
         republish_requested_rerun(deps, job, tenant.id).await;
     }
     settlement
+}
+
+/// Asks for one more run of the job's kind after the current holder of the lock.
+async fn request_rerun(pool: &Pool, tenant_id: i64, job: &LockedJob) -> Result<(), StoreError> {
+    match job {
+        LockedJob::Sync(sync) => schedule::request_rerun(pool, tenant_id, sync.object_class, sync.mode).await,
+        LockedJob::Remap(remap_job) => remap::request(pool, tenant_id, remap_job.object_class).await,
+    }
 }
 
 /// Runs the round under the lock; stops early (keeping the checkpoint) on shutdown or a lost lock.
@@ -151,6 +240,12 @@ async fn run_locked(
     let pool = &deps.shared.pool;
     let class = job.object_class;
     let quarantine_after = deps.failures.quarantine_after;
+    let key = JobKey { job_id: job.job_id, class, trigger: job.trigger };
+    let mode = if force_full { SyncMode::Full } else { job.mode };
+    let policy = match load_policy(pool, tenant.id, class).await {
+        Ok(policy) => policy,
+        Err(error) => return policy_not_loaded(deps, &key, tenant, mode, &error).await,
+    };
     let graph_tenant = match graph_tenant(pool, deps.secrets.as_ref(), tenant).await {
         Ok(graph_tenant) => graph_tenant,
         Err(error) if !is_permanent(&error) => {
@@ -161,8 +256,7 @@ async fn run_locked(
             // Only an operator can fix this: a failed run shows it, the schedule counts it towards
             // quarantine, and the job is dropped (requeueing would loop forever).
             tracing::warn!(%error, "tenant cannot be synced");
-            let mode = if force_full { SyncMode::Full } else { job.mode };
-            if let Err(history) = record_failed_run(deps, job, tenant, mode, &error.to_string()).await {
+            if let Err(history) = record_failed_run(deps, &key, tenant, mode, &error.to_string()).await {
                 tracing::warn!(error = %history, "the failed run was not recorded; job requeued");
                 return Settlement::Requeue;
             }
@@ -189,7 +283,7 @@ async fn run_locked(
     // Entra tenant id.
     let recorder =
         MeteredRecorder::new(deps.recorder.clone(), deps.shared.metrics.sync.clone(), tenant.entra_tenant_id);
-    let round_deps = RoundDeps { pool, graph: &deps.graph, policy: &PassThrough, recorder: &recorder };
+    let round_deps = RoundDeps { pool, graph: &deps.graph, policy: policy.as_ref(), recorder: &recorder };
     let started = Instant::now();
     let outcome = tokio::select! {
         outcome = run_round(&round_deps, &request) => outcome,
@@ -271,11 +365,49 @@ pub(super) fn is_permanent(error: &AccessError) -> bool {
     }
 }
 
-/// A run that failed before it could start (no usable credentials), in the history like any other:
-/// started and finished at once, linked to its job, counted in the sync metrics.
-async fn record_failed_run(
+/// What the history needs of a job whose run failed before it started.
+pub(super) struct JobKey {
+    pub job_id: uuid::Uuid,
+    pub class: ObjectClass,
+    pub trigger: Trigger,
+}
+
+/// The stored mappings of the (tenant, class) could not be loaded. Postgres unavailable: give the job
+/// back. A stored set that does not compile: only an operator can fix it, so the run fails visibly (in
+/// the history, naming the fix), counts towards quarantine, and the job is acknowledged (requeueing
+/// would loop) — as with an undecryptable credential. Nothing is synced with half a policy.
+pub(super) async fn policy_not_loaded(
     deps: &WorkerDeps,
-    job: &SyncJob,
+    key: &JobKey,
+    tenant: &tenants::Tenant,
+    mode: SyncMode,
+    error: &MappingError,
+) -> Settlement {
+    match error {
+        MappingError::Store(store) if store.is_transient() => {
+            tracing::warn!(%error, "cannot read the tenant's mappings; job requeued");
+            Settlement::Requeue
+        }
+        _ => {
+            tracing::warn!(%error, "the tenant's mappings cannot be applied");
+            let message = error.to_string();
+            if let Err(history) = record_failed_run(deps, key, tenant, mode, &message).await {
+                tracing::warn!(error = %history, "the failed run was not recorded; job requeued");
+                return Settlement::Requeue;
+            }
+            let quarantine_after = deps.failures.quarantine_after;
+            record_failure(&deps.shared.pool, tenant.id, key.class, &message, quarantine_after).await;
+            Settlement::Ack
+        }
+    }
+}
+
+/// A run that failed before it could start (no usable credentials, mappings that do not compile), in
+/// the history like any other: started and finished at once, linked to its job, counted in the sync
+/// metrics.
+pub(super) async fn record_failed_run(
+    deps: &WorkerDeps,
+    job: &JobKey,
     tenant: &tenants::Tenant,
     mode: SyncMode,
     error: &str,
@@ -288,7 +420,7 @@ async fn record_failed_run(
         .started(&RunStarted {
             run_id,
             tenant_id: tenant.id,
-            class: job.object_class,
+            class: job.class,
             mode,
             trigger: job.trigger,
             started_at: now,
@@ -303,7 +435,7 @@ async fn record_failed_run(
         .finished(&RunFinished {
             run_id,
             tenant_id: tenant.id,
-            class: job.object_class,
+            class: job.class,
             mode,
             status: RunStatus::Failed,
             counts: Default::default(),
@@ -315,16 +447,24 @@ async fn record_failed_run(
 }
 
 /// Counts a failure towards the tenant's quarantine; a failure to count it is logged, not hidden.
-async fn record_failure(pool: &Pool, tenant_id: i64, class: ObjectClass, error: &str, quarantine_after: u32) {
+pub(super) async fn record_failure(
+    pool: &Pool,
+    tenant_id: i64,
+    class: ObjectClass,
+    error: &str,
+    quarantine_after: u32,
+) {
     if let Err(store_error) = schedule::record_failure(pool, tenant_id, class, error, quarantine_after).await {
         tracing::warn!(error = %store_error, failure = error, "cannot record the failure for the schedule");
     }
 }
 
-/// A job arrived while we ran: publish the one coalesced rerun it asked for.
-async fn republish_requested_rerun(deps: &WorkerDeps, job: &SyncJob, tenant_id: i64) {
+/// Jobs arrived while we ran: publish the one coalesced sync rerun and the one re-map they asked for.
+async fn republish_requested_rerun(deps: &WorkerDeps, job: &LockedJob, tenant_id: i64) {
+    republish_requested_remap(deps, job, tenant_id).await;
     let pool = &deps.shared.pool;
-    let mode = match schedule::take_rerun(pool, tenant_id, job.object_class).await {
+    let class = job.class();
+    let mode = match schedule::take_rerun(pool, tenant_id, class).await {
         Ok(Some(mode)) => mode,
         Ok(None) => return,
         Err(error) => {
@@ -333,13 +473,38 @@ async fn republish_requested_rerun(deps: &WorkerDeps, job: &SyncJob, tenant_id: 
             return;
         }
     };
-    let rerun = SyncJob::new(job.tenant, job.object_class, mode, job.trigger);
+    let rerun = SyncJob::new(job.tenant(), class, mode, job.trigger());
     match deps.shared.broker.publish(&rerun).await {
         Ok(()) => tracing::info!(%mode, rerun = %rerun.job_id, "coalesced rerun published"),
         Err(error) => {
             tracing::warn!(%error, "cannot publish the coalesced rerun; keeping the request");
-            if let Err(error) = schedule::request_rerun(pool, tenant_id, job.object_class, mode).await {
+            if let Err(error) = schedule::request_rerun(pool, tenant_id, class, mode).await {
                 tracing::error!(%error, %mode, "the coalesced rerun is lost: neither published nor kept");
+            }
+        }
+    }
+}
+
+async fn republish_requested_remap(deps: &WorkerDeps, job: &LockedJob, tenant_id: i64) {
+    let pool = &deps.shared.pool;
+    let class = job.class();
+    match remap::take_request(pool, tenant_id, class).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(error) => {
+            // The request stays stored; the next run of this (tenant, class) takes it.
+            tracing::warn!(%error, "cannot read the pending re-map request");
+            return;
+        }
+    }
+    let remap_job = RemapJob::new(job.tenant(), class, job.trigger());
+    let job_id = remap_job.job_id;
+    match deps.shared.broker.publish_job(&Job::Remap(remap_job)).await {
+        Ok(()) => tracing::info!(rerun = %job_id, "coalesced re-map published"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot publish the coalesced re-map; keeping the request");
+            if let Err(error) = remap::request(pool, tenant_id, class).await {
+                tracing::error!(%error, "the coalesced re-map is lost: neither published nor kept");
             }
         }
     }

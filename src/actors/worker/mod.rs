@@ -8,6 +8,7 @@ pub mod dead_letter;
 mod job;
 pub mod metered;
 mod permission_check;
+mod remap;
 
 use std::sync::Arc;
 

@@ -1,0 +1,333 @@
+//! A re-map run for one (tenant, class): the tenant's current mappings and scoping applied to the
+//! objects already stored, from the store alone (no Graph call, no credentials). Stored live objects are
+//! read in keyset batches by id; each batch's changed markers and mapped attributes are written in one
+//! statement, in one transaction with the run's checkpoint, so memory stays O(batch) and an interrupted
+//! re-map resumes where it stopped. Objects the scoping filter now leaves out are staged for deletion
+//! ("out of scope") and settled at the end by the same deletion guard as a round's.
+
+use chrono::Utc;
+use serde_json::Value;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::apply::{PageTarget, REASON_FILTERED};
+use super::error::SyncError;
+use super::guard::DeletionGuard;
+use super::marker::canonicalize;
+use super::policy::{Admission, ObjectPolicy};
+use super::recorder::{RunFinished, RunProgress, RunRecorder, RunStarted};
+use super::round::{settle_deletions, RoundReport};
+use crate::model::{ObjectClass, RunCounts, RunStatus, SyncMode, Trigger};
+use crate::store::objects::{self, LiveObject};
+use crate::store::{held_deletions, remap, run_scratch, Pool};
+
+/// What a re-map needs: the store, the policy to apply, where its history goes.
+pub struct RemapDeps<'a, R: RunRecorder> {
+    pub pool: &'a Pool,
+    pub policy: &'a dyn ObjectPolicy,
+    pub recorder: &'a R,
+}
+
+/// One re-map to run.
+#[derive(Debug, Clone)]
+pub struct RemapRequest {
+    /// `tenants.id`.
+    pub tenant_id: i64,
+    pub class: ObjectClass,
+    pub trigger: Trigger,
+    pub guard: DeletionGuard,
+    pub instance_id: Option<String>,
+    /// Objects per batch (one transaction each; `sync.batch_objects`).
+    pub batch_objects: usize,
+    /// The queued job asking for this re-map (its idempotency key).
+    pub job_id: Option<Uuid>,
+}
+
+/// What one batch decided, before it is written.
+#[derive(Debug, Default, PartialEq)]
+pub struct RemapBatch {
+    /// Admitted objects whose marker changed: (id, new marker, new mapped attributes).
+    pub writes: Vec<(Uuid, i64, Option<Value>)>,
+    /// Admitted objects (a held deletion of one is superseded).
+    pub admitted: Vec<Uuid>,
+    /// Live objects the scoping filter now leaves out.
+    pub filtered: Vec<Uuid>,
+}
+
+/// Applies the policy to one batch of stored objects: the marker is computed exactly as a round computes
+/// it (canonical stored attributes plus the new mapped attributes), so an object whose mapped attributes
+/// did not change keeps its marker and costs no write. Pure.
+pub fn prepare_batch(class: ObjectClass, policy: &dyn ObjectPolicy, objects: &[LiveObject]) -> RemapBatch {
+    let mut batch = RemapBatch::default();
+    for object in objects {
+        match policy.admit(class, &object.attrs) {
+            Admission::Filter => batch.filtered.push(object.object_id),
+            // Create-time values are never rewritten: the object exists already.
+            Admission::Admit { mapped, .. } => {
+                batch.admitted.push(object.object_id);
+                let marker = canonicalize(&object.attrs, mapped.as_ref()).marker;
+                if marker != object.marker {
+                    batch.writes.push((object.object_id, marker, mapped));
+                }
+            }
+        }
+    }
+    batch
+}
+
+/// Runs (or resumes) the re-map of one (tenant, class). Cancel-safe like a round: every batch commits
+/// with its checkpoint; the next call resumes the same run after the last committed batch.
+pub async fn run_remap<R: RunRecorder>(
+    deps: &RemapDeps<'_, R>,
+    request: &RemapRequest,
+) -> Result<RoundReport, SyncError> {
+    let span = tracing::info_span!(
+        "remap",
+        tenant_id = request.tenant_id,
+        class = %request.class,
+        run_id = tracing::field::Empty,
+    );
+    drive(deps, request).instrument(span).await
+}
+
+struct Remap {
+    target: PageTarget,
+    after: Option<Uuid>,
+    counts: RunCounts,
+    resumed: bool,
+}
+
+async fn drive<R: RunRecorder>(deps: &RemapDeps<'_, R>, request: &RemapRequest) -> Result<RoundReport, SyncError> {
+    let mut run = begin(deps, request).await?;
+    tracing::Span::current().record("run_id", tracing::field::display(run.target.run_id));
+    let ending = match batches(deps, request, &mut run).await {
+        Ok(ending) => ending,
+        Err(error @ SyncError::RunMovedOn { .. }) => return Err(error),
+        Err(error) => {
+            record_failure(deps, &run, &error).await;
+            return Err(error);
+        }
+    };
+    let finished = RunFinished {
+        run_id: run.target.run_id,
+        tenant_id: run.target.tenant_id,
+        class: run.target.class,
+        mode: SyncMode::Remap,
+        status: ending.status,
+        counts: run.counts,
+        reason: ending.reason.clone(),
+        error: None,
+        finished_at: Utc::now(),
+    };
+    deps.recorder.finished(&finished).await?;
+    tracing::info!(
+        status = ending.status.as_str(),
+        total = run.counts.total,
+        changed = run.counts.changed,
+        deleted = run.counts.deleted,
+        filtered = run.counts.filtered,
+        "re-map finished"
+    );
+    Ok(RoundReport {
+        run_id: run.target.run_id,
+        mode: SyncMode::Remap,
+        status: ending.status,
+        counts: run.counts,
+        reason: ending.reason,
+        resumed: run.resumed,
+    })
+}
+
+/// Resumes the interrupted re-map of (tenant, class), or starts a new one.
+async fn begin<R: RunRecorder>(deps: &RemapDeps<'_, R>, request: &RemapRequest) -> Result<Remap, SyncError> {
+    let client = deps.pool.get().await?;
+    let target =
+        |run_id| PageTarget { tenant_id: request.tenant_id, class: request.class, run_id, mode: SyncMode::Remap };
+    let run = match remap::load(&client, request.tenant_id, request.class).await? {
+        Some(checkpoint) => {
+            tracing::info!(run_id = %checkpoint.run_id, examined = checkpoint.counts.total, "resuming an interrupted re-map");
+            Remap {
+                target: target(checkpoint.run_id),
+                after: checkpoint.after,
+                counts: checkpoint.counts,
+                resumed: true,
+            }
+        }
+        None => {
+            let run_id = Uuid::new_v4();
+            remap::start(&client, request.tenant_id, request.class, run_id).await?;
+            Remap { target: target(run_id), after: None, counts: RunCounts::default(), resumed: false }
+        }
+    };
+    let started = RunStarted {
+        run_id: run.target.run_id,
+        tenant_id: request.tenant_id,
+        class: request.class,
+        mode: SyncMode::Remap,
+        trigger: request.trigger,
+        started_at: Utc::now(),
+        resumed: run.resumed,
+        reason: Some("mappings or scoping applied to the stored objects".to_owned()),
+        counts: run.counts,
+        instance_id: request.instance_id.clone(),
+        job_id: request.job_id,
+    };
+    deps.recorder.started(&started).await?;
+    Ok(run)
+}
+
+/// Reads, decides and writes batch after batch; the last (empty) read settles the deletions.
+async fn batches<R: RunRecorder>(
+    deps: &RemapDeps<'_, R>,
+    request: &RemapRequest,
+    run: &mut Remap,
+) -> Result<super::round::Ending, SyncError> {
+    let mut client = deps.pool.get().await?;
+    let PageTarget { tenant_id, class, run_id, .. } = run.target;
+    // Held deletions are only created at a run's end, and this (tenant, class) runs nowhere else.
+    let any_held = held_deletions::any_held(&client, tenant_id, class).await?;
+    let limit = request.batch_objects.max(1);
+    loop {
+        let transaction = client.transaction().await?;
+        if !remap::claim(&transaction, tenant_id, class, run_id).await? {
+            return Err(SyncError::RunMovedOn { run_id });
+        }
+        let stored = objects::live_after(&transaction, tenant_id, class, run.after, limit).await?;
+        let Some(last) = stored.last().map(|o| o.object_id) else {
+            let mut counts = run.counts;
+            let ending = settle_deletions(&transaction, request.guard, run.target, None, &mut counts).await?;
+            remap::finish(&transaction, tenant_id, class, run_id).await?;
+            run_scratch::clear(&transaction, run_id).await?;
+            transaction.commit().await?;
+            run.counts = counts;
+            return Ok(ending);
+        };
+        let batch = prepare_batch(class, deps.policy, &stored);
+        drop(stored);
+        let ids: Vec<Uuid> = batch.writes.iter().map(|w| w.0).collect();
+        let markers: Vec<i64> = batch.writes.iter().map(|w| w.1).collect();
+        let mapped: Vec<Option<&Value>> = batch.writes.iter().map(|w| w.2.as_ref()).collect();
+        let reasons = vec![REASON_FILTERED.to_owned(); batch.filtered.len()];
+        let permanent = vec![false; batch.filtered.len()];
+        let superseding: &[Uuid] = if any_held { &batch.admitted } else { &[] };
+        let (written, (), _superseded) = futures::try_join!(
+            objects::write_mapped(&transaction, tenant_id, class, &ids, &markers, &mapped),
+            run_scratch::stage_deletions(&transaction, run_id, &batch.filtered, &permanent, &reasons),
+            held_deletions::supersede(&transaction, tenant_id, class, superseding),
+        )?;
+        let mut counts = run.counts;
+        counts.total += (batch.admitted.len() + batch.filtered.len()) as u64;
+        counts.changed += written;
+        counts.filtered += batch.filtered.len() as u64;
+        counts.rows_written += written;
+        if !remap::advance(&transaction, tenant_id, class, run_id, last, &counts).await? {
+            return Err(SyncError::RunMovedOn { run_id });
+        }
+        transaction.commit().await?;
+        run.counts = counts;
+        run.after = Some(last);
+        tracing::debug!(examined = counts.total, written, filtered = batch.filtered.len(), "re-map batch applied");
+        report_progress(deps, run).await;
+    }
+}
+
+async fn report_progress<R: RunRecorder>(deps: &RemapDeps<'_, R>, run: &Remap) {
+    let progress = RunProgress {
+        run_id: run.target.run_id,
+        tenant_id: run.target.tenant_id,
+        class: run.target.class,
+        mode: SyncMode::Remap,
+        reason: None,
+        counts: run.counts,
+    };
+    // The checkpoint, not the history, is the source of truth: a missed progress update is only logged.
+    if let Err(error) = deps.recorder.progress(&progress).await {
+        tracing::warn!(%error, "re-map progress not recorded");
+    }
+}
+
+async fn record_failure<R: RunRecorder>(deps: &RemapDeps<'_, R>, run: &Remap, error: &SyncError) {
+    tracing::warn!(%error, "re-map failed; the checkpoint is kept for the next re-map");
+    let finished = RunFinished {
+        run_id: run.target.run_id,
+        tenant_id: run.target.tenant_id,
+        class: run.target.class,
+        mode: SyncMode::Remap,
+        status: RunStatus::Failed,
+        counts: run.counts,
+        reason: None,
+        error: Some(error.to_string()),
+        finished_at: Utc::now(),
+    };
+    if let Err(record_error) = deps.recorder.finished(&finished).await {
+        tracing::error!(error = %record_error, "failed re-map not recorded");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::marker::canonical_attrs;
+    use crate::sync::policy::PassThrough;
+    use serde_json::json;
+
+    fn stored(id: u128, attrs: Value, mapped: Option<&Value>) -> LiveObject {
+        let Value::Object(attrs) = attrs else { panic!("object") };
+        let attrs = canonical_attrs(attrs);
+        let marker = canonicalize(&attrs, mapped).marker;
+        LiveObject { object_id: Uuid::from_u128(id), marker, attrs }
+    }
+
+    struct DepartmentTag;
+    impl ObjectPolicy for DepartmentTag {
+        fn admit(&self, _class: ObjectClass, attrs: &serde_json::Map<String, Value>) -> Admission {
+            match attrs.get("department").and_then(Value::as_str) {
+                Some("gone") => Admission::Filter,
+                Some(department) => Admission::Admit {
+                    mapped: Some(json!({ "tag": department })),
+                    on_create: Some(json!({ "created": true })),
+                },
+                None => Admission::Admit { mapped: None, on_create: None },
+            }
+        }
+    }
+
+    #[test]
+    fn only_objects_whose_mapped_attributes_change_are_written() {
+        let objects = vec![
+            // Stored by PassThrough: gains a tag.
+            stored(1, json!({"department": "sales"}), None),
+            // Already mapped as the policy maps it: unchanged.
+            stored(2, json!({"department": "ops"}), Some(&json!({"tag": "ops"}))),
+            // Mapped before, no mapping now: the marker goes back to the attributes' alone.
+            stored(3, json!({"displayName": "x"}), Some(&json!({"tag": "old"}))),
+            // Out of scope now.
+            stored(4, json!({"department": "gone"}), None),
+            // No mapping, never mapped: unchanged.
+            stored(5, json!({"displayName": "y"}), None),
+        ];
+        let batch = prepare_batch(ObjectClass::User, &DepartmentTag, &objects);
+        let written: Vec<(u128, Option<Value>)> = batch.writes.iter().map(|w| (w.0.as_u128(), w.2.clone())).collect();
+        assert_eq!(written, vec![(1, Some(json!({"tag": "sales"}))), (3, None)]);
+        assert_eq!(batch.filtered, vec![Uuid::from_u128(4)]);
+        assert_eq!(batch.admitted.len(), 4);
+        // The new marker is the one a round computes for the same attributes and mapping.
+        let Value::Object(attrs) = json!({"department": "sales"}) else { panic!("object") };
+        assert_eq!(batch.writes[0].1, canonicalize(&attrs, Some(&json!({"tag": "sales"}))).marker);
+    }
+
+    #[test]
+    fn a_second_pass_with_the_same_policy_writes_nothing() {
+        let objects = vec![stored(1, json!({"department": "sales"}), None), stored(2, json!({"b": [1, 2]}), None)];
+        let first = prepare_batch(ObjectClass::User, &DepartmentTag, &objects);
+        let after: Vec<LiveObject> = objects
+            .iter()
+            .map(|o| match first.writes.iter().find(|w| w.0 == o.object_id) {
+                Some(w) => LiveObject { marker: w.1, ..o.clone() },
+                None => o.clone(),
+            })
+            .collect();
+        assert_eq!(prepare_batch(ObjectClass::User, &DepartmentTag, &after).writes, vec![]);
+        assert_eq!(prepare_batch(ObjectClass::User, &PassThrough, &objects).writes, vec![]);
+    }
+}
