@@ -7,12 +7,15 @@ mod audit_log;
 pub mod auth;
 mod connection;
 mod credentials;
+mod expressions;
 mod held;
+mod mappings;
 mod objects;
 mod page;
 pub mod problem;
 mod runs;
 mod sync_now;
+mod tags;
 mod tenants;
 mod tokens;
 
@@ -39,6 +42,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(objects::configure)
             .configure(held::configure)
             .configure(audit_log::configure)
+            .configure(tags::configure)
+            .configure(mappings::configure)
+            .configure(expressions::configure)
             .default_service(web::to(unknown_route)),
     );
 }
@@ -72,6 +78,11 @@ async fn openapi() -> HttpResponse {
         objects::list, objects::get,
         held::list, held::allow, held::reject,
         audit_log::list,
+        tags::list_mappings, tags::create_mapping, tags::delete_mapping, tags::sync, tags::list_tags,
+        tags::create_tag, tags::delete_tag, tags::tag_objects, tags::assign, tags::unassign,
+        tags::list_asset_groups, tags::create_asset_group, tags::delete_asset_group, tags::asset_group_members,
+        tags::add_asset_group_members, tags::remove_asset_group_member, tags::object_tags,
+        mappings::get, mappings::put, expressions::validate, expressions::evaluate,
     ),
     // Enums used only in query and path parameters are not collected from the paths.
     components(schemas(page::names::ClassName, page::names::ModeName, page::names::StatusName)),
