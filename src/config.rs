@@ -144,6 +144,18 @@ pub const SETTINGS: &[SettingSpec] = &[
         "20",
         "deletions as a percentage of stored objects at or above which they are held (the lower limit wins)",
     ),
+    spec(
+        "tags.sync_interval_secs",
+        "ENTRASYNC_TAGS_SYNC_INTERVAL_SECS",
+        "86400",
+        "seconds between scheduled tag syncs of a tenant with tag mappings (docs/mappings.md)",
+    ),
+    spec(
+        "tags.max_mappings",
+        "ENTRASYNC_TAGS_MAX_MAPPINGS",
+        "5",
+        "tag mappings a tenant may have (mappings pending deletion do not count)",
+    ),
 ];
 
 /// `log.filter` unless configured: what the service logs.
@@ -227,6 +239,15 @@ pub struct SyncSettings {
     pub deletion_threshold_percent: u8,
 }
 
+/// External tag mappings (docs/mappings.md, "Tag mappings").
+#[derive(Debug, Clone)]
+pub struct TagSettings {
+    /// How often the scheduler publishes a tenant's tag sync (`tags.sync_interval_secs`).
+    pub sync_interval: Duration,
+    /// Live tag mappings per tenant (`tags.max_mappings`).
+    pub max_mappings: u32,
+}
+
 /// Fault injection for tests: off unless a test sets it in code. No configuration file key or
 /// `ENTRASYNC_*` variable reaches it, so a deployment cannot turn it on.
 #[doc(hidden)]
@@ -249,6 +270,7 @@ pub struct Settings {
     pub instance_id: String,
     pub roles: Vec<Role>,
     pub sync: SyncSettings,
+    pub tags: TagSettings,
     /// Fault injection, for tests only; always off when loaded from configuration.
     #[doc(hidden)]
     pub testing: TestingSettings,
@@ -377,6 +399,10 @@ impl Settings {
                 deletion_threshold: parse_range(raw, "sync.deletion_threshold", 1, u64::MAX)?,
                 deletion_threshold_percent: parse_range(raw, "sync.deletion_threshold_percent", 1, 100)?,
             },
+            tags: TagSettings {
+                sync_interval: Duration::from_secs(parse_range(raw, "tags.sync_interval_secs", 60, 90 * 86_400)?),
+                max_mappings: parse_range(raw, "tags.max_mappings", 1, 100)?,
+            },
             testing: TestingSettings::default(),
         })
     }
@@ -415,6 +441,8 @@ impl Settings {
             ("sync.batch_objects", self.sync.batch_objects.to_string()),
             ("sync.deletion_threshold", self.sync.deletion_threshold.to_string()),
             ("sync.deletion_threshold_percent", self.sync.deletion_threshold_percent.to_string()),
+            ("tags.sync_interval_secs", self.tags.sync_interval.as_secs().to_string()),
+            ("tags.max_mappings", self.tags.max_mappings.to_string()),
         ];
         let mut out = String::new();
         for (key, value) in values {
@@ -670,6 +698,21 @@ mod tests {
         let s = Settings::from_sources(None, env(&[])).unwrap();
         assert!(s.testing.panic_schedule_checks_of_tenant.is_none());
         assert!(!s.describe().contains("TESTING"), "{}", s.describe());
+    }
+
+    #[test]
+    fn tag_settings_default_to_daily_and_five_and_are_checked() {
+        let s = Settings::from_sources(None, env(&[])).unwrap();
+        assert_eq!(s.tags.sync_interval, Duration::from_secs(86_400));
+        assert_eq!(s.tags.max_mappings, 5);
+        assert!(s.describe().contains("ENTRASYNC_TAGS_MAX_MAPPINGS=5"), "{}", s.describe());
+        let s = Settings::from_sources(Some("[tags]\nmax_mappings = 8\n"), env(&[])).unwrap();
+        assert_eq!(s.tags.max_mappings, 8);
+        let err = Settings::from_sources(None, env(&[("ENTRASYNC_TAGS_MAX_MAPPINGS", "0")])).expect_err("at least one");
+        assert!(err.to_string().contains("tags.max_mappings"), "{err}");
+        let err =
+            Settings::from_sources(None, env(&[("ENTRASYNC_TAGS_SYNC_INTERVAL_SECS", "5")])).expect_err("too often");
+        assert!(err.to_string().contains("ENTRASYNC_TAGS_SYNC_INTERVAL_SECS"), "{err}");
     }
 
     #[test]

@@ -23,4 +23,5 @@ pub mod schedule;
 pub mod startup;
 pub mod store;
 pub mod sync;
+pub mod tags;
 pub mod telemetry;

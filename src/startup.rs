@@ -66,6 +66,7 @@ impl Application {
             bootstrap_hash: bootstrap,
             sign_ins: SignInGuard::default(),
             public_url: settings.api.public_url.clone(),
+            tags: settings.tags.clone(),
         });
         let server = HttpServer::new(move || {
             App::new().app_data(state.clone()).configure(|cfg| crate::api::configure(cfg, operator_surface))

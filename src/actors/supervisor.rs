@@ -1,6 +1,6 @@
 //! One tenant supervisor per owned tenant: wakes when the tenant's next run may be due, publishes the due
-//! jobs (`schedule::enqueue_due`) and the daily permission check (`schedule::enqueue_permission_check`)
-//! and sleeps again. Its schedule state lives in Postgres, so a restart or
+//! jobs (`schedule::enqueue_due`), the daily permission check (`schedule::enqueue_permission_check`) and
+//! the daily tag sync (`schedule::enqueue_tag_sync`) and sleeps again. Its schedule state lives in Postgres, so a restart or
 //! a move to another instance loses nothing. Runs under `actix::Supervisor`; each check runs in a task
 //! of its own, so a panic is observed (and the actor restarted with backoff) instead of taking the
 //! Arbiter down. Tests inject such a panic through `Settings::testing` (code only, never configured).
@@ -14,7 +14,7 @@ use crate::backoff::Backoff;
 use crate::metrics::{ActorKind, RestartCause};
 use crate::model::{ObjectClass, SyncMode, Trigger};
 use crate::queue::SyncJob;
-use crate::schedule::{enqueue_due, enqueue_permission_check, CheckOutcome, Policy, ScheduleError};
+use crate::schedule::{enqueue_due, enqueue_permission_check, enqueue_tag_sync, CheckOutcome, Policy, ScheduleError};
 use crate::store::tenants;
 
 const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -32,6 +32,8 @@ pub struct TenantSupervisor {
     retired: bool,
     /// When this supervisor last published the tenant's permission check (database time).
     permission_check_published: Option<chrono::DateTime<chrono::Utc>>,
+    /// When this supervisor last published the tenant's tag sync (database time).
+    tag_sync_published: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl TenantSupervisor {
@@ -44,6 +46,7 @@ impl TenantSupervisor {
             backoff: Backoff::capped(RETRY_MIN, RETRY_MAX),
             retired: false,
             permission_check_published: None,
+            tag_sync_published: None,
         }
     }
 }
@@ -88,26 +91,30 @@ impl Handler<Check> for TenantSupervisor {
         }
         let (shared, tenant_id, policy) = (self.shared.clone(), self.tenant_id, self.policy);
         let published = self.permission_check_published;
+        let tags_published = self.tag_sync_published;
+        let tag_sync_every = self.shared.settings.tags.sync_interval;
         // A task of its own: its JoinError tells a panic apart from an error.
         let task = actix_rt::spawn(async move {
             injected_panic(&shared, tenant_id).await?;
             let outcome = enqueue_due(&shared.pool, &shared.broker, tenant_id, &policy).await?;
-            let published = match outcome {
-                CheckOutcome::TenantGone => published,
-                CheckOutcome::Checked { .. } => {
-                    enqueue_permission_check(&shared.pool, &shared.broker, tenant_id, published).await?
-                }
+            let (published, tags_published) = match outcome {
+                CheckOutcome::TenantGone => (published, tags_published),
+                CheckOutcome::Checked { .. } => (
+                    enqueue_permission_check(&shared.pool, &shared.broker, tenant_id, published).await?,
+                    enqueue_tag_sync(&shared.pool, &shared.broker, tenant_id, tag_sync_every, tags_published).await?,
+                ),
             };
-            Ok::<_, ScheduleError>((outcome, published))
+            Ok::<_, ScheduleError>((outcome, published, tags_published))
         });
         let check = task.into_actor(self).map(|joined, act, ctx| match joined {
-            Ok(Ok((CheckOutcome::Checked { next_check, .. }, published))) => {
+            Ok(Ok((CheckOutcome::Checked { next_check, .. }, published, tags_published))) => {
                 act.permission_check_published = published;
+                act.tag_sync_published = tags_published;
                 act.failures = 0;
                 act.backoff.reset();
                 ctx.run_later(next_check, |_, ctx| ctx.notify(Check));
             }
-            Ok(Ok((CheckOutcome::TenantGone, _))) => {
+            Ok(Ok((CheckOutcome::TenantGone, _, _))) => {
                 tracing::info!(tenant = act.tenant_id, "tenant deleted; supervisor idle until released");
                 act.retired = true;
             }

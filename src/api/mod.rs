@@ -39,6 +39,8 @@ pub struct AppState {
     pub sign_ins: v1::auth::SignInGuard,
     /// Where browsers reach the console (`api.public_url`), for the admin-consent redirect.
     pub public_url: Option<url::Url>,
+    /// Tag mapping limits (`tags.max_mappings`).
+    pub tags: crate::config::TagSettings,
 }
 
 /// The probes and `/metrics` everywhere; the operator API and the console with the `api` role.

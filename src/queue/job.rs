@@ -19,10 +19,17 @@ pub const PERMISSION_CHECK_SCHEMA_VERSION: u32 = 1;
 pub const REMAP_SCHEMA_VERSION: u32 = 1;
 
 /// The job kinds this entrasync handles, as named in the envelope's `kind` field.
-pub const KINDS: [&str; 3] = [SYNC_KIND, PERMISSION_CHECK_KIND, REMAP_KIND];
+pub const KINDS: [&str; 4] = [SYNC_KIND, PERMISSION_CHECK_KIND, REMAP_KIND, TAG_SYNC_KIND];
 const SYNC_KIND: &str = "sync";
 const PERMISSION_CHECK_KIND: &str = "permission_check";
 const REMAP_KIND: &str = "remap";
+const TAG_SYNC_KIND: &str = "tag_sync";
+
+/// The `schema_version` of `tag_sync` jobs this entrasync reads and writes.
+pub const TAG_SYNC_SCHEMA_VERSION: u32 = 1;
+
+/// The routing key of tag syncs (their queue is `{prefix}.checks`, with the permission checks).
+pub const TAG_SYNC_ROUTING_KEY: &str = "tags.sync";
 
 /// The routing key of permission checks (their queue is `{prefix}.checks`).
 pub const PERMISSION_CHECK_ROUTING_KEY: &str = "check.permissions";
@@ -33,6 +40,7 @@ pub enum Job {
     Sync(SyncJob),
     PermissionCheck(PermissionCheckJob),
     Remap(RemapJob),
+    TagSync(TagSyncJob),
 }
 
 impl Job {
@@ -49,6 +57,10 @@ impl Job {
                 check_version(&value, PERMISSION_CHECK_SCHEMA_VERSION)?;
                 serde_json::from_value(value).map(Job::PermissionCheck).map_err(|e| JobError::Invalid(e.to_string()))
             }
+            Some(serde_json::Value::String(kind)) if kind == TAG_SYNC_KIND => {
+                check_version(&value, TAG_SYNC_SCHEMA_VERSION)?;
+                serde_json::from_value(value).map(Job::TagSync).map_err(|e| JobError::Invalid(e.to_string()))
+            }
             Some(serde_json::Value::String(kind)) if kind == REMAP_KIND => {
                 check_version(&value, REMAP_SCHEMA_VERSION)?;
                 serde_json::from_value(value).map(Job::Remap).map_err(|e| JobError::Invalid(e.to_string()))
@@ -62,6 +74,7 @@ impl Job {
             Job::Sync(_) => SYNC_KIND,
             Job::PermissionCheck(_) => PERMISSION_CHECK_KIND,
             Job::Remap(_) => REMAP_KIND,
+            Job::TagSync(_) => TAG_SYNC_KIND,
         }
     }
 
@@ -70,6 +83,7 @@ impl Job {
             Job::Sync(job) => job.job_id,
             Job::PermissionCheck(job) => job.job_id,
             Job::Remap(job) => job.job_id,
+            Job::TagSync(job) => job.job_id,
         }
     }
 
@@ -79,6 +93,7 @@ impl Job {
             Job::Sync(job) => job.tenant,
             Job::PermissionCheck(job) => job.tenant,
             Job::Remap(job) => job.tenant,
+            Job::TagSync(job) => job.tenant,
         }
     }
 
@@ -87,6 +102,7 @@ impl Job {
             Job::Sync(job) => job.routing_key(),
             Job::PermissionCheck(_) => PERMISSION_CHECK_ROUTING_KEY.to_owned(),
             Job::Remap(job) => routing_key(job.object_class),
+            Job::TagSync(_) => TAG_SYNC_ROUTING_KEY.to_owned(),
         }
     }
 
@@ -96,6 +112,7 @@ impl Job {
             Job::Sync(job) => job.to_bytes(),
             Job::PermissionCheck(job) => job.to_bytes(),
             Job::Remap(job) => job.to_bytes(),
+            Job::TagSync(job) => job.to_bytes(),
         }
     }
 }
@@ -164,6 +181,39 @@ impl RemapJob {
     /// The message body, with `"kind": "remap"`.
     pub fn to_bytes(&self) -> Vec<u8> {
         with_kind(REMAP_KIND, self)
+    }
+}
+
+/// Asks for one tag sync of a tenant: its tag mappings applied to its stored users, values of deleted
+/// mappings removed (docs/queue.md, docs/mappings.md). Reads the store only; recorded as a run of mode
+/// `tag_sync`, class `user`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagSyncJob {
+    pub schema_version: u32,
+    /// Names the request in logs and the history; a tag sync is idempotent, so a copy just syncs again.
+    pub job_id: Uuid,
+    /// The Entra tenant id (directory id), as registered in entrasync.
+    pub tenant: Uuid,
+    #[serde(default = "default_trigger")]
+    pub trigger: Trigger,
+    #[serde(default = "Utc::now")]
+    pub requested_at: DateTime<Utc>,
+}
+
+impl TagSyncJob {
+    pub fn new(tenant: Uuid, trigger: Trigger) -> Self {
+        TagSyncJob {
+            schema_version: TAG_SYNC_SCHEMA_VERSION,
+            job_id: Uuid::new_v4(),
+            tenant,
+            trigger,
+            requested_at: Utc::now(),
+        }
+    }
+
+    /// The message body, with `"kind": "tag_sync"`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        with_kind(TAG_SYNC_KIND, self)
     }
 }
 
@@ -324,6 +374,24 @@ mod tests {
         let err = Job::from_bytes(no_class).unwrap_err();
         assert!(err.to_string().contains("object_class"), "{err}");
         assert!(SyncJob::from_bytes(&job.to_bytes()).is_err(), "a remap is not a sync job");
+    }
+
+    #[test]
+    fn a_tag_sync_round_trips_with_its_kind_and_routing_key() {
+        let job = Job::TagSync(TagSyncJob::new(Uuid::new_v4(), Trigger::Api));
+        let body: serde_json::Value = serde_json::from_slice(&job.to_bytes()).expect("json");
+        assert_eq!(body["kind"], "tag_sync");
+        assert_eq!(body["schema_version"], 1);
+        assert_eq!(body["trigger"], "api");
+        assert_eq!(Job::from_bytes(&job.to_bytes()), Ok(job.clone()));
+        assert_eq!(job.routing_key(), "tags.sync");
+        assert!(KINDS.contains(&job.kind()));
+        let smallest = br#"{"kind":"tag_sync","schema_version":1,
+            "job_id":"6f1c2a9e-3b7d-4c55-9a39-2f0d8f4b7a11","tenant":"0b6a4d2e-8c1f-4f3a-9e57-1d2c3b4a5f60"}"#;
+        let Ok(Job::TagSync(parsed)) = Job::from_bytes(smallest) else { panic!("the smallest tag sync job parses") };
+        assert_eq!(parsed.trigger, Trigger::Queue);
+        let newer = br#"{"kind":"tag_sync","schema_version":2}"#;
+        assert!(matches!(Job::from_bytes(newer), Err(JobError::UnsupportedVersion(_, 1))));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub use job::{
     Job, JobError, PermissionCheckJob, RemapJob, SyncJob, KINDS, PERMISSION_CHECK_ROUTING_KEY,
     PERMISSION_CHECK_SCHEMA_VERSION, REMAP_SCHEMA_VERSION, SCHEMA_VERSION,
 };
+pub use job::{TagSyncJob, TAG_SYNC_ROUTING_KEY, TAG_SYNC_SCHEMA_VERSION};
 pub use stats::QueueDepth;
 pub use topology::Topology;
 

@@ -1,14 +1,14 @@
 //! Exchange and queue names, and their idempotent declaration.
 //!
 //! `{prefix}.jobs` (topic) routes `sync.<class>` to the durable quorum queue `{prefix}.sync.<class>`, and
-//! `check.permissions` to `{prefix}.checks`. A job delivered more than `delivery_limit` times, or
+//! `check.permissions` and `tags.sync` to `{prefix}.checks`. A job delivered more than `delivery_limit` times, or
 //! rejected without requeue, goes to the `{prefix}.dead` exchange and its queue `{prefix}.dead`.
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 
-use super::job::{routing_key, PERMISSION_CHECK_ROUTING_KEY};
+use super::job::{routing_key, PERMISSION_CHECK_ROUTING_KEY, TAG_SYNC_ROUTING_KEY};
 use super::QueueError;
 use crate::model::ObjectClass;
 
@@ -40,12 +40,14 @@ impl Topology {
         format!("{}.checks", self.prefix)
     }
 
-    /// The job queues with the routing key bound to each: the class queues, then the checks queue.
+    /// The job queues with the routing key bound to each: the class queues, then the checks queue
+    /// (bound twice: permission checks and tag syncs).
     pub fn job_queues(&self) -> Vec<(String, String)> {
         ObjectClass::ALL
             .iter()
             .map(|class| (self.class_queue(*class), routing_key(*class)))
             .chain([(self.checks_queue(), PERMISSION_CHECK_ROUTING_KEY.to_owned())])
+            .chain([(self.checks_queue(), TAG_SYNC_ROUTING_KEY.to_owned())])
             .collect()
     }
 
@@ -117,7 +119,10 @@ impl super::Broker {
         let connection = self.connection(connect_wait).await?;
         let channel = connection.create_channel().await?;
         let topology = self.topology();
-        let queues = topology.job_queues().into_iter().map(|(queue, _)| queue).chain([topology.dead_queue()]);
+        let mut queues: Vec<String> =
+            topology.job_queues().into_iter().map(|(queue, _)| queue).chain([topology.dead_queue()]).collect();
+        // A queue bound to several routing keys is listed once per key.
+        queues.dedup();
         for queue in queues {
             channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;
         }

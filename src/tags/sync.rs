@@ -197,9 +197,11 @@ async fn apply(pool: &Pool, request: &TagSyncRequest, report: &mut TagSyncReport
             }
             Ok(None) => {}
             Err(error) => {
+                // With its causes: Postgres' own message ("canceling statement due to lock timeout").
+                let error = format!("{error:#}");
                 tracing::warn!(tenant = tenant_id, mapping = id, %error, "deleting a tag mapping failed; retried at the next tag sync");
-                tags::record_deletion_failure(pool, id, &error.to_string()).await?;
-                report.deletion_failures.push((id, error.to_string()));
+                tags::record_deletion_failure(pool, id, &error).await?;
+                report.deletion_failures.push((id, error));
             }
         }
     }

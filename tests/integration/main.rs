@@ -62,3 +62,4 @@ mod sync_replays;
 mod sync_resume;
 mod sync_store;
 mod sync_support;
+mod tags_lifecycle;

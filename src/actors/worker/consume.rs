@@ -16,7 +16,7 @@ use super::WorkerDeps;
 use crate::backoff::Backoff;
 use crate::metrics::{ActorKind, JobOutcome, JobTracker, RestartCause};
 use crate::model::ObjectClass;
-use crate::queue::{JobConsumer, Topology};
+use crate::queue::{Job, JobConsumer, Topology};
 
 const RESUBSCRIBE_MIN: Duration = Duration::from_millis(250);
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(10);
@@ -46,7 +46,11 @@ impl Feed {
     async fn process(self, deps: &WorkerDeps, body: &[u8], stop: &CancellationToken) -> Settlement {
         match self {
             Feed::Sync(class) => job::process(deps, class, body, stop).await,
-            Feed::Checks => super::permission_check::process(deps, body, stop).await,
+            // Tag syncs share the checks queue; everything else there is a permission check's to judge.
+            Feed::Checks => match Job::from_bytes(body) {
+                Ok(Job::TagSync(job)) => super::tag_sync::process(deps, job, stop).await,
+                _ => super::permission_check::process(deps, body, stop).await,
+            },
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Sync workers: each consumes one class queue on its own Arbiter and runs the sync rounds its jobs ask
-//! for. The first worker of an instance also consumes the permission checks (`{prefix}.checks`): they
-//! are few and short, so one consumer per instance is enough. The actor owns only its consume loops'
+//! for. The first worker of an instance also consumes the permission checks and tag syncs
+//! (`{prefix}.checks`): they are few, so one consumer per instance is enough. The actor owns only its consume loops'
 //! lifecycle; the work is in `consume`, `job` and `permission_check`.
 
 mod consume;
@@ -9,6 +9,7 @@ mod job;
 pub mod metered;
 mod permission_check;
 mod remap;
+mod tag_sync;
 
 use std::sync::Arc;
 
