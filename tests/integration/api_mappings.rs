@@ -162,6 +162,10 @@ async fn a_class_mapping_set_is_read_replaced_validated_versioned_audited_and_re
     let stale = api.admin(Method::PUT, &path, Some(changed.clone())).await;
     is_problem(&stale, StatusCode::CONFLICT);
     assert!(stale.body["detail"].as_str().unwrap().contains("version is 1"), "{}", stale.text);
+    changed["version"] = json!(-1);
+    let negative = api.admin(Method::PUT, &path, Some(changed.clone())).await;
+    is_problem(&negative, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(negative.body["problems"][0]["field"], "version", "{}", negative.text);
     changed["version"] = json!(1);
     let second = api.admin(Method::PUT, &path, Some(changed)).await;
     assert_eq!((second.status, second.body["version"].clone()), (StatusCode::OK, json!(2)), "{}", second.text);

@@ -347,7 +347,11 @@ pub async fn put(
     let body = body.into_inner();
     let tenant = tenants::get(&state.pool, id).await?.ok_or_else(|| no_tenant(id))?;
     if body.version.is_some_and(|v| v < 0) {
-        return Err(ApiError::invalid("version", "version is 0 or the version you read"));
+        return Ok(invalid_response(vec![FieldProblem {
+            field: "version".to_owned(),
+            message: "version is 0 (nothing stored yet) or the version you read".to_owned(),
+            position: None,
+        }]));
     }
     let set = m::MappingSet {
         mappings: body.mappings.into_iter().map(m::AttributeMapping::from).collect(),
