@@ -242,17 +242,52 @@ pub(crate) fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>)
     best.map(|(_, candidate)| candidate)
 }
 
+/// Optimal string alignment distance: insertions, deletions, substitutions and adjacent transpositions.
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        current[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        std::mem::swap(&mut previous, &mut current);
+    let width = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * width];
+    for i in 0..=a.len() {
+        d[i * width] = i;
     }
-    previous[b.len()]
+    for (j, cell) in d.iter_mut().enumerate().take(width) {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best =
+                (d[(i - 1) * width + j] + 1).min(d[i * width + j - 1] + 1).min(d[(i - 1) * width + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[(i - 2) * width + j - 2] + 1);
+            }
+            d[i * width + j] = best;
+        }
+    }
+    d[a.len() * width + b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_function_resolves_ignoring_case() {
+        for info in FUNCTIONS {
+            assert_eq!(Func::lookup(&info.name.to_uppercase()).map(|i| i.func), Some(info.func));
+            assert_eq!(info.func.info().name, info.name);
+        }
+        assert!(Func::lookup("Nope").is_none());
+        assert_eq!(Constant::lookup("utf8"), Some(Constant::Utf8));
+    }
+
+    #[test]
+    fn suggestions() {
+        let names = || FUNCTIONS.iter().map(|info| info.name);
+        assert_eq!(suggest("Jion", names()), Some("Join"));
+        assert_eq!(suggest("replce", names()), Some("Replace"));
+        assert_eq!(suggest("SelectUniqueValues", names()), Some("SelectUniqueValue"));
+        assert_eq!(suggest("Frobnicate", names()), None);
+    }
 }

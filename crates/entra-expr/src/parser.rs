@@ -9,7 +9,7 @@ use crate::regex_net::NetRegex;
 pub const MAX_LENGTH: usize = 10_000;
 
 /// How deeply calls and parentheses may nest (keeps parsing and evaluation off the end of the stack).
-const MAX_DEPTH: usize = 128;
+const MAX_DEPTH: usize = 50;
 
 /// An error in an expression's text: where (1-based character) and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
