@@ -621,3 +621,380 @@ async fn operator_adds_a_tenant_grants_syncs_reads_history_and_allows_held_delet
     drop(browser);
     stack.app.handle.stop(true).await;
 }
+
+/// A call to the API with `token` (for what the test sets up or checks behind the console's back).
+async fn api_call(
+    app: &TestApp,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut request = reqwest::Client::new().request(method, format!("{}{path}", app.address)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("API request");
+    let status = response.status();
+    let text = response.text().await.expect("API answer");
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+/// The text of the element `css` now, or "" when there is none.
+async fn text_now(browser: &Browser, css: &str) -> String {
+    let script = format!("const e = document.querySelector({css:?}); return e ? e.textContent : '';");
+    browser.execute(&script, vec![]).await.as_str().unwrap_or_default().to_owned()
+}
+
+/// Issue 14's console: a tenant's Mappings tab. An Expression mapping is written in the editor (a bad
+/// expression shows its positioned error with a caret under the character; a good one its attributes and
+/// its result on stored users picked in the preview), a scoping filter the API refuses shows the problem
+/// next to its value, the fixed set saves and is there after a reload; a save based on a stale version
+/// tells the operator to reload.
+#[tokio::test]
+async fn mappings_tab_edits_an_expression_with_live_validation_and_preview_and_saves_the_set() {
+    use reqwest::Method;
+    let Some(browser) = Browser::start(1280, 900).await else { return };
+    let world = crate::service_support::World::start().await;
+    let tenant = world.tenant(41, 12, 50).await;
+    let settings = world.settings(&[
+        ("ENTRASYNC_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("ENTRASYNC_SERVE_ROLES", "api,worker"),
+        ("ENTRASYNC_DATABASE_POOL_SIZE", "10"),
+    ]);
+    let app = spawn_app(&settings).await;
+    let id = tenant.tenant_id;
+
+    // Stored users to preview on: a full sync round against the emulator.
+    let (status, body) = api_call(
+        &app,
+        ADMIN_TOKEN,
+        Method::POST,
+        &format!("/api/v1/tenants/{id}/sync"),
+        Some(serde_json::json!({"classes": ["user"], "mode": "full"})),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+    let objects_path = format!("/api/v1/tenants/{id}/objects?class=user&limit=50");
+    let stored = crate::support::eventually(Duration::from_secs(90), || async {
+        let (_, page) = api_call(&app, ADMIN_TOKEN, Method::GET, &objects_path, None).await;
+        page["items"].as_array().is_some_and(|items| items.len() >= 2)
+    })
+    .await;
+    assert!(stored, "the sync round stored the tenant's users");
+
+    sign_in(&browser, &app, ADMIN_TOKEN).await;
+    browser.wait_text("#page-title", "Tenants").await;
+    browser.execute(&format!("location.hash = '#/tenants/{id}/config';"), vec![]).await;
+    browser.click("#tab-mappings").await;
+    browser.wait_for("#mapping-table").await;
+    assert!(browser.current_url().await.ends_with(&format!("#/tenants/{id}/mappings/user")));
+    browser.wait_for("#scoping-empty").await;
+    assert_eq!(browser.property("#mappings-save", "disabled").await, serde_json::json!(true), "nothing to save yet");
+    browser.screenshot("40-mappings-empty").await;
+
+    // Add an Expression mapping through the editor.
+    browser.click("#mapping-add").await;
+    browser.choose("#mapping-type", "expression").await;
+    browser.wait_for("#mapping-expression").await;
+    assert!(!browser.exists("#mapping-direct-box:not([hidden])").await, "the Direct field hides for an expression");
+
+    // A bad expression: the error with its position, and a caret under that character.
+    let bad = r#"Join(".", [givenName] [surname])"#;
+    browser.fill("#mapping-expression", bad).await;
+    browser.wait_for("#expression-error").await;
+    let message = browser.text("#expression-error").await;
+    let position: usize = browser
+        .execute("return Number(document.getElementById('expression-error').dataset.position);", vec![])
+        .await
+        .as_u64()
+        .expect("position") as usize;
+    assert!(message.starts_with(&format!("Character {position}:")), "the message names the character: {message}");
+    assert!((10..=bad.len()).contains(&position), "the error is at the missing comma, not at the start: {message}");
+    let caret = text_now(&browser, "#expression-caret .caret-mark").await;
+    assert_eq!(caret.len(), position, "the caret {caret:?} stands under character {position}");
+    assert_eq!(text_now(&browser, "#expression-caret .caret-line").await, bad);
+    assert_eq!(browser.property("#mapping-expression", "ariaInvalid").await, serde_json::json!("true"));
+    browser.screenshot("41-expression-error").await;
+
+    // A good one: valid, what it reads, deterministic, and its result on the first stored user.
+    browser.fill("#mapping-expression", r#"Join(".", [givenName], [surname])"#).await;
+    browser.wait_for("#expression-valid").await;
+    browser.wait_text("#expression-attributes", "[givenName]").await;
+    browser.wait_text("#expression-attributes", "[surname]").await;
+    browser.wait_text("#expression-deterministic", "Deterministic").await;
+    let expected_for = |object: &serde_json::Value| {
+        let attrs = &object["attrs"];
+        let given = attrs["givenName"].as_str().unwrap_or_default();
+        let surname = attrs["surname"].as_str().unwrap_or_default();
+        serde_json::json!(format!("{given}.{surname}")).to_string()
+    };
+    browser.wait_for("#preview-value").await;
+    let first = browser.property("#preview-object", "value").await.as_str().expect("a chosen object").to_owned();
+    let (_, object) =
+        api_call(&app, ADMIN_TOKEN, Method::GET, &format!("/api/v1/tenants/{id}/objects/user/{first}"), None).await;
+    let expected = expected_for(&object);
+    assert!(expected.len() > 4, "the emulated user has a given name and a surname: {object}");
+    browser.wait_text_is("#preview-value", &expected).await;
+    browser.wait_text_is("#preview-type", "string").await;
+    browser.screenshot("42-expression-preview").await;
+
+    // Another user, found through the picker's search.
+    let second = browser
+        .execute(
+            "const o = Array.from(document.querySelectorAll('#preview-object option')).find(o => o.value !== arguments[0]); return o && o.value;",
+            vec![serde_json::json!(first)],
+        )
+        .await
+        .as_str()
+        .expect("a second user")
+        .to_owned();
+    let (_, other) =
+        api_call(&app, ADMIN_TOKEN, Method::GET, &format!("/api/v1/tenants/{id}/objects/user/{second}"), None).await;
+    let surname = other["attrs"]["surname"].as_str().expect("surname").to_owned();
+    browser.fill("#preview-search", &surname).await;
+    browser
+        .wait_until(
+            "the search to list the second user",
+            &format!(
+                "Array.from(document.querySelectorAll('#preview-object option')).some(o => o.value === {second:?})"
+            ),
+            DEFAULT_WAIT,
+        )
+        .await;
+    browser.choose("#preview-object", &second).await;
+    browser.wait_text_is("#preview-value", &expected_for(&other)).await;
+
+    // Null shows as null.
+    browser.fill("#mapping-expression", "[noSuchAttribute]").await;
+    browser.wait_text_is("#preview-type", "null").await;
+    browser.wait_text_is("#preview-value", "null").await;
+    browser.fill("#mapping-expression", r#"Join(".", [givenName], [surname])"#).await;
+    browser.wait_text_is("#preview-value", &expected_for(&other)).await;
+
+    browser.fill("#mapping-target", "alias").await;
+    browser.click("#mapping-ok").await;
+    browser.wait_until("the dialog to close", "!document.getElementById('dialog').open", DEFAULT_WAIT).await;
+    browser.wait_text("#mapping-row-0", "alias").await;
+    browser.wait_text("#mapping-row-0", "Expression").await;
+    browser.wait_for("#mappings-dirty").await;
+
+    // A scoping clause the API refuses (not a regular expression): the problem shows next to its value.
+    browser.click("#scope-add-group").await;
+    browser.fill("#scope-0-0-attribute", "givenName").await;
+    browser.choose("#scope-0-0-operator", "regex_match").await;
+    browser.fill("#scope-0-0-value", "(unclosed").await;
+    browser.click("#mappings-save").await;
+    browser
+        .wait_until(
+            "the problem next to the clause's value",
+            "document.getElementById('scope-0-0-value-error') && document.getElementById('scope-0-0-value-error').textContent.length > 0",
+            DEFAULT_WAIT,
+        )
+        .await;
+    assert_eq!(browser.property("#scope-0-0-value", "ariaInvalid").await, serde_json::json!("true"));
+    browser.wait_text("#mappings-problems", "scoping[0].clauses[0].value").await;
+    browser.dismiss_notifications().await;
+    browser.screenshot("43-mappings-422").await;
+    let (_, unsaved) =
+        api_call(&app, ADMIN_TOKEN, Method::GET, &format!("/api/v1/tenants/{id}/mappings/user"), None).await;
+    assert_eq!(unsaved["version"], 0, "nothing was stored: {unsaved}");
+
+    // A unary operator takes no value: the value input hides. Save.
+    browser.choose("#scope-0-0-operator", "is_not_null").await;
+    assert!(!browser.exists("#scope-0-0-value:not([hidden])").await, "IS NOT NULL has no value input");
+    browser.click("#mappings-save").await;
+    browser.wait_text("#notifications", "mappings saved (version 1)").await;
+    browser.wait_text("#notifications", "full scan").await;
+    assert!(!browser.exists("#mappings-dirty:not([hidden])").await, "saved: no unsaved changes");
+    browser.screenshot("44-mappings-saved").await;
+    let (_, saved) =
+        api_call(&app, ADMIN_TOKEN, Method::GET, &format!("/api/v1/tenants/{id}/mappings/user"), None).await;
+    assert_eq!(saved["version"], 1, "{saved}");
+    assert_eq!(
+        saved["mappings"][0],
+        serde_json::json!({"target": "alias", "source": {"type": "expression", "expression": "Join(\".\", [givenName], [surname])"},
+                           "default_if_null": null, "apply": "always"})
+    );
+    assert_eq!(
+        saved["scoping"],
+        serde_json::json!([{"clauses": [{"attribute": "givenName", "operator": "is_not_null", "value": null}]}])
+    );
+
+    // After a reload the saved set is what the tab shows.
+    browser.cmd("POST", "/refresh", serde_json::json!({})).await;
+    browser.wait_text("#mapping-row-0", "alias").await;
+    browser.wait_text("#mapping-row-0", "Join(\".\", [givenName], [surname])").await;
+    assert_eq!(browser.property("#scope-0-0-operator", "value").await, serde_json::json!("is_not_null"));
+    assert_eq!(browser.property("#scope-0-0-attribute", "value").await, serde_json::json!("givenName"));
+    browser.wait_text("#mappings-version", "Version 1").await;
+    browser.dismiss_notifications().await;
+    browser.screenshot("45-mappings-after-reload").await;
+
+    // Someone else saves meanwhile: the console's save is refused and says to reload.
+    let (status, body) = api_call(
+        &app,
+        ADMIN_TOKEN,
+        Method::PUT,
+        &format!("/api/v1/tenants/{id}/mappings/user"),
+        Some(serde_json::json!({"version": 1, "mappings": [{"target": "alias", "source": {"type": "direct", "attribute": "mail"}}]})),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    browser.click("#scope-remove-group-0").await;
+    browser.click("#mappings-save").await;
+    browser.wait_text("#mappings-conflict", "Reload").await;
+    browser.screenshot("46-mappings-conflict").await;
+    browser.click("#mappings-reload").await;
+    browser.wait_text("#mapping-row-0", "mail").await;
+    browser.wait_text("#mappings-version", "Version 2").await;
+
+    // A narrow window: the rows become cards.
+    browser.set_window_size(420, 900).await;
+    browser.click("#mapping-edit-0").await;
+    browser.choose("#mapping-type", "expression").await;
+    browser.fill("#mapping-expression", r#"Join(".", [givenName] [surname])"#).await;
+    browser.wait_for("#expression-caret").await;
+    browser.screenshot("47-narrow-mapping-dialog").await;
+    browser.click("#mapping-cancel").await;
+    browser.dismiss_notifications().await;
+    browser.cmd("POST", "/refresh", serde_json::json!({})).await;
+    browser.wait_for("#mapping-row-0").await;
+    browser.screenshot("48-narrow-mappings").await;
+    browser.click("#scope-add-group").await;
+    browser.choose("#scope-0-0-operator", "ends_with").await;
+    browser.fill("#scope-0-0-value", "@contoso.com").await;
+    browser.execute("document.getElementById('scoping-panel').scrollIntoView();", vec![]).await;
+    browser.screenshot("49-narrow-scoping").await;
+    browser.click("#mappings-discard").await;
+    browser.wait_for("#scoping-empty").await;
+    browser.set_window_size(1280, 900).await;
+
+    let errors = page_errors(&browser).await;
+    assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
+    drop(browser);
+    app.handle.stop(true).await;
+}
+
+/// Issue 14's console: a tenant's Tags tab. Tag mappings are created (the count against the limit
+/// shown), a duplicate is refused with the API's reason in the dialog, asset groups and manual tags are
+/// added, a mapping that never synced is deleted at once after a confirmation saying what deletion does;
+/// a viewer sees it all read-only.
+#[tokio::test]
+async fn tags_tab_creates_tag_mappings_with_the_limit_shown_and_manages_tags_and_asset_groups() {
+    use reqwest::Method;
+    let Some(browser) = Browser::start(1280, 900).await else { return };
+    let world = crate::service_support::World::start().await;
+    let tenant = world.tenant(42, 5, 50).await;
+    let settings = world.settings(&[
+        ("ENTRASYNC_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("ENTRASYNC_SERVE_ROLES", "api"),
+        ("ENTRASYNC_DATABASE_POOL_SIZE", "4"),
+    ]);
+    let app = spawn_app(&settings).await;
+    let id = tenant.tenant_id;
+
+    sign_in(&browser, &app, ADMIN_TOKEN).await;
+    browser.wait_text("#page-title", "Tenants").await;
+    browser.execute(&format!("location.hash = '#/tenants/{id}/config';"), vec![]).await;
+    browser.click("#tab-tags").await;
+    browser.wait_text_is("#tag-mapping-count", "0 of 5").await;
+
+    // department → custom tag "Department".
+    browser.click("#tag-mapping-add").await;
+    browser.wait_text("#tag-mapping-limit", "0 of 5").await;
+    browser.choose("#tag-mapping-source", "department").await;
+    browser.choose("#tag-mapping-target", "custom").await;
+    browser.fill("#tag-mapping-key", "Department").await;
+    browser.screenshot("50-tag-mapping-dialog").await;
+    browser.click("#tag-mapping-submit").await;
+    browser.wait_text("#tag-mapping-table", "department").await;
+    browser.wait_text("#tag-mapping-table", "Department").await;
+    browser.wait_text_is("#tag-mapping-count", "1 of 5").await;
+
+    // The same mapping again is refused; the dialog says why.
+    browser.click("#tag-mapping-add").await;
+    browser.choose("#tag-mapping-source", "department").await;
+    browser.fill("#tag-mapping-key", "Department").await;
+    browser.click("#tag-mapping-submit").await;
+    browser.wait_text("#dialog-message", "already maps").await;
+    browser.screenshot("51-tag-mapping-duplicate").await;
+    browser.click("#tag-mapping-cancel").await;
+
+    // The same source to the Asset group tag is another mapping.
+    browser.click("#tag-mapping-add").await;
+    browser.choose("#tag-mapping-source", "department").await;
+    browser.choose("#tag-mapping-target", "asset_group").await;
+    assert!(
+        browser.exists("#tag-mapping-dialog-form div[hidden] #tag-mapping-key").await,
+        "the Asset group tag has no key"
+    );
+    browser.click("#tag-mapping-submit").await;
+    browser.wait_text("#tag-mapping-table", "Asset group").await;
+    browser.wait_text_is("#tag-mapping-count", "2 of 5").await;
+
+    // An asset group and a manual tag.
+    browser.click("#asset-group-add").await;
+    browser.fill("#asset-group-dialog-name", "Berlin office").await;
+    browser.click("#asset-group-dialog-submit").await;
+    browser.wait_text("#asset-group-table", "Berlin office").await;
+    browser.wait_text("#asset-group-table", "Manual").await;
+    browser.click("#tag-add").await;
+    browser.fill("#tag-dialog-key", "Owner").await;
+    browser.fill("#tag-dialog-value", "IT").await;
+    browser.click("#tag-dialog-submit").await;
+    browser.wait_text("#tag-table", "Owner").await;
+    browser.wait_text("#tag-table", "Manual").await;
+    browser.dismiss_notifications().await;
+    browser.screenshot("52-tags-tab").await;
+
+    // Delete the first mapping: it never synced, so it goes at once.
+    let (_, mappings) =
+        api_call(&app, ADMIN_TOKEN, Method::GET, &format!("/api/v1/tenants/{id}/tag-mappings"), None).await;
+    let first = mappings[0]["id"].as_i64().expect("mapping id");
+    browser.click(&format!("#tag-mapping-delete-{first}")).await;
+    browser.wait_text("#confirm-message", "never synced").await;
+    browser.screenshot("53-tag-mapping-delete-confirm").await;
+    browser.click("#confirm-ok").await;
+    browser.wait_text_is("#tag-mapping-count", "1 of 5").await;
+    assert!(!browser.exists(&format!("#tag-mapping-row-{first}")).await, "the mapping is gone");
+
+    // A viewer sees the tab read-only.
+    let (status, created) = api_call(
+        &app,
+        ADMIN_TOKEN,
+        Method::POST,
+        "/api/v1/tokens",
+        Some(serde_json::json!({"name": "tag viewer", "role": "viewer"})),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{created}");
+    let viewer = created["token"].as_str().expect("token").to_owned();
+    browser.click("#signout").await;
+    sign_in(&browser, &app, &viewer).await;
+    browser.wait_text("#page-title", "Tenants").await;
+    browser.execute(&format!("location.hash = '#/tenants/{id}/tags';"), vec![]).await;
+    browser.wait_text_is("#tag-mapping-count", "1 of 5").await;
+    for button in ["#tag-mapping-add", "#tag-sync-now", "#asset-group-add", "#tag-add"] {
+        assert_eq!(
+            browser.property(button, "disabled").await,
+            serde_json::json!(true),
+            "{button} is disabled for a viewer"
+        );
+    }
+    browser.click("#tab-mappings").await;
+    browser.wait_for("#mapping-table").await;
+    assert_eq!(browser.property("#mapping-add", "disabled").await, serde_json::json!(true), "viewers add no mapping");
+    browser.execute(&format!("location.hash = '#/tenants/{id}/tags';"), vec![]).await;
+    browser.wait_for("#tag-mapping-table").await;
+    browser.set_window_size(420, 900).await;
+    browser.cmd("POST", "/refresh", serde_json::json!({})).await;
+    browser.wait_for("#tag-mapping-count").await;
+    browser.screenshot("54-narrow-tags-viewer").await;
+    browser.set_window_size(1280, 900).await;
+
+    let errors = page_errors(&browser).await;
+    assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
+    drop(browser);
+    app.handle.stop(true).await;
+}

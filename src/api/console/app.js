@@ -180,6 +180,9 @@
       this.title = problem.title || `Request failed (${status})`;
       this.detail = problem.detail || '';
       this.field = problem.field || null;
+      // A 422 of mappings and expressions lists every problem: {field, message, position?}.
+      this.problems = Array.isArray(problem.problems) ? problem.problems : [];
+      this.position = problem.position || null;
     }
   }
 
@@ -849,12 +852,19 @@
     root.appendChild(el('nav', { class: 'tabs', 'aria-label': 'Tenant' },
       el('a', { href: `#/tenants/${id}/config`, id: 'tab-config', 'aria-current': tab === 'config' ? 'page' : undefined }, 'Tenant Configuration'),
       el('a', { href: `#/tenants/${id}/history`, id: 'tab-history', 'aria-current': tab === 'history' ? 'page' : undefined }, 'Sync History'),
-      el('a', { href: `#/tenants/${id}/directory`, id: 'tab-directory', 'aria-current': tab === 'directory' || tab === 'objects' ? 'page' : undefined }, 'Directory')));
+      el('a', { href: `#/tenants/${id}/directory`, id: 'tab-directory', 'aria-current': tab === 'directory' || tab === 'objects' ? 'page' : undefined }, 'Directory'),
+      el('a', { href: `#/tenants/${id}/mappings/${tab === 'mappings' && CLASSES.includes(rest[0]) ? rest[0] : 'user'}`, id: 'tab-mappings', 'aria-current': tab === 'mappings' ? 'page' : undefined }, 'Mappings'),
+      el('a', { href: `#/tenants/${id}/tags`, id: 'tab-tags', 'aria-current': tab === 'tags' ? 'page' : undefined }, 'Tags')));
     const content = el('div', { id: `tenant-tab-${tab}` });
     root.appendChild(content);
+    // In a narrow window the tab strip scrolls: keep the current tab in sight.
+    const currentTab = root.querySelector('.tabs a[aria-current=page]');
+    if (currentTab && currentTab.scrollIntoView) currentTab.scrollIntoView({ block: 'nearest', inline: 'nearest' });
     if (tab === 'history') await renderHistory(content, view, tenant);
     else if (tab === 'directory') await renderDirectory(content, view, tenant, params);
     else if (tab === 'objects') await renderObject(content, view, tenant, rest[0], rest.slice(1).join('/'));
+    else if (tab === 'mappings') await renderMappings(content, view, tenant, rest[0]);
+    else if (tab === 'tags') await renderTags(content, view, tenant);
     else await renderTenantConfig(content, view, tenant);
   }
 
@@ -1646,6 +1656,869 @@
         el('ul', { id: 'object-members' }, membersFirst.map((m) => el('li', { class: 'mono' }, memberLink(m, 'user'))))) : null,
       object.mapped ? el('section', { class: 'panel' }, el('h2', null, 'Mapped attributes'), el('pre', { class: 'json' }, JSON.stringify(object.mapped, null, 2))) : null);
     root.appendChild(el('div', { class: 'grid-2' }, left, right));
+  }
+
+  // ---------------------------------------------------------------- attribute mappings and scoping
+
+  const MAPPING_TYPES = [['direct', 'Direct'], ['constant', 'Constant'], ['expression', 'Expression'], ['none', 'None']];
+  const MAPPING_TYPE_LABEL = Object.fromEntries(MAPPING_TYPES);
+  const APPLY_WHEN = [['always', 'Always'], ['on_create', 'Only during object creation']];
+  const APPLY_LABEL = { always: 'Always', on_create: 'Only during creation' };
+  // The scoping operators with the labels of Entra's provisioning portal.
+  const SCOPE_OPERATORS = [
+    ['equals', 'EQUALS'], ['not_equals', 'NOT EQUALS'], ['includes', 'Includes'], ['ends_with', 'ENDS_WITH'],
+    ['regex_match', 'REGEX MATCH'], ['not_regex_match', 'NOT REGEX MATCH'], ['is_null', 'IS NULL'],
+    ['is_not_null', 'IS NOT NULL'], ['is_true', 'IS TRUE'], ['is_false', 'IS FALSE'],
+    ['greater_than', 'Greater_Than'], ['greater_than_or_equals', 'Greater_Than_OR_EQUALS'],
+    ['contains_in', '&'], ['not_contains_in', '!&'],
+  ];
+  const UNARY_OPERATORS = ['is_null', 'is_not_null', 'is_true', 'is_false'];
+  const CLASS_SINGULAR = { user: 'user', group: 'group', device: 'device' };
+
+  function clone(value) { return JSON.parse(JSON.stringify(value)); }
+
+  // What the API stores for a mapping set: unary clauses carry no value, empty values are absent.
+  function normalizedSet(set) {
+    return {
+      mappings: (set.mappings || []).map((m) => {
+        const out = { target: m.target, source: m.source, apply: m.apply || 'always' };
+        if (m.default_if_null !== undefined && m.default_if_null !== null && m.default_if_null !== '') out.default_if_null = m.default_if_null;
+        return out;
+      }),
+      scoping: (set.scoping || []).map((g) => ({
+        clauses: (g.clauses || []).map((c) => ({
+          attribute: c.attribute,
+          operator: c.operator,
+          value: UNARY_OPERATORS.includes(c.operator) || c.value === undefined || c.value === null || c.value === '' ? null : c.value,
+        })),
+      })),
+    };
+  }
+
+  // The line of `text` holding the 1-based character `position`, and a caret under it (a long line is
+  // cut around the caret). Characters are code points, as the parser counts them.
+  function caretLines(text, position) {
+    const chars = Array.from(text);
+    const index = Math.max(0, Math.min((position || 1) - 1, chars.length));
+    let start = index;
+    while (start > 0 && chars[start - 1] !== '\n') start -= 1;
+    let end = index;
+    while (end < chars.length && chars[end] !== '\n') end += 1;
+    const from = Math.max(start, index - 60);
+    const to = Math.min(end, index + 40);
+    const prefix = from > start ? '…' : '';
+    const suffix = to < end ? '…' : '';
+    const line = prefix + chars.slice(from, to).join('') + suffix;
+    const pad = (prefix ? ' ' : '') + chars.slice(from, index).map((c) => (c === '\t' ? '\t' : ' ')).join('');
+    const lineNo = chars.slice(0, start).filter((c) => c === '\n').length + 1;
+    return { line, caret: `${pad}^`, lineNo, column: index - start + 1 };
+  }
+
+  function caretView(text, position, id) {
+    const at = caretLines(text, position);
+    return el('pre', { class: 'caret-view', id },
+      el('code', { class: 'caret-line' }, at.line), '\n',
+      el('span', { class: 'caret-mark', 'aria-hidden': 'true' }, at.caret));
+  }
+
+  // The JSON result of an evaluation, with its type named.
+  function resultType(value) {
+    if (value === null || value === undefined) return 'null';
+    if (Array.isArray(value)) return `array of ${value.length}`;
+    return typeof value === 'object' ? 'object' : typeof value;
+  }
+
+  function mappingSourceText(m) {
+    const source = m.source || {};
+    switch (source.type) {
+      case 'direct': return el('code', null, source.attribute);
+      case 'constant': return el('code', null, JSON.stringify(source.value));
+      case 'expression': return el('code', { class: 'expr-cell', title: source.expression }, source.expression);
+      default: return el('span', { class: 'muted' }, '—');
+    }
+  }
+
+  async function renderMappings(root, view, tenant, requested) {
+    const cls = CLASSES.includes(requested) ? requested : 'user';
+    const base = `/api/v1/tenants/${tenant.id}/mappings/${cls}`;
+    let stored = await api.get(base);
+    if (view !== state.view) return;
+    let draft = normalizedSet(stored);
+    let problems = []; // the last 422's problems: {field, message, position}
+    const admin = isAdmin();
+
+    clear(root);
+    root.appendChild(el('div', { class: 'toolbar' },
+      el('div', { class: 'btn-row', role: 'group', 'aria-label': 'Object class' },
+        CLASSES.map((c) => el('a', {
+          href: `#/tenants/${tenant.id}/mappings/${c}`, id: `mappings-class-${c}`,
+          class: c === cls ? 'btn btn-primary' : 'btn', 'aria-current': c === cls ? 'page' : undefined,
+        }, CLASS_LABEL[c]))),
+      el('span', { class: 'grow' }),
+      el('span', { id: 'mappings-version', class: 'muted small' },
+        stored.version ? `Version ${stored.version}, saved ${fmtTime(stored.updated_at)}` : 'Nothing saved yet: objects are stored as Entra sends them')));
+    const conflict = el('div', { id: 'mappings-conflict', role: 'alert' });
+    const summary = el('div', { id: 'mappings-problems', role: 'alert' });
+    const mappingPanel = el('section', { class: 'panel', id: 'mappings-panel', 'aria-labelledby': 'mappings-title' });
+    const scopePanel = el('section', { class: 'panel', id: 'scoping-panel', 'aria-labelledby': 'scoping-title' });
+    const dirty = el('span', { id: 'mappings-dirty', class: 'pill pill-amber', hidden: true }, 'Unsaved changes');
+    const save = writeButton({ id: 'mappings-save', class: 'btn btn-primary', disabled: true }, 'Save');
+    const discard = el('button', { type: 'button', class: 'btn', id: 'mappings-discard', disabled: true }, 'Discard changes');
+    root.appendChild(conflict);
+    root.appendChild(summary);
+    root.appendChild(mappingPanel);
+    root.appendChild(scopePanel);
+    root.appendChild(el('div', { class: 'panel save-bar' },
+      el('p', { class: 'hint', id: 'mappings-save-note' },
+        `Saving replaces the ${CLASS_SINGULAR[cls]} mappings and scoping filter as a whole and queues a re-map job: entrasync applies them to the stored ${CLASS_LABEL[cls].toLowerCase()} from its own copy, without calling Graph. A changed scoping filter also asks for a full scan on the next run, so objects a narrower filter kept out come in.`),
+      el('div', { class: 'btn-row' }, dirty, el('span', { class: 'grow' }), discard, save)));
+
+    const problemsFor = (prefix) => problems.filter((p) => p.field === prefix || p.field.startsWith(`${prefix}.`) || p.field.startsWith(`${prefix}[`));
+
+    function changed() {
+      const isDirty = JSON.stringify(normalizedSet(draft)) !== JSON.stringify(normalizedSet(stored));
+      dirty.hidden = !isDirty;
+      save.disabled = !admin || !isDirty;
+      discard.disabled = !isDirty;
+    }
+
+    function drawSummary() {
+      clear(summary);
+      if (!problems.length) return;
+      summary.appendChild(el('div', { class: 'callout callout-red' },
+        el('strong', null, problems.length === 1 ? 'The set was not saved: 1 problem' : `The set was not saved: ${problems.length} problems`),
+        el('ul', null, problems.map((p) => el('li', null, el('code', null, p.field), ': ', p.message,
+          p.position ? ` (character ${p.position})` : '')))));
+    }
+
+    function drawMappings() {
+      clear(mappingPanel);
+      const add = writeButton({ id: 'mapping-add' }, 'Add mapping');
+      add.addEventListener('click', () => openMappingDialog(null));
+      mappingPanel.appendChild(el('div', { class: 'panel-head' },
+        el('h2', { id: 'mappings-title' }, `Attribute mappings: ${CLASS_LABEL[cls]}`), add));
+      mappingPanel.appendChild(el('p', { class: 'muted small' },
+        'Each mapping writes one target attribute into the mapped attributes entrasync stores with the object. The default value applies when the object is first stored and the source gives null.'));
+      const body = el('tbody', { id: 'mapping-rows' });
+      draft.mappings.forEach((m, i) => {
+        const rowProblems = problemsFor(`mappings[${i}]`);
+        const edit = el('button', { type: 'button', class: 'btn btn-small', id: `mapping-edit-${i}`, 'aria-label': `${admin ? 'Edit' : 'View'} mapping ${m.target}` }, admin ? 'Edit' : 'View');
+        edit.addEventListener('click', () => openMappingDialog(i));
+        const remove = writeButton({ id: `mapping-remove-${i}`, class: 'btn btn-small btn-danger', 'aria-label': `Remove mapping ${m.target}` }, 'Remove');
+        remove.addEventListener('click', () => {
+          draft.mappings.splice(i, 1);
+          problems = [];
+          redraw();
+          announce(`Mapping ${m.target} removed; save to apply.`);
+          const next = $('mapping-add');
+          if (next) next.focus();
+        });
+        body.appendChild(el('tr', { id: `mapping-row-${i}`, 'data-target': m.target, class: rowProblems.length ? 'row-invalid' : undefined,
+          'aria-describedby': rowProblems.length ? `mapping-problems-${i}` : undefined },
+        el('td', { class: 'primary', 'data-label': 'Target' }, el('code', null, m.target)),
+        el('td', { 'data-label': 'Type' }, MAPPING_TYPE_LABEL[m.source.type] || m.source.type),
+        el('td', { 'data-label': 'Source', class: 'source-cell' }, mappingSourceText(m)),
+        el('td', { 'data-label': 'Default if null' }, m.default_if_null !== undefined && m.default_if_null !== null ? el('code', null, JSON.stringify(m.default_if_null)) : el('span', { class: 'muted' }, '—')),
+        el('td', { 'data-label': 'Apply', class: 'nowrap' }, APPLY_LABEL[m.apply] || m.apply),
+        el('td', { class: 'nowrap actions' }, edit, ' ', remove)));
+        if (rowProblems.length) {
+          body.appendChild(el('tr', { class: 'row-problems', id: `mapping-problems-${i}` }, el('td', { colspan: 6 },
+            rowProblems.map((p) => el('div', { class: 'field-error' },
+              el('code', null, p.field.slice(`mappings[${i}].`.length) || 'mapping'), ': ', p.message,
+              p.position && m.source.type === 'expression' ? caretView(m.source.expression, p.position) : null)))));
+        }
+      });
+      if (!draft.mappings.length) {
+        body.appendChild(el('tr', null, el('td', { colspan: 6, class: 'empty' },
+          `No attribute mappings for ${CLASS_LABEL[cls].toLowerCase()}: the stored objects carry no mapped attributes.`)));
+      }
+      mappingPanel.appendChild(el('div', { class: 'table-wrap' }, el('table', { id: 'mapping-table', class: 'table-cards' },
+        el('thead', null, el('tr', null, el('th', null, 'Target attribute'), el('th', null, 'Type'), el('th', null, 'Source attribute, constant or expression'),
+          el('th', null, 'Default if null'), el('th', null, 'Apply'), el('th', null, el('span', { class: 'visually-hidden' }, 'Actions')))),
+        body)));
+    }
+
+    function clauseRow(g, c) {
+      const clause = draft.scoping[g].clauses[c];
+      const path = `scoping[${g}].clauses[${c}]`;
+      const id = `scope-${g}-${c}`;
+      const where = `Group ${g + 1}, clause ${c + 1}`;
+      const errorOf = (name) => problems.filter((p) => p.field === `${path}.${name}`).map((p) => p.message).join(' ');
+      const input = (name, control) => {
+        const message = errorOf(name);
+        if (message) {
+          control.setAttribute('aria-invalid', 'true');
+          control.setAttribute('aria-describedby', `${id}-${name}-error`);
+        }
+        return [control, el('p', { class: 'field-error', id: `${id}-${name}-error`, role: 'alert' }, message)];
+      };
+      const attribute = el('input', { type: 'text', id: `${id}-attribute`, value: clause.attribute, placeholder: 'e.g. department', autocomplete: 'off', spellcheck: 'false', readOnly: !admin, 'aria-label': `${where}: attribute` });
+      const operator = select({ id: `${id}-operator`, disabled: !admin, 'aria-label': `${where}: operator` }, SCOPE_OPERATORS, clause.operator);
+      const value = el('input', { type: 'text', id: `${id}-value`, value: clause.value === null || clause.value === undefined ? '' : clause.value, autocomplete: 'off', spellcheck: 'false', readOnly: !admin, 'aria-label': `${where}: value`, hidden: UNARY_OPERATORS.includes(clause.operator) });
+      const forget = (name, control) => {
+        problems = problems.filter((p) => p.field !== `${path}.${name}`);
+        control.removeAttribute('aria-invalid');
+        const message = $(`${id}-${name}-error`);
+        if (message) message.textContent = '';
+      };
+      attribute.addEventListener('input', () => { clause.attribute = attribute.value.trim(); forget('attribute', attribute); changed(); });
+      value.addEventListener('input', () => { clause.value = value.value; forget('value', value); changed(); });
+      operator.addEventListener('change', () => {
+        clause.operator = operator.value;
+        const unary = UNARY_OPERATORS.includes(clause.operator);
+        value.hidden = unary;
+        valueNone.hidden = !unary;
+        forget('operator', operator);
+        forget('value', value);
+        changed();
+      });
+      const valueNone = el('span', { class: 'muted small', hidden: !UNARY_OPERATORS.includes(clause.operator) }, 'no value');
+      const remove = writeButton({ id: `${id}-remove`, class: 'btn btn-small btn-ghost', 'aria-label': `Remove ${where.toLowerCase()}`, title: 'Remove this clause' }, '×');
+      remove.addEventListener('click', () => {
+        draft.scoping[g].clauses.splice(c, 1);
+        if (!draft.scoping[g].clauses.length) draft.scoping.splice(g, 1);
+        problems = [];
+        redraw();
+        announce('Clause removed; save to apply.');
+        const focus = $(`scope-add-clause-${g}`) || $('scope-add-group');
+        if (focus) focus.focus();
+      });
+      return el('tr', { id: `${id}` },
+        el('td', { class: 'and-cell', 'data-label': '' }, c === 0 ? '' : 'AND'),
+        el('td', { 'data-label': 'Attribute' }, input('attribute', attribute)),
+        el('td', { 'data-label': 'Operator' }, input('operator', operator)),
+        el('td', { 'data-label': 'Value' }, input('value', value), valueNone),
+        el('td', { class: 'nowrap actions' }, remove));
+    }
+
+    function drawScoping() {
+      clear(scopePanel);
+      const addGroup = writeButton({ id: 'scope-add-group' }, draft.scoping.length ? 'Add scoping group (OR)' : 'Add scoping filter');
+      addGroup.addEventListener('click', () => {
+        draft.scoping.push({ clauses: [{ attribute: '', operator: 'equals', value: '' }] });
+        problems = [];
+        redraw();
+        const g = draft.scoping.length - 1;
+        const first = $(`scope-${g}-0-attribute`);
+        if (first) first.focus();
+      });
+      scopePanel.appendChild(el('div', { class: 'panel-head title-pill' }, el('h2', { id: 'scoping-title' }, 'Scoping filter'),
+        draft.scoping.length ? pill('running', `${draft.scoping.length} ${draft.scoping.length === 1 ? 'group' : 'groups'}`) : pill('none', 'every object in scope'),
+        el('span', { class: 'grow' }), addGroup));
+      scopePanel.appendChild(el('p', { class: 'muted small' },
+        `A ${CLASS_SINGULAR[cls]} is in scope when every clause of at least one group holds (AND within a group, OR across groups). Objects out of scope count as Filtered and leave the stored set with reason “out of scope”, under the deletion guard. Comparisons are case-sensitive; REGEX MATCH is unanchored; Greater_Than compares integers; & holds when the attribute’s value occurs in the clause’s value, !& when it does not.`));
+      const groupProblems = problems.filter((p) => /^scoping(\[\d+\](\.clauses)?)?$/.test(p.field));
+      if (groupProblems.length) {
+        scopePanel.appendChild(el('div', { class: 'callout callout-red', id: 'scoping-problems' },
+          groupProblems.map((p) => el('div', null, el('code', null, p.field), ': ', p.message))));
+      }
+      if (!draft.scoping.length) {
+        scopePanel.appendChild(el('p', { id: 'scoping-empty', class: 'empty-inline' }, `No scoping filter: every ${CLASS_SINGULAR[cls]} is in scope.`));
+        return;
+      }
+      draft.scoping.forEach((group, g) => {
+        if (g > 0) scopePanel.appendChild(el('div', { class: 'or-divider', 'aria-hidden': 'true' }, el('span', null, 'OR')));
+        const addClause = writeButton({ id: `scope-add-clause-${g}`, class: 'btn btn-small' }, 'Add clause (AND)');
+        addClause.addEventListener('click', () => {
+          group.clauses.push({ attribute: '', operator: 'equals', value: '' });
+          problems = [];
+          redraw();
+          const first = $(`scope-${g}-${group.clauses.length - 1}-attribute`);
+          if (first) first.focus();
+        });
+        const removeGroup = writeButton({ id: `scope-remove-group-${g}`, class: 'btn btn-small btn-danger' }, 'Remove group');
+        removeGroup.addEventListener('click', () => {
+          draft.scoping.splice(g, 1);
+          problems = [];
+          redraw();
+          announce(`Scoping group ${g + 1} removed; save to apply.`);
+          $('scope-add-group').focus();
+        });
+        scopePanel.appendChild(el('section', { class: 'scope-group', id: `scope-group-${g}`, 'aria-label': `Scoping group ${g + 1}` },
+          el('div', { class: 'scope-group-head' }, el('h3', null, `Group ${g + 1}`), el('span', { class: 'grow' }), addClause, removeGroup),
+          el('div', { class: 'table-wrap' }, el('table', { class: 'scope-table table-cards' },
+            el('thead', null, el('tr', null, el('th', null, el('span', { class: 'visually-hidden' }, 'And')), el('th', null, 'Attribute'), el('th', null, 'Operator'), el('th', null, 'Value'), el('th', null, el('span', { class: 'visually-hidden' }, 'Actions')))),
+            el('tbody', null, group.clauses.map((_, c) => clauseRow(g, c)))))));
+      });
+    }
+
+    function redraw() {
+      drawSummary();
+      drawMappings();
+      drawScoping();
+      changed();
+    }
+
+    function announce(text) { $('announcer').textContent = text; }
+
+    // The add/edit dialog of one mapping (`index` null: a new one), with the expression editor.
+    function openMappingDialog(index) {
+      const existing = index === null ? null : draft.mappings[index];
+      const m = existing ? clone(existing) : { target: '', source: { type: 'direct', attribute: '' }, apply: 'always' };
+      const title = existing ? (admin ? `Edit mapping: ${existing.target}` : `Mapping: ${existing.target}`) : 'Add attribute mapping';
+      let editor = null;
+      openDialog('mapping-dialog', title, (form) => {
+        const body = el('div', { class: 'dialog-body' });
+        const type = select({ id: 'mapping-type', disabled: !admin }, MAPPING_TYPES, m.source.type);
+        body.appendChild(field('mapping-type', 'Mapping type', type));
+        const attribute = el('input', { type: 'text', id: 'mapping-attribute', value: m.source.type === 'direct' ? m.source.attribute : '', placeholder: 'e.g. mail', autocomplete: 'off', spellcheck: 'false', readOnly: !admin });
+        const constant = el('input', { type: 'text', id: 'mapping-constant', value: m.source.type === 'constant' ? m.source.value : '', autocomplete: 'off', readOnly: !admin });
+        const directBox = el('div', { id: 'mapping-direct-box' }, field('mapping-attribute', 'Source attribute', attribute, 'The attribute as Graph names it: givenName, department, extension_<appid>_<name>…'));
+        const constantBox = el('div', { id: 'mapping-constant-box' }, field('mapping-constant', 'Constant value', constant));
+        const expressionBox = el('div', { id: 'mapping-expression-box' });
+        editor = expressionEditor(expressionBox, tenant, cls, m.source.type === 'expression' ? m.source.expression : '', () => apply.value);
+        body.appendChild(directBox);
+        body.appendChild(constantBox);
+        body.appendChild(expressionBox);
+        const fallback = el('input', { type: 'text', id: 'mapping-default', value: m.default_if_null || '', autocomplete: 'off', readOnly: !admin });
+        body.appendChild(field('mapping-default', 'Default value if null (optional)', fallback, 'Written when the object is first stored and the source gives null. A None mapping writes only this.'));
+        const target = el('input', { type: 'text', id: 'mapping-target', value: m.target, placeholder: 'e.g. alias', autocomplete: 'off', spellcheck: 'false', readOnly: !admin, maxlength: 256 });
+        body.appendChild(field('mapping-target', 'Target attribute', target, 'Letters, digits, _ . : - ; starts with a letter; not id; each target once.'));
+        const apply = select({ id: 'mapping-apply', disabled: !admin }, APPLY_WHEN, m.apply || 'always');
+        body.appendChild(field('mapping-apply', 'Apply this mapping', apply));
+        form.appendChild(body);
+        const ok = el('button', { type: 'submit', class: 'btn btn-primary', id: 'mapping-ok', hidden: !admin }, existing ? 'Apply' : 'Add');
+        form.appendChild(el('div', { class: 'dialog-foot' },
+          admin ? el('span', { class: 'left muted small' }, 'Changes take effect when you save the set.') : null,
+          el('button', { type: 'button', class: 'btn', id: 'mapping-cancel', onclick: closeDialog }, admin ? 'Cancel' : 'Close'), ok));
+
+        function showType() {
+          directBox.hidden = type.value !== 'direct';
+          constantBox.hidden = type.value !== 'constant';
+          expressionBox.hidden = type.value !== 'expression';
+          if (type.value === 'expression') editor.activate();
+        }
+        type.addEventListener('change', showType);
+        apply.addEventListener('change', () => editor.refreshNotes());
+        showType();
+
+        // The last save's problems of this mapping, next to their fields.
+        if (index !== null) {
+          const ids = { target: 'mapping-target', 'source.attribute': 'mapping-attribute', 'source.value': 'mapping-constant', 'source.expression': 'mapping-expression', default_if_null: 'mapping-default', apply: 'mapping-apply', source: 'mapping-type' };
+          for (const p of problemsFor(`mappings[${index}]`)) {
+            const id = ids[p.field.slice(`mappings[${index}].`.length)];
+            if (!id) continue;
+            const input = $(id);
+            const message = $(`${id}-error`);
+            if (input) { input.setAttribute('aria-invalid', 'true'); input.setAttribute('aria-describedby', `${id}-error`); }
+            if (message) message.textContent = p.message;
+          }
+        }
+
+        form.addEventListener('submit', (event) => {
+          event.preventDefault();
+          if (!admin) return;
+          clearFieldErrors(form);
+          const fail = (id, message) => {
+            const input = $(id);
+            input.setAttribute('aria-invalid', 'true');
+            input.setAttribute('aria-describedby', `${id}-error`);
+            $(`${id}-error`).textContent = message;
+            input.focus();
+          };
+          const next = { target: target.value.trim(), apply: apply.value };
+          switch (type.value) {
+            case 'direct':
+              if (!attribute.value.trim()) { fail('mapping-attribute', 'Name the source attribute.'); return; }
+              next.source = { type: 'direct', attribute: attribute.value.trim() };
+              break;
+            case 'constant':
+              next.source = { type: 'constant', value: constant.value };
+              break;
+            case 'expression':
+              if (!editor.value().trim()) { fail('mapping-expression', 'Write the expression.'); return; }
+              next.source = { type: 'expression', expression: editor.value() };
+              break;
+            default:
+              next.source = { type: 'none' };
+          }
+          if (fallback.value !== '') next.default_if_null = fallback.value;
+          if (type.value === 'none' && fallback.value === '') { fail('mapping-default', 'A None mapping writes only its default value: give one.'); return; }
+          if (!next.target) { fail('mapping-target', 'Name the target attribute.'); return; }
+          const clash = draft.mappings.findIndex((other, j) => j !== index && other.target.toLowerCase() === next.target.toLowerCase());
+          if (clash >= 0) { fail('mapping-target', `${draft.mappings[clash].target} is already a target; map each target once.`); return; }
+          if (index === null) draft.mappings.push(next); else draft.mappings[index] = next;
+          const at = index === null ? draft.mappings.length - 1 : index;
+          problems = problems.filter((p) => !p.field.startsWith(`mappings[${at}]`));
+          closeDialog();
+          redraw();
+          announce(`Mapping ${next.target} ${index === null ? 'added' : 'changed'}; save to apply.`);
+          const focus = $(`mapping-edit-${at}`);
+          if (focus) focus.focus();
+        });
+      }, true);
+      $('dialog').addEventListener('close', () => editor && editor.stop(), { once: true });
+    }
+
+    save.addEventListener('click', () => {
+      clear(conflict);
+      busy(save, async () => {
+        try {
+          const answer = await api.put(base, Object.assign({ version: stored.version }, normalizedSet(draft)));
+          stored = answer;
+          draft = normalizedSet(answer);
+          problems = [];
+          redraw();
+          $('mappings-version').textContent = `Version ${answer.version}, saved ${fmtTime(answer.updated_at)}`;
+          const lines = [];
+          if (answer.remap_job_id) lines.push(`Re-map job ${answer.remap_job_id} queued: the stored ${CLASS_LABEL[cls].toLowerCase()} get the new mapped attributes.`);
+          else lines.push('Nothing changed: no re-map was needed.');
+          if (answer.full_scan_requested) lines.push('The scoping filter changed: the next run is a full scan.');
+          notify('success', `${CLASS_LABEL[cls]} mappings saved (version ${answer.version})`, null, lines);
+        } catch (error) {
+          if (error instanceof ApiError && error.status === 422 && error.problems.length) {
+            problems = error.problems.map((p) => ({ field: p.field || '', message: p.message || '', position: p.position }));
+            redraw();
+            $('announcer').textContent = `Not saved: ${problems.length} ${problems.length === 1 ? 'problem' : 'problems'}. ${problems[0].field}: ${problems[0].message}`;
+            summary.scrollIntoView({ block: 'nearest' });
+            return;
+          }
+          if (error instanceof ApiError && error.status === 409) {
+            const reload = el('button', { type: 'button', class: 'btn btn-small', id: 'mappings-reload' }, 'Reload');
+            reload.addEventListener('click', () => route());
+            clear(conflict).appendChild(el('div', { class: 'callout callout-amber' },
+              el('strong', null, 'Someone else saved these mappings meanwhile. '),
+              'Your changes were not saved. Reload to get the current set (your unsaved changes are dropped), then make your change again. ',
+              reload));
+            notify('warning', 'Mappings changed meanwhile', error.detail);
+            reload.focus();
+            return;
+          }
+          throw error;
+        }
+      });
+    });
+    discard.addEventListener('click', () => {
+      draft = normalizedSet(stored);
+      problems = [];
+      clear(conflict);
+      redraw();
+      announce('Changes discarded.');
+    });
+    redraw();
+  }
+
+  // The expression editor inside the mapping dialog: a textarea validated as one types (300 ms after the
+  // last key), the error's position shown with a caret, the attributes it reads and whether it is
+  // deterministic; and a preview of its result on a stored object of the tenant.
+  function expressionEditor(box, tenant, cls, initial, applyValue) {
+    const admin = isAdmin();
+    const textarea = el('textarea', { id: 'mapping-expression', spellcheck: 'false', autocomplete: 'off', rows: 4, maxlength: 10000, readOnly: !admin,
+      'aria-describedby': 'expression-status mapping-expression-hint', placeholder: 'Join(".", [givenName], [surname])' }, );
+    textarea.value = initial || '';
+    const status = el('div', { id: 'expression-status', class: 'expr-status', 'aria-live': 'polite' });
+    const search = el('input', { type: 'search', id: 'preview-search', placeholder: `Search ${CLASS_LABEL[cls].toLowerCase()} by name or principal`, autocomplete: 'off' });
+    const picker = el('select', { id: 'preview-object' });
+    const result = el('div', { id: 'preview-result', class: 'preview-result', 'aria-live': 'polite' });
+    box.appendChild(el('div', { class: 'field' },
+      el('label', { for: 'mapping-expression' }, 'Expression'),
+      textarea,
+      el('p', { class: 'hint', id: 'mapping-expression-hint' }, 'The Entra expression language: [attribute], "text", functions such as Join, Switch, IIF, Replace, FormatDateTime. Checked as you type.'),
+      el('p', { class: 'field-error', id: 'mapping-expression-error', role: 'alert' })));
+    box.appendChild(status);
+    box.appendChild(el('fieldset', { class: 'preview', id: 'preview' },
+      el('legend', null, 'Preview on a stored object'),
+      el('div', { class: 'preview-pick' },
+        el('div', null, el('label', { for: 'preview-search' }, 'Find'), search),
+        el('div', null, el('label', { for: 'preview-object' }, CLASS_LABEL[cls].replace(/s$/, '')), picker)),
+      result));
+
+    let validateTimer = null;
+    let searchTimer = null;
+    let validation = null; // the last answer for the current text
+    let validateSeq = 0;
+    let evaluateSeq = 0;
+    let searchSeq = 0;
+    let started = false;
+    let stopped = false;
+
+    function refreshNotes() {
+      clear(status);
+      const text = textarea.value;
+      if (!text.trim()) {
+        status.appendChild(el('span', { class: 'muted small' }, 'Write an expression to check it.'));
+        return;
+      }
+      if (!validation) {
+        status.appendChild(el('span', { class: 'muted small' }, el('span', { class: 'spinner', 'aria-hidden': 'true' }), ' Checking…'));
+        return;
+      }
+      if (!validation.valid) {
+        const error = validation.error || { position: 1, message: 'not valid' };
+        const at = caretLines(text, error.position);
+        const goTo = el('button', { type: 'button', class: 'btn btn-small', id: 'expression-goto' }, 'Go to the error');
+        goTo.addEventListener('click', () => {
+          // The textarea counts UTF-16 units; the parser counts characters.
+          const before = Array.from(text).slice(0, Math.max(0, error.position - 1)).join('').length;
+          textarea.focus();
+          textarea.setSelectionRange(before, Math.min(text.length, before + 1));
+        });
+        status.appendChild(el('div', { class: 'expr-error', id: 'expression-invalid' },
+          el('div', { class: 'expr-error-head' }, pill('failed', 'Not valid'),
+            el('span', { id: 'expression-error', 'data-position': error.position },
+              `Character ${error.position}${at.lineNo > 1 ? ` (line ${at.lineNo}, column ${at.column})` : ''}: ${error.message}`),
+            el('span', { class: 'grow' }), goTo),
+          caretView(text, error.position, 'expression-caret')));
+        return;
+      }
+      const attrs = validation.attributes || [];
+      const deterministic = validation.deterministic;
+      status.appendChild(el('div', { class: 'expr-ok', id: 'expression-valid' },
+        pill('success', 'Valid'),
+        el('span', { id: 'expression-attributes' }, attrs.length ? ['Reads ', attrs.map((a, i) => [i ? ', ' : '', el('code', null, `[${a}]`)])] : 'Reads no attribute'),
+        el('span', { id: 'expression-deterministic', class: deterministic ? 'muted' : '' },
+          deterministic ? '· Deterministic' : pill('warning', 'Not deterministic'))));
+      if (!deterministic) {
+        status.appendChild(el('p', { class: `small ${applyValue() === 'always' ? 'field-error' : 'muted'}`, id: 'expression-deterministic-note' },
+          'It calls Now, Guid, RandomString or SelectUniqueValue and gives a new value every time: apply it “Only during object creation”.'));
+      }
+    }
+
+    async function validate() {
+      const text = textarea.value;
+      const seq = ++validateSeq;
+      if (!text.trim()) { validation = null; refreshNotes(); showResult(null); return; }
+      let answer;
+      try {
+        answer = await api.post('/api/v1/expressions/validate', { expression: text });
+      } catch (error) {
+        if (seq === validateSeq && !stopped) showError(error);
+        return;
+      }
+      if (seq !== validateSeq || stopped) return;
+      validation = answer;
+      if (answer.valid) textarea.removeAttribute('aria-invalid'); else textarea.setAttribute('aria-invalid', 'true');
+      $('mapping-expression-error').textContent = '';
+      refreshNotes();
+      evaluate();
+    }
+
+    function showResult(content) {
+      clear(result);
+      if (content) append(result, [content]);
+    }
+
+    async function evaluate() {
+      const seq = ++evaluateSeq;
+      const text = textarea.value;
+      if (!picker.value) { showResult(el('p', { class: 'muted small', id: 'preview-none' }, `No stored ${CLASS_LABEL[cls].toLowerCase()} to try it on${search.value ? ' match the search' : ' yet'}.`)); return; }
+      if (!validation || !validation.valid || !text.trim()) { showResult(el('p', { class: 'muted small' }, 'The preview shows once the expression is valid.')); return; }
+      showResult(el('p', { class: 'muted small' }, el('span', { class: 'spinner', 'aria-hidden': 'true' }), ' Evaluating…'));
+      try {
+        const answer = await api.post('/api/v1/expressions/evaluate', { expression: text, tenant_id: tenant.id, class: cls, object_id: picker.value });
+        if (seq !== evaluateSeq || stopped) return;
+        const value = answer.result;
+        showResult([
+          el('div', { class: 'preview-head' }, el('span', null, 'Result'), el('span', { class: 'pill pill-grey', id: 'preview-type' }, resultType(value))),
+          el('pre', { class: 'json preview-value', id: 'preview-value' }, JSON.stringify(value === undefined ? null : value, null, 2)),
+          value === null ? el('p', { class: 'muted small' }, 'null: the mapping writes nothing for this object (its default value applies when the object is first stored).') : null,
+        ]);
+      } catch (error) {
+        if (seq !== evaluateSeq || stopped) return;
+        if (error instanceof ApiError && (error.status === 422 || error.status === 404)) {
+          showResult(el('div', { class: 'callout callout-red', id: 'preview-error' }, error.detail || error.title));
+          return;
+        }
+        showError(error);
+      }
+    }
+
+    async function loadObjects() {
+      const seq = ++searchSeq;
+      let page;
+      try {
+        page = await api.get(`/api/v1/tenants/${tenant.id}/objects${query({ class: cls, q: search.value.trim(), limit: 50 })}`);
+      } catch (error) {
+        if (!stopped) showError(error);
+        return;
+      }
+      if (seq !== searchSeq || stopped) return;
+      const previous = picker.value;
+      const items = page.items || [];
+      clear(picker);
+      for (const item of items) {
+        const label = [item.display_name || '(no name)', item.principal].filter(Boolean).join(' — ');
+        picker.appendChild(option(item.object_id, label, item.object_id === previous));
+      }
+      if (!items.length) picker.appendChild(option('', search.value.trim() ? 'No object matches' : 'No objects stored yet', true));
+      picker.disabled = !items.length;
+      evaluate();
+    }
+
+    textarea.addEventListener('input', () => {
+      validation = null;
+      clearTimeout(validateTimer);
+      validateTimer = setTimeout(validate, 300);
+      refreshNotes();
+    });
+    search.addEventListener('input', () => {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(loadObjects, 300);
+    });
+    picker.addEventListener('change', evaluate);
+
+    return {
+      value: () => textarea.value,
+      refreshNotes,
+      // The first time the Expression type shows: check the text and load the objects.
+      activate() {
+        if (started) return;
+        started = true;
+        refreshNotes();
+        validate();
+        loadObjects();
+      },
+      stop() { stopped = true; clearTimeout(validateTimer); clearTimeout(searchTimer); },
+    };
+  }
+
+  // ---------------------------------------------------------------- tag mappings, tags and asset groups
+
+  const TAG_SOURCES = ['department', 'companyName', 'officeLocation', 'city', 'country', 'jobTitle', 'employeeType']
+    .concat(Array.from({ length: 15 }, (_, i) => `extensionAttribute${i + 1}`));
+  const ORIGIN_LABEL = { manual: 'Manual', synced: 'Synced', manual_and_synced: 'Manual and synced' };
+  // The API does not say the tenant's limit (setting tags.max_mappings); its default, until a refusal
+  // tells another.
+  let tagMappingLimit = 5;
+
+  function sourceLabel(source) {
+    return source === 'group_membership' ? 'Group membership' : source;
+  }
+
+  function targetLabel(m) {
+    return m.target === 'asset_group' ? 'Asset group' : el('span', null, 'Custom tag ', el('code', null, m.key));
+  }
+
+  function originPill(origin) {
+    const tone = origin === 'manual' ? 'running' : origin === 'synced' ? 'success' : 'warning';
+    return pill(tone, ORIGIN_LABEL[origin] || origin);
+  }
+
+  async function renderTags(root, view, tenant) {
+    const base = `/api/v1/tenants/${tenant.id}`;
+    const [mappings, tags, groups] = await Promise.all([
+      api.get(`${base}/tag-mappings`),
+      api.get(`${base}/tags${query({ kind: 'custom', limit: 100 })}`),
+      api.get(`${base}/asset-groups${query({ limit: 100 })}`),
+    ]);
+    if (view !== state.view) return;
+    clear(root);
+    root.appendChild(tagMappingsPanel(tenant, mappings));
+    root.appendChild(tagValuesPanel(tenant, tags));
+    root.appendChild(assetGroupsPanel(tenant, groups));
+  }
+
+  function tagMappingsPanel(tenant, mappings) {
+    const live = mappings.filter((m) => !m.pending_deletion).length;
+    const panel = el('section', { class: 'panel', id: 'tag-mappings-panel', 'aria-labelledby': 'tag-mappings-title' });
+    const add = writeButton({ id: 'tag-mapping-add', class: 'btn btn-primary' }, 'Add tag mapping');
+    add.addEventListener('click', () => openTagMappingDialog(tenant, live));
+    const sync = writeButton({ id: 'tag-sync-now' }, 'Sync tags now');
+    sync.addEventListener('click', () => busy(sync, async () => {
+      const answer = await api.post(`/api/v1/tenants/${tenant.id}/tag-sync`);
+      notify('success', 'Tag sync queued', `Job ${answer.job_id}: its run appears in the sync history (type tag_sync).`);
+    }));
+    panel.appendChild(el('div', { class: 'panel-head title-pill' },
+      el('h2', { id: 'tag-mappings-title' }, 'External tag mappings'),
+      el('span', { id: 'tag-mapping-count', class: `pill ${live >= tagMappingLimit ? 'pill-amber' : 'pill-grey'}`, title: 'Live mappings and the limit (setting tags.max_mappings); mappings pending deletion do not count' },
+        `${live} of ${tagMappingLimit}`),
+      el('span', { class: 'grow' }), sync, add));
+    panel.appendChild(el('p', { class: 'muted small' },
+      'Each mapping turns a directory property into platform tags: its values become tag values (a custom tag key) or asset groups, assigned to the objects that have them. A daily tag sync brings new values in; Sync tags now runs one at once.'));
+    const body = el('tbody', { id: 'tag-mapping-rows' });
+    for (const m of mappings) {
+      const remove = writeButton({ id: `tag-mapping-delete-${m.id}`, class: 'btn btn-small btn-danger', 'aria-label': `Delete tag mapping ${m.source}` }, 'Delete');
+      if (m.pending_deletion) remove.disabled = true;
+      remove.addEventListener('click', () => deleteTagMapping(tenant, m, remove));
+      const stateCell = m.pending_deletion
+        ? [pill('warning', 'Pending deletion'), el('span', { class: 'cell-sub' }, `since ${fmtTime(m.pending_deletion_at)}; its values go at the next tag sync`),
+          m.deletion_error ? el('span', { class: 'cell-sub field-error' }, `${m.deletion_attempts} failed ${m.deletion_attempts === 1 ? 'attempt' : 'attempts'}: ${m.deletion_error}`) : null]
+        : pill('success', 'Active');
+      body.appendChild(el('tr', { id: `tag-mapping-row-${m.id}`, 'data-source': m.source },
+        el('td', { class: 'primary', 'data-label': 'Source property' }, sourceLabel(m.source)),
+        el('td', { 'data-label': 'Platform property' }, targetLabel(m)),
+        el('td', { class: 'num', 'data-label': 'Values' }, fmtNum(m.values)),
+        el('td', { 'data-label': 'Last synced', class: 'nowrap' }, m.last_synced_at ? fmtTime(m.last_synced_at) : el('span', { class: 'muted' }, 'Never')),
+        el('td', { 'data-label': 'State' }, stateCell),
+        el('td', { 'data-label': 'Created', class: 'hide-narrow' }, fmtTime(m.created_at), el('span', { class: 'cell-sub' }, m.created_by)),
+        el('td', { class: 'nowrap actions' }, remove)));
+    }
+    if (!mappings.length) body.appendChild(el('tr', null, el('td', { colspan: 7, class: 'empty' }, 'No tag mappings yet.')));
+    panel.appendChild(el('div', { class: 'table-wrap' }, el('table', { id: 'tag-mapping-table', class: 'table-cards' },
+      el('thead', null, el('tr', null, el('th', null, 'Third-party tag property'), el('th', null, 'Platform tag property'), el('th', { class: 'num' }, 'Values'),
+        el('th', null, 'Last synced'), el('th', null, 'State'), el('th', { class: 'hide-narrow' }, 'Created'), el('th', null, el('span', { class: 'visually-hidden' }, 'Actions')))),
+      body)));
+    return panel;
+  }
+
+  function openTagMappingDialog(tenant, live) {
+    const fields = { source: 'tag-mapping-source', key: 'tag-mapping-key', target: 'tag-mapping-target' };
+    openDialog('tag-mapping-dialog', 'Add tag mapping', (form) => {
+      const sourceOptions = TAG_SOURCES.map((s) => [s, s]).concat([['group_membership', 'Group membership'], ['other', 'Other attribute (extension_<appid>_<name>)…']]);
+      const source = select({ id: 'tag-mapping-source' }, sourceOptions, 'department');
+      const other = el('input', { type: 'text', id: 'tag-mapping-other', placeholder: 'extension_<appid>_<name>', autocomplete: 'off', spellcheck: 'false' });
+      const otherBox = el('div', { hidden: true }, field('tag-mapping-other', 'Attribute name', other));
+      const target = select({ id: 'tag-mapping-target' }, [['custom', 'Custom tag key'], ['asset_group', 'Asset group']], 'custom');
+      const key = el('input', { type: 'text', id: 'tag-mapping-key', maxlength: 100, autocomplete: 'off', placeholder: 'e.g. Department' });
+      const keyBox = field('tag-mapping-key', 'Custom tag key', key);
+      form.appendChild(el('div', { class: 'dialog-body' },
+        el('p', { class: 'muted', id: 'tag-mapping-limit' }, `${live} of ${tagMappingLimit} mappings in use. A mapping may share its source or its platform property with another, not both.`),
+        field('tag-mapping-source', 'Third-party tag property', source),
+        otherBox,
+        field('tag-mapping-target', 'Platform tag property', target, 'Asset group: each value becomes an asset group; a value naming an existing group joins it.'),
+        keyBox));
+      const submit = el('button', { type: 'submit', class: 'btn btn-primary', id: 'tag-mapping-submit' }, 'Create');
+      form.appendChild(el('div', { class: 'dialog-foot' },
+        el('button', { type: 'button', class: 'btn', id: 'tag-mapping-cancel', onclick: closeDialog }, 'Cancel'), submit));
+      source.addEventListener('change', () => { otherBox.hidden = source.value !== 'other'; if (!otherBox.hidden) other.focus(); });
+      target.addEventListener('change', () => { keyBox.hidden = target.value !== 'custom'; });
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        clearFieldErrors(form);
+        const body = { source: source.value === 'other' ? other.value.trim() : source.value, target: target.value };
+        if (target.value === 'custom') body.key = key.value.trim();
+        if (source.value === 'other' && !body.source) {
+          showError(new ApiError(422, { title: 'Name the attribute', detail: 'Give the extension attribute’s name.', field: 'other' }), { other: 'tag-mapping-other' }, form);
+          return;
+        }
+        if (target.value === 'custom' && !body.key) {
+          showError(new ApiError(422, { title: 'The key is required', detail: 'A custom tag needs its key.', field: 'key' }), fields, form);
+          return;
+        }
+        busy(submit, async () => {
+          try {
+            const created = await api.post(`/api/v1/tenants/${tenant.id}/tag-mappings`, body);
+            closeDialog();
+            notify('success', 'Tag mapping created', `${sourceLabel(created.source)} → ${created.target === 'asset_group' ? 'Asset group' : created.key}. The next tag sync brings its values in.`);
+            route();
+          } catch (error) {
+            // The limit's refusal names it: keep the console's count right.
+            const limit = error instanceof ApiError && /\(setting tags\.max_mappings[^)]*is (\d+)\)/.exec(error.detail || '');
+            if (limit) tagMappingLimit = Number(limit[1]);
+            if (error instanceof ApiError && error.field === 'source' && source.value === 'other') error.field = 'other';
+            throw error;
+          }
+        }, Object.assign({ other: 'tag-mapping-other' }, fields), form);
+      });
+    });
+  }
+
+  async function deleteTagMapping(tenant, m, button) {
+    const what = `${sourceLabel(m.source)} → ${m.target === 'asset_group' ? 'Asset group' : `custom tag “${m.key}”`}`;
+    const message = m.last_synced_at
+      ? `This mapping has synced (${fmtNum(m.values)} values). It becomes pending deletion, and at the next tag sync the tag values only it synced are removed with their assignments. Values added manually, or also synced by another mapping, stay. Meanwhile you can create other mappings.`
+      : 'This mapping never synced, so it is deleted at once; no tag value is touched.';
+    if (!(await confirmDialog(`Delete tag mapping ${what}?`, message, 'Delete mapping', true))) return;
+    busy(button, async () => {
+      const answer = await api.del(`/api/v1/tenants/${tenant.id}/tag-mappings/${m.id}`);
+      if (answer && answer.pending_deletion) notify('success', 'Tag mapping pending deletion', 'Its values are removed at the next tag sync (Sync tags now runs one).');
+      else notify('success', 'Tag mapping deleted');
+      route();
+    });
+  }
+
+  function tagValuesPanel(tenant, page) {
+    const items = page.items || [];
+    const panel = el('section', { class: 'panel', id: 'tag-values-panel', 'aria-labelledby': 'tag-values-title' });
+    const add = writeButton({ id: 'tag-add' }, 'Add manual tag');
+    add.addEventListener('click', () => openNameDialog({
+      id: 'tag-dialog', title: 'Add a manual tag value', submit: 'Add tag',
+      fields: [['key', 'Key', 100], ['value', 'Value', 256]],
+      note: 'A manual value stays whatever the mappings do. Assign it to objects through the API.',
+      post: (body) => api.post(`/api/v1/tenants/${tenant.id}/tags`, body),
+      done: (tag) => `${tag.key}: ${tag.value}${tag.origin === 'manual_and_synced' ? ' (a synced value, now manual too)' : ''}`,
+    }));
+    panel.appendChild(el('div', { class: 'panel-head' }, el('h2', { id: 'tag-values-title' }, 'Tag values'), el('span', { class: 'grow' }), add));
+    const body = el('tbody', { id: 'tag-rows' });
+    for (const tag of items) {
+      const remove = writeButton({ id: `tag-delete-${tag.id}`, class: 'btn btn-small btn-danger', 'aria-label': `Delete tag ${tag.key}: ${tag.value}` }, 'Delete');
+      remove.addEventListener('click', async () => {
+        if (!(await confirmDialog(`Delete tag “${tag.key}: ${tag.value}”?`, `The value and its ${fmtNum(tag.objects)} assignments are deleted. A value a live mapping syncs cannot be deleted (it would come back): delete the mapping instead.`, 'Delete tag', true))) return;
+        busy(remove, async () => {
+          await api.del(`/api/v1/tenants/${tenant.id}/tags/${tag.id}`);
+          notify('success', 'Tag deleted', `${tag.key}: ${tag.value}`);
+          route();
+        });
+      });
+      body.appendChild(el('tr', { id: `tag-row-${tag.id}` },
+        el('td', { class: 'primary', 'data-label': 'Key' }, tag.key),
+        el('td', { 'data-label': 'Value' }, tag.value),
+        el('td', { 'data-label': 'Origin' }, originPill(tag.origin)),
+        el('td', { 'data-label': 'Mappings', class: 'hide-narrow' }, tag.mappings.length ? tag.mappings.map((id) => `#${id}`).join(', ') : '—'),
+        el('td', { class: 'num', 'data-label': 'Objects' }, fmtNum(tag.objects)),
+        el('td', { class: 'nowrap actions' }, remove)));
+    }
+    if (!items.length) body.appendChild(el('tr', null, el('td', { colspan: 6, class: 'empty' }, 'No tag values yet. A tag sync brings in the values of the mappings; manual values are added here.')));
+    panel.appendChild(el('div', { class: 'table-wrap' }, el('table', { id: 'tag-table', class: 'table-cards' },
+      el('thead', null, el('tr', null, el('th', null, 'Key'), el('th', null, 'Value'), el('th', null, 'Origin'), el('th', { class: 'hide-narrow' }, 'Synced by'),
+        el('th', { class: 'num' }, 'Objects'), el('th', null, el('span', { class: 'visually-hidden' }, 'Actions')))),
+      body)));
+    if (page.next_after) panel.appendChild(el('p', { class: 'hint' }, `The first ${items.length} values are shown.`));
+    return panel;
+  }
+
+  function assetGroupsPanel(tenant, page) {
+    const items = page.items || [];
+    const panel = el('section', { class: 'panel', id: 'asset-groups-panel', 'aria-labelledby': 'asset-groups-title' });
+    const add = writeButton({ id: 'asset-group-add' }, 'Create asset group');
+    add.addEventListener('click', () => openNameDialog({
+      id: 'asset-group-dialog', title: 'Create an asset group', submit: 'Create',
+      fields: [['name', 'Name', 256]],
+      note: 'Names compare case-insensitively; a synced value with this name joins this group.',
+      post: (body) => api.post(`/api/v1/tenants/${tenant.id}/asset-groups`, body),
+      done: (group) => group.name,
+    }));
+    panel.appendChild(el('div', { class: 'panel-head' }, el('h2', { id: 'asset-groups-title' }, 'Asset groups'), el('span', { class: 'grow' }), add));
+    const body = el('tbody', { id: 'asset-group-rows' });
+    for (const group of items) {
+      const remove = writeButton({ id: `asset-group-delete-${group.id}`, class: 'btn btn-small btn-danger', 'aria-label': `Delete asset group ${group.name}` }, 'Delete');
+      remove.addEventListener('click', async () => {
+        if (!(await confirmDialog(`Delete asset group “${group.name}”?`, `The group and its ${fmtNum(group.members)} memberships are deleted. A group a live mapping syncs cannot be deleted: delete the mapping instead.`, 'Delete group', true))) return;
+        busy(remove, async () => {
+          await api.del(`/api/v1/tenants/${tenant.id}/asset-groups/${group.id}`);
+          notify('success', 'Asset group deleted', group.name);
+          route();
+        });
+      });
+      body.appendChild(el('tr', { id: `asset-group-row-${group.id}` },
+        el('td', { class: 'primary', 'data-label': 'Name' }, group.name),
+        el('td', { 'data-label': 'Origin' }, originPill(group.origin)),
+        el('td', { 'data-label': 'Mappings', class: 'hide-narrow' }, group.mappings.length ? group.mappings.map((id) => `#${id}`).join(', ') : '—'),
+        el('td', { class: 'num', 'data-label': 'Members' }, fmtNum(group.members)),
+        el('td', { 'data-label': 'Created', class: 'hide-narrow' }, fmtTime(group.created_at)),
+        el('td', { class: 'nowrap actions' }, remove)));
+    }
+    if (!items.length) body.appendChild(el('tr', null, el('td', { colspan: 6, class: 'empty' }, 'No asset groups yet.')));
+    panel.appendChild(el('div', { class: 'table-wrap' }, el('table', { id: 'asset-group-table', class: 'table-cards' },
+      el('thead', null, el('tr', null, el('th', null, 'Name'), el('th', null, 'Origin'), el('th', { class: 'hide-narrow' }, 'Synced by'),
+        el('th', { class: 'num' }, 'Members'), el('th', { class: 'hide-narrow' }, 'Created'), el('th', null, el('span', { class: 'visually-hidden' }, 'Actions')))),
+      body)));
+    if (page.next_after) panel.appendChild(el('p', { class: 'hint' }, `The first ${items.length} groups are shown.`));
+    return panel;
+  }
+
+  // A small create dialog: `fields` are [api name, label, max length].
+  function openNameDialog(spec) {
+    const ids = Object.fromEntries(spec.fields.map(([name]) => [name, `${spec.id}-${name}`]));
+    openDialog(spec.id, spec.title, (form) => {
+      form.appendChild(el('div', { class: 'dialog-body' },
+        el('p', { class: 'muted' }, spec.note),
+        spec.fields.map(([name, label, max]) => field(ids[name], label, el('input', { type: 'text', id: ids[name], maxlength: max, autocomplete: 'off' })))));
+      const submit = el('button', { type: 'submit', class: 'btn btn-primary', id: `${spec.id}-submit` }, spec.submit);
+      form.appendChild(el('div', { class: 'dialog-foot' },
+        el('button', { type: 'button', class: 'btn', id: `${spec.id}-cancel`, onclick: closeDialog }, 'Cancel'), submit));
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        clearFieldErrors(form);
+        const body = Object.fromEntries(spec.fields.map(([name]) => [name, $(ids[name]).value.trim()]));
+        busy(submit, async () => {
+          const created = await spec.post(body);
+          closeDialog();
+          notify('success', `${spec.title.replace(/^(Add|Create) an? /, '').replace(/^./, (c) => c.toUpperCase())} saved`, spec.done(created));
+          route();
+        }, ids, form);
+      });
+    });
   }
 
   // ---------------------------------------------------------------- start

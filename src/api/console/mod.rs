@@ -66,6 +66,19 @@ mod tests {
         assert!(!APP_JS.contains("setAttribute('style'"), "app.js sets no style attribute");
     }
 
+    /// The scoping editor offers every operator the API accepts (a new one needs its label in app.js).
+    #[test]
+    fn the_scoping_editor_offers_every_operator() {
+        for operator in crate::model::mapping::ScopeOperator::ALL {
+            let name = serde_json::to_value(operator).unwrap();
+            let name = name.as_str().unwrap();
+            assert!(APP_JS.contains(&format!("['{name}', '")), "app.js's SCOPE_OPERATORS lacks {name}");
+        }
+        for kind in ["direct", "constant", "expression", "none"] {
+            assert!(APP_JS.contains(&format!("['{kind}', '")), "app.js's MAPPING_TYPES lacks {kind}");
+        }
+    }
+
     /// Nothing is fetched from another origin (the console works without external network).
     #[test]
     fn the_console_loads_nothing_from_elsewhere() {
