@@ -451,8 +451,8 @@ impl Evaluator<'_, '_> {
                     None => fail(
                         func,
                         format!(
-                            "index {index} is out of range: the attribute has {} values (the first is 1)",
-                            values.len()
+                            "index {index} is out of range: the attribute has {} (the first is 1)",
+                            if values.len() == 1 { "1 value".to_owned() } else { format!("{} values", values.len()) }
                         ),
                     ),
                 }

@@ -122,6 +122,8 @@ enum Tok {
     Num(String),
     Hex(i64),
     Ident(String),
+    /// A `]` without its `[`: a token so the parser can say what it expected instead.
+    StrayBracket,
     End,
 }
 
@@ -138,6 +140,7 @@ impl Tok {
             Tok::Num(n) => format!("the number {}", shorten(n)),
             Tok::Hex(_) => "a hex number".to_owned(),
             Tok::Ident(name) => format!("'{}'", shorten(name)),
+            Tok::StrayBracket => "']'".to_owned(),
             Tok::End => "the end of the expression".to_owned(),
         }
     }
@@ -302,7 +305,7 @@ fn lex(chars: &[char]) -> Result<Vec<Token>, ParseError> {
                 i = j;
                 continue;
             }
-            ']' => return error(pos, "unexpected ']' without a matching '['"),
+            ']' => tokens.push(Token { tok: Tok::StrayBracket, pos }),
             '\'' => {
                 return error(pos, "strings use double quotes (\"text\"), not single quotes");
             }
