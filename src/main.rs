@@ -75,6 +75,9 @@ enum Command {
     /// Benchmark history pages (1,000 rows, with totals) over a generated history; docs/benchmarks.md.
     BenchHistory(entrasync::bench::history::HistoryBenchArgs),
     #[cfg(feature = "emulator")]
+    /// Benchmark a re-map of many stored objects (objects/s, peak memory); docs/benchmarks.md.
+    BenchRemap(entrasync::bench::remap::RemapBenchArgs),
+    #[cfg(feature = "emulator")]
     /// Benchmark many tenants through RabbitMQ and the service's actors against one big tenant.
     BenchFleet(entrasync::bench::fleet::FleetArgs),
     /// Manage tenants (until the admin API exists).
@@ -294,6 +297,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Bench(args) => print_stdout(&entrasync::bench::run(args, settings).await?),
         #[cfg(feature = "emulator")]
         Command::BenchHistory(args) => print_stdout(&entrasync::bench::history::run(args, settings).await?),
+        #[cfg(feature = "emulator")]
+        Command::BenchRemap(args) => print_stdout(&entrasync::bench::remap::run(args, settings).await?),
         #[cfg(feature = "emulator")]
         Command::BenchFleet(args) => {
             let report = entrasync::bench::fleet::run(args, settings).await?;

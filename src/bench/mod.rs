@@ -20,6 +20,7 @@ mod database;
 mod emulator;
 pub mod fleet;
 pub mod history;
+pub mod remap;
 mod report;
 mod row_versions;
 mod rss;

@@ -162,7 +162,14 @@ pub async fn apply_page_with(
             reasons.push(if is_permanent { REASON_PERMANENT } else { REASON_SOFT_DELETED }.to_owned());
         }
     }
+    // A filtered object was listed all the same: a full round marks it seen (apart from `newly_listed`,
+    // which the round adds the filtered count to), so the short-listing guard counts it and the sweep
+    // leaves its "out of scope" deletion as it is.
+    let mut filtered_seen = Vec::new();
     for &id in &page.filtered {
+        if full && stored.get(&id).is_some_and(|s| !s.created_in_run) {
+            filtered_seen.push(id);
+        }
         if stored.get(&id).is_some_and(|s| !s.deleted) {
             delete_ids.push(id);
             permanent.push(false);
@@ -173,7 +180,7 @@ pub async fn apply_page_with(
 
     // Round trip 2: the writes. Tombstones bypass the guard (nothing stored is lost by them) and are
     // written at once. The COPY goes first; the statements after it queue behind it on the connection.
-    let (inserted, updated, tombstoned, (), newly_changed, newly_seen, ()) = futures::try_join!(
+    let (inserted, updated, tombstoned, (), newly_changed, newly_seen, (), _filtered_seen) = futures::try_join!(
         objects::insert_new(tx, tenant_id, class, run_id, &inserts),
         objects::upsert(tx, tenant_id, class, &updates),
         objects::insert_tombstones(tx, tenant_id, class, &tombstones, REASON_SOFT_DELETED),
@@ -181,6 +188,7 @@ pub async fn apply_page_with(
         run_scratch::record_changed(tx, run_id, &changed_ids),
         run_scratch::mark_seen(tx, run_id, &seen_ids),
         run_scratch::mark_members_seen(tx, run_id, &seen_groups, &seen_members),
+        run_scratch::mark_seen(tx, run_id, &filtered_seen),
     )?;
     outcome.object_rows = inserted + updated + tombstoned;
     outcome.newly_changed = inserted + newly_changed;
