@@ -84,9 +84,16 @@ impl Source for serde_json::Map<String, serde_json::Value> {
         if let Some(value) = serde_json::Map::get(self, name) {
             return Some(value);
         }
-        self.iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name) || key.to_lowercase() == name.to_lowercase())
-            .map(|(_, value)| value)
+        self.iter().find(|(key, _)| eq_ignore_case(key, name)).map(|(_, value)| value)
+    }
+}
+
+/// Case-insensitive equality without allocating (ASCII fast path, Unicode lower-case otherwise).
+fn eq_ignore_case(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase))
     }
 }
 

@@ -166,7 +166,7 @@ pub(crate) fn random_string(
     if minimums.iter().any(|m| *m < 0) {
         return Err("the minimum counts cannot be negative".to_owned());
     }
-    let sum: i64 = minimums.iter().sum();
+    let sum = minimums.iter().fold(0i64, |total, m| total.saturating_add(*m));
     if sum > length {
         return Err(format!("length {length} is less than the sum of the minimums ({sum})"));
     }
@@ -297,6 +297,7 @@ mod tests {
         assert!(random_string(3, 2, 2, 0, 0, "").is_err());
         assert!(random_string(257, 0, 0, 0, 0, "").is_err());
         assert!(random_string(2, 1, 0, 0, 0, DIGITS).is_err());
+        assert!(random_string(10, i64::MAX, i64::MAX, 0, 0, "").is_err());
     }
 
     #[test]

@@ -460,6 +460,8 @@ fn attributes_case_insensitive_fallback_and_listing() {
     let expression = Expression::parse(r#"Join(".", [givenName], [surname], [givenName])"#).unwrap();
     assert_eq!(expression.attributes(), vec!["givenName", "surname"]);
     assert_eq!(expression.text(), r#"Join(".", [givenName], [surname], [givenName])"#);
+    assert_eq!(eval("[straße]", json!({"STRASSE": "no", "Straße": "yes"})), s("yes"));
+    assert_eq!(eval("[ÉCOLE]", json!({"école": "e"})), s("e"));
     assert_eq!(eval("[passwordProfile.password]", json!({"passwordProfile.password": "p"})), s("p"));
 }
 
