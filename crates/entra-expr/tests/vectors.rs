@@ -1,6 +1,7 @@
 //! Conformance: the vectors of reference §6.3, §6.4 and §6.5 (tests/vectors/*.yaml), evaluated with
 //! their `now` and `existing`, compared in the `out` forms of §6.0. A vector marked `skip: "<reason>"`
-//! is counted and reported, not compared; any other mismatch fails the test.
+//! is counted and reported, not compared; any other mismatch fails the test. `6.5-notes.yaml` holds the
+//! further inputs and computed outputs that §6.5's `note:` fields state.
 
 // In tests a panic is a failed assertion and a print is a diagnostic; library code is held to the workspace lints.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -86,10 +87,11 @@ fn reference_vectors() {
     files.sort();
     let default_now: DateTime<Utc> = "2025-07-30T12:00:00Z".parse().unwrap();
     let (mut passed, mut skipped, mut failures) = (0, Vec::new(), Vec::new());
+    // `(same as ID)` may name a vector of an earlier file (files are read in name order).
+    let mut expressions: HashMap<String, String> = HashMap::new();
     for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "yaml")) {
         let text = std::fs::read_to_string(file).unwrap();
         let vectors: Vec<Yaml> = serde_yaml::from_str(&text).unwrap();
-        let mut expressions: HashMap<String, String> = HashMap::new();
         for vector in &vectors {
             let id = text_of(&vector["id"]).unwrap();
             let mut expr = text_of(&vector["expr"]).unwrap();
