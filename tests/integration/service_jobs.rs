@@ -78,7 +78,7 @@ async fn a_job_of_an_unknown_kind_is_dead_lettered_with_the_kinds_we_handle() {
 
     let prefix = world.amqp.prefix.clone();
     let body = format!(
-        r#"{{"kind":"remap","schema_version":1,"job_id":"{}","tenant":"{}"}}"#,
+        r#"{{"kind":"reindex","schema_version":1,"job_id":"{}","tenant":"{}"}}"#,
         uuid::Uuid::new_v4(),
         tenant.entra_tenant_id
     );
@@ -92,7 +92,7 @@ async fn a_job_of_an_unknown_kind_is_dead_lettered_with_the_kinds_we_handle() {
     let reasons = dead_letter_reasons(&prefix).await;
     assert_eq!(reasons.len(), 1, "expected one dead letter: {reasons:?}");
     assert!(
-        reasons[0].contains("unknown job kind \"remap\"") && reasons[0].contains("sync"),
+        reasons[0].contains("unknown job kind \"reindex\"") && reasons[0].contains("sync"),
         "expected the reason to name the kind and the kinds handled: {reasons:?}"
     );
     assert!(stored_runs(&world.pool).await.is_empty(), "expected no run from a job of an unknown kind");
