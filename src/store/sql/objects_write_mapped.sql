@@ -1,7 +1,6 @@
--- A re-map's writes for one batch: new markers and mapped attributes of live objects. The LATERAL probe
--- with LIMIT 1 keeps the planner from hashing or scanning the (tenant, class) range when the partition has
--- no statistics (see objects_stored_states.sql): one primary-key probe per id. Only rows whose marker
--- differs are written.
+-- A re-map's writes for one batch: new markers and mapped attributes of live objects; only rows whose
+-- marker differs are written. Known limit (docs/benchmarks.md "Re-map"): without statistics this is planned
+-- as a hash join over the (tenant, class) range, so a batch costs O(tenant).
 UPDATE directory_objects d
 SET marker = w.marker, mapped = w.mapped, updated_at = now()
 FROM unnest($3::uuid[], $4::bigint[], $5::jsonb[]) AS w (object_id, marker, mapped)
