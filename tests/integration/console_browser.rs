@@ -800,9 +800,33 @@ async fn mappings_tab_edits_an_expression_with_live_validation_and_preview_and_s
         api_call(&app, ADMIN_TOKEN, Method::GET, &format!("/api/v1/tenants/{id}/mappings/user"), None).await;
     assert_eq!(unsaved["version"], 0, "nothing was stored: {unsaved}");
 
-    // A unary operator takes no value: the value input hides. Save.
+    // A unary operator takes no value: the value input hides.
     browser.choose("#scope-0-0-operator", "is_not_null").await;
     assert!(!browser.exists("#scope-0-0-value:not([hidden])").await, "IS NOT NULL has no value input");
+
+    // A non-deterministic expression applied Always: the editor warns, the API refuses it, and the
+    // problem shows on its row and next to "Apply this mapping" in its dialog.
+    browser.click("#mapping-add").await;
+    browser.choose("#mapping-type", "expression").await;
+    browser.fill("#mapping-expression", "FormatDateTime(Now(), , \"yyyyMMdd\")").await;
+    browser.wait_text("#expression-deterministic", "Not deterministic").await;
+    browser.wait_for("#expression-deterministic-note").await;
+    browser.fill("#mapping-target", "stamp").await;
+    browser.click("#mapping-ok").await;
+    browser.wait_text("#mapping-row-1", "stamp").await;
+    browser.click("#mappings-save").await;
+    browser.wait_text("#mapping-problems-1", "on_create").await;
+    browser.wait_text("#mappings-problems", "Mapping 2 (stamp)").await;
+    assert!(!browser.exists("#scope-0-0-value-error:not(:empty)").await, "the fixed clause has no problem left");
+    browser.screenshot("43b-mapping-row-problem").await;
+    browser.click("#mapping-edit-1").await;
+    browser.wait_text("#mapping-apply-error", "on_create").await;
+    browser.choose("#mapping-apply", "on_create").await;
+    browser.click("#mapping-ok").await;
+    browser.wait_until("the dialog to close", "!document.getElementById('dialog').open", DEFAULT_WAIT).await;
+    assert!(!browser.exists("#mapping-problems-1").await, "the changed mapping's problem is gone");
+
+    // Save.
     browser.click("#mappings-save").await;
     browser.wait_text("#notifications", "mappings saved (version 1)").await;
     browser.wait_text("#notifications", "full scan").await;
@@ -820,6 +844,8 @@ async fn mappings_tab_edits_an_expression_with_live_validation_and_preview_and_s
         saved["scoping"],
         serde_json::json!([{"clauses": [{"attribute": "givenName", "operator": "is_not_null", "value": null}]}])
     );
+    assert_eq!(saved["mappings"][1]["target"], "stamp", "{saved}");
+    assert_eq!(saved["mappings"][1]["apply"], "on_create", "{saved}");
 
     // After a reload the saved set is what the tab shows.
     browser.cmd("POST", "/refresh", serde_json::json!({})).await;
@@ -932,6 +958,47 @@ async fn tags_tab_creates_tag_mappings_with_the_limit_shown_and_manages_tags_and
     browser.click("#tag-mapping-submit").await;
     browser.wait_text("#tag-mapping-table", "Asset group").await;
     browser.wait_text_is("#tag-mapping-count", "2 of 5").await;
+
+    // Up to the limit (three more through the API), then the console shows the refusal.
+    for source in ["city", "country", "jobTitle"] {
+        let (status, body) = api_call(
+            &app,
+            ADMIN_TOKEN,
+            Method::POST,
+            &format!("/api/v1/tenants/{id}/tag-mappings"),
+            Some(serde_json::json!({"source": source, "target": "custom", "key": source})),
+        )
+        .await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    }
+    browser.click("#tenant-refresh").await;
+    browser.wait_text_is("#tag-mapping-count", "5 of 5").await;
+    browser.click("#tag-mapping-add").await;
+    browser.choose("#tag-mapping-source", "officeLocation").await;
+    browser.fill("#tag-mapping-key", "Office").await;
+    browser.click("#tag-mapping-submit").await;
+    browser.wait_text("#dialog-message", "tags.max_mappings").await;
+    browser.screenshot("51b-tag-mapping-limit").await;
+    browser.click("#tag-mapping-cancel").await;
+    let (_, all) = api_call(&app, ADMIN_TOKEN, Method::GET, &format!("/api/v1/tenants/{id}/tag-mappings"), None).await;
+    for mapping in all.as_array().expect("mappings").iter().filter(|m| m["source"] != "department") {
+        let (status, _) = api_call(
+            &app,
+            ADMIN_TOKEN,
+            Method::DELETE,
+            &format!("/api/v1/tenants/{id}/tag-mappings/{}", mapping["id"]),
+            None,
+        )
+        .await;
+        assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "a mapping that never synced goes at once");
+    }
+    browser.click("#tenant-refresh").await;
+    browser.wait_text_is("#tag-mapping-count", "2 of 5").await;
+
+    // Sync tags now queues a tag_sync job.
+    browser.dismiss_notifications().await;
+    browser.click("#tag-sync-now").await;
+    browser.wait_text("#notifications", "Tag sync queued").await;
 
     // An asset group and a manual tag.
     browser.click("#asset-group-add").await;

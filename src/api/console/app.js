@@ -1782,12 +1782,24 @@
       discard.disabled = !isDirty;
     }
 
+    // Where a problem's field path points, in the page's words.
+    function problemPlace(path) {
+      const mapping = /^mappings\[(\d+)\]/.exec(path);
+      if (mapping) {
+        const m = draft.mappings[Number(mapping[1])];
+        return `Mapping ${Number(mapping[1]) + 1}${m && m.target ? ` (${m.target})` : ''}`;
+      }
+      const clause = /^scoping\[(\d+)\](?:\.clauses\[(\d+)\])?/.exec(path);
+      if (clause) return `Scoping group ${Number(clause[1]) + 1}${clause[2] !== undefined ? `, clause ${Number(clause[2]) + 1}` : ''}`;
+      return 'The set';
+    }
+
     function drawSummary() {
       clear(summary);
       if (!problems.length) return;
       summary.appendChild(el('div', { class: 'callout callout-red' },
         el('strong', null, problems.length === 1 ? 'The set was not saved: 1 problem' : `The set was not saved: ${problems.length} problems`),
-        el('ul', null, problems.map((p) => el('li', null, el('code', null, p.field), ': ', p.message,
+        el('ul', null, problems.map((p) => el('li', null, el('strong', null, problemPlace(p.field)), ' ', el('code', { class: 'muted' }, p.field), ': ', p.message,
           p.position ? ` (character ${p.position})` : '')))));
     }
 
@@ -2394,7 +2406,12 @@
           } catch (error) {
             // The limit's refusal names it: keep the console's count right.
             const limit = error instanceof ApiError && /\(setting tags\.max_mappings[^)]*is (\d+)\)/.exec(error.detail || '');
-            if (limit) tagMappingLimit = Number(limit[1]);
+            if (limit) {
+              tagMappingLimit = Number(limit[1]);
+              const has = /has (\d+) tag mappings/.exec(error.detail);
+              const count = $('tag-mapping-count');
+              if (has && count) count.textContent = `${has[1]} of ${tagMappingLimit}`;
+            }
             if (error instanceof ApiError && error.field === 'source' && source.value === 'other') error.field = 'other';
             throw error;
           }
