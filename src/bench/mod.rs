@@ -79,6 +79,11 @@ pub struct BenchArgs {
     /// Print the summary as one JSON object instead of a Markdown table.
     #[arg(long)]
     pub json: bool,
+    /// Run every run twice, with `PassThrough` and with five Expression mappings and a two-group scoping
+    /// filter that admits everyone (alternating which goes first), and report what the mappings add to
+    /// the full round.
+    #[arg(long)]
+    pub compare_mappings: bool,
 }
 
 /// The generated tenant and mutation batch of a class, unless the flags say otherwise.
@@ -123,8 +128,10 @@ pub async fn run(args: BenchArgs, settings: Settings) -> anyhow::Result<String> 
         delta_mutations: args.delta_mutations.unwrap_or(defaults.delta_mutations),
         analyze_every: (args.analyze_every_secs > 0).then(|| Duration::from_secs(args.analyze_every_secs)),
         batch_objects: settings.sync.batch_objects,
+        mapped: false,
     };
     let mut runs = Vec::with_capacity(args.runs);
+    let mut mapped_runs = Vec::new();
     for index in 0..args.runs {
         tracing::info!(
             run = index + 1,
@@ -135,15 +142,38 @@ pub async fn run(args: BenchArgs, settings: Settings) -> anyhow::Result<String> 
             devices = plan.groups_and_devices.devices,
             "benchmark run"
         );
-        let figures = scenario::run_once(&exe, &settings.database, &plan)
-            .await
-            .with_context(|| format!("benchmark run {}", index + 1))?;
-        runs.push(figures);
+        let mapped_plan = RunPlan { mapped: true, ..plan.clone() };
+        // With --compare-mappings every other run starts with the mapped one, so drift on a shared
+        // machine does not favour one side.
+        let order: Vec<&RunPlan> = match (args.compare_mappings, index % 2) {
+            (false, _) => vec![&plan],
+            (true, 0) => vec![&plan, &mapped_plan],
+            (true, _) => vec![&mapped_plan, &plan],
+        };
+        for each in order {
+            let figures = scenario::run_once(&exe, &settings.database, each)
+                .await
+                .with_context(|| format!("benchmark run {}", index + 1))?;
+            if each.mapped {
+                mapped_runs.push(figures);
+            } else {
+                runs.push(figures);
+            }
+        }
     }
     let summary = Summary::of(&plan, &runs);
+    let comparison = args.compare_mappings.then(|| report::MappingCost::of(&runs, &mapped_runs));
     Ok(if args.json {
-        serde_json::to_string(&summary).context("the JSON summary")? + "\n"
+        let json = match comparison {
+            Some(cost) => serde_json::json!({ "summary": summary, "mappings": cost }),
+            None => serde_json::to_value(&summary).context("the JSON summary")?,
+        };
+        json.to_string() + "\n"
     } else {
-        report::markdown(&runs, &summary)
+        let mut text = report::markdown(&runs, &summary);
+        if let Some(cost) = comparison {
+            text.push_str(&cost.markdown());
+        }
+        text
     })
 }

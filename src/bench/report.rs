@@ -202,3 +202,42 @@ mod tests {
         assert!(median(vec![]).is_nan());
     }
 }
+
+/// What mappings add to the full round (`--compare-mappings`): the same runs with `PassThrough` and
+/// with the benchmark's mappings and scoping filter.
+#[derive(Debug, Clone, Serialize)]
+pub struct MappingCost {
+    pub passthrough_full_s: f64,
+    pub mapped_full_s: f64,
+    /// Mapped ÷ pass-through full round time per pair of runs, then the median (1.10 = 10 % more).
+    pub full_ratio: f64,
+    /// Objects the scoping filter left out in the mapped runs (0: the filter admits everyone, so both
+    /// sides store the same rows).
+    pub filtered: u64,
+}
+
+impl MappingCost {
+    pub fn of(passthrough: &[RunFigures], mapped: &[RunFigures]) -> MappingCost {
+        let seconds = |r: &RunFigures| r.full.elapsed.as_secs_f64();
+        MappingCost {
+            passthrough_full_s: median_of(passthrough, seconds),
+            mapped_full_s: median_of(mapped, seconds),
+            full_ratio: median(
+                passthrough.iter().zip(mapped).map(|(p, m)| seconds(m) / seconds(p).max(1e-9)).collect(),
+            ),
+            filtered: mapped.iter().map(|r| r.full.report.counts.filtered).sum(),
+        }
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::from("\n| full round | pass-through | mapped | mapped ÷ pass-through | filtered |\n");
+        out.push_str("|---|---|---|---|---|\n");
+        writeln!(
+            out,
+            "| median | {:.2} s | {:.2} s | {:.3} | {} |",
+            self.passthrough_full_s, self.mapped_full_s, self.full_ratio, self.filtered
+        )
+        .unwrap_or_default();
+        out
+    }
+}

@@ -20,7 +20,9 @@ use crate::graph::{AppCredentials, GraphClient, GraphClientOptions, GraphTenant,
 use crate::model::{Cloud, ObjectClass, SyncMode, Trigger};
 use crate::store::tenants::{self, NewTenant};
 use crate::store::Pool;
-use crate::sync::{run_round, DeletionGuard, PassThrough, PgRunRecorder, RoundDeps, RoundReport, RoundRequest};
+use crate::sync::{
+    run_round, DeletionGuard, ObjectPolicy, PassThrough, PgRunRecorder, RoundDeps, RoundReport, RoundRequest,
+};
 
 /// The benchmark deletes freely: its mutation batch soft- and permanently deletes objects.
 const NO_GUARD: DeletionGuard = DeletionGuard { max_deletions: u64::MAX, max_percent: 100 };
@@ -37,6 +39,9 @@ pub struct RunPlan {
     pub analyze_every: Option<Duration>,
     /// Objects per written batch of pages (`sync.batch_objects` of the configuration).
     pub batch_objects: usize,
+    /// Rounds apply the benchmark's mappings and scoping filter ([`super::remap::benchmark_mappings`])
+    /// instead of `PassThrough`.
+    pub mapped: bool,
 }
 
 /// A timed round and what it wrote.
@@ -110,7 +115,16 @@ async fn measure(pool: &Pool, emulator: &ChildEmulator, plan: &RunPlan) -> anyho
     // No shared rate budget: it models Graph's quotas, which the emulator does not enforce here.
     let graph = GraphClient::new(GraphClientOptions::default()).context("the Graph client")?;
     let recorder = PgRunRecorder::new(pool.clone());
-    let deps = RoundDeps { pool, graph: &graph, policy: &PassThrough, recorder: &recorder };
+    let policy: Box<dyn ObjectPolicy> = if plan.mapped {
+        let set = super::remap::benchmark_mappings();
+        Box::new(
+            crate::mapping::compile(plan.class, &set)
+                .map_err(|problems| anyhow::anyhow!("the benchmark's mappings do not compile: {problems:?}"))?,
+        )
+    } else {
+        Box::new(PassThrough)
+    };
+    let deps = RoundDeps { pool, graph: &graph, policy: policy.as_ref(), recorder: &recorder };
     let request = |force_full| RoundRequest {
         tenant_id: stored.id,
         graph_tenant: graph_tenant.clone(),

@@ -275,13 +275,13 @@ pub async fn write_mapped(
     markers: &[i64],
     mapped: &[Option<&Value>],
 ) -> Result<u64, StoreError> {
-    if ids.is_empty() {
+    let (Some(lowest), Some(highest)) = (ids.iter().min(), ids.iter().max()) else {
         return Ok(0);
-    }
+    };
     execute_cached(
         db,
         include_str!("sql/objects_write_mapped.sql"),
-        &[&tenant_id, &class.as_str(), &ids, &markers, &mapped],
+        &[&tenant_id, &class.as_str(), &ids, &markers, &mapped, lowest, highest],
     )
     .await
 }
