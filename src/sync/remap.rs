@@ -6,6 +6,7 @@
 //! ("out of scope") and settled at the end by the same deletion guard as a round's.
 
 use chrono::Utc;
+use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -176,59 +177,145 @@ async fn begin<R: RunRecorder>(deps: &RemapDeps<'_, R>, request: &RemapRequest) 
     Ok(run)
 }
 
-/// Reads, decides and writes batch after batch; the last (empty) read settles the deletions.
+/// One keyset read, decided: the batch and its last id, or the end of the stored objects.
+enum Read {
+    Batch { last: Uuid, batch: RemapBatch },
+    End,
+}
+
+/// Reads the live objects after `after` and applies the policy to them.
+async fn read_next(
+    db: &impl deadpool_postgres::GenericClient,
+    policy: &dyn ObjectPolicy,
+    target: PageTarget,
+    after: Option<Uuid>,
+    limit: usize,
+) -> Result<Read, SyncError> {
+    let stored = objects::live_after(db, target.tenant_id, target.class, after, limit).await?;
+    Ok(match stored.last() {
+        None => Read::End,
+        Some(last) => Read::Batch { last: last.object_id, batch: prepare_batch(target.class, policy, &stored) },
+    })
+}
+
+/// Reads, decides and writes batch after batch; the last (empty) read settles the deletions. A second
+/// session reads and decides the next batch while this one writes the current one (the two overlap on
+/// the server and with the policy's CPU time); nothing else writes this (tenant, class) meanwhile, since
+/// the run lock is held. Without a second connection (a pool exhausted for its wait timeout) the reads
+/// run in each batch's own transaction instead.
 async fn batches<R: RunRecorder>(
     deps: &RemapDeps<'_, R>,
     request: &RemapRequest,
     run: &mut Remap,
 ) -> Result<super::round::Ending, SyncError> {
     let mut client = deps.pool.get().await?;
-    let PageTarget { tenant_id, class, run_id, .. } = run.target;
+    let PageTarget { tenant_id, class, .. } = run.target;
     // Held deletions are only created at a run's end, and this (tenant, class) runs nowhere else.
     let any_held = held_deletions::any_held(&client, tenant_id, class).await?;
     let limit = request.batch_objects.max(1);
-    loop {
-        let transaction = client.transaction().await?;
-        if !remap::claim(&transaction, tenant_id, class, run_id).await? {
-            return Err(SyncError::RunMovedOn { run_id });
+    let Ok(reader) = deps.pool.get().await else {
+        loop {
+            let transaction = client.transaction().await?;
+            claim(&transaction, run).await?;
+            let read = read_next(&transaction, deps.policy, run.target, run.after, limit).await?;
+            if let Some(ending) = apply(deps, request, run, transaction, read, any_held).await? {
+                return Ok(ending);
+            }
         }
-        let stored = objects::live_after(&transaction, tenant_id, class, run.after, limit).await?;
-        let Some(last) = stored.last().map(|o| o.object_id) else {
+    };
+    let (mut sender, mut receiver) = futures::channel::mpsc::channel::<Read>(1);
+    let (policy, target, first) = (deps.policy, run.target, run.after);
+    let read_ahead = async move {
+        let mut after = first;
+        loop {
+            let read = read_next(&reader, policy, target, after, limit).await?;
+            let next = match &read {
+                Read::Batch { last, .. } => Some(*last),
+                Read::End => None,
+            };
+            // A closed channel means the writer stopped; its own result is what try_join reports.
+            if sender.send(read).await.is_err() {
+                return Ok::<(), SyncError>(());
+            }
+            match next {
+                Some(last) => after = Some(last),
+                None => return Ok(()),
+            }
+        }
+    };
+    let write = async {
+        loop {
+            let Some(read) = receiver.next().await else {
+                return Err(SyncError::Unexpected(anyhow::anyhow!("the re-map's reader stopped before the end")));
+            };
+            let transaction = client.transaction().await?;
+            claim(&transaction, run).await?;
+            if let Some(ending) = apply(deps, request, run, transaction, read, any_held).await? {
+                return Ok(ending);
+            }
+        }
+    };
+    let ((), ending) = futures::try_join!(read_ahead, write)?;
+    Ok(ending)
+}
+
+async fn claim(transaction: &deadpool_postgres::Transaction<'_>, run: &Remap) -> Result<(), SyncError> {
+    let PageTarget { tenant_id, class, run_id, .. } = run.target;
+    if remap::claim(transaction, tenant_id, class, run_id).await? {
+        Ok(())
+    } else {
+        Err(SyncError::RunMovedOn { run_id })
+    }
+}
+
+/// Writes one batch with the run's checkpoint and commits; at the end, settles the deletions instead
+/// and returns how the run ends.
+async fn apply<R: RunRecorder>(
+    deps: &RemapDeps<'_, R>,
+    request: &RemapRequest,
+    run: &mut Remap,
+    transaction: deadpool_postgres::Transaction<'_>,
+    read: Read,
+    any_held: bool,
+) -> Result<Option<super::round::Ending>, SyncError> {
+    let PageTarget { tenant_id, class, run_id, .. } = run.target;
+    let (last, batch) = match read {
+        Read::Batch { last, batch } => (last, batch),
+        Read::End => {
             let mut counts = run.counts;
             let ending = settle_deletions(&transaction, request.guard, run.target, None, &mut counts).await?;
             remap::finish(&transaction, tenant_id, class, run_id).await?;
             run_scratch::clear(&transaction, run_id).await?;
             transaction.commit().await?;
             run.counts = counts;
-            return Ok(ending);
-        };
-        let batch = prepare_batch(class, deps.policy, &stored);
-        drop(stored);
-        let ids: Vec<Uuid> = batch.writes.iter().map(|w| w.0).collect();
-        let markers: Vec<i64> = batch.writes.iter().map(|w| w.1).collect();
-        let mapped: Vec<Option<&Value>> = batch.writes.iter().map(|w| w.2.as_ref()).collect();
-        let reasons = vec![REASON_FILTERED.to_owned(); batch.filtered.len()];
-        let permanent = vec![false; batch.filtered.len()];
-        let superseding: &[Uuid] = if any_held { &batch.admitted } else { &[] };
-        let (written, (), _superseded) = futures::try_join!(
-            objects::write_mapped(&transaction, tenant_id, class, &ids, &markers, &mapped),
-            run_scratch::stage_deletions(&transaction, run_id, &batch.filtered, &permanent, &reasons),
-            held_deletions::supersede(&transaction, tenant_id, class, superseding),
-        )?;
-        let mut counts = run.counts;
-        counts.total += (batch.admitted.len() + batch.filtered.len()) as u64;
-        counts.changed += written;
-        counts.filtered += batch.filtered.len() as u64;
-        counts.rows_written += written;
-        if !remap::advance(&transaction, tenant_id, class, run_id, last, &counts).await? {
-            return Err(SyncError::RunMovedOn { run_id });
+            return Ok(Some(ending));
         }
-        transaction.commit().await?;
-        run.counts = counts;
-        run.after = Some(last);
-        tracing::debug!(examined = counts.total, written, filtered = batch.filtered.len(), "re-map batch applied");
-        report_progress(deps, run).await;
+    };
+    let ids: Vec<Uuid> = batch.writes.iter().map(|w| w.0).collect();
+    let markers: Vec<i64> = batch.writes.iter().map(|w| w.1).collect();
+    let mapped: Vec<Option<&Value>> = batch.writes.iter().map(|w| w.2.as_ref()).collect();
+    let reasons = vec![REASON_FILTERED.to_owned(); batch.filtered.len()];
+    let permanent = vec![false; batch.filtered.len()];
+    let superseding: &[Uuid] = if any_held { &batch.admitted } else { &[] };
+    let (written, (), _superseded) = futures::try_join!(
+        objects::write_mapped(&transaction, tenant_id, class, &ids, &markers, &mapped),
+        run_scratch::stage_deletions(&transaction, run_id, &batch.filtered, &permanent, &reasons),
+        held_deletions::supersede(&transaction, tenant_id, class, superseding),
+    )?;
+    let mut counts = run.counts;
+    counts.total += (batch.admitted.len() + batch.filtered.len()) as u64;
+    counts.changed += written;
+    counts.filtered += batch.filtered.len() as u64;
+    counts.rows_written += written;
+    if !remap::advance(&transaction, tenant_id, class, run_id, last, &counts).await? {
+        return Err(SyncError::RunMovedOn { run_id });
     }
+    transaction.commit().await?;
+    run.counts = counts;
+    run.after = Some(last);
+    tracing::debug!(examined = counts.total, written, filtered = batch.filtered.len(), "re-map batch applied");
+    report_progress(deps, run).await;
+    Ok(None)
 }
 
 async fn report_progress<R: RunRecorder>(deps: &RemapDeps<'_, R>, run: &Remap) {

@@ -250,8 +250,8 @@ async fn a_permission_check_follows_consent_and_lifts_a_quarantine_that_missing_
     // A kind nobody handles is dead-lettered from the checks queue too, and a check sent to a sync queue
     // is told where it belongs.
     let prefix = world.amqp.prefix.clone();
-    let remap = format!(r#"{{"kind":"remap","schema_version":1,"job_id":"{}"}}"#, uuid::Uuid::new_v4());
-    publish_raw(&prefix, "check.permissions", remap.as_bytes()).await;
+    let unknown = format!(r#"{{"kind":"reindex","schema_version":1,"job_id":"{}"}}"#, uuid::Uuid::new_v4());
+    publish_raw(&prefix, "check.permissions", unknown.as_bytes()).await;
     let misrouted = format!(
         r#"{{"kind":"permission_check","schema_version":1,"job_id":"{}","tenant":"{}"}}"#,
         uuid::Uuid::new_v4(),
@@ -269,7 +269,7 @@ async fn a_permission_check_follows_consent_and_lifts_a_quarantine_that_missing_
         "{reasons:?}"
     );
     assert!(
-        reasons[1].contains("unknown job kind \"remap\"") && reasons[1].contains("permission_check"),
+        reasons[1].contains("unknown job kind \"reindex\"") && reasons[1].contains("permission_check"),
         "{reasons:?}"
     );
     service.shutdown().await;
