@@ -115,16 +115,16 @@ async fn measure(pool: &Pool, emulator: &ChildEmulator, plan: &RunPlan) -> anyho
     // No shared rate budget: it models Graph's quotas, which the emulator does not enforce here.
     let graph = GraphClient::new(GraphClientOptions::default()).context("the Graph client")?;
     let recorder = PgRunRecorder::new(pool.clone());
-    let policy: Box<dyn ObjectPolicy> = if plan.mapped {
+    let policy: Arc<dyn ObjectPolicy> = if plan.mapped {
         let set = super::remap::benchmark_mappings();
-        Box::new(
+        Arc::new(
             crate::mapping::compile(plan.class, &set)
                 .map_err(|problems| anyhow::anyhow!("the benchmark's mappings do not compile: {problems:?}"))?,
         )
     } else {
-        Box::new(PassThrough)
+        Arc::new(PassThrough)
     };
-    let deps = RoundDeps { pool, graph: &graph, policy: policy.as_ref(), recorder: &recorder };
+    let deps = RoundDeps { pool, graph: &graph, policy, recorder: &recorder };
     let request = |force_full| RoundRequest {
         tenant_id: stored.id,
         graph_tenant: graph_tenant.clone(),

@@ -10,6 +10,7 @@
 //! tenant, class and target (the first ten per policy, then every power of two).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use entra_expr::{Context, EvalError, Expression, Value as ExprValue};
@@ -180,17 +181,17 @@ pub async fn load_policy(
     pool: &Pool,
     tenant_id: i64,
     class: ObjectClass,
-) -> Result<Box<dyn ObjectPolicy>, MappingError> {
+) -> Result<Arc<dyn ObjectPolicy>, MappingError> {
     let Some(stored) = store::mappings::get(pool, tenant_id, class).await? else {
-        return Ok(Box::new(PassThrough));
+        return Ok(Arc::new(PassThrough));
     };
     if stored.set.is_empty() {
-        return Ok(Box::new(PassThrough));
+        return Ok(Arc::new(PassThrough));
     }
     let default_domain = store::mappings::default_domain(pool, tenant_id).await?;
     let context = PolicyContext { now: Utc::now(), default_domain, tenant_id: Some(tenant_id) };
     match compile_at(class, &stored.set, context) {
-        Ok(policy) => Ok(Box::new(policy)),
+        Ok(policy) => Ok(Arc::new(policy)),
         Err(problems) => Err(MappingError::Invalid { tenant_id, class, problems }),
     }
 }

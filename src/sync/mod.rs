@@ -4,7 +4,7 @@
 //! re-map ([`run_remap`]): the current mappings and scoping applied to the stored objects, no Graph.
 //!
 //! ```ignore
-//! let deps = RoundDeps { pool: &pool, graph: &graph, policy: &PassThrough, recorder: &PgRunRecorder::new(pool.clone()) };
+//! let deps = RoundDeps { pool: &pool, graph: &graph, policy: Arc::new(PassThrough), recorder: &PgRunRecorder::new(pool.clone()) };
 //! let report = run_round(&deps, &request).await?; // resumes a checkpointed run first
 //! ```
 

@@ -2,6 +2,7 @@
 //! pages with its checkpoint in one transaction, and finish (sweep, deletion guard, deltaLink) with the
 //! last.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -28,7 +29,8 @@ const MAX_DELTA_LINK_AGE: Duration = Duration::from_secs(6 * 24 * 3600);
 pub struct RoundDeps<'a, R: RunRecorder> {
     pub pool: &'a Pool,
     pub graph: &'a GraphClient,
-    pub policy: &'a dyn ObjectPolicy,
+    /// Shared, so a batch's preparation (policy, markers) can run on a blocking thread.
+    pub policy: Arc<dyn ObjectPolicy>,
     pub recorder: &'a R,
 }
 
@@ -250,14 +252,14 @@ async fn stream_pages<R: RunRecorder>(
     )?;
     let mut hints = PageHints { staged_deletions, held_deletions };
     let class = run.target.class;
-    let mut upcoming = next_prepared(&mut batches, class, deps.policy).await;
+    let mut upcoming = next_prepared(&mut batches, class, &deps.policy).await;
     while let Some(batch) = upcoming.take() {
         let batch = batch?;
         let more = matches!(batch.next, PageLink::Next(_));
         // While this batch is written, the next one is fetched and prepared: the client's work overlaps
         // the database's. A write error returns at once; a fetch error waits its turn (`upcoming`), so
         // the batches before it are written first.
-        let prefetch = async { Ok(if more { next_prepared(&mut batches, class, deps.policy).await } else { None }) };
+        let prefetch = async { Ok(if more { next_prepared(&mut batches, class, &deps.policy).await } else { None }) };
         let (ending, following) =
             futures::try_join!(apply_and_report(deps, request, &mut client, run, &mut hints, batch), prefetch)?;
         if let Some(ending) = ending {
@@ -283,7 +285,7 @@ struct PreparedBatch {
 async fn next_prepared<S>(
     batches: &mut Batches<S>,
     class: ObjectClass,
-    policy: &dyn ObjectPolicy,
+    policy: &Arc<dyn ObjectPolicy>,
 ) -> Option<Result<PreparedBatch, GraphError>>
 where
     S: futures::Stream<Item = Result<crate::graph::DeltaPage, GraphError>> + Unpin,
@@ -293,8 +295,15 @@ where
         Err(error) => return Some(Err(error)),
     };
     let PageBatch { items, next, pages, graph_requests, throttled_waits, .. } = batch;
-    // Folded across the batch's pages: the last occurrence of an object wins, as within a page.
-    let page = prepare(class, items, policy);
+    // Folded across the batch's pages: the last occurrence of an object wins, as within a page. The
+    // folding, the policy and the markers are CPU work: on a blocking thread they overlap the write of
+    // the previous batch, which this task must keep driving (its statements go out in round trips).
+    let policy = Arc::clone(policy);
+    let page = match tokio::task::spawn_blocking(move || prepare(class, items, policy.as_ref())).await {
+        Ok(page) => page,
+        // A panic in the policy is the round's panic, as it was before the work moved threads.
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    };
     Some(Ok(PreparedBatch { page, next, pages, graph_requests, throttled_waits }))
 }
 

@@ -232,6 +232,18 @@ async fn a_class_mapping_set_is_read_replaced_validated_versioned_audited_and_re
     assert_eq!(items[0]["before"]["version"], 1);
     assert_eq!(items[0]["after"]["version"], 2);
     assert_eq!(items[1]["before"], Value::Null);
+
+    // "Sync now" can ask for a re-map of a class (a sync job of mode remap, run as one), but a tag sync
+    // is not per class: it is refused with the endpoint that queues it.
+    while api.next_job("user").await.is_some() {}
+    let sync_path = format!("/api/v1/tenants/{}/sync", tenant.tenant_id);
+    let remap = api.admin(Method::POST, &sync_path, Some(json!({"classes": ["user"], "mode": "remap"}))).await;
+    assert_eq!(remap.status, StatusCode::ACCEPTED, "{}", remap.text);
+    let job = api.next_job("user").await.expect("the queued re-map");
+    assert_eq!(job["mode"], "remap", "{job}");
+    let tag_sync = api.admin(Method::POST, &sync_path, Some(json!({"mode": "tag_sync"}))).await;
+    is_problem(&tag_sync, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(tag_sync.text.contains("/tag-sync"), "{}", tag_sync.text);
     api.app.handle.stop(true).await;
 }
 

@@ -172,7 +172,7 @@ async fn a_round_with_the_tenant_policy_stores_mapped_values_and_counts_what_the
     let id = tenant.tenant_id;
     mappings::put(&world.pool, &Actor::new("test"), id, CLASS, &the_set(), None).await.unwrap();
     let policy = load_policy(&world.pool, id, CLASS).await.unwrap();
-    let deps = RoundDeps { pool: &world.pool, graph: &world.graph, policy: &*policy, recorder: &world.recorder };
+    let deps = RoundDeps { pool: &world.pool, graph: &world.graph, policy: policy.clone(), recorder: &world.recorder };
     let report = run_round(&deps, &world.request(&tenant, CLASS)).await.unwrap();
     assert_eq!(report.status, RunStatus::Success);
 

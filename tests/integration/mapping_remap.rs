@@ -79,7 +79,7 @@ pub async fn mapped_columns(
 /// A round with the tenant's stored policy.
 async fn mapped_round(world: &SyncWorld, tenant: &SyncTenant, class: ObjectClass) {
     let policy = load_policy(&world.pool, tenant.tenant_id, class).await.expect("policy");
-    let deps = RoundDeps { pool: &world.pool, graph: &world.graph, policy: policy.as_ref(), recorder: &world.recorder };
+    let deps = RoundDeps { pool: &world.pool, graph: &world.graph, policy, recorder: &world.recorder };
     run_round(&deps, &world.request(tenant, class)).await.expect("round");
 }
 

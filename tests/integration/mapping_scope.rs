@@ -52,7 +52,7 @@ async fn remap(world: &SyncWorld, tenant: &SyncTenant, guard: DeletionGuard) -> 
 
 async fn round(world: &SyncWorld, tenant: &SyncTenant, guard: DeletionGuard) -> RoundReport {
     let policy = load_policy(&world.pool, tenant.tenant_id, CLASS).await.expect("policy");
-    let deps = RoundDeps { pool: &world.pool, graph: &world.graph, policy: policy.as_ref(), recorder: &world.recorder };
+    let deps = RoundDeps { pool: &world.pool, graph: &world.graph, policy, recorder: &world.recorder };
     let request = entrasync::sync::RoundRequest { guard, ..world.request(tenant, CLASS) };
     run_round(&deps, &request).await.expect("round")
 }

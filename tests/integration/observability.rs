@@ -502,7 +502,12 @@ async fn sync_series_move_during_and_after_a_round() {
         address: app.address.clone(),
         during: Mutex::new(None),
     };
-    let deps = RoundDeps { pool: &world.pool, graph: &world.graph, policy: &PassThrough, recorder: &recorder };
+    let deps = RoundDeps {
+        pool: &world.pool,
+        graph: &world.graph,
+        policy: std::sync::Arc::new(PassThrough),
+        recorder: &recorder,
+    };
     // The round finishes after this instant: what the scrape measures from its end is younger than this.
     let round_started = Instant::now();
     let report = run_round(&deps, &world.request(&tenant, ObjectClass::User)).await.expect("full round");
@@ -574,7 +579,12 @@ async fn sync_series_move_during_and_after_a_round() {
 
     // A delta round with no change: one more run, nothing more changed, everything it saw unchanged.
     let recorder = MeteredRecorder::new(world.recorder.clone(), app.metrics.sync.clone(), entra_id);
-    let deps = RoundDeps { pool: &world.pool, graph: &world.graph, policy: &PassThrough, recorder: &recorder };
+    let deps = RoundDeps {
+        pool: &world.pool,
+        graph: &world.graph,
+        policy: std::sync::Arc::new(PassThrough),
+        recorder: &recorder,
+    };
     let delta = run_round(&deps, &world.request(&tenant, ObjectClass::User)).await.expect("delta round");
     assert_eq!(
         (delta.mode, delta.status, delta.counts.changed),

@@ -52,7 +52,12 @@ async fn round_dropped_after_page(world: &SyncWorld, tenant: &SyncTenant, class:
         pages: AtomicU64::new(0),
         reached: Notify::new(),
     };
-    let deps = RoundDeps { pool: &world.pool, graph: &world.graph, policy: &PassThrough, recorder: &recorder };
+    let deps = RoundDeps {
+        pool: &world.pool,
+        graph: &world.graph,
+        policy: std::sync::Arc::new(PassThrough),
+        recorder: &recorder,
+    };
     let request = world.request(tenant, class);
     tokio::select! {
         report = run_round(&deps, &request) => panic!("the round should have been stopped after page {k}: {report:?}"),
@@ -132,7 +137,12 @@ async fn pages_written_in_batches_count_the_same_and_resume_after_a_batch() {
         pages: AtomicU64::new(0),
         reached: Notify::new(),
     };
-    let deps = RoundDeps { pool: &world.pool, graph: &world.graph, policy: &PassThrough, recorder: &recorder };
+    let deps = RoundDeps {
+        pool: &world.pool,
+        graph: &world.graph,
+        policy: std::sync::Arc::new(PassThrough),
+        recorder: &recorder,
+    };
     let request = batched_request(ObjectClass::User);
     tokio::select! {
         report = run_round(&deps, &request) => panic!("not stopped: {report:?}"),
@@ -206,7 +216,7 @@ async fn child_process_runs_a_round() {
         job_id: None,
     };
     let recorder = PgRunRecorder::new(pool.clone());
-    let deps = RoundDeps { pool: &pool, graph: &graph, policy: &PassThrough, recorder: &recorder };
+    let deps = RoundDeps { pool: &pool, graph: &graph, policy: std::sync::Arc::new(PassThrough), recorder: &recorder };
     run_round(&deps, &request).await.expect("child round");
 }
 

@@ -144,7 +144,12 @@ impl SyncWorld {
     }
 
     pub async fn try_round(&self, request: &RoundRequest) -> Result<RoundReport, SyncError> {
-        let deps = RoundDeps { pool: &self.pool, graph: &self.graph, policy: &PassThrough, recorder: &self.recorder };
+        let deps = RoundDeps {
+            pool: &self.pool,
+            graph: &self.graph,
+            policy: std::sync::Arc::new(PassThrough),
+            recorder: &self.recorder,
+        };
         run_round(&deps, request).await
     }
 

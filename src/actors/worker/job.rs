@@ -283,7 +283,7 @@ async fn run_locked(
     // Entra tenant id.
     let recorder =
         MeteredRecorder::new(deps.recorder.clone(), deps.shared.metrics.sync.clone(), tenant.entra_tenant_id);
-    let round_deps = RoundDeps { pool, graph: &deps.graph, policy: policy.as_ref(), recorder: &recorder };
+    let round_deps = RoundDeps { pool, graph: &deps.graph, policy, recorder: &recorder };
     let started = Instant::now();
     let outcome = tokio::select! {
         outcome = run_round(&round_deps, &request) => outcome,

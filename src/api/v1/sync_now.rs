@@ -41,7 +41,8 @@ pub struct Queued {
     pub jobs: Vec<QueuedJob>,
 }
 
-/// Queues one sync job per class.
+/// Queues one sync job per class (`full`, `delta`, or `remap`: the stored objects re-mapped without
+/// Graph). A tag sync has its own endpoint.
 #[utoipa::path(post, path = "/api/v1/tenants/{id}/sync", tag = "sync", params(("id" = i64, Path)),
     request_body = SyncRequest, responses((status = 202, body = Queued), Problems))]
 pub async fn sync(
@@ -52,6 +53,12 @@ pub async fn sync(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.admin()?;
     let mode = SyncMode::from(body.mode);
+    if mode == SyncMode::TagSync {
+        return Err(ApiError::invalid(
+            "mode",
+            "a tag sync covers the whole tenant, not classes; queue it with POST /api/v1/tenants/{id}/tag-sync",
+        ));
+    }
     let classes: Vec<ObjectClass> = match &body.classes {
         None => ObjectClass::ALL.to_vec(),
         Some(names) if names.is_empty() || names.len() > 3 => {
