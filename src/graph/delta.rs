@@ -173,6 +173,8 @@ pub fn default_select(class: ObjectClass) -> &'static [&'static str] {
             "onPremisesSyncEnabled",
             "onPremisesImmutableId",
             "onPremisesSamAccountName",
+            // extensionAttribute1…15: tag mappings and attribute mappings read them.
+            "onPremisesExtensionAttributes",
         ],
         ObjectClass::Group => &[
             "id",

@@ -233,6 +233,20 @@ async fn a_round_with_the_tenant_policy_stores_mapped_values_and_counts_what_the
     for (object_id, want) in &expected {
         assert_eq!(stored.get(object_id), Some(want), "{object_id}");
     }
+    // Extension attributes are selected and stored, so mappings and tag mappings can read them.
+    let extension_rows = client
+        .query(
+            "SELECT object_id::text, attrs->'onPremisesExtensionAttributes' FROM directory_objects \
+             WHERE tenant_id = $1 AND object_class = 'user' AND attrs ? 'onPremisesExtensionAttributes'",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert!(!extension_rows.is_empty(), "the emulator gives some users extension attributes");
+    for row in &extension_rows {
+        let object_id: String = row.get(0);
+        assert_eq!(Some(&row.get::<_, Value>(1)), truth.objects[&object_id].get("onPremisesExtensionAttributes"));
+    }
     // The run's history row carries the filtered count.
     let history: i64 =
         client.query_one("SELECT filtered FROM sync_runs WHERE id = $1", &[&report.run_id]).await.unwrap().get(0);

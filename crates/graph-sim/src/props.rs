@@ -44,6 +44,8 @@ static USER_PROPS: &[PropDef] = &[
     p("state", false),
     p("postalCode", false),
     p("streetAddress", false),
+    // Graph returns it as an object of extensionAttribute1…15 (the emulator sets the non-null ones).
+    p("onPremisesExtensionAttributes", false),
 ];
 
 static GROUP_PROPS: &[PropDef] = &[

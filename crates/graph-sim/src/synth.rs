@@ -113,7 +113,8 @@ fn user(seed: u64, domain: &str, index: u32, set: &mut impl FnMut(&str, Value)) 
         }
     }
     set("createdDateTime", json!(format_time(created_at(&mut rng))));
-    if !guest && rng.chance(0.6) {
+    let synced = !guest && rng.chance(0.6);
+    if synced {
         set("onPremisesSyncEnabled", json!(true));
         let immutable = base64::engine::general_purpose::STANDARD.encode(rng.next_u64().to_le_bytes());
         set("onPremisesImmutableId", json!(immutable));
@@ -126,6 +127,11 @@ fn user(seed: u64, domain: &str, index: u32, set: &mut impl FnMut(&str, Value)) 
     set("usageLocation", json!(usage));
     set("postalCode", json!(format!("{postal}{:02}", rng.below(100))));
     set("streetAddress", json!(format!("{} {}", rng.below(9_000) + 1, rng.pick(STREETS))));
+    // Drawn last, so every property above stays what it was for a given seed.
+    if synced && rng.chance(0.5) {
+        let cost_center = format!("CC-{:04}", rng.below(10_000));
+        set("onPremisesExtensionAttributes", json!({ "extensionAttribute1": cost_center }));
+    }
 }
 
 fn group(seed: u64, domain: &str, index: u32, set: &mut impl FnMut(&str, Value)) {
