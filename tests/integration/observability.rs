@@ -483,7 +483,13 @@ async fn sync_series_move_during_and_after_a_round() {
     let tenant = world.tenant(spec(6, 60, 5, 5), 10).await;
     let entra_id = Uuid::parse_str(&tenant.sim_tenant).expect("tenant GUID");
     let amqp = TestAmqp::new();
-    let settings = settings_with(&[("ENTRASYNC_DATABASE_URL", &world.db.url), ("ENTRASYNC_AMQP_PREFIX", &amqp.prefix)]);
+    // The API role alone: a scheduler and workers would sync the new tenant in the background, and their
+    // runs (other classes, or this one unlocked) would move the series this test counts.
+    let settings = settings_with(&[
+        ("ENTRASYNC_DATABASE_URL", &world.db.url),
+        ("ENTRASYNC_AMQP_PREFIX", &amqp.prefix),
+        ("ENTRASYNC_SERVE_ROLES", "api"),
+    ]);
     let app = spawn_app(&settings).await;
     let t = tenant.sim_tenant.as_str();
     let user = [("tenant", t), ("class", "user")];
