@@ -86,7 +86,8 @@ async fn tag_mappings_limit_duplicates_deletion_and_roles() {
 
     // Viewers read, never write.
     let (status, listed) = api.call(Method::GET, &base, &viewer, None).await;
-    assert_eq!((status, listed.as_array().map(Vec::len)), (StatusCode::OK, Some(1)), "{listed}");
+    assert_eq!((status, listed["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)), "{listed}");
+    assert_eq!(listed["limit"], 5, "the setting's default: {listed}");
     let (status, _) = api
         .call(Method::POST, &base, &viewer, Some(json!({ "source": "city", "target": "custom", "key": "City" })))
         .await;
@@ -141,7 +142,7 @@ async fn tag_mappings_limit_duplicates_deletion_and_roles() {
     };
     entrasync::tags::run_tag_sync(&api.world.pool, &recorder, &request).await.expect("tag sync");
     let (_, listed) = api.admin(Method::GET, &base, None).await;
-    let company = listed.as_array().unwrap().iter().find(|m| m["source"] == "companyName").unwrap().clone();
+    let company = listed["items"].as_array().unwrap().iter().find(|m| m["source"] == "companyName").unwrap().clone();
     assert_eq!(company["values"], 1, "{company}");
     let (status, pending) = api.admin(Method::DELETE, &format!("{base}/{}", company["id"]), None).await;
     assert_eq!((status, &pending["pending_deletion"]), (StatusCode::ACCEPTED, &json!(true)), "{pending}");

@@ -981,7 +981,7 @@ async fn tags_tab_creates_tag_mappings_with_the_limit_shown_and_manages_tags_and
     browser.screenshot("51b-tag-mapping-limit").await;
     browser.click("#tag-mapping-cancel").await;
     let (_, all) = api_call(&app, ADMIN_TOKEN, Method::GET, &format!("/api/v1/tenants/{id}/tag-mappings"), None).await;
-    for mapping in all.as_array().expect("mappings").iter().filter(|m| m["source"] != "department") {
+    for mapping in all["items"].as_array().expect("mappings").iter().filter(|m| m["source"] != "department") {
         let (status, _) = api_call(
             &app,
             ADMIN_TOKEN,
@@ -1018,7 +1018,7 @@ async fn tags_tab_creates_tag_mappings_with_the_limit_shown_and_manages_tags_and
     // Delete the first mapping: it never synced, so it goes at once.
     let (_, mappings) =
         api_call(&app, ADMIN_TOKEN, Method::GET, &format!("/api/v1/tenants/{id}/tag-mappings"), None).await;
-    let first = mappings[0]["id"].as_i64().expect("mapping id");
+    let first = mappings["items"][0]["id"].as_i64().expect("mapping id");
     browser.click(&format!("#tag-mapping-delete-{first}")).await;
     browser.wait_text("#confirm-message", "never synced").await;
     browser.screenshot("53-tag-mapping-delete-confirm").await;

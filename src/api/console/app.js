@@ -2289,8 +2289,7 @@
   const TAG_SOURCES = ['department', 'companyName', 'officeLocation', 'city', 'country', 'jobTitle', 'employeeType']
     .concat(Array.from({ length: 15 }, (_, i) => `extensionAttribute${i + 1}`));
   const ORIGIN_LABEL = { manual: 'Manual', synced: 'Synced', manual_and_synced: 'Manual and synced' };
-  // The API does not say the tenant's limit (setting tags.max_mappings); its default, until a refusal
-  // tells another.
+  // The limit of live tag mappings (setting tags.max_mappings), as the last list or refusal said.
   let tagMappingLimit = 5;
 
   function sourceLabel(source) {
@@ -2308,14 +2307,15 @@
 
   async function renderTags(root, view, tenant) {
     const base = `/api/v1/tenants/${tenant.id}`;
-    const [mappings, tags, groups] = await Promise.all([
+    const [mappingList, tags, groups] = await Promise.all([
       api.get(`${base}/tag-mappings`),
       api.get(`${base}/tags${query({ kind: 'custom', limit: 100 })}`),
       api.get(`${base}/asset-groups${query({ limit: 100 })}`),
     ]);
     if (view !== state.view) return;
+    tagMappingLimit = mappingList.limit;
     clear(root);
-    root.appendChild(tagMappingsPanel(tenant, mappings));
+    root.appendChild(tagMappingsPanel(tenant, mappingList.items));
     root.appendChild(tagValuesPanel(tenant, tags));
     root.appendChild(assetGroupsPanel(tenant, groups));
   }

@@ -150,16 +150,26 @@ async fn tenant_exists(state: &AppState, id: i64) -> Result<tenants::Tenant, Api
     tenants::get(&state.pool, id).await?.ok_or_else(|| no_tenant(id))
 }
 
-/// The tenant's tag mappings, live and pending deletion.
+/// A tenant's tag mappings and how many live ones it may have.
+#[derive(Serialize, ToSchema)]
+pub struct MappingList {
+    /// Live mappings and mappings pending deletion.
+    pub items: Vec<MappingView>,
+    /// Live mappings allowed per tenant (setting `tags.max_mappings`); pending deletions do not count.
+    pub limit: u32,
+}
+
+/// The tenant's tag mappings, live and pending deletion, with the limit.
 #[utoipa::path(get, path = "/api/v1/tenants/{id}/tag-mappings", tag = "tags", params(("id" = i64, Path)),
-    responses((status = 200, body = Vec<MappingView>), Problems))]
+    responses((status = 200, body = MappingList), Problems))]
 pub async fn list_mappings(
     _caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-) -> Result<web::Json<Vec<MappingView>>, ApiError> {
+) -> Result<web::Json<MappingList>, ApiError> {
     tenant_exists(&state, *id).await?;
-    Ok(web::Json(tags::list_mappings(&state.pool, *id).await?.into_iter().map(MappingView::from).collect()))
+    let items = tags::list_mappings(&state.pool, *id).await?.into_iter().map(MappingView::from).collect();
+    Ok(web::Json(MappingList { items, limit: state.tags.max_mappings }))
 }
 
 /// Creates a mapping. 409 when a live mapping has the same source and the same target; 422 when the
