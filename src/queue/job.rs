@@ -1,7 +1,8 @@
 //! Job messages: a JSON envelope any AMQP client can publish (docs/queue.md). Every job has a `kind`
 //! (absent means `sync`, so publishers written before kinds existed are unchanged) and a
 //! `schema_version` of that kind. Kinds: `sync` ([`SyncJob`]), `permission_check`
-//! ([`PermissionCheckJob`]) and `remap` ([`RemapJob`]); each has its own variant of [`Job`].
+//! ([`PermissionCheckJob`]), `remap` ([`RemapJob`]) and `tag_sync` ([`TagSyncJob`]); each has its own variant
+//! of [`Job`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
