@@ -8,7 +8,9 @@
 
 use chrono::{DateTime, Datelike, Months, TimeDelta, Utc};
 
-use crate::dotnet_format::{self, apply_am_pm, build_utc, four_digit_year, Cursor, MinutesPart};
+use crate::dotnet_format::{
+    self, apply_am_pm, build_utc, four_digit_year, Cursor, MinutesPart, DAYS, DAYS_ABBR, MONTHS, MONTHS_ABBR,
+};
 
 const TICKS_PER_SECOND: i64 = 10_000_000;
 const TICKS_PER_MINUTE: i64 = 60 * TICKS_PER_SECOND;
@@ -174,7 +176,7 @@ pub(crate) fn cdate(text: &str) -> Option<DateTime<Utc>> {
     }
     let mut cur = Cursor::new(&chars);
     // A leading day name ("Fri, 15 Jan 2021") is allowed and ignored.
-    if cur.name(&WEEKDAY_NAMES).is_some() {
+    if cur.name(&DAYS).or_else(|| cur.name(&DAYS_ABBR)).is_some() {
         cur.eat(',');
         cur.skip_whitespace();
     }
@@ -202,53 +204,11 @@ pub(crate) fn cdate(text: &str) -> Option<DateTime<Utc>> {
     build_utc(year, month, day, (h, m, s), ticks, offset)
 }
 
-const WEEKDAY_NAMES: [&str; 14] = [
-    "Sunday",
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-    "Sun",
-    "Mon",
-    "Tue",
-    "Wed",
-    "Thu",
-    "Fri",
-    "Sat",
-];
-const MONTH_NAMES: [&str; 24] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-    "Jan",
-    "Feb",
-    "Mar",
-    "Apr",
-    "May",
-    "Jun",
-    "Jul",
-    "Aug",
-    "Sep",
-    "Oct",
-    "Nov",
-    "Dec",
-];
-
 fn month_name(cur: &mut Cursor<'_>) -> Option<i64> {
-    let index = cur.name(&MONTH_NAMES)?;
+    // Full names first: the cursor takes the longest match within one list.
+    let index = cur.name(&MONTHS).or_else(|| cur.name(&MONTHS_ABBR))?;
     cur.eat('.');
-    Some((index % 12) as i64 + 1)
+    Some(index as i64 + 1)
 }
 
 type Time = (i64, i64, i64, i64);
