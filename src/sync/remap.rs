@@ -16,9 +16,9 @@ use super::error::SyncError;
 use super::guard::DeletionGuard;
 use super::marker::canonicalize;
 use super::policy::{Admission, ObjectPolicy};
-use super::recorder::{RunFinished, RunProgress, RunRecorder, RunStarted};
-use super::round::{settle_deletions, RoundReport};
-use crate::model::{ObjectClass, RunCounts, RunStatus, SyncMode, Trigger};
+use super::recorder::{RunRecorder, RunStarted};
+use super::round::{conclude, record_failure, report_progress, settle_deletions, RoundReport};
+use crate::model::{ObjectClass, RunCounts, SyncMode, Trigger};
 use crate::store::objects::{self, LiveObject};
 use crate::store::{held_deletions, remap, run_scratch, Pool};
 
@@ -105,38 +105,11 @@ async fn drive<R: RunRecorder>(deps: &RemapDeps<'_, R>, request: &RemapRequest) 
         Ok(ending) => ending,
         Err(error @ SyncError::RunMovedOn { .. }) => return Err(error),
         Err(error) => {
-            record_failure(deps, &run, &error).await;
+            record_failure(deps.recorder, run.target, run.counts, None, &error).await;
             return Err(error);
         }
     };
-    let finished = RunFinished {
-        run_id: run.target.run_id,
-        tenant_id: run.target.tenant_id,
-        class: run.target.class,
-        mode: SyncMode::Remap,
-        status: ending.status,
-        counts: run.counts,
-        reason: ending.reason.clone(),
-        error: None,
-        finished_at: Utc::now(),
-    };
-    deps.recorder.finished(&finished).await?;
-    tracing::info!(
-        status = ending.status.as_str(),
-        total = run.counts.total,
-        changed = run.counts.changed,
-        deleted = run.counts.deleted,
-        filtered = run.counts.filtered,
-        "re-map finished"
-    );
-    Ok(RoundReport {
-        run_id: run.target.run_id,
-        mode: SyncMode::Remap,
-        status: ending.status,
-        counts: run.counts,
-        reason: ending.reason,
-        resumed: run.resumed,
-    })
+    conclude(deps.recorder, run.target, run.counts, ending, run.resumed).await
 }
 
 /// Resumes the interrupted re-map of (tenant, class), or starts a new one.
@@ -314,41 +287,8 @@ async fn apply<R: RunRecorder>(
     run.counts = counts;
     run.after = Some(last);
     tracing::debug!(examined = counts.total, written, filtered = batch.filtered.len(), "re-map batch applied");
-    report_progress(deps, run).await;
+    report_progress(deps.recorder, run.target, run.counts, None).await;
     Ok(None)
-}
-
-async fn report_progress<R: RunRecorder>(deps: &RemapDeps<'_, R>, run: &Remap) {
-    let progress = RunProgress {
-        run_id: run.target.run_id,
-        tenant_id: run.target.tenant_id,
-        class: run.target.class,
-        mode: SyncMode::Remap,
-        reason: None,
-        counts: run.counts,
-    };
-    // The checkpoint, not the history, is the source of truth: a missed progress update is only logged.
-    if let Err(error) = deps.recorder.progress(&progress).await {
-        tracing::warn!(%error, "re-map progress not recorded");
-    }
-}
-
-async fn record_failure<R: RunRecorder>(deps: &RemapDeps<'_, R>, run: &Remap, error: &SyncError) {
-    tracing::warn!(%error, "re-map failed; the checkpoint is kept for the next re-map");
-    let finished = RunFinished {
-        run_id: run.target.run_id,
-        tenant_id: run.target.tenant_id,
-        class: run.target.class,
-        mode: SyncMode::Remap,
-        status: RunStatus::Failed,
-        counts: run.counts,
-        reason: None,
-        error: Some(error.to_string()),
-        finished_at: Utc::now(),
-    };
-    if let Err(record_error) = deps.recorder.finished(&finished).await {
-        tracing::error!(error = %record_error, "failed re-map not recorded");
-    }
 }
 
 #[cfg(test)]

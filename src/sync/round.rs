@@ -123,41 +123,14 @@ async fn drive<R: RunRecorder>(deps: &RoundDeps<'_, R>, request: &RoundRequest) 
             // The run belongs to whoever advanced it: its history is theirs to write.
             Err(error @ SyncError::RunMovedOn { .. }) => return Err(error),
             Err(error) => {
-                record_failure(deps, &run, &error).await;
+                record_failure(deps.recorder, run.target, run.counts, run.reason.clone(), &error).await;
                 return Err(error);
             }
         }
     };
 
-    let finished = RunFinished {
-        run_id: run.target.run_id,
-        tenant_id: run.target.tenant_id,
-        class: run.target.class,
-        mode: run.target.mode,
-        status: ending.status,
-        counts: run.counts,
-        reason: ending.reason.clone().or(run.reason.clone()),
-        error: None,
-        finished_at: Utc::now(),
-    };
-    deps.recorder.finished(&finished).await?;
-    tracing::info!(
-        status = ending.status.as_str(),
-        total = run.counts.total,
-        changed = run.counts.changed,
-        deleted = run.counts.deleted,
-        filtered = run.counts.filtered,
-        pages = run.counts.pages,
-        "sync round finished"
-    );
-    Ok(RoundReport {
-        run_id: run.target.run_id,
-        mode: run.target.mode,
-        status: ending.status,
-        counts: run.counts,
-        reason: finished.reason,
-        resumed: run.resumed,
-    })
+    let reason = ending.reason.clone().or(run.reason.clone());
+    conclude(deps.recorder, run.target, run.counts, Ending { reason, ..ending }, run.resumed).await
 }
 
 /// Resumes the checkpointed run, or starts a new one in the right mode. Returns the link to start from
@@ -358,7 +331,7 @@ async fn apply_and_report<R: RunRecorder>(
         "pages applied"
     );
     if ending.is_none() {
-        report_progress(deps, run).await;
+        report_progress(deps.recorder, run.target, run.counts, run.reason.clone()).await;
     }
     Ok(ending)
 }
@@ -458,7 +431,7 @@ async fn restart_as_full<R: RunRecorder>(
     run_scratch::forget_created(&transaction, t.run_id, t.tenant_id, t.class).await?;
     cursors::checkpoint(&transaction, t.tenant_id, t.class, t.run_id, t.mode, None, &run.counts).await?;
     transaction.commit().await?;
-    report_progress(deps, run).await;
+    report_progress(deps.recorder, run.target, run.counts, run.reason.clone()).await;
     Ok(())
 }
 
@@ -472,35 +445,88 @@ async fn claim(db: &impl GenericClient, run: &Run) -> Result<(), SyncError> {
     }
 }
 
-async fn report_progress<R: RunRecorder>(deps: &RoundDeps<'_, R>, run: &Run) {
-    let progress = RunProgress {
-        run_id: run.target.run_id,
-        tenant_id: run.target.tenant_id,
-        class: run.target.class,
-        mode: run.target.mode,
-        reason: run.reason.clone(),
-        counts: run.counts,
+/// A run's last history event, durable before it returns, and its report. Rounds and re-maps end alike.
+pub(super) async fn conclude<R: RunRecorder>(
+    recorder: &R,
+    target: PageTarget,
+    counts: RunCounts,
+    ending: Ending,
+    resumed: bool,
+) -> Result<RoundReport, SyncError> {
+    let finished = RunFinished {
+        run_id: target.run_id,
+        tenant_id: target.tenant_id,
+        class: target.class,
+        mode: target.mode,
+        status: ending.status,
+        counts,
+        reason: ending.reason.clone(),
+        error: None,
+        finished_at: Utc::now(),
     };
-    // The checkpoint, not the history, is the source of truth: a missed progress update is only logged.
-    if let Err(error) = deps.recorder.progress(&progress).await {
+    recorder.finished(&finished).await?;
+    tracing::info!(
+        mode = %target.mode,
+        status = ending.status.as_str(),
+        total = counts.total,
+        changed = counts.changed,
+        deleted = counts.deleted,
+        filtered = counts.filtered,
+        pages = counts.pages,
+        "run finished"
+    );
+    Ok(RoundReport {
+        run_id: target.run_id,
+        mode: target.mode,
+        status: ending.status,
+        counts,
+        reason: ending.reason,
+        resumed,
+    })
+}
+
+/// The run's counts so far. The checkpoint, not the history, is the source of truth: a missed progress
+/// update is only logged.
+pub(super) async fn report_progress<R: RunRecorder>(
+    recorder: &R,
+    target: PageTarget,
+    counts: RunCounts,
+    reason: Option<String>,
+) {
+    let progress = RunProgress {
+        run_id: target.run_id,
+        tenant_id: target.tenant_id,
+        class: target.class,
+        mode: target.mode,
+        reason,
+        counts,
+    };
+    if let Err(error) = recorder.progress(&progress).await {
         tracing::warn!(%error, "run progress not recorded");
     }
 }
 
-async fn record_failure<R: RunRecorder>(deps: &RoundDeps<'_, R>, run: &Run, error: &SyncError) {
-    tracing::warn!(%error, "sync round failed; the checkpoint is kept for the next round");
+/// Best effort: the failed run's history row (the checkpoint is kept, so the next run resumes).
+pub(super) async fn record_failure<R: RunRecorder>(
+    recorder: &R,
+    target: PageTarget,
+    counts: RunCounts,
+    reason: Option<String>,
+    error: &SyncError,
+) {
+    tracing::warn!(%error, mode = %target.mode, "run failed; the checkpoint is kept for the next run");
     let finished = RunFinished {
-        run_id: run.target.run_id,
-        tenant_id: run.target.tenant_id,
-        class: run.target.class,
-        mode: run.target.mode,
+        run_id: target.run_id,
+        tenant_id: target.tenant_id,
+        class: target.class,
+        mode: target.mode,
         status: RunStatus::Failed,
-        counts: run.counts,
-        reason: run.reason.clone(),
+        counts,
+        reason,
         error: Some(error.to_string()),
         finished_at: Utc::now(),
     };
-    if let Err(record_error) = deps.recorder.finished(&finished).await {
+    if let Err(record_error) = recorder.finished(&finished).await {
         tracing::error!(error = %record_error, "failed run not recorded");
     }
 }
