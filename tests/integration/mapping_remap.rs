@@ -245,3 +245,62 @@ async fn create_time_values_are_written_at_insertion_and_kept_by_later_rounds_an
     assert_eq!(again.counts.changed, 0, "{again:?}");
     assert_eq!(object_versions(&world.pool, tenant.tenant_id).await, versions);
 }
+
+/// With no second connection in the pool the re-map cannot read ahead: it reads each batch in that
+/// batch's own transaction instead, and ends with the same rows.
+#[tokio::test]
+async fn a_remap_on_a_one_connection_pool_reads_in_each_batch_and_writes_the_same() {
+    let world = SyncWorld::start().await;
+    let tenant = world.tenant(spec(1403, 30, 0, 0), 10).await;
+    let class = ObjectClass::User;
+    let set = |separator: &str| MappingSet {
+        mappings: vec![mapping(
+            "alias",
+            expression(&format!(r#"Join("{separator}", [givenName], [surname])"#)),
+            ApplyWhen::Always,
+        )],
+        scoping: vec![],
+    };
+    let actor = Actor::new("test");
+    mappings::put(&world.pool, &actor, tenant.tenant_id, class, &set("."), None).await.expect("mappings");
+    mapped_round(&world, &tenant, class).await;
+    mappings::put(&world.pool, &actor, tenant.tenant_id, class, &set("-"), None).await.expect("new mappings");
+
+    let single = entrasync::store::pool(&entrasync::config::DatabaseSettings {
+        url: world.db.url.clone().into(),
+        pool_size: 1,
+        connect_timeout: Duration::from_millis(500),
+    })
+    .expect("a one-connection pool");
+    let policy = load_policy(&single, tenant.tenant_id, class).await.expect("policy");
+    // The history goes through the service's recorder, which has connections of its own.
+    let recorder = PgRunRecorder::new(world.pool.clone());
+    let deps = RemapDeps { pool: &single, policy: policy.as_ref(), recorder: &recorder };
+    let request = RemapRequest {
+        tenant_id: tenant.tenant_id,
+        class,
+        trigger: Trigger::Manual,
+        guard: NO_GUARD,
+        instance_id: None,
+        batch_objects: 7,
+        job_id: None,
+    };
+    let report = run_remap(&deps, &request).await.expect("remap");
+    let live = mapped_columns(&world.pool, tenant.tenant_id, class).await;
+    assert_eq!(report.counts.total, live.len() as u64, "{:?}", report.counts);
+    assert_eq!(report.counts.changed, live.len() as u64, "every alias changed: {:?}", report.counts);
+    let client = world.pool.get().await.expect("connection");
+    let rows = client
+        .query(
+            "SELECT attrs, mapped FROM directory_objects
+             WHERE tenant_id = $1 AND object_class = 'user' AND deleted_at IS NULL",
+            &[&tenant.tenant_id],
+        )
+        .await
+        .expect("objects");
+    for row in &rows {
+        let (attrs, mapped): (Value, Value) = (row.get(0), row.get(1));
+        let alias = [text(&attrs, "givenName"), text(&attrs, "surname")].into_iter().flatten().collect::<Vec<_>>();
+        assert_eq!(mapped["alias"], json!(alias.join("-")), "{attrs}");
+    }
+}
