@@ -18,6 +18,7 @@ use crate::store;
 use crate::store::api_tokens;
 use crate::store::audit::Actor;
 use crate::store::secret_box::SecretBox;
+use crate::store::StoreError;
 
 /// A built, bound, not yet running service. Tests bind port 0 and read [`Application::port`].
 pub struct Application {
@@ -136,8 +137,14 @@ async fn first_admin_token(pool: &store::Pool) -> anyhow::Result<Option<String>>
         return Ok(None);
     }
     let token = generate_token();
-    api_tokens::create(pool, "bootstrap", api_tokens::Role::Admin, &token_hash(&token), &Actor::system()).await?;
-    Ok(Some(token))
+    let hash = token_hash(&token);
+    match api_tokens::create(pool, api_tokens::BOOTSTRAP_NAME, api_tokens::Role::Admin, &hash, &Actor::system()).await {
+        Ok(_) => Ok(Some(token)),
+        // Instances started together race for the first token: the one that won shows it; the others
+        // start as usual (this one used to exit here, so a fleet's first start lost instances).
+        Err(StoreError::Conflict(_)) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
 }
 
 async fn wait_for_signal() {

@@ -69,10 +69,10 @@ async fn fifty_tenants_on_three_instances_survive_a_kill_and_never_run_twice_at_
             held.keys().copied().collect::<BTreeSet<_>>() == ids && used.len() == 3
         }
     };
-    // Under the whole suite an instance that starts last can wait for the others to see its heartbeat and
-    // release its share; how long it took is printed, so a slow spread is visible before it fails.
+    // How long it took is printed, so a slow spread is visible before it fails. (All three start on an
+    // empty token table: they also race for the first admin token, which once made the loser exit.)
     let spreading = std::time::Instant::now();
-    let spread_out = eventually(Duration::from_secs(150), spread).await;
+    let spread_out = eventually(Duration::from_secs(60), spread).await;
     eprintln!("service_scale: leases spread over three instances after {:?}", spreading.elapsed());
     assert!(spread_out, "leases: {:?}", holders(&pool).await);
     assert!(eventually(Duration::from_secs(90), || all_converged(&world, &tenants)).await, "first rounds converge");
