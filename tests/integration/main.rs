@@ -18,6 +18,7 @@ mod api_tags;
 mod api_v1;
 mod bench_fleet_smoke;
 mod bench_smoke;
+mod chaos_smoke;
 mod cli_first_contact;
 mod cli_mapping;
 mod console_browser;
