@@ -43,6 +43,16 @@ struct Inner {
 const RECONNECT_MIN: Duration = Duration::from_millis(250);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
 const STATUS_POLL: Duration = Duration::from_millis(250);
+/// Connecting (TCP, AMQP handshake, topology) against a broker that accepts but never answers gives up
+/// after this and tries again.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(20);
+/// A publish (channel, send, broker confirm) that takes longer is abandoned; the caller retries it.
+const PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
+/// Opening a consumer (channel, QoS, consume) that takes longer is abandoned; the caller retries it.
+const CONSUME_DEADLINE: Duration = Duration::from_secs(30);
+/// The AMQP heartbeat asked for when the URL sets none: a connection that stops answering (a frozen
+/// peer, lost NAT state) is declared dead after two silent intervals, 20 s, instead of RabbitMQ's 120 s.
+const DEFAULT_HEARTBEAT_SECS: u32 = 10;
 
 impl Broker {
     /// Starts connecting in the background and returns at once; [`Broker::connection`] waits for it.
@@ -92,13 +102,26 @@ impl Broker {
     }
 
     /// Publishes on the process's one confirm-mode channel (reopened after a reconnect) and waits for
-    /// the broker's confirm. Job publishing and dead-lettering both go through here.
+    /// the broker's confirm, at most [`PUBLISH_DEADLINE`]. Job publishing and dead-lettering both go
+    /// through here. On a timeout the channel is abandoned (a confirm may still be owed on it) and
+    /// the next publish opens another: the caller retries, so a job can be published twice, never lost.
     pub async fn publish_confirmed(
         &self,
         message: Message,
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), QueueError> {
+        match tokio::time::timeout(PUBLISH_DEADLINE, self.publish_once(message, body, properties)).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.inner.publish_channel.lock().await.take();
+                tracing::warn!(deadline_ms = PUBLISH_DEADLINE.as_millis() as u64, "a publish got no confirm in time");
+                Err(QueueError::Timeout(PUBLISH_DEADLINE))
+            }
+        }
+    }
+
+    async fn publish_once(&self, message: Message, body: &[u8], properties: BasicProperties) -> Result<(), QueueError> {
         let channel = self.publish_channel().await?;
         let options = BasicPublishOptions { mandatory: message.mandatory, ..Default::default() };
         let confirm = channel
@@ -121,12 +144,15 @@ impl Broker {
     /// Starts a manual-ack consumer on a queue of the topology with the configured prefetch.
     pub async fn consume_queue(&self, queue: String, consumer_tag: &str) -> Result<JobConsumer, QueueError> {
         let connection = self.connection(Duration::from_secs(30)).await?;
-        let channel = connection.create_channel().await?;
-        channel.basic_qos(self.inner.prefetch, BasicQosOptions::default()).await?;
-        let consumer = channel
-            .basic_consume(queue.into(), consumer_tag.into(), BasicConsumeOptions::default(), FieldTable::default())
-            .await?;
-        Ok(JobConsumer { channel, consumer })
+        let open = async {
+            let channel = connection.create_channel().await?;
+            channel.basic_qos(self.inner.prefetch, BasicQosOptions::default()).await?;
+            let consumer = channel
+                .basic_consume(queue.into(), consumer_tag.into(), BasicConsumeOptions::default(), FieldTable::default())
+                .await?;
+            Ok(JobConsumer { channel, consumer })
+        };
+        tokio::time::timeout(CONSUME_DEADLINE, open).await.unwrap_or(Err(QueueError::Timeout(CONSUME_DEADLINE)))
     }
 
     /// Stops reconnecting and closes the connection.
@@ -173,7 +199,8 @@ impl JobConsumer {
 async fn keep_connected(inner: Arc<Inner>, url: SecretString) {
     let mut backoff = Backoff::capped(RECONNECT_MIN, RECONNECT_MAX);
     while !inner.stop.is_cancelled() {
-        match connect_and_declare(&inner.topology, &url).await {
+        let attempt = tokio::time::timeout(CONNECT_DEADLINE, connect_and_declare(&inner.topology, &url));
+        match attempt.await.unwrap_or(Err(QueueError::Timeout(CONNECT_DEADLINE))) {
             Ok(connection) => {
                 tracing::info!(prefix = %inner.topology.prefix, "connected to rabbitmq");
                 backoff.reset();
@@ -204,7 +231,7 @@ async fn keep_connected(inner: Arc<Inner>, url: SecretString) {
 }
 
 async fn connect_and_declare(topology: &Topology, url: &SecretString) -> Result<Connection, QueueError> {
-    let connection = Connection::connect(url.expose_secret(), ConnectionProperties::default())
+    let connection = Connection::connect(&with_default_heartbeat(url.expose_secret()), ConnectionProperties::default())
         .await
         .map_err(|e| QueueError::Unavailable(e.to_string()))?;
     let channel = connection.create_channel().await?;
@@ -213,4 +240,29 @@ async fn connect_and_declare(topology: &Topology, url: &SecretString) -> Result<
         tracing::debug!(%error, "closing the topology channel failed");
     }
     Ok(connection)
+}
+
+/// `url` with `heartbeat=` [`DEFAULT_HEARTBEAT_SECS`] added when it names none; an explicit value wins.
+fn with_default_heartbeat(url: &str) -> String {
+    let has_heartbeat = url
+        .split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|pair| pair.split('=').next() == Some("heartbeat")));
+    match (has_heartbeat, url.contains('?')) {
+        (true, _) => url.to_owned(),
+        (false, true) => format!("{url}&heartbeat={DEFAULT_HEARTBEAT_SECS}"),
+        (false, false) => format!("{url}?heartbeat={DEFAULT_HEARTBEAT_SECS}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_default_heartbeat;
+
+    #[test]
+    fn a_heartbeat_is_asked_for_unless_the_url_sets_one() {
+        assert_eq!(with_default_heartbeat("amqp://h:5672/%2f"), "amqp://h:5672/%2f?heartbeat=10");
+        assert_eq!(with_default_heartbeat("amqp://h/%2f?frame_max=8192"), "amqp://h/%2f?frame_max=8192&heartbeat=10");
+        assert_eq!(with_default_heartbeat("amqp://h/%2f?heartbeat=30"), "amqp://h/%2f?heartbeat=30");
+        assert_eq!(with_default_heartbeat("amqp://h/%2f?a=1&heartbeat=0"), "amqp://h/%2f?a=1&heartbeat=0");
+    }
 }

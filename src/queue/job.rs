@@ -45,8 +45,12 @@ pub enum Job {
 }
 
 impl Job {
-    /// Parses the envelope and the kind's own schema. Never panics on any input.
+    /// Parses the envelope and the kind's own schema. Never panics on any input; a body over
+    /// [`MAX_JOB_BYTES`] is refused before it is parsed.
     pub fn from_bytes(body: &[u8]) -> Result<Self, JobError> {
+        if body.len() > MAX_JOB_BYTES {
+            return Err(JobError::TooLarge(body.len()));
+        }
         let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| JobError::NotJson(e.to_string()))?;
         let Some(object) = value.as_object() else {
             return Err(JobError::NotJson("the top level is not an object".to_owned()));
@@ -258,8 +262,14 @@ fn default_trigger() -> Trigger {
     Trigger::Queue
 }
 
+/// The largest job body read. Every job we publish is a few hundred bytes; a larger one is not ours
+/// (or is damaged) and parsing it would only cost memory.
+pub const MAX_JOB_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum JobError {
+    #[error("message body of {0} bytes is larger than the {MAX_JOB_BYTES} bytes a job may have; see docs/queue.md")]
+    TooLarge(usize),
     #[error("message body is not a JSON object: {0}; see docs/queue.md for the job schemas")]
     NotJson(String),
     /// The version given, and the one this entrasync reads for that kind.
@@ -421,5 +431,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("printer"), "{err}");
+    }
+
+    #[test]
+    fn oversized_bodies_and_wrong_types_are_refused_with_the_reason() {
+        let huge = format!(r#"{{"schema_version":1,"padding":"{}"}}"#, "x".repeat(MAX_JOB_BYTES));
+        let err = Job::from_bytes(huge.as_bytes()).unwrap_err();
+        assert!(matches!(err, JobError::TooLarge(n) if n == huge.len()), "{err}");
+        assert!(err.to_string().contains("65536"), "expected the limit named: {err}");
+        let wrong_types: [&[u8]; 4] = [
+            br#"{"schema_version":"1","job_id":"6f1c2a9e-3b7d-4c55-9a39-2f0d8f4b7a11"}"#,
+            br#"{"schema_version":1,"job_id":7,"tenant":"0b6a4d2e-8c1f-4f3a-9e57-1d2c3b4a5f60","object_class":"users"}"#,
+            br#"{"kind":"remap","schema_version":1,"job_id":"6f1c2a9e-3b7d-4c55-9a39-2f0d8f4b7a11","tenant":[]}"#,
+            br#"{"schema_version":1,"job_id":"6f1c2a9e-3b7d-4c55-9a39-2f0d8f4b7a11","tenant":"0b6a4d2e-8c1f-4f3a-9e57-1d2c3b4a5f60","object_class":"users","mode":{"x":1}}"#,
+        ];
+        for body in wrong_types {
+            let err = Job::from_bytes(body).unwrap_err();
+            assert!(
+                matches!(err, JobError::Invalid(_) | JobError::UnsupportedVersion(..)),
+                "{}: {err}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 }

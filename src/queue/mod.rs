@@ -10,7 +10,7 @@ mod topology;
 pub use broker::{Broker, JobConsumer, Message};
 pub use checks::{publish_permission_check, publish_remap};
 pub use job::{
-    Job, JobError, PermissionCheckJob, RemapJob, SyncJob, KINDS, PERMISSION_CHECK_ROUTING_KEY,
+    Job, JobError, PermissionCheckJob, RemapJob, SyncJob, KINDS, MAX_JOB_BYTES, PERMISSION_CHECK_ROUTING_KEY,
     PERMISSION_CHECK_SCHEMA_VERSION, REMAP_SCHEMA_VERSION, SCHEMA_VERSION,
 };
 pub use job::{TagSyncJob, TAG_SYNC_ROUTING_KEY, TAG_SYNC_SCHEMA_VERSION};
@@ -25,6 +25,8 @@ pub enum QueueError {
     Nacked,
     #[error("declaring the RabbitMQ topology failed: {0}")]
     Topology(String),
+    #[error("RabbitMQ did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     #[error(transparent)]
     Amqp(#[from] lapin::Error),
 }
