@@ -30,6 +30,9 @@ pub struct GraphClientOptions {
     pub token_refresh_margin: Duration,
     /// Extra trusted root certificates (PEM), e.g. the emulator's CA when it serves HTTPS.
     pub extra_root_certificates_pem: Vec<String>,
+    /// The largest response body read; a larger one fails the request (not retried) instead of
+    /// filling memory. Graph's delta pages are a few MB at most.
+    pub max_body_bytes: usize,
 }
 
 impl Default for GraphClientOptions {
@@ -41,6 +44,7 @@ impl Default for GraphClientOptions {
             retry: RetryPolicy::default(),
             token_refresh_margin: Duration::from_secs(300),
             extra_root_certificates_pem: Vec::new(),
+            max_body_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -352,13 +356,21 @@ impl GraphClient {
                             meter.answered(Some(status), sent.elapsed());
                             (cause, retry_after, format!("HTTP {}", status.as_u16()))
                         }
-                        None => match response.bytes().await {
+                        None => match read_body(response, self.inner.options.max_body_bytes).await {
                             Ok(body) => {
                                 meter.answered(Some(status), sent.elapsed());
                                 return Ok(Answer { status, body });
                             }
+                            Err(BodyError::TooLarge { url, limit }) => {
+                                meter.answered(Some(status), sent.elapsed());
+                                let detail = format!(
+                                    "the response is larger than {limit} bytes (GraphClientOptions::max_body_bytes); \
+                                     nothing of it was applied"
+                                );
+                                return Err(GraphError::MalformedResponse { url, detail });
+                            }
                             // The connection dropped mid-body: the same as a failed connection.
-                            Err(e) => {
+                            Err(BodyError::Read(e)) => {
                                 meter.answered(None, sent.elapsed());
                                 (RetryCause::Connection, None, format!("reading the body failed: {e}"))
                             }
@@ -394,6 +406,28 @@ impl GraphClient {
             stats.waited += wait;
         }
     }
+}
+
+enum BodyError {
+    TooLarge { url: String, limit: usize },
+    Read(reqwest::Error),
+}
+
+/// Reads a response body of at most `limit` bytes: refused up front when `Content-Length` says it is
+/// larger, and stopped as soon as the bytes read pass the limit otherwise (chunked bodies).
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Bytes, BodyError> {
+    let too_large = |response: &reqwest::Response| BodyError::TooLarge { url: response.url().to_string(), limit };
+    if response.content_length().is_some_and(|length| length > limit as u64) {
+        return Err(too_large(&response));
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(&response));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// The tenant label of a Graph tenant: its directory GUID, or `None` for a tenant addressed by a domain

@@ -188,3 +188,24 @@ async fn the_stream_prefetches_one_page_and_no_more() {
         delta_requests()
     );
 }
+
+#[tokio::test]
+async fn a_page_larger_than_the_limit_fails_the_round_without_being_retried_or_read_whole() {
+    let env = start(40, 0, 0, &["User.Read.All"]);
+    small_pages(&env, 20);
+    let limit = 2048;
+    let client = entrasync::graph::GraphClient::new(entrasync::graph::GraphClientOptions {
+        max_body_bytes: limit,
+        ..entrasync::graph::GraphClientOptions::default()
+    })
+    .expect("client");
+    let error = round(&client, env.secret_tenant(), DeltaRequest::full(ObjectClass::User))
+        .await
+        .expect_err("a page of 20 users is larger than 2 KiB");
+    let GraphError::MalformedResponse { url, detail } = &error else { panic!("expected a malformed page: {error}") };
+    assert!(url.contains("/users/delta"), "expected the page's URL: {url}");
+    assert!(detail.contains("2048 bytes"), "expected the limit named: {detail}");
+    assert_eq!(env.responses(200), 1, "expected one request, not retried: {error}");
+    // The same pages under the default limit are fine.
+    assert!(round(&quick_client(), env.secret_tenant(), DeltaRequest::full(ObjectClass::User)).await.is_ok());
+}
