@@ -6,7 +6,7 @@ use entrasync::store::runs;
 use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger, RetryAfter};
 use graph_sim::settings::SettingsPatch;
 
-use crate::sync_support::{spec, SyncTenant, SyncWorld};
+use crate::sync_support::{row_writes, spec, SyncTenant, SyncWorld};
 
 fn fault(world: &SyncWorld, tenant: &SyncTenant, kind: FaultKind, trigger: FaultTrigger, path: &str, limit: u64) {
     world
@@ -107,4 +107,33 @@ async fn a_429_storm_slows_the_round_but_it_completes() {
     for class in ObjectClass::ALL {
         world.assert_converged(&tenant, class, true).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_page_fails_the_run_with_its_reason_and_leaves_the_store_untouched() {
+    let world = SyncWorld::start().await;
+    let tenant = world.tenant(spec(74, 60, 10, 10), 20).await;
+    world.round_all(&tenant).await;
+    world.mutate(&tenant, 74);
+    let before = world.row_versions(&tenant).await;
+    fault(&world, &tenant, FaultKind::MalformedJson, FaultTrigger::Always, "users/delta", 1);
+    let error = world.try_round(&world.request(&tenant, ObjectClass::User)).await.expect_err("a malformed page");
+    assert!(error.to_string().contains("malformed page"), "expected the page named as malformed: {error}");
+    assert_eq!(row_writes(&before, &world.row_versions(&tenant).await), 0, "a failed page must write nothing");
+    let client = world.pool.get().await.expect("connection");
+    let row = client
+        .query_one(
+            "SELECT status::text, coalesce(error, '') FROM sync_runs WHERE tenant_id = $1 AND object_class = 'user' \
+             ORDER BY started_at DESC LIMIT 1",
+            &[&tenant.tenant_id],
+        )
+        .await
+        .expect("latest run");
+    let (status, recorded): (String, String) = (row.get(0), row.get(1));
+    assert_eq!(status, "failed", "expected the history to record the failure: {recorded}");
+    assert!(recorded.contains("malformed page"), "expected the history to say why: {recorded}");
+    // The fault is spent: the next round applies the mutations and converges.
+    let report = world.round(&tenant, ObjectClass::User).await;
+    assert_eq!(report.status, RunStatus::Success, "{report:?}");
+    world.assert_converged(&tenant, ObjectClass::User, true).await;
 }
