@@ -8,6 +8,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::actors::liveness::Faults;
 use crate::actors::{Service, Shared};
 use crate::api::v1::auth::{generate_token, token_hash, SignInGuard};
 use crate::api::{AppState, ScrapeGate};
@@ -30,6 +31,7 @@ pub struct Application {
     service: Service,
     /// An admin token created at this start because none existed: shown once, by the caller.
     new_admin_token: Option<String>,
+    faults: Faults,
 }
 
 impl Application {
@@ -47,7 +49,9 @@ impl Application {
             .with_context(|| format!("cannot listen on {} (http.listen)", settings.http.listen))?;
         let port = listener.local_addr()?.port();
         let shared = Shared::new(pool.clone(), broker.clone(), metrics.clone(), settings.clone());
+        let faults = shared.faults.clone();
         let service = Service::start(shared).context("starting the actors")?;
+        let liveness = web::Data::new(service.liveness().clone());
         let operator_surface = settings.has_role(Role::Api);
         let bootstrap = admin_token(&settings.api.admin_token);
         let new_admin_token = match (operator_surface, bootstrap) {
@@ -70,14 +74,17 @@ impl Application {
             tags: settings.tags.clone(),
         });
         let server = HttpServer::new(move || {
-            App::new().app_data(state.clone()).configure(|cfg| crate::api::configure(cfg, operator_surface))
+            App::new()
+                .app_data(state.clone())
+                .app_data(liveness.clone())
+                .configure(|cfg| crate::api::configure(cfg, operator_surface))
         })
         .listen(listener)?
         // One owner stops the server (see `run_until_stopped`), in the shutdown order.
         .disable_signals()
         .shutdown_timeout(settings.http.shutdown_timeout.as_secs())
         .run();
-        Ok(Application { port, server, broker, metrics, service, new_admin_token })
+        Ok(Application { port, server, broker, metrics, service, new_admin_token, faults })
     }
 
     /// The admin token this start created because no admin token existed and `ENTRASYNC_ADMIN_TOKEN` is
@@ -93,6 +100,12 @@ impl Application {
     /// The metrics this service exports; workers record their events on it (clones share series).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Fault injection for tests: wedge or panic a part of this service the way a bug would. Nothing in
+    /// configuration reaches it.
+    pub fn faults(&self) -> Faults {
+        self.faults.clone()
     }
 
     pub fn handle(&self) -> ServerHandle {

@@ -1,11 +1,14 @@
 //! The coordinator: keeps this instance's heartbeat and tenant leases, and runs one tenant supervisor per
 //! tenant it holds. Lease state is in Postgres; each tick is an `AtomicResponse`, so ticks never overlap.
+//! Each step of a tick has a deadline, and every tick beats the coordinator's heart (whatever its
+//! outcome): a coordinator that stops ticking is restarted by the service's watchdog.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::liveness::{FaultPoint, Heart, Unit};
 use super::supervisor::{Retire, TenantSupervisor};
 use super::Shared;
 use crate::metrics::{ActorKind, RestartCause};
@@ -18,6 +21,31 @@ pub const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5);
 /// A lease (and an instance's liveness) not renewed for this long is free for others to take, so a
 /// killed instance's tenants are supervised elsewhere within `LEASE_TTL + LEASE_RENEW_EVERY`.
 pub const LEASE_TTL: Duration = Duration::from_secs(15);
+/// Each of a tick's two steps (survey and settle) gets this long; a late step fails the round like an
+/// error. Less than the TTL, so a slow database costs a round, not the leases.
+pub const TICK_STEP_DEADLINE: Duration = Duration::from_secs(8);
+/// A coordinator whose heart is silent this long (a tick every 5 s, at most two late steps) is wedged.
+pub const HEARTBEAT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Why a lease round failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{step} took longer than {:?}", TICK_STEP_DEADLINE)]
+    Late { step: &'static str },
+}
+
+/// `future` within [`TICK_STEP_DEADLINE`].
+async fn step<T>(
+    step: &'static str,
+    future: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, TickError> {
+    match tokio::time::timeout(TICK_STEP_DEADLINE, future).await {
+        Ok(outcome) => Ok(outcome?),
+        Err(_) => Err(TickError::Late { step }),
+    }
+}
 
 pub struct Coordinator {
     shared: Shared,
@@ -27,12 +55,21 @@ pub struct Coordinator {
     /// When leases were last renewed successfully; older than the TTL means they may be someone else's.
     last_renewed: Option<Instant>,
     leaving: bool,
+    heart: Option<Heart>,
 }
 
 impl Coordinator {
     pub fn new(shared: Shared, policy: Policy) -> Self {
         let instance = shared.settings.instance_id.clone();
-        Coordinator { shared, policy, instance, supervisors: HashMap::new(), last_renewed: None, leaving: false }
+        Coordinator {
+            shared,
+            policy,
+            instance,
+            supervisors: HashMap::new(),
+            last_renewed: None,
+            leaving: false,
+            heart: None,
+        }
     }
 
     fn stop_supervisors(&mut self, tenants: impl IntoIterator<Item = i64>) {
@@ -58,7 +95,7 @@ impl Coordinator {
     }
 
     /// After a failed round: once our leases may have expired, another instance may own the tenants.
-    fn on_round_failed(&mut self, error: &StoreError) {
+    fn on_round_failed(&mut self, error: &TickError) {
         tracing::warn!(%error, "lease round failed");
         self.shared.metrics.workers.restarted(ActorKind::Coordinator, RestartCause::Error);
         let expired = self.last_renewed.is_none_or(|at| at.elapsed() >= LEASE_TTL - LEASE_RENEW_EVERY);
@@ -82,8 +119,18 @@ impl Actor for Coordinator {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16);
+        self.heart = Some(self.shared.liveness.register("coordinator", Unit::Coordinator, HEARTBEAT_DEADLINE));
         tracing::info!(instance = %self.instance, "coordinator started");
         ctx.notify(Tick);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // Stopped as told (leaving); a coordinator that dies otherwise leaves its heart to say so.
+        if self.leaving {
+            if let Some(heart) = self.heart.take() {
+                heart.retire();
+            }
+        }
     }
 }
 
@@ -98,13 +145,15 @@ impl Handler<Tick> for Coordinator {
         if self.leaving {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         }
+        self.shared.faults.hit(FaultPoint::CoordinatorTick);
         let (pool, instance) = (self.shared.pool.clone(), self.instance.clone());
         let survey = async move {
-            let view = rebalance::survey(&pool, &instance, LEASE_TTL).await;
+            let view = step("the lease survey", rebalance::survey(&pool, &instance, LEASE_TTL)).await;
             // Every coordinator sweeps: a run whose worker died must not stay `running`.
             if view.is_ok() {
-                if let Err(error) = run_lock::close_orphaned_runs(&pool).await {
-                    tracing::warn!(%error, "cannot close orphaned runs");
+                match step("closing orphaned runs", run_lock::close_orphaned_runs(&pool)).await {
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "cannot close orphaned runs"),
                 }
             }
             view
@@ -129,7 +178,7 @@ impl Handler<Tick> for Coordinator {
                 let (pool, instance) = (act.shared.pool.clone(), act.instance.clone());
                 async move {
                     let view: LeaseView = view?;
-                    let acquired = rebalance::settle(&pool, &instance, &view, LEASE_TTL).await;
+                    let acquired = step("settling leases", rebalance::settle(&pool, &instance, &view, LEASE_TTL)).await;
                     Some((view, acquired))
                 }
                 .into_actor(act)
@@ -152,6 +201,9 @@ impl Handler<Tick> for Coordinator {
                         }
                         Err(error) => act.on_round_failed(&error),
                     }
+                }
+                if let Some(heart) = &act.heart {
+                    heart.beat();
                 }
                 if !act.leaving {
                     ctx.run_later(LEASE_RENEW_EVERY, |_, ctx| ctx.notify(Tick));

@@ -6,9 +6,11 @@
 //! - [`TenantSupervisor`]: publishes the tenant's due `SyncJob`s.
 //! - `SyncWorker` (worker role, each on its own Arbiter): consumes a class queue and runs sync rounds.
 //! - `HistoryRecorder`: persists run history events.
-//! - [`Service`]: starts them by role and stops them in order.
+//! - [`Service`]: starts them by role, restarts a wedged or dead one (its watchdog, fed by the
+//!   [`liveness`] registry) and stops them in order.
 
 pub mod coordinator;
+pub mod liveness;
 pub mod recorder;
 mod runtime;
 pub mod service;
@@ -26,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::queue::Broker;
 use crate::store::run_lock::RunLocks;
 use crate::store::Pool;
+use liveness::{Faults, Liveness};
 
 /// What every actor may use; cheap to clone.
 #[derive(Clone)]
@@ -35,11 +38,16 @@ pub struct Shared {
     pub metrics: Metrics,
     pub settings: Arc<Settings>,
     pub run_locks: RunLocks,
+    /// Heartbeats of the coordinator, the recorder and the consume loops (what `/healthz` reports).
+    pub liveness: Liveness,
+    /// Faults tests inject (code only).
+    pub faults: Faults,
 }
 
 impl Shared {
     pub fn new(pool: Pool, broker: Broker, metrics: Metrics, settings: Settings) -> Shared {
         let run_locks = RunLocks::new(settings.database.clone());
-        Shared { pool, broker, metrics, settings: Arc::new(settings), run_locks }
+        let (liveness, faults) = (Liveness::default(), Faults::default());
+        Shared { pool, broker, metrics, settings: Arc::new(settings), run_locks, liveness, faults }
     }
 }

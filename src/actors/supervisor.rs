@@ -19,6 +19,9 @@ use crate::store::tenants;
 
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// A check (a few reads and confirmed publishes) taking longer than this is abandoned and retried with
+/// backoff, so one stuck call cannot stop the tenant's schedule.
+pub const CHECK_DEADLINE: Duration = Duration::from_secs(30);
 
 pub struct TenantSupervisor {
     tenant_id: i64,
@@ -106,7 +109,40 @@ impl Handler<Check> for TenantSupervisor {
             };
             Ok::<_, ScheduleError>((outcome, published, tags_published))
         });
-        let check = task.into_actor(self).map(|joined, act, ctx| match joined {
+        let abort = task.abort_handle();
+        let bounded = async move {
+            let joined = tokio::time::timeout(CHECK_DEADLINE, task).await;
+            if joined.is_err() {
+                abort.abort();
+            }
+            joined
+        };
+        let check = bounded.into_actor(self).map(|joined, act, ctx| match joined {
+            Err(_late) => {
+                act.failures += 1;
+                act.shared.metrics.workers.restarted(ActorKind::TenantSupervisor, RestartCause::Stuck);
+                let retry_in = act.backoff.next_delay();
+                tracing::warn!(
+                    tenant = act.tenant_id,
+                    deadline_s = CHECK_DEADLINE.as_secs(),
+                    retry_in_s = retry_in.as_secs(),
+                    "schedule check took too long; abandoned"
+                );
+                ctx.run_later(retry_in, |_, ctx| ctx.notify(Check));
+            }
+            Ok(joined) => act.checked(joined, ctx),
+        });
+        AtomicResponse::new(Box::pin(check))
+    }
+}
+
+type CheckResult =
+    Result<(CheckOutcome, Option<chrono::DateTime<chrono::Utc>>, Option<chrono::DateTime<chrono::Utc>>), ScheduleError>;
+
+impl TenantSupervisor {
+    fn checked(&mut self, joined: Result<CheckResult, actix_rt::task::JoinError>, ctx: &mut Context<Self>) {
+        let act = self;
+        match joined {
             Ok(Ok((CheckOutcome::Checked { next_check, .. }, published, tags_published))) => {
                 act.permission_check_published = published;
                 act.tag_sync_published = tags_published;
@@ -130,8 +166,7 @@ impl Handler<Check> for TenantSupervisor {
                 tracing::error!(tenant = act.tenant_id, error = %panic, "schedule check panicked; restarting");
                 ctx.stop();
             }
-        });
-        AtomicResponse::new(Box::pin(check))
+        }
     }
 }
 

@@ -6,10 +6,30 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::AppState;
+use crate::actors::liveness::Liveness;
 
-/// Alive as long as the process serves HTTP.
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+/// Alive while every part of the service beats within its deadline (coordinator, history recorder,
+/// consume loops, the watchdog); 503 naming the wedged or dead parts otherwise. An outage of Postgres or
+/// RabbitMQ is not a wedge (the parts keep turning and failing): that is `/readyz`'s to report.
+pub async fn healthz(liveness: Option<web::Data<Liveness>>) -> HttpResponse {
+    let wedged = liveness.map(|liveness| liveness.wedged()).unwrap_or_default();
+    if wedged.is_empty() {
+        return HttpResponse::Ok().json(json!({ "status": "ok" }));
+    }
+    let parts: Vec<_> = wedged
+        .iter()
+        .map(|part| {
+            json!({
+                "part": part.part,
+                "silent_s": part.silent_for.as_secs(),
+                "deadline_s": part.deadline.as_secs(),
+                "down": part.down.map(|down| format!("{down:?}").to_lowercase()),
+            })
+        })
+        .collect();
+    let names: Vec<&str> = wedged.iter().map(|part| part.part.as_str()).collect();
+    tracing::warn!(wedged = ?names, "healthz: parts wedged");
+    HttpResponse::ServiceUnavailable().json(json!({ "status": "wedged", "wedged": parts }))
 }
 
 /// Ready when both Postgres and RabbitMQ answer; 503 with the failing part named otherwise.

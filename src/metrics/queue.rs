@@ -5,7 +5,8 @@
 //!   its ack/requeue/dead-letter decision → [`JobTracker::finished`];
 //! - a pool is (re)sized → [`WorkerMetrics::set_pool_size`];
 //! - a sender waited for mailbox capacity → [`WorkerMetrics::mailbox_waited`];
-//! - a supervisor restarts a child → [`WorkerMetrics::restarted`].
+//! - a supervisor restarts a child → [`WorkerMetrics::restarted`];
+//! - the watchdog's check counts the parts wedged now → [`WorkerMetrics::set_wedged`].
 //!
 //! Queue depth and consumers are read from the broker at scrape time ([`WorkerMetrics::replace_queues`]).
 
@@ -80,20 +81,32 @@ pub enum ActorKind {
     TenantSupervisor,
     SyncWorker,
     HistoryRecorder,
+    /// A sync worker's consume loops (restarted as a whole worker).
+    Consumer,
+    /// The service's watchdog, which restarts the others (nothing restarts it; `/healthz` reports it).
+    Watchdog,
 }
 
 impl ActorKind {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             ActorKind::Coordinator => "coordinator",
             ActorKind::TenantSupervisor => "tenant_supervisor",
             ActorKind::SyncWorker => "sync_worker",
             ActorKind::HistoryRecorder => "history_recorder",
+            ActorKind::Consumer => "consumer",
+            ActorKind::Watchdog => "watchdog",
         }
     }
 
-    const ALL: [ActorKind; 4] =
-        [ActorKind::Coordinator, ActorKind::TenantSupervisor, ActorKind::SyncWorker, ActorKind::HistoryRecorder];
+    pub const ALL: [ActorKind; 6] = [
+        ActorKind::Coordinator,
+        ActorKind::TenantSupervisor,
+        ActorKind::SyncWorker,
+        ActorKind::HistoryRecorder,
+        ActorKind::Consumer,
+        ActorKind::Watchdog,
+    ];
 }
 
 /// Why a supervisor restarted a child.
@@ -127,6 +140,7 @@ pub struct WorkerMetrics {
     jobs: IntCounterVec,
     mailbox_wait: HistogramVec,
     restarts: IntCounterVec,
+    wedged: IntGaugeVec,
 }
 
 impl WorkerMetrics {
@@ -168,12 +182,18 @@ impl WorkerMetrics {
                 "Actors restarted by their supervisor, by cause",
                 &["actor", "cause"],
             ),
+            wedged: d.int_gauge(
+                "entrasync_actor_wedged",
+                "Parts of an actor kind silent beyond their heartbeat deadline, or down, now (what /healthz reports)",
+                &["actor"],
+            ),
         };
         for class in ObjectClass::ALL {
             metrics.in_flight.with_label_values(&[class.as_str()]).set(0);
             metrics.pool_size.with_label_values(&[class.as_str()]).set(0);
         }
         for actor in ActorKind::ALL {
+            metrics.wedged.with_label_values(&[actor.label()]).set(0);
             for cause in [RestartCause::Panic, RestartCause::Error, RestartCause::Stuck] {
                 metrics.restarts.with_label_values(&[actor.label(), cause.label()]).inc_by(0);
             }
@@ -215,6 +235,14 @@ impl WorkerMetrics {
 
     pub fn restarted(&self, actor: ActorKind, cause: RestartCause) {
         self.restarts.with_label_values(&[actor.label(), cause.label()]).inc();
+    }
+
+    /// How many parts of each kind are wedged now; kinds not listed have none.
+    pub fn set_wedged(&self, wedged: &[(ActorKind, usize)]) {
+        for actor in ActorKind::ALL {
+            let count = wedged.iter().filter(|(kind, _)| *kind == actor).map(|(_, n)| *n).sum::<usize>();
+            self.wedged.with_label_values(&[actor.label()]).set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! implements it (forwarding to its mailbox), and [`PgRunRecorder`] writes `sync_runs` directly.
 
 use std::future::Future;
+use std::time::Duration;
 
 pub use crate::model::{RunFinished, RunProgress, RunStarted};
 use crate::store::runs;
@@ -11,17 +12,34 @@ use crate::store::{Pool, StoreError};
 pub enum RecorderError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The recorder (e.g. an actor's mailbox) is gone or did not answer.
-    #[error("the history recorder is unavailable: {0}")]
-    Unavailable(String),
+    /// One write did not finish within its deadline (a hung connection, a row lock held elsewhere).
+    #[error("the history write did not finish within {0:?}")]
+    Late(Duration),
+    /// The recorder (an actor's mailbox) is gone, e.g. while it is being restarted.
+    #[error("the history recorder is gone: {0}")]
+    Gone(String),
+    /// The recorder did not answer within the caller's deadline.
+    #[error("the history recorder did not answer within {0:?}")]
+    NoAnswer(Duration),
+    /// The write panicked: a bug, not worth repeating.
+    #[error("the history write panicked: {0}")]
+    Panicked(String),
+}
+
+impl RecorderError {
+    /// Whether the same write may succeed later (Postgres or the recorder unavailable or slow).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RecorderError::Store(error) => error.is_transient(),
+            RecorderError::Late(_) | RecorderError::Gone(_) | RecorderError::NoAnswer(_) => true,
+            RecorderError::Panicked(_) => false,
+        }
+    }
 }
 
 impl crate::backoff::Transient for RecorderError {
     fn is_transient(&self) -> bool {
-        match self {
-            RecorderError::Store(error) => error.is_transient(),
-            RecorderError::Unavailable(_) => true,
-        }
+        RecorderError::is_transient(self)
     }
 }
 
@@ -33,34 +51,73 @@ pub trait RunRecorder: Send + Sync {
     fn finished(&self, event: &RunFinished) -> impl Future<Output = Result<(), RecorderError>> + Send;
 }
 
-/// Writes `sync_runs` directly (tests, the CLI, and the recorder actor's storage).
+/// Writes `sync_runs` directly (tests, the CLI, and the recorder actor's storage). With a deadline
+/// ([`PgRunRecorder::with_deadline`]) a write that takes longer fails as [`RecorderError::Late`].
 #[derive(Clone)]
 pub struct PgRunRecorder {
     pool: Pool,
+    deadline: Option<Duration>,
 }
 
 impl PgRunRecorder {
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self { pool, deadline: None }
+    }
+
+    /// Each write (taking a connection included) gets at most `deadline`.
+    pub fn with_deadline(pool: Pool, deadline: Duration) -> Self {
+        Self { pool, deadline: Some(deadline) }
+    }
+
+    async fn connection(&self) -> Result<deadpool_postgres::Client, RecorderError> {
+        let Some(deadline) = self.deadline else { return Ok(self.pool.get().await.map_err(StoreError::from)?) };
+        let got = tokio::time::timeout(deadline, self.pool.get()).await.map_err(|_| RecorderError::Late(deadline))?;
+        Ok(got.map_err(StoreError::from)?)
+    }
+
+    /// Runs one statement within the deadline; `None` when it was late.
+    async fn timed(&self, statement: impl Future<Output = Result<(), StoreError>>) -> Option<Result<(), StoreError>> {
+        match self.deadline {
+            Some(deadline) => tokio::time::timeout(deadline, statement).await.ok(),
+            None => Some(statement.await),
+        }
+    }
+
+    /// A late statement's connection is taken out of the pool (and so closed): returned, deadpool would
+    /// hand it to the next caller, who would queue behind the statement still waiting on the server.
+    fn settle(
+        &self,
+        client: deadpool_postgres::Client,
+        outcome: Option<Result<(), StoreError>>,
+    ) -> Result<(), RecorderError> {
+        match outcome {
+            Some(outcome) => Ok(outcome?),
+            None => {
+                drop(deadpool_postgres::Object::take(client));
+                Err(RecorderError::Late(self.deadline.unwrap_or_default()))
+            }
+        }
     }
 }
 
 impl RunRecorder for PgRunRecorder {
     async fn started(&self, event: &RunStarted) -> Result<(), RecorderError> {
-        let client = self.pool.get().await.map_err(StoreError::from)?;
-        runs::insert_started(&client, event).await?;
-        Ok(())
+        let client = self.connection().await?;
+        let outcome = self.timed(runs::insert_started(&client, event)).await;
+        self.settle(client, outcome)
     }
 
     async fn progress(&self, event: &RunProgress) -> Result<(), RecorderError> {
-        let client = self.pool.get().await.map_err(StoreError::from)?;
-        runs::update_progress(&client, event.run_id, event.mode, event.reason.as_deref(), &event.counts).await?;
-        Ok(())
+        let client = self.connection().await?;
+        let outcome = self
+            .timed(runs::update_progress(&client, event.run_id, event.mode, event.reason.as_deref(), &event.counts))
+            .await;
+        self.settle(client, outcome)
     }
 
     async fn finished(&self, event: &RunFinished) -> Result<(), RecorderError> {
-        let client = self.pool.get().await.map_err(StoreError::from)?;
-        runs::finish(&client, event).await?;
-        Ok(())
+        let client = self.connection().await?;
+        let outcome = self.timed(runs::finish(&client, event)).await;
+        self.settle(client, outcome)
     }
 }

@@ -1,6 +1,8 @@
 //! A worker's consume loop: (re)subscribes to its queue (a class queue, or the checks queue), runs each
 //! delivery in a task of its own (at most `prefetch` at once, as the broker allows), settles it, and on
 //! stop cancels the subscription and waits for its tasks to checkpoint and give their jobs back.
+//! Every turn of the loop beats its heart, and an idle loop turns at least every [`BEAT_EVERY`]; a
+//! subscription attempt has a deadline, so only a bug (a blocked thread, a panic) silences it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -13,13 +15,21 @@ use tokio_util::sync::CancellationToken;
 
 use super::job::{self, Settlement, REQUEUE_PAUSE};
 use super::WorkerDeps;
+use crate::actors::liveness::{FaultPoint, Heart};
 use crate::backoff::Backoff;
 use crate::metrics::{ActorKind, JobOutcome, JobTracker, RestartCause};
 use crate::model::ObjectClass;
-use crate::queue::{Job, JobConsumer, Topology};
+use crate::queue::{Job, JobConsumer, QueueError, Topology};
 
 const RESUBSCRIBE_MIN: Duration = Duration::from_millis(250);
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(10);
+/// An idle loop wakes this often to beat.
+const BEAT_EVERY: Duration = Duration::from_secs(2);
+/// Subscribing (opening a channel, `basic.consume`) gets this long before it counts as failed.
+const SUBSCRIBE_DEADLINE: Duration = Duration::from_secs(15);
+/// A consume loop silent this long is wedged (the longest quiet stretch is a subscription attempt
+/// followed by the longest wait before the next one).
+pub const HEARTBEAT_DEADLINE: Duration = Duration::from_secs(40);
 
 /// What a consume loop consumes: one class's sync jobs, or the permission checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,14 +74,18 @@ impl fmt::Display for Feed {
     }
 }
 
-pub async fn consume_loop(deps: Arc<WorkerDeps>, feed: Feed, tag: String, stop: CancellationToken) {
+pub async fn consume_loop(deps: Arc<WorkerDeps>, feed: Feed, tag: String, heart: Heart, stop: CancellationToken) {
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     let mut backoff = Backoff::capped(RESUBSCRIBE_MIN, RESUBSCRIBE_MAX);
     // Kept until every task settled: their acks go through its channel.
     let mut subscription: Option<JobConsumer> = None;
     'subscribe: while !stop.is_cancelled() {
+        heart.beat();
+        deps.shared.faults.hit(FaultPoint::ConsumeLoop);
+        let queue = feed.queue(deps.shared.broker.topology());
+        let subscribing = tokio::time::timeout(SUBSCRIBE_DEADLINE, deps.shared.broker.consume_queue(queue, &tag));
         let subscribed = tokio::select! {
-            subscribed = deps.shared.broker.consume_queue(feed.queue(deps.shared.broker.topology()), &tag) => subscribed,
+            subscribed = subscribing => subscribed.unwrap_or_else(|_| Err(QueueError::Timeout(SUBSCRIBE_DEADLINE))),
             () = stop.cancelled() => break,
         };
         let consumer = match subscribed {
@@ -91,8 +105,11 @@ pub async fn consume_loop(deps: Arc<WorkerDeps>, feed: Feed, tag: String, stop: 
             }
         };
         loop {
+            heart.beat();
+            deps.shared.faults.hit(FaultPoint::ConsumeLoop);
             let next = tokio::select! {
                 next = consumer.next_delivery() => next,
+                () = tokio::time::sleep(BEAT_EVERY) => continue,
                 () = stop.cancelled() => {
                     // Stop consuming first; prefetched deliveries not started return when the channel closes.
                     let cancel = consumer.channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
@@ -129,6 +146,7 @@ pub async fn consume_loop(deps: Arc<WorkerDeps>, feed: Feed, tag: String, stop: 
         }
     }
     tracing::info!(class = %feed, consumer = %tag, "stopped consuming");
+    heart.retire();
 }
 
 /// Runs one delivery in its own task (a panic is contained and the job requeued) and settles it.

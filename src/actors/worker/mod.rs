@@ -1,7 +1,8 @@
 //! Sync workers: each consumes one class queue on its own Arbiter and runs the sync rounds its jobs ask
 //! for. The first worker of an instance also consumes the permission checks and tag syncs
 //! (`{prefix}.checks`): they are few, so one consumer per instance is enough. The actor owns only its consume loops'
-//! lifecycle; the work is in `consume`, `job` and `permission_check`.
+//! lifecycle; the work is in `consume`, `job` and `permission_check`. Each consume loop beats a heart;
+//! the service's watchdog restarts the whole worker (a fresh Arbiter) when one dies or stops beating.
 
 mod consume;
 pub mod dead_letter;
@@ -18,6 +19,7 @@ use actix_rt::task::JoinHandle;
 use consume::Feed;
 use tokio_util::sync::CancellationToken;
 
+use super::liveness::Unit;
 use super::recorder::RecorderHandle;
 use super::Shared;
 use crate::graph::GraphClient;
@@ -44,18 +46,20 @@ pub struct SyncWorker {
     feeds: Vec<Feed>,
     instance: String,
     index: usize,
+    /// This worker's place in the service's list: what the watchdog restarts when a loop is wedged.
+    slot: usize,
     stop: CancellationToken,
     consuming: Vec<JoinHandle<()>>,
 }
 
 impl SyncWorker {
-    pub fn new(deps: Arc<WorkerDeps>, class: ObjectClass, index: usize) -> Self {
+    pub fn new(deps: Arc<WorkerDeps>, class: ObjectClass, index: usize, slot: usize) -> Self {
         let mut feeds = vec![Feed::Sync(class)];
         if class == ObjectClass::ALL[0] && index == 0 {
             feeds.push(Feed::Checks);
         }
         let instance = deps.shared.settings.instance_id.clone();
-        SyncWorker { deps, feeds, instance, index, stop: CancellationToken::new(), consuming: Vec::new() }
+        SyncWorker { deps, feeds, instance, index, slot, stop: CancellationToken::new(), consuming: Vec::new() }
     }
 }
 
@@ -66,7 +70,12 @@ impl Actor for SyncWorker {
         ctx.set_mailbox_capacity(4);
         for feed in &self.feeds {
             let tag = format!("{}-{feed}-{}", self.instance, self.index);
-            let task = consume::consume_loop(self.deps.clone(), *feed, tag, self.stop.clone());
+            let heart = self.deps.shared.liveness.register(
+                format!("consumer {feed} #{}", self.index),
+                Unit::Worker(self.slot),
+                consume::HEARTBEAT_DEADLINE,
+            );
+            let task = consume::consume_loop(self.deps.clone(), *feed, tag, heart, self.stop.clone());
             self.consuming.push(actix_rt::spawn(task));
         }
     }
