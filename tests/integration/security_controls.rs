@@ -2,7 +2,8 @@
 //! (in-process, `api` role, its own database and RabbitMQ names): every route of the OpenAPI document
 //! refuses a missing or revoked token and a viewer's write; tokens are stored only as SHA-256 and
 //! credential material only sealed with the secrets key (the raw rows and every table are read); the
-//! console's headers and no CORS grant; the Kubernetes manifests keep the pod locked down.
+//! console's headers and no CORS grant; the Graph client follows no redirect (the bearer token stays on the
+//! Graph host); the Kubernetes manifests keep the pod locked down.
 
 use std::collections::BTreeSet;
 
@@ -548,4 +549,87 @@ fn a_database_password_given_as_a_url_parameter_is_masked() {
     {
         assert!(!error.to_string().contains("hunter2"), "{error}");
     }
+}
+
+/// A one-route-at-a-time HTTP/1.1 server: the login endpoint answers a token, every Graph request a
+/// redirect to `elsewhere`. Returns its address.
+async fn redirecting_graph(elsewhere: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let elsewhere = elsewhere.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                // The head is enough: the token request's small body is not needed.
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&request).to_string();
+                let answer = if head.contains("/oauth2/v2.0/token") {
+                    let body = r#"{"token_type":"Bearer","expires_in":3599,"access_token":"graph-bearer-token"}"#;
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    format!(
+                        "HTTP/1.1 302 Found\r\nlocation: {elsewhere}/v1.0/users/delta\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    )
+                };
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn a_graph_redirect_is_not_followed_so_the_bearer_token_never_leaves_the_graph_host() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use entrasync::graph::{AppCredentials, DeltaRequest, GraphClient, GraphClientOptions, GraphTenant, TenantSize};
+    use futures::StreamExt;
+
+    // Elsewhere counts every connection it gets.
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let elsewhere_url = format!("http://{}", elsewhere.local_addr().expect("address"));
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = elsewhere.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let graph = redirecting_graph(elsewhere_url).await;
+    let graph_url = graph.clone();
+    let tenant = GraphTenant {
+        cloud: entrasync::model::Cloud::Custom { login_url: graph.clone(), graph_url: graph },
+        tenant_id: uuid::Uuid::new_v4().to_string(),
+        credentials: Arc::new(AppCredentials::with_secret(uuid::Uuid::new_v4().to_string(), secret("app-secret"))),
+        size: TenantSize::Small,
+    };
+    let client = GraphClient::new(GraphClientOptions::default()).expect("client");
+    let mut pages = client.delta_pages(tenant, DeltaRequest::full(entrasync::model::ObjectClass::User));
+    let first = tokio::time::timeout(std::time::Duration::from_secs(60), pages.next()).await.expect("an answer");
+    let error = match first {
+        Some(Err(error)) => format!("{error:?}"),
+        other => panic!("a redirect is an error, not a page: {other:?}"),
+    };
+    assert!(error.contains("302"), "the Graph request got the redirect (after a token): {error}");
+    drop(pages);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(reached.load(Ordering::SeqCst), 0, "the redirect was followed to another host");
+
+    // The harness catches a client that follows redirects: reqwest's default policy does.
+    let following = reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build().expect("client");
+    let _ = following.get(format!("{graph_url}/v1.0/users/delta")).send().await;
+    assert_eq!(reached.load(Ordering::SeqCst), 1, "a following client reaches the other host");
 }
