@@ -50,6 +50,57 @@ pub const SETTINGS: &[SettingSpec] = &[
         "5",
         "seconds to wait for a Postgres connection before giving up",
     ),
+    spec(
+        "database.pool_wait_timeout_secs",
+        "ENTRASYNC_DATABASE_POOL_WAIT_TIMEOUT_SECS",
+        "10",
+        "seconds a task waits for a free pooled connection before failing with a timeout",
+    ),
+    spec(
+        "database.statement_timeout_secs",
+        "ENTRASYNC_DATABASE_STATEMENT_TIMEOUT_SECS",
+        "60",
+        "Postgres statement_timeout of every session: a statement running longer is cancelled (batch writes, \
+         migrations and benchmarks set their own longer limit)",
+    ),
+    spec(
+        "database.lock_timeout_secs",
+        "ENTRASYNC_DATABASE_LOCK_TIMEOUT_SECS",
+        "10",
+        "Postgres lock_timeout of every session: a statement waiting longer for a row or table lock is cancelled",
+    ),
+    spec(
+        "database.keepalive_idle_secs",
+        "ENTRASYNC_DATABASE_KEEPALIVE_IDLE_SECS",
+        "15",
+        "seconds of silence before TCP keepalive probes start, on both ends of a session",
+    ),
+    spec(
+        "database.keepalive_interval_secs",
+        "ENTRASYNC_DATABASE_KEEPALIVE_INTERVAL_SECS",
+        "5",
+        "seconds between unanswered TCP keepalive probes",
+    ),
+    spec(
+        "database.keepalive_retries",
+        "ENTRASYNC_DATABASE_KEEPALIVE_RETRIES",
+        "3",
+        "unanswered TCP keepalive probes after which the connection is dropped",
+    ),
+    spec(
+        "database.tcp_user_timeout_secs",
+        "ENTRASYNC_DATABASE_TCP_USER_TIMEOUT_SECS",
+        "30",
+        "seconds sent data may stay unacknowledged before the connection is dropped (TCP_USER_TIMEOUT), on \
+         both ends of run-lock sessions; a vanished instance's run locks are released within about this long",
+    ),
+    spec(
+        "database.ca_file",
+        "ENTRASYNC_DATABASE_CA_FILE",
+        "",
+        "PEM file of the root certificates that sign the Postgres server's certificate (sslmode=verify-ca or \
+         verify-full in database.url; sslrootcert=PATH in the URL does the same). Empty: the webpki roots",
+    ),
     SettingSpec {
         key: "amqp.url",
         env: "ENTRASYNC_AMQP_URL",
@@ -197,6 +248,39 @@ pub struct DatabaseSettings {
     pub url: SecretString,
     pub pool_size: usize,
     pub connect_timeout: Duration,
+    /// Deadlines and keepalives of every session, and the TLS roots.
+    pub session: SessionSettings,
+}
+
+/// What every Postgres session sets (`src/store/connect.rs`), so no call waits forever on a server or a
+/// network that stopped answering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSettings {
+    pub pool_wait_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub keepalive_idle: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_retries: u32,
+    pub tcp_user_timeout: Duration,
+    /// `database.ca_file`: PEM roots for verifying the server's certificate.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl Default for SessionSettings {
+    /// The defaults of [`SETTINGS`].
+    fn default() -> Self {
+        SessionSettings {
+            pool_wait_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(60),
+            lock_timeout: Duration::from_secs(10),
+            keepalive_idle: Duration::from_secs(15),
+            keepalive_interval: Duration::from_secs(5),
+            keepalive_retries: 3,
+            tcp_user_timeout: Duration::from_secs(30),
+            ca_file: None,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -354,6 +438,7 @@ impl Settings {
                 url: SecretString::from(parse_url(raw, "database.url", &["postgres", "postgresql"])?),
                 pool_size: parse_range(raw, "database.pool_size", 1, 1000)?,
                 connect_timeout: Duration::from_secs(parse_range(raw, "database.connect_timeout_secs", 1, 600)?),
+                session: parse_session(raw)?,
             },
             amqp: AmqpSettings {
                 url: SecretString::from(parse_url(raw, "amqp.url", &["amqp", "amqps"])?),
@@ -422,6 +507,17 @@ impl Settings {
             ("database.url", mask_url(self.database.url.expose_secret())),
             ("database.pool_size", self.database.pool_size.to_string()),
             ("database.connect_timeout_secs", self.database.connect_timeout.as_secs().to_string()),
+            ("database.pool_wait_timeout_secs", self.database.session.pool_wait_timeout.as_secs().to_string()),
+            ("database.statement_timeout_secs", self.database.session.statement_timeout.as_secs().to_string()),
+            ("database.lock_timeout_secs", self.database.session.lock_timeout.as_secs().to_string()),
+            ("database.keepalive_idle_secs", self.database.session.keepalive_idle.as_secs().to_string()),
+            ("database.keepalive_interval_secs", self.database.session.keepalive_interval.as_secs().to_string()),
+            ("database.keepalive_retries", self.database.session.keepalive_retries.to_string()),
+            ("database.tcp_user_timeout_secs", self.database.session.tcp_user_timeout.as_secs().to_string()),
+            (
+                "database.ca_file",
+                self.database.session.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            ),
             ("amqp.url", mask_url(self.amqp.url.expose_secret())),
             ("amqp.prefix", self.amqp.prefix.clone()),
             ("amqp.prefetch", self.amqp.prefetch.to_string()),
@@ -523,6 +619,33 @@ fn parse_name(raw: &BTreeMap<&'static str, String>, key: &str) -> Result<String,
     } else {
         Err(invalid(raw, key, "1 to 100 characters of letters, digits, '.', '-' or '_'"))
     }
+}
+
+/// Session deadlines. A lock wait must end before the statement does, or `lock_timeout` never fires.
+fn parse_session(raw: &BTreeMap<&'static str, String>) -> Result<SessionSettings, ConfigError> {
+    let secs = |key: &str, min: u64, max: u64| parse_range(raw, key, min, max).map(Duration::from_secs);
+    let session = SessionSettings {
+        pool_wait_timeout: secs("database.pool_wait_timeout_secs", 1, 600)?,
+        statement_timeout: secs("database.statement_timeout_secs", 1, 86_400)?,
+        lock_timeout: secs("database.lock_timeout_secs", 1, 86_400)?,
+        keepalive_idle: secs("database.keepalive_idle_secs", 1, 3_600)?,
+        keepalive_interval: secs("database.keepalive_interval_secs", 1, 600)?,
+        keepalive_retries: parse_range(raw, "database.keepalive_retries", 1, 100)?,
+        tcp_user_timeout: secs("database.tcp_user_timeout_secs", 1, 3_600)?,
+        ca_file: match raw.get("database.ca_file").map(|v| v.trim()).unwrap_or_default() {
+            "" => None,
+            path if Path::new(path).is_file() => Some(path.into()),
+            _ => return Err(invalid(raw, "database.ca_file", "the path of a readable PEM file, or empty")),
+        },
+    };
+    if session.lock_timeout > session.statement_timeout {
+        let expected = format!(
+            "at most database.statement_timeout_secs ({}), or the statement is cancelled before its lock wait",
+            session.statement_timeout.as_secs()
+        );
+        return Err(invalid(raw, "database.lock_timeout_secs", &expected));
+    }
+    Ok(session)
 }
 
 /// Long enough to resist guessing; printable so it fits a header.
@@ -713,6 +836,28 @@ mod tests {
         let err =
             Settings::from_sources(None, env(&[("ENTRASYNC_TAGS_SYNC_INTERVAL_SECS", "5")])).expect_err("too often");
         assert!(err.to_string().contains("ENTRASYNC_TAGS_SYNC_INTERVAL_SECS"), "{err}");
+    }
+
+    #[test]
+    fn session_deadlines_default_sanely_and_are_checked() {
+        let s = Settings::from_sources(None, env(&[])).unwrap();
+        assert_eq!(s.database.session, SessionSettings::default());
+        assert!(s.describe().contains("ENTRASYNC_DATABASE_STATEMENT_TIMEOUT_SECS=60"), "{}", s.describe());
+        let s = Settings::from_sources(Some("[database]\nlock_timeout_secs = 3\nkeepalive_retries = 5\n"), env(&[]))
+            .unwrap();
+        assert_eq!(
+            (s.database.session.lock_timeout, s.database.session.keepalive_retries),
+            (Duration::from_secs(3), 5)
+        );
+        let err = Settings::from_sources(None, env(&[("ENTRASYNC_DATABASE_STATEMENT_TIMEOUT_SECS", "0")]))
+            .expect_err("zero would mean no timeout");
+        assert!(err.to_string().contains("database.statement_timeout_secs"), "{err}");
+        let vars = [("ENTRASYNC_DATABASE_STATEMENT_TIMEOUT_SECS", "5"), ("ENTRASYNC_DATABASE_LOCK_TIMEOUT_SECS", "9")];
+        let err = Settings::from_sources(None, env(&vars)).expect_err("lock wait longer than the statement");
+        assert!(err.to_string().contains("ENTRASYNC_DATABASE_LOCK_TIMEOUT_SECS"), "{err}");
+        let err = Settings::from_sources(None, env(&[("ENTRASYNC_DATABASE_CA_FILE", "/nonexistent/ca.pem")]))
+            .expect_err("missing CA file");
+        assert!(err.to_string().contains("database.ca_file") && err.to_string().contains("PEM"), "{err}");
     }
 
     #[test]

@@ -48,6 +48,7 @@ mod tests {
             url: SecretString::from("postgres://u:p@db.example:5433/entrasync?sslmode=disable".to_owned()),
             pool_size: 4,
             connect_timeout: std::time::Duration::from_secs(3),
+            session: Default::default(),
         };
         let settings = settings_for(&base, "entrasync_bench_x").expect("settings");
         assert_eq!(settings.url.expose_secret(), "postgres://u:p@db.example:5433/entrasync_bench_x?sslmode=disable");

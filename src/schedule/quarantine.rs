@@ -8,7 +8,9 @@ pub struct FailurePolicy {
     pub quarantine_after: u32,
     /// The slowest retry rate while quarantined.
     pub max_delay: Duration,
-    /// A tenant quarantined this long is disabled: no more runs until an operator lifts the quarantine.
+    /// A tenant quarantined this long is disabled by its next failure: no more runs until an operator
+    /// enables it or resets it. Recorded by `store::schedule::record_failure`, which applies
+    /// [`crate::store::schedule::QUARANTINE_CUTOFF`]; this field shows the value.
     pub disable_after: Duration,
 }
 
@@ -17,7 +19,7 @@ impl Default for FailurePolicy {
         FailurePolicy {
             quarantine_after: 5,
             max_delay: Duration::from_secs(24 * 3600),
-            disable_after: Duration::from_secs(28 * 24 * 3600),
+            disable_after: crate::store::schedule::QUARANTINE_CUTOFF,
         }
     }
 }
@@ -48,5 +50,6 @@ mod tests {
         assert_eq!(policy.retry_delay(6, interval), Duration::from_secs(1200));
         assert_eq!(policy.retry_delay(40, interval), Duration::from_secs(86_400));
         assert_eq!(policy.retry_delay(u32::MAX, interval), Duration::from_secs(86_400));
+        assert_eq!(policy.disable_after, Duration::from_secs(28 * 86_400), "four weeks");
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{During, StoreError};
 use crate::model::RunCounts;
 use crate::model::{ObjectClass, SyncMode};
 
@@ -50,8 +50,8 @@ pub async fn load(
              LEFT JOIN sync_cursors c ON c.tenant_id = t.id AND c.object_class = $2::text::object_class \
              WHERE t.id = $1",
         )
-        .await?;
-    let Some(row) = db.query_opt(&statement, &[&tenant_id, &class.as_str()]).await? else {
+        .await.during("loading a cursor")?;
+    let Some(row) = db.query_opt(&statement, &[&tenant_id, &class.as_str()]).await.during("loading a cursor")? else {
         return Ok(None);
     };
     let run_id: Option<Uuid> = row.get(3);
@@ -95,7 +95,14 @@ pub async fn claim_run(
         )
         .await?;
     let pages = i64::try_from(pages).unwrap_or(i64::MAX);
-    Ok(db.query_opt(&statement, &[&tenant_id, &class.as_str(), &run_id, &pages]).await?.is_some())
+    // The claim opens every batch transaction: it also gives the batch's writes their longer limit. Both
+    // are sent before anything else of the batch, so the claim still runs first.
+    let timeout = super::set_local_statement_timeout(super::BATCH_STATEMENT_TIMEOUT);
+    let class = class.as_str();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&tenant_id, &class, &run_id, &pages];
+    let ((), claimed) = futures::try_join!(db.batch_execute(&timeout), db.query_opt(&statement, &params))
+        .during("claiming a run's batch")?;
+    Ok(claimed.is_some())
 }
 
 /// Records the checkpoint of a run in progress (its start when `next_link` is `None`).
@@ -116,9 +123,11 @@ pub async fn checkpoint(
              SET run_id = EXCLUDED.run_id, run_mode = EXCLUDED.run_mode, next_link = EXCLUDED.next_link, \
                  run_counts = EXCLUDED.run_counts, updated_at = now()",
         )
-        .await?;
+        .await
+        .during("recording a checkpoint")?;
     db.execute(&statement, &[&tenant_id, &class.as_str(), &run_id, &mode.as_str(), &next_link, &counts_json(counts)?])
-        .await?;
+        .await
+        .during("recording a checkpoint")?;
     Ok(())
 }
 
@@ -140,8 +149,11 @@ pub async fn complete(
                  next_link = NULL, run_counts = NULL, updated_at = now(), \
                  last_full_scan_at = CASE WHEN $4 THEN now() ELSE sync_cursors.last_full_scan_at END",
         )
-        .await?;
-    db.execute(&statement, &[&tenant_id, &class.as_str(), &delta_link, &full]).await?;
+        .await
+        .during("completing a run's cursor")?;
+    db.execute(&statement, &[&tenant_id, &class.as_str(), &delta_link, &full])
+        .await
+        .during("completing a run's cursor")?;
     if full {
         let classes = ObjectClass::ALL.len() as i64;
         let statement = db
@@ -151,8 +163,9 @@ pub async fn complete(
                    SELECT count(*) FROM sync_cursors c \
                    WHERE c.tenant_id = t.id AND c.last_full_scan_at >= t.full_scan_requested_at) >= $2",
             )
-            .await?;
-        db.execute(&statement, &[&tenant_id, &classes]).await?;
+            .await
+            .during("completing a run's cursor")?;
+        db.execute(&statement, &[&tenant_id, &classes]).await.during("completing a run's cursor")?;
     }
     Ok(())
 }
@@ -164,7 +177,8 @@ pub async fn abandon_run(db: &impl GenericClient, tenant_id: i64, class: ObjectC
             "UPDATE sync_cursors SET run_id = NULL, run_mode = NULL, next_link = NULL, run_counts = NULL, \
              updated_at = now() WHERE tenant_id = $1 AND object_class = $2::text::object_class",
         )
-        .await?;
-    db.execute(&statement, &[&tenant_id, &class.as_str()]).await?;
+        .await
+        .during("abandoning a run's checkpoint")?;
+    db.execute(&statement, &[&tenant_id, &class.as_str()]).await.during("abandoning a run's checkpoint")?;
     Ok(())
 }

@@ -7,20 +7,23 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::connect::{self, Purpose};
-use super::StoreError;
+use super::{During, StoreError};
 use crate::config::DatabaseSettings;
 
 /// Creates the configured database if it is missing.
 pub async fn ensure_database_exists(settings: &DatabaseSettings) -> Result<(), StoreError> {
     let maintenance = Maintenance::connect(settings).await?;
-    let exists =
-        maintenance.client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&maintenance.name]).await?;
+    let exists = maintenance
+        .client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&maintenance.name])
+        .await
+        .during("looking for the database")?;
     if exists.is_none() {
         match maintenance.client.batch_execute(&format!("CREATE DATABASE {}", maintenance.quoted_name())).await {
             Ok(()) => tracing::info!(database = %maintenance.name, "created database"),
             // Another instance created it at the same moment.
             Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(StoreError::from(e).during("creating the database")),
         }
     }
     maintenance.close().await;
@@ -32,7 +35,11 @@ pub async fn ensure_database_exists(settings: &DatabaseSettings) -> Result<(), S
 pub async fn recreate_database(settings: &DatabaseSettings) -> Result<(), StoreError> {
     let maintenance = Maintenance::connect(settings).await?;
     maintenance.drop_if_exists().await?;
-    maintenance.client.batch_execute(&format!("CREATE DATABASE {}", maintenance.quoted_name())).await?;
+    maintenance
+        .client
+        .batch_execute(&format!("CREATE DATABASE {}", maintenance.quoted_name()))
+        .await
+        .during("creating the database")?;
     maintenance.close().await;
     Ok(())
 }
@@ -55,7 +62,9 @@ struct Maintenance {
 impl Maintenance {
     async fn connect(settings: &DatabaseSettings) -> Result<Maintenance, StoreError> {
         let name = connect::database_name(settings)?;
-        let (client, driver) = connect::open(&connect::session_config(settings, Purpose::Maintenance)?).await?;
+        let (client, driver) = connect::open(&connect::session_config(settings, Purpose::Maintenance)?)
+            .await
+            .during("connecting to the server's postgres database")?;
         Ok(Maintenance { client, name, driver })
     }
 
@@ -64,7 +73,10 @@ impl Maintenance {
     }
 
     async fn drop_if_exists(&self) -> Result<(), StoreError> {
-        self.client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.quoted_name())).await?;
+        self.client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.quoted_name()))
+            .await
+            .during("dropping the database")?;
         Ok(())
     }
 

@@ -35,31 +35,48 @@ pub mod wire;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime, Timeouts};
-use tokio_postgres::NoTls;
 
 pub use database::{drop_database, ensure_database_exists, recreate_database};
-pub use error::StoreError;
+pub use error::{DbFailure, During, StoreError};
 
 use crate::config::DatabaseSettings;
 
 pub type Pool = deadpool_postgres::Pool;
 
-/// Builds the pool. Connections are made lazily, so this succeeds while Postgres is down.
+/// Checking a pooled connection before reuse: one round trip on loopback or in a data centre.
+const RECYCLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Builds the pool. Connections are made lazily, so this succeeds while Postgres is down. No `get` waits
+/// forever: for a free connection `database.pool_wait_timeout_secs`, to open one `connect_timeout`.
 pub fn pool(settings: &DatabaseSettings) -> Result<Pool, StoreError> {
-    let pg = connect::session_config(settings, connect::Purpose::Pool)?;
-    // Fast recycling checks only that the socket is open; a dead server is caught by the query timeout
-    // of the caller (readiness, sync) and the connection is then dropped.
-    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let session = connect::session_config(settings, connect::Purpose::Pool)?;
+    // Fast recycling checks only that the socket is open; a dead server is caught by the session's
+    // keepalives and deadlines (statement_timeout, TCP_USER_TIMEOUT) and the connection is then dropped.
+    let manager =
+        Manager::from_config(session.postgres, session.tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(settings.pool_size)
         .runtime(Runtime::Tokio1)
         .timeouts(Timeouts {
-            wait: Some(settings.connect_timeout),
+            wait: Some(settings.session.pool_wait_timeout),
             create: Some(settings.connect_timeout),
-            recycle: Some(Duration::from_secs(2)),
+            recycle: Some(RECYCLE_TIMEOUT),
         })
         .build()
         .map_err(|e| StoreError::Config(format!("cannot build the Postgres pool: {e}")))
+}
+
+/// What a batch transaction's statements may take (`SET LOCAL`): a COPY of `sync.batch_objects` objects
+/// or a tag sync batch may legitimately outrun `database.statement_timeout_secs`.
+pub(crate) const BATCH_STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What a benchmark's bulk statements may take (ANALYZE, COPY of a whole tenant or history).
+#[cfg(feature = "emulator")]
+pub(crate) const BULK_STATEMENT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// `SET LOCAL statement_timeout`: the rest of the current transaction may take `limit` per statement.
+pub(crate) fn set_local_statement_timeout(limit: Duration) -> String {
+    format!("SET LOCAL statement_timeout = {}", limit.as_millis())
 }
 
 /// Runs `SELECT 1` on a pooled connection within `timeout`; what `/readyz` asks.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 
 use super::wire::{EnumLabel, JsonText};
-use super::{count_cached, execute_cached, StoreError};
+use super::{count_cached, execute_cached, During, StoreError};
 use crate::model::ObjectClass;
 
 /// What the store holds for an object: enough to decide whether a page's version needs a write.
@@ -76,8 +76,14 @@ pub async fn stored_states(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let statement = db.prepare_cached(include_str!("sql/objects_stored_states.sql")).await?;
-    let rows = db.query(&statement, &[&tenant_id, &class.as_str(), &ids, &run_id]).await?;
+    let statement = db
+        .prepare_cached(include_str!("sql/objects_stored_states.sql"))
+        .await
+        .during("reading stored object states")?;
+    let rows = db
+        .query(&statement, &[&tenant_id, &class.as_str(), &ids, &run_id])
+        .await
+        .during("reading stored object states")?;
     Ok(rows
         .iter()
         .map(|r| (r.get(0), StoredState { marker: r.get(1), deleted: r.get(2), created_in_run: r.get(3) }))
@@ -95,13 +101,15 @@ pub async fn upsert(
     if writes.is_empty() {
         return Ok(0);
     }
-    let statement = db.prepare_cached(include_str!("sql/objects_upsert.sql")).await?;
+    let statement =
+        db.prepare_cached(include_str!("sql/objects_upsert.sql")).await.during("writing a batch of objects")?;
     let written = db
         .execute(
             &statement,
             &[&tenant_id, &class.as_str(), &writes.ids, &writes.markers, &writes.attrs, &writes.mapped],
         )
-        .await?;
+        .await
+        .during("writing a batch of objects")?;
     Ok(written)
 }
 
@@ -122,8 +130,8 @@ pub async fn insert_new(
         return Ok(0);
     }
     // The column types, enum included, as the server knows them (cached per connection).
-    let types = tx.prepare_cached(COPY_TYPES).await?;
-    let sink = tx.copy_in(COPY_NEW_OBJECTS).await?;
+    let types = tx.prepare_cached(COPY_TYPES).await.during("inserting a batch of new objects")?;
+    let sink = tx.copy_in(COPY_NEW_OBJECTS).await.during("inserting a batch of new objects")?;
     let writer = BinaryCopyInWriter::new(sink, types.params());
     futures::pin_mut!(writer);
     let class = EnumLabel(class.as_str());
@@ -140,9 +148,10 @@ pub async fn insert_new(
                 &writes.on_create[i],
                 &run_id,
             ])
-            .await?;
+            .await
+            .during("inserting a batch of new objects")?;
     }
-    Ok(writer.finish().await?)
+    Ok(writer.finish().await.during("inserting a batch of new objects")?)
 }
 
 const COPY_NEW_OBJECTS: &str = "COPY directory_objects (tenant_id, object_class, object_id, marker, attrs, mapped, \
@@ -250,8 +259,12 @@ pub async fn live_after(
     limit: usize,
 ) -> Result<Vec<LiveObject>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let statement = db.prepare_cached(include_str!("sql/objects_live_after.sql")).await?;
-    let rows = db.query(&statement, &[&tenant_id, &class.as_str(), &after, &limit]).await?;
+    let statement =
+        db.prepare_cached(include_str!("sql/objects_live_after.sql")).await.during("reading objects to re-map")?;
+    let rows = db
+        .query(&statement, &[&tenant_id, &class.as_str(), &after, &limit])
+        .await
+        .during("reading objects to re-map")?;
     rows.iter()
         .map(|r| {
             let attrs = match r.try_get::<_, Value>(2)? {

@@ -4,7 +4,7 @@
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{Pool, StoreError};
+use super::{During, Pool, StoreError};
 use crate::model::{ObjectClass, RunCounts};
 
 /// Where an interrupted re-map stands.
@@ -92,7 +92,13 @@ pub async fn claim(
              WHERE tenant_id = $1 AND object_class = $2::text::object_class AND run_id = $3 FOR UPDATE",
         )
         .await?;
-    Ok(db.query_opt(&statement, &[&tenant_id, &class.as_str(), &run_id]).await?.is_some())
+    // The claim opens every re-map batch transaction: it also gives the batch's writes their longer limit.
+    let timeout = super::set_local_statement_timeout(super::BATCH_STATEMENT_TIMEOUT);
+    let class = class.as_str();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&tenant_id, &class, &run_id];
+    let ((), claimed) = futures::try_join!(db.batch_execute(&timeout), db.query_opt(&statement, &params))
+        .during("claiming a re-map batch")?;
+    Ok(claimed.is_some())
 }
 
 /// The run ended: its checkpoint goes.

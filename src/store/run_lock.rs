@@ -4,14 +4,21 @@
 //! loses its connection, Postgres releases the lock, so no lock outlives its holder. Released locks' sessions
 //! are reused ([`RunLocks`]). The holder must stop its run
 //! when [`RunLock::lost`] fires, because from then on another worker may take the lock.
+//!
+//! A holder that vanishes without closing its socket (host gone, NAT or load-balancer state lost, a
+//! frozen connection) is found by the server itself: the session sets the server's TCP keepalives,
+//! `tcp_user_timeout` and `idle_session_timeout` ([`connect::run_lock_idle_limit`]), and every session
+//! sends a heartbeat a third of that limit apart. A heartbeat unanswered within that third marks the lock
+//! lost and closes the session, so the holder stops before the server lets another instance in.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
 
-use tokio_postgres::NoTls;
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::connect::{self, Purpose};
-use super::StoreError;
+use super::{During, StoreError};
 use crate::config::DatabaseSettings;
 use crate::model::ObjectClass;
 
@@ -37,9 +44,10 @@ pub(super) fn lock_keys(tenant_id: i64) -> (Vec<String>, Vec<i32>, i64) {
 /// backend start, catalogue caches), a third of a small tenant's whole run (docs/benchmarks.md).
 const MAX_IDLE_SESSIONS: usize = 16;
 
-/// A connection of its own for run locks, and the token that fires when it ends.
+/// A connection of its own for run locks, and the token that fires when it ends or stops answering.
+/// Only the session holds the client strongly: dropping it closes the connection.
 struct Session {
-    client: tokio_postgres::Client,
+    client: Arc<Client>,
     lost: CancellationToken,
 }
 
@@ -72,7 +80,7 @@ impl RunLocks {
         };
         let (session, locked) = match reused {
             Some(reused) => reused,
-            None => try_lock(connect(&self.settings).await?).await?,
+            None => try_lock(connect(&self.settings).await?).await.during("taking a run lock")?,
         };
         if locked {
             Ok(Some(RunLock { session, home: self.idle.clone() }))
@@ -98,16 +106,52 @@ fn put_back(idle: &Mutex<Vec<Session>>, session: Session) {
 
 async fn connect(settings: &DatabaseSettings) -> Result<Session, StoreError> {
     let config = connect::session_config(settings, Purpose::RunLock)?;
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| connect::unreachable(&config, &e))?;
+    let (client, connection) =
+        config.postgres.connect(config.tls.clone()).await.map_err(|e| connect::unreachable(&config.postgres, &e))?;
     let lost = CancellationToken::new();
-    let on_close = lost.clone();
+    let (on_close, give_up) = (lost.clone(), lost.clone());
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::warn!(%error, "run lock connection failed");
+        tokio::select! {
+            ended = connection => {
+                if let Err(error) = ended {
+                    tracing::warn!(%error, "run lock connection failed");
+                }
+            }
+            // The heartbeat gave up: drop the socket rather than wait for the network to say so.
+            () = give_up.cancelled() => {}
         }
         on_close.cancel();
     });
+    let client = Arc::new(client);
+    tokio::spawn(heartbeat(Arc::downgrade(&client), lost.clone(), connect::run_lock_idle_limit(settings) / 3));
     Ok(Session { client, lost })
+}
+
+/// Keeps the session from counting as idle on the server, and finds a connection that stopped
+/// answering. Ends with the session.
+async fn heartbeat(client: Weak<Client>, lost: CancellationToken, period: Duration) {
+    loop {
+        tokio::select! {
+            () = lost.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        let Some(client) = client.upgrade() else { return };
+        let answered = tokio::time::timeout(period, client.simple_query("SELECT 1")).await;
+        drop(client);
+        match answered {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "run lock session failed its heartbeat; the lock counts as lost");
+                lost.cancel();
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(?period, "run lock session did not answer its heartbeat; the lock counts as lost");
+                lost.cancel();
+                return;
+            }
+        }
+    }
 }
 
 /// A held run lock. Dropping it without [`RunLock::release`] closes its connection, which releases the lock.
@@ -117,13 +161,26 @@ pub struct RunLock {
 }
 
 impl RunLock {
-    /// Resolves when the lock's connection is gone (and with it the lock).
+    /// Resolves when the lock's connection is gone (and with it the lock), or stopped answering (and the
+    /// server is about to end it).
     pub async fn lost(&self) {
         self.session.lost.cancelled().await;
     }
 
     pub fn is_lost(&self) -> bool {
         self.session.lost.is_cancelled()
+    }
+
+    /// A setting as the lock's own session sees it (`current_setting`), for checks and tests: the
+    /// server-side keepalives and timeouts are per session.
+    pub async fn session_setting(&self, name: &str) -> Result<String, StoreError> {
+        let row = self
+            .session
+            .client
+            .query_one("SELECT current_setting($1)", &[&name])
+            .await
+            .during("reading a run-lock session setting")?;
+        Ok(row.try_get(0)?)
     }
 
     /// Releases the lock; its session is kept for the next lock only when the unlock answered in time.
@@ -144,10 +201,13 @@ impl RunLock {
 /// `failed: interrupted`; the next run of the class resumes from their checkpoint. Returns how many.
 /// A run's row is written only while its lock is held, and finished before the lock is released.
 pub async fn close_orphaned_runs(pool: &super::Pool) -> Result<u64, StoreError> {
-    let client = pool.get().await?;
+    let client = pool.get().await.during("closing orphaned runs")?;
     let classes: Vec<String> = ObjectClass::ALL.iter().map(|c| c.as_str().to_owned()).collect();
     let class_keys: Vec<i32> = ObjectClass::ALL.iter().map(|c| class_key(*c)).collect();
-    let closed = client.execute(include_str!("sql/runs_close_orphaned.sql"), &[&classes, &class_keys]).await?;
+    let closed = client
+        .execute(include_str!("sql/runs_close_orphaned.sql"), &[&classes, &class_keys])
+        .await
+        .during("closing orphaned runs")?;
     if closed > 0 {
         tracing::warn!(runs = closed, "closed runs whose worker is gone as failed: interrupted");
     }
@@ -165,7 +225,8 @@ pub async fn close_interrupted(lock: &RunLock, tenant_id: i64, class: ObjectClas
              WHERE tenant_id = $1 AND object_class = $2::text::object_class AND status = 'running'",
             &[&tenant_id, &class.as_str()],
         )
-        .await?;
+        .await
+        .during("closing interrupted runs")?;
     Ok(closed)
 }
 

@@ -5,7 +5,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::{Pool, StoreError};
+use super::{During, Pool, StoreError};
 use crate::model::{RunCounts, RunFinished, RunStarted, SyncMode};
 
 /// Creates the run row, or reopens it for a resumed run (status back to running), and records the job
@@ -22,17 +22,19 @@ pub async fn insert_started(db: &impl GenericClient, run: &RunStarted) -> Result
                  mode = EXCLUDED.mode, instance_id = EXCLUDED.instance_id, \
                  reason = COALESCE(EXCLUDED.reason, sync_runs.reason), updated_at = now()",
         )
-        .await?;
+        .await
+        .during("recording a run start")?;
     let (class, mode, trigger) = (run.class.as_str(), run.mode.as_str(), run.trigger.as_str());
     let counts = counts_i64(&run.counts);
     let head: [&(dyn ToSql + Sync); 8] =
         [&run.run_id, &run.tenant_id, &class, &mode, &trigger, &run.started_at, &run.instance_id, &run.reason];
-    db.execute(&statement, &with_counts(&head, &counts)).await?;
+    db.execute(&statement, &with_counts(&head, &counts)).await.during("recording a run start")?;
     if let Some(job_id) = run.job_id {
         let statement = db
             .prepare_cached("INSERT INTO sync_run_jobs (job_id, run_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .await?;
-        db.execute(&statement, &[&job_id, &run.run_id]).await?;
+            .await
+            .during("recording a run start")?;
+        db.execute(&statement, &[&job_id, &run.run_id]).await.during("recording a run start")?;
     }
     Ok(())
 }
@@ -53,15 +55,16 @@ pub enum JobRun {
 }
 
 pub async fn job_run(pool: &Pool, job_id: Uuid) -> Result<JobRun, StoreError> {
-    let client = pool.get().await?;
+    let client = pool.get().await.during("looking up a job's run")?;
     let statement = client
         .prepare_cached(
             "SELECT bool_or(j.settled_at IS NOT NULL OR r.status IN ('success', 'warning', 'held')), \
                     bool_or(r.status = 'running') \
              FROM sync_run_jobs j JOIN sync_runs r ON r.id = j.run_id WHERE j.job_id = $1",
         )
-        .await?;
-    let row = client.query_one(&statement, &[&job_id]).await?;
+        .await
+        .during("looking up a job's run")?;
+    let row = client.query_one(&statement, &[&job_id]).await.during("looking up a job's run")?;
     // No row of the job: both aggregates are NULL.
     Ok(match (row.get::<_, Option<bool>>(0), row.get::<_, Option<bool>>(1)) {
         (None, _) => JobRun::None,
@@ -73,9 +76,12 @@ pub async fn job_run(pool: &Pool, job_id: Uuid) -> Result<JobRun, StoreError> {
 
 /// Marks the job `job_id` as acknowledged after its run (see [`JobRun::Settled`]).
 pub async fn settle_job(pool: &Pool, job_id: Uuid) -> Result<(), StoreError> {
-    let client = pool.get().await?;
-    let statement = client.prepare_cached("UPDATE sync_run_jobs SET settled_at = now() WHERE job_id = $1").await?;
-    client.execute(&statement, &[&job_id]).await?;
+    let client = pool.get().await.during("settling a job")?;
+    let statement = client
+        .prepare_cached("UPDATE sync_run_jobs SET settled_at = now() WHERE job_id = $1")
+        .await
+        .during("settling a job")?;
+    client.execute(&statement, &[&job_id]).await.during("settling a job")?;
     Ok(())
 }
 
@@ -106,10 +112,11 @@ pub async fn update_progress(
                  throttled_waits = $10, updated_at = now() \
              WHERE id = $1 AND status = 'running'",
         )
-        .await?;
+        .await
+        .during("recording run progress")?;
     let mode = mode.as_str();
     let counts = counts_i64(counts);
-    db.execute(&statement, &with_counts(&[&run_id, &mode, &reason], &counts)).await?;
+    db.execute(&statement, &with_counts(&[&run_id, &mode, &reason], &counts)).await.during("recording run progress")?;
     Ok(())
 }
 
@@ -123,11 +130,12 @@ pub async fn finish(db: &impl GenericClient, end: &RunFinished) -> Result<(), St
                  throttled_waits = $13, updated_at = now() \
              WHERE id = $1",
         )
-        .await?;
+        .await
+        .during("recording a run's end")?;
     let (status, mode) = (end.status.as_str(), end.mode.as_str());
     let counts = counts_i64(&end.counts);
     let head: [&(dyn ToSql + Sync); 6] = [&end.run_id, &status, &mode, &end.reason, &end.error, &end.finished_at];
-    db.execute(&statement, &with_counts(&head, &counts)).await?;
+    db.execute(&statement, &with_counts(&head, &counts)).await.during("recording a run's end")?;
     Ok(())
 }
 
@@ -154,8 +162,9 @@ pub async fn get(db: &impl GenericClient, run_id: Uuid) -> Result<Option<RunReco
                     filtered, pages, graph_requests, throttled_waits, reason, error, started_at, finished_at \
              FROM sync_runs WHERE id = $1",
         )
-        .await?;
-    let row = db.query_opt(&statement, &[&run_id]).await?;
+        .await
+        .during("reading a run")?;
+    let row = db.query_opt(&statement, &[&run_id]).await.during("reading a run")?;
     let count = |row: &tokio_postgres::Row, i: usize| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
     Ok(row.map(|r| RunRecord {
         run_id: r.get(0),

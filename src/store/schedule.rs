@@ -1,12 +1,14 @@
 //! Schedule state of each (tenant, class): when jobs were last enqueued, failures in a row, coalesced
 //! "one more run" requests, and the tenant quarantine. The decisions are in `crate::schedule`.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
 use super::audit::{self, Actor};
 use super::run_lock::lock_keys;
-use super::{Pool, StoreError};
+use super::{During, Pool, StoreError};
 use crate::model::{ObjectClass, SyncMode};
 
 /// What the supervisor knows about one class of one tenant, read in one query for all classes.
@@ -39,10 +41,12 @@ pub struct TenantSchedule {
 }
 
 pub async fn load(pool: &Pool, tenant_id: i64) -> Result<Option<TenantSchedule>, StoreError> {
-    let client = pool.get().await?;
+    let client = pool.get().await.during("loading a tenant's schedule")?;
     let (classes, class_keys, tenant_key) = lock_keys(tenant_id);
-    let rows =
-        client.query(include_str!("sql/schedule_load.sql"), &[&tenant_id, &classes, &class_keys, &tenant_key]).await?;
+    let rows = client
+        .query(include_str!("sql/schedule_load.sql"), &[&tenant_id, &classes, &class_keys, &tenant_key])
+        .await
+        .during("loading a tenant's schedule")?;
     let Some(first) = rows.first() else { return Ok(None) };
     Ok(Some(TenantSchedule {
         now: first.try_get(13)?,
@@ -72,7 +76,7 @@ fn class_state(row: &Row) -> Result<ClassState, StoreError> {
 
 /// Remembers that a job of `mode` was just published for (tenant, class).
 pub async fn mark_enqueued(pool: &Pool, tenant_id: i64, class: ObjectClass, mode: SyncMode) -> Result<(), StoreError> {
-    let client = pool.get().await?;
+    let client = pool.get().await.during("marking a job enqueued")?;
     let full = mode == SyncMode::Full;
     client
         .execute(
@@ -83,7 +87,8 @@ pub async fn mark_enqueued(pool: &Pool, tenant_id: i64, class: ObjectClass, mode
                      last_full_enqueued_at = CASE WHEN $3 THEN now() ELSE s.last_full_enqueued_at END",
             &[&tenant_id, &class.as_str(), &full],
         )
-        .await?;
+        .await
+        .during("marking a job enqueued")?;
     Ok(())
 }
 
@@ -95,15 +100,16 @@ pub async fn record_success(
     class: ObjectClass,
     quarantine_after: u32,
 ) -> Result<(), StoreError> {
-    let mut client = pool.get().await?;
-    let transaction = client.transaction().await?;
+    let mut client = pool.get().await.during("recording a successful run")?;
+    let transaction = client.transaction().await.during("recording a successful run")?;
     transaction
         .execute(
             "INSERT INTO sync_schedules (tenant_id, object_class) VALUES ($1, $2::text::object_class)
              ON CONFLICT (tenant_id, object_class) DO UPDATE SET consecutive_failures = 0, last_error = NULL",
             &[&tenant_id, &class.as_str()],
         )
-        .await?;
+        .await
+        .during("recording a successful run")?;
     transaction
         .execute(
             "UPDATE tenants SET quarantined_at = NULL, quarantine_reason = NULL, updated_at = now()
@@ -111,13 +117,19 @@ pub async fn record_success(
                  SELECT 1 FROM sync_schedules WHERE tenant_id = $1 AND consecutive_failures >= $2)",
             &[&tenant_id, &(quarantine_after as i32)],
         )
-        .await?;
-    transaction.commit().await?;
+        .await
+        .during("recording a successful run")?;
+    transaction.commit().await.during("recording a successful run")?;
     Ok(())
 }
 
+/// How long a tenant may stay quarantined: the failure recorded after that disables it, which operators
+/// see as `blocked` (`entrasync_tenant_state`, alert `EntrasyncTenantBlocked`). `FailurePolicy` names it.
+pub const QUARANTINE_CUTOFF: Duration = Duration::from_secs(28 * 24 * 3600);
+
 /// Records a failed run; from `quarantine_after` failures in a row the tenant is quarantined with
-/// the error as the reason. Returns the failures in a row.
+/// the error as the reason, and once quarantined longer than [`QUARANTINE_CUTOFF`] it is disabled (the
+/// cut-off is recorded in the reason and the audit log). Returns the failures in a row.
 pub async fn record_failure(
     pool: &Pool,
     tenant_id: i64,
@@ -125,11 +137,13 @@ pub async fn record_failure(
     error: &str,
     quarantine_after: u32,
 ) -> Result<u32, StoreError> {
-    let mut client = pool.get().await?;
-    let transaction = client.transaction().await?;
+    const OPERATION: &str = "recording a failed run";
+    let mut client = pool.get().await.during(OPERATION)?;
+    let transaction = client.transaction().await.during(OPERATION)?;
     let row = transaction
         .query_one(include_str!("sql/schedule_record_failure.sql"), &[&tenant_id, &class.as_str(), &error])
-        .await?;
+        .await
+        .during(OPERATION)?;
     let failures: i32 = row.try_get(0)?;
     if failures >= quarantine_after as i32 {
         let reason = format!("{class} runs failed {failures} times in a row; last error: {error}");
@@ -139,10 +153,42 @@ pub async fn record_failure(
                      updated_at = now() WHERE id = $1",
                 &[&tenant_id, &reason],
             )
-            .await?;
+            .await
+            .during(OPERATION)?;
+        disable_after_cutoff(&transaction, tenant_id, &reason).await?;
     }
-    transaction.commit().await?;
+    transaction.commit().await.during(OPERATION)?;
     Ok(u32::try_from(failures).unwrap_or_default())
+}
+
+/// The quarantine ran out: the tenant is disabled, and stays quarantined, so it shows as blocked.
+async fn disable_after_cutoff(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    tenant_id: i64,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let days = QUARANTINE_CUTOFF.as_secs() / 86_400;
+    let reason = format!("disabled after {days} days in quarantine; {reason}");
+    let cutoff = QUARANTINE_CUTOFF.as_secs_f64();
+    let disabled = transaction
+        .query_opt(
+            "UPDATE tenants SET enabled = false, quarantine_reason = $2, updated_at = now()
+             WHERE id = $1 AND enabled AND quarantined_at <= now() - make_interval(secs => $3)
+             RETURNING quarantined_at",
+            &[&tenant_id, &reason, &cutoff],
+        )
+        .await
+        .during("disabling a tenant whose quarantine ran out")?;
+    let Some(row) = disabled else { return Ok(()) };
+    let since: DateTime<Utc> = row.try_get(0)?;
+    tracing::warn!(tenant_id, %since, %reason, "quarantine ran out; tenant disabled (blocked)");
+    let before = serde_json::json!({"enabled": true, "quarantined_at": since});
+    let after = serde_json::json!({"enabled": false, "quarantined_at": since, "quarantine_reason": reason});
+    let id = tenant_id.to_string();
+    audit::record(transaction, &Actor::system(), "tenant.quarantine_cutoff", "tenant", &id, Some(before), Some(after))
+        .await
+        .during("auditing a quarantine cut-off")?;
+    Ok(())
 }
 
 /// A quarantined tenant, as operators see it.
@@ -155,14 +201,15 @@ pub struct Quarantine {
 
 /// Quarantined tenants, longest quarantined first.
 pub async fn quarantined(pool: &Pool) -> Result<Vec<Quarantine>, StoreError> {
-    let client = pool.get().await?;
+    let client = pool.get().await.during("listing quarantined tenants")?;
     let rows = client
         .query(
             "SELECT id, quarantined_at, COALESCE(quarantine_reason, '') FROM tenants
              WHERE quarantined_at IS NOT NULL ORDER BY quarantined_at, id",
             &[],
         )
-        .await?;
+        .await
+        .during("listing quarantined tenants")?;
     rows.iter()
         .map(|r| Ok(Quarantine { tenant_id: r.try_get(0)?, since: r.try_get(1)?, reason: r.try_get(2)? }))
         .collect()
@@ -170,42 +217,47 @@ pub async fn quarantined(pool: &Pool) -> Result<Vec<Quarantine>, StoreError> {
 
 /// An operator's "try again now": clears the quarantine and the failure counts (audited when lifted).
 pub async fn lift_quarantine(pool: &Pool, tenant_id: i64, actor: &Actor) -> Result<bool, StoreError> {
-    let mut client = pool.get().await?;
-    let transaction = client.transaction().await?;
+    let mut client = pool.get().await.during("lifting a quarantine")?;
+    let transaction = client.transaction().await.during("lifting a quarantine")?;
     let before = transaction
         .query_opt(
             "SELECT jsonb_build_object('quarantined_at', quarantined_at, 'quarantine_reason', quarantine_reason)
              FROM tenants WHERE id = $1 FOR UPDATE",
             &[&tenant_id],
         )
-        .await?;
+        .await
+        .during("lifting a quarantine")?;
     let Some(before) = before else { return Ok(false) };
     transaction
         .execute(
             "UPDATE sync_schedules SET consecutive_failures = 0, last_failure_at = NULL WHERE tenant_id = $1",
             &[&tenant_id],
         )
-        .await?;
+        .await
+        .during("lifting a quarantine")?;
     let lifted = transaction
         .execute(
             "UPDATE tenants SET quarantined_at = NULL, quarantine_reason = NULL, updated_at = now()
              WHERE id = $1 AND quarantined_at IS NOT NULL",
             &[&tenant_id],
         )
-        .await?;
+        .await
+        .during("lifting a quarantine")?;
     if lifted == 1 {
         let after = serde_json::json!({"quarantined_at": null, "quarantine_reason": null});
         let before: serde_json::Value = before.try_get(0)?;
         let id = tenant_id.to_string();
-        audit::record(&transaction, actor, "tenant.lift_quarantine", "tenant", &id, Some(before), Some(after)).await?;
+        audit::record(&transaction, actor, "tenant.lift_quarantine", "tenant", &id, Some(before), Some(after))
+            .await
+            .during("lifting a quarantine")?;
     }
-    transaction.commit().await?;
+    transaction.commit().await.during("lifting a quarantine")?;
     Ok(lifted == 1)
 }
 
 /// Asks for one more run of (tenant, class) after the current one; a full request wins over delta.
 pub async fn request_rerun(pool: &Pool, tenant_id: i64, class: ObjectClass, mode: SyncMode) -> Result<(), StoreError> {
-    let client = pool.get().await?;
+    let client = pool.get().await.during("requesting a rerun")?;
     client
         .execute(
             "INSERT INTO sync_schedules AS s (tenant_id, object_class, rerun_mode)
@@ -214,14 +266,18 @@ pub async fn request_rerun(pool: &Pool, tenant_id: i64, class: ObjectClass, mode
                  SET rerun_mode = CASE WHEN s.rerun_mode = 'full' THEN 'full'::sync_mode ELSE EXCLUDED.rerun_mode END",
             &[&tenant_id, &class.as_str(), &mode.as_str()],
         )
-        .await?;
+        .await
+        .during("requesting a rerun")?;
     Ok(())
 }
 
 /// Takes and clears the coalesced rerun request, if any.
 pub async fn take_rerun(pool: &Pool, tenant_id: i64, class: ObjectClass) -> Result<Option<SyncMode>, StoreError> {
-    let client = pool.get().await?;
-    let row = client.query_opt(include_str!("sql/schedule_take_rerun.sql"), &[&tenant_id, &class.as_str()]).await?;
+    let client = pool.get().await.during("taking a rerun request")?;
+    let row = client
+        .query_opt(include_str!("sql/schedule_take_rerun.sql"), &[&tenant_id, &class.as_str()])
+        .await
+        .during("taking a rerun request")?;
     Ok(row.map(|r| r.try_get::<_, String>(0)).transpose()?.map(|mode| match mode.as_str() {
         "full" => SyncMode::Full,
         _ => SyncMode::Delta,

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::audit::{self, Actor};
-use super::{Pool, StoreError};
+use super::{During, Pool, StoreError};
 
 /// A platform tag property: a custom tag key, or the Asset group tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,8 +316,9 @@ pub async fn sync_batch(
     after: Option<Uuid>,
     batch_users: i64,
 ) -> Result<BatchOutcome, StoreError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
+    let mut client = pool.get().await.during("syncing a batch of tags")?;
+    let tx = client.transaction().await.during("syncing a batch of tags")?;
+    tx.batch_execute(&super::set_local_statement_timeout(super::BATCH_STATEMENT_TIMEOUT)).await?;
     let ids: Vec<i64> = mappings.iter().map(|m| m.id).collect();
     // FOR SHARE: deleting a mapping waits for the batch, so it sees what the batch synced.
     let live: Vec<i64> = tx

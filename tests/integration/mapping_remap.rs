@@ -270,6 +270,7 @@ async fn a_remap_on_a_one_connection_pool_reads_in_each_batch_and_writes_the_sam
         url: world.db.url.clone().into(),
         pool_size: 1,
         connect_timeout: Duration::from_millis(500),
+        session: Default::default(),
     })
     .expect("a one-connection pool");
     let policy = load_policy(&single, tenant.tenant_id, class).await.expect("policy");

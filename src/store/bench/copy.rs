@@ -46,8 +46,13 @@ pub struct CopyIn {
 }
 
 impl CopySession {
+    /// The connection is the benchmark pool's: its bulk COPYs may outrun the pool's statement_timeout,
+    /// so the session's limit is raised for as long as the benchmark keeps the connection.
     pub async fn open(pool: &Pool) -> Result<CopySession, StoreError> {
-        Ok(CopySession { client: pool.get().await? })
+        let client = pool.get().await?;
+        let limit = super::super::BULK_STATEMENT_TIMEOUT.as_millis();
+        client.batch_execute(&format!("SET statement_timeout = {limit}")).await?;
+        Ok(CopySession { client })
     }
 
     /// The tenant's rows of `table`, in COPY binary format, as the server sends them.

@@ -15,13 +15,17 @@ pub const COPY_COLUMNS: &str =
 
 /// Loads text-format COPY chunks (lines of [`COPY_COLUMNS`]) into `sync_runs` in one COPY.
 pub async fn copy_runs(pool: &Pool, chunks: impl Iterator<Item = Bytes>) -> Result<u64, StoreError> {
-    let client = pool.get().await?;
-    let sink = client.copy_in::<_, Bytes>(&format!("COPY sync_runs ({COPY_COLUMNS}) FROM STDIN")).await?;
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    transaction.batch_execute(&super::super::set_local_statement_timeout(super::super::BULK_STATEMENT_TIMEOUT)).await?;
+    let sink = transaction.copy_in::<_, Bytes>(&format!("COPY sync_runs ({COPY_COLUMNS}) FROM STDIN")).await?;
     futures::pin_mut!(sink);
     for chunk in chunks {
         sink.send(chunk).await?;
     }
-    Ok(sink.finish().await?)
+    let loaded = sink.finish().await?;
+    transaction.commit().await?;
+    Ok(loaded)
 }
 
 /// The key of the run `depth` rows down the newest-first order (one scan, once per benchmark).

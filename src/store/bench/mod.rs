@@ -10,12 +10,13 @@ pub mod history;
 pub mod row_versions;
 pub mod run_history;
 
-use super::{Pool, StoreError};
+use super::{During, Pool, StoreError};
 
 /// Refreshes the planner statistics of every table of the (benchmark's own) database: a stand-in for
 /// autovacuum's ANALYZE on servers where autovacuum is off.
 pub async fn analyze(pool: &Pool) -> Result<(), StoreError> {
     let client = pool.get().await?;
-    client.batch_execute("ANALYZE").await?;
+    let limit = super::set_local_statement_timeout(super::BULK_STATEMENT_TIMEOUT);
+    client.batch_execute(&format!("BEGIN; {limit}; ANALYZE; COMMIT")).await.during("analyzing the database")?;
     Ok(())
 }
