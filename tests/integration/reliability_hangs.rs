@@ -85,10 +85,16 @@ impl Serve {
         text
     }
 
-    fn log_tail(&self, lines: usize) -> String {
+    /// The last warnings and errors, then the last lines: what went wrong is rarely in the tail alone.
+    fn log_digest(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let warnings: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
         let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        format!(
+            "--- last warnings ---\n{}\n--- log tail ---\n{}",
+            warnings[warnings.len().saturating_sub(30)..].join("\n"),
+            all[all.len().saturating_sub(20)..].join("\n")
+        )
     }
 }
 
@@ -243,13 +249,25 @@ impl Rig {
             "run locks held (pid, application, state, class key, tenant): {:?}\n",
             self.advisory_locks().await
         );
+        let rows = client
+            .query(
+                "SELECT tenant_id, object_class::text, last_enqueued_at, last_full_enqueued_at, consecutive_failures,
+                        last_failure_at, rerun_mode::text
+                 FROM sync_schedules ORDER BY tenant_id, object_class",
+                &[],
+            )
+            .await
+            .expect("schedules");
+        text += "schedules (tenant, class, last enqueued, last full enqueued, failures, last failure, rerun):\n";
+        for r in rows {
+            let (tenant, class, failures, rerun): (i64, String, i32, Option<String>) =
+                (r.get(0), r.get(1), r.get(4), r.get(6));
+            let at = |i: usize| r.get::<_, Option<DateTime<Utc>>>(i);
+            let (enqueued, full, failed) = (at(2), at(3), at(5));
+            text += &format!("  {tenant} {class} {enqueued:?} {full:?} {failures} {failed:?} {rerun:?}\n");
+        }
         for serve in serves {
-            text += &format!(
-                "instance {}: {}\n--- log tail ---\n{}\n",
-                serve.http,
-                serve.probes().await,
-                serve.log_tail(60)
-            );
+            text += &format!("instance {}: {}\n{}\n", serve.http, serve.probes().await, serve.log_digest());
         }
         text
     }
