@@ -121,3 +121,32 @@ impl RunRecorder for PgRunRecorder {
         self.settle(client, outcome)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn late_gone_and_unanswered_writes_are_retried_and_panics_and_permanent_store_errors_are_not() {
+        let transient = [
+            RecorderError::Late(Duration::from_secs(15)),
+            RecorderError::Gone("mailbox closed".into()),
+            RecorderError::NoAnswer(Duration::from_secs(50)),
+            RecorderError::Store(StoreError::Unavailable("connection refused".into())),
+        ];
+        for error in &transient {
+            assert!(error.is_transient(), "{error} should be retried");
+        }
+        let permanent = [
+            RecorderError::Panicked("bug".into()),
+            RecorderError::Store(StoreError::Rejected("violates a check".into())),
+        ];
+        for error in &permanent {
+            assert!(!error.is_transient(), "{error} must not be retried");
+        }
+        assert_eq!(
+            RecorderError::Late(Duration::from_secs(15)).to_string(),
+            "the history write did not finish within 15s"
+        );
+    }
+}
