@@ -697,17 +697,26 @@ fn parse_roles(raw: &BTreeMap<&'static str, String>) -> Result<Vec<Role>, Config
     Ok(roles)
 }
 
-/// Replaces the password of a URL (if any) with `*****`.
+/// Replaces the password of a URL (if any) with `*****`: the userinfo's, and a `password` query parameter
+/// (libpq and tokio-postgres accept `postgres://app@db/entrasync?password=…`).
 pub fn mask_url(text: &str) -> String {
-    match url::Url::parse(text) {
-        Ok(mut u) if u.password().is_some() => match u.set_password(Some("*****")) {
-            Ok(()) => u.to_string(),
-            // Only URLs that cannot have a password refuse one, and this one has one.
-            Err(()) => "*****".to_owned(),
-        },
-        Ok(u) => u.to_string(),
-        Err(_) => "*****".to_owned(),
+    let Ok(mut u) = url::Url::parse(text) else { return "*****".to_owned() };
+    if u.password().is_some() && u.set_password(Some("*****")).is_err() {
+        // Only URLs that cannot have a password refuse one, and this one has one.
+        return "*****".to_owned();
     }
+    let secret_parameter = |key: &str| matches!(key, "password" | "sslpassword");
+    if u.query_pairs().any(|(key, _)| secret_parameter(&key)) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if secret_parameter(&key) { "*****".to_owned() } else { value.into_owned() };
+                (key.into_owned(), value)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 fn flatten_toml(text: &str) -> Result<Vec<(String, String)>, ConfigError> {
@@ -798,6 +807,18 @@ mod tests {
         assert!(!s.describe().contains("hunter2"));
         assert!(!format!("{s:?}").contains("hunter2"));
         let err = Settings::from_sources(None, env(&[("ENTRASYNC_AMQP_URL", "http://u:hunter2@mq/")])).err().unwrap();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_password_given_as_a_url_parameter_is_masked_too() {
+        let url = "postgres://app@db:5432/entrasync?sslmode=verify-full&password=hunter2";
+        let s = Settings::from_sources(None, env(&[("ENTRASYNC_DATABASE_URL", url)])).unwrap();
+        assert!(!s.describe().contains("hunter2"), "{}", s.describe());
+        assert!(s.describe().contains("sslmode=verify-full&password=*****"), "{}", s.describe());
+        let err =
+            Settings::from_sources(None, env(&[("ENTRASYNC_DATABASE_URL", "postgres://app@/x?password=hunter2")]))
+                .expect_err("no host");
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
