@@ -10,6 +10,8 @@ pub mod api;
 pub mod backoff;
 #[cfg(feature = "emulator")]
 pub mod bench;
+#[cfg(feature = "emulator")]
+pub mod chaos;
 pub mod config;
 #[cfg(feature = "emulator")]
 pub mod demo;

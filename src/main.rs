@@ -80,6 +80,10 @@ enum Command {
     #[cfg(feature = "emulator")]
     /// Benchmark many tenants through RabbitMQ and the service's actors against one big tenant.
     BenchFleet(entrasync::bench::fleet::FleetArgs),
+    #[cfg(feature = "emulator")]
+    /// Chaos convergence run: random mutations and faults against serve instances, then every tenant
+    /// checked against the emulator's truth; prints a JSON report (docs/reliability.md).
+    Chaos(entrasync::chaos::ChaosArgs),
     /// Manage tenants (until the admin API exists).
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -307,6 +311,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 report.clean,
                 "a tenant ran more or less than once, unsuccessfully, or two runs overlapped"
             );
+            Ok(())
+        }
+        #[cfg(feature = "emulator")]
+        Command::Chaos(args) => {
+            let report = entrasync::chaos::run(args, settings).await?;
+            print_stdout(&(serde_json::to_string_pretty(&report).context("the JSON report")? + "\n"))?;
+            anyhow::ensure!(report.clean, "chaos checks failed: {}", report.failed_checks.join("; "));
             Ok(())
         }
         Command::Tenant(TenantCommand::Add { name, tenant_id, cloud, login_url, graph_url, credential }) => {
