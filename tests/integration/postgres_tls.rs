@@ -55,6 +55,34 @@ async fn verify_full_with_the_test_ca_connects_and_runs_migrations() {
 }
 
 #[tokio::test]
+async fn scram_with_channel_binding_signs_in_over_verified_tls() {
+    let server = PrivatePostgres::start(Tls::Only);
+    let admin = settings(&server.url("postgres", "sslmode=verify-full"), Some(&server.ca_file));
+    let pool = store::pool(&admin.database).expect("pool");
+    let client = pool.get().await.expect("admin session");
+    client.batch_execute("CREATE ROLE app LOGIN PASSWORD 'app-secret-1'").await.expect("role");
+    server.require_scram_for("app");
+    let url = |password: &str| {
+        server
+            .url("postgres", "sslmode=verify-full&channel_binding=require")
+            .replace("postgres://postgres@", &format!("postgres://app:{password}@"))
+    };
+    // The reload is asynchronous: wait until a wrong password is refused.
+    let refused = crate::support::eventually(std::time::Duration::from_secs(20), || {
+        let wrong = settings(&url("wrong"), Some(&server.ca_file));
+        async move {
+            let pool = store::pool(&wrong.database).expect("pool");
+            pool.get().await.is_err_and(|e| StoreError::from(e).to_string().contains("28P01"))
+        }
+    })
+    .await;
+    assert!(refused, "SCRAM is required for app now\n{}", server.log());
+    // channel_binding=require: SCRAM-SHA-256-PLUS bound to the server's certificate, or no session.
+    let app = settings(&url("app-secret-1"), Some(&server.ca_file));
+    assert!(pool_session_uses_tls(&app).await, "signed in with SCRAM over TLS\n{}", server.log());
+}
+
+#[tokio::test]
 async fn verify_full_without_the_servers_ca_fails_with_a_clear_error() {
     let server = PrivatePostgres::start(Tls::Only);
     // No roots given: the webpki roots, which never signed a test certificate.

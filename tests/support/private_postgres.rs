@@ -90,6 +90,15 @@ impl PrivatePostgres {
         format!("postgres://postgres@127.0.0.1:{}/{name}{separator}{query}", self.port)
     }
 
+    /// From now on `role` must sign in with SCRAM over TLS (pg_hba `hostssl … scram-sha-256`), as on a
+    /// managed service; the configuration is reloaded.
+    pub fn require_scram_for(&self, role: &str) {
+        let hba = self.dir.join("data").join("pg_hba.conf");
+        let existing = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        std::fs::write(&hba, format!("hostssl all {role} 127.0.0.0/8 scram-sha-256\n{existing}")).expect("write");
+        run_as_postgres(&self.bin.join("pg_ctl"), &["-D", path(&self.dir.join("data")), "reload"]);
+    }
+
     /// The server's log so far, for assertion messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
