@@ -372,7 +372,7 @@ pub(crate) fn unreachable(config: &tokio_postgres::Config, error: &tokio_postgre
         })
         .collect();
     let reason = super::error::chain(error);
-    if reason.starts_with("error performing TLS handshake") {
+    if super::error::is_tls_refusal(error) {
         return StoreError::Tls(format!(
             "TLS with Postgres at {} failed ({reason}); check sslmode in database.url and the trusted roots \
              (database.ca_file or sslrootcert)",

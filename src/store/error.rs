@@ -181,11 +181,11 @@ impl From<tokio_postgres::Error> for StoreError {
         // No server error: the connection broke, or a value did not convert (a bug, not an outage).
         let text = chain(&e);
         let connection = e.is_closed()
-            || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>())
+            || std::error::Error::source(&e).is_some_and(is_io)
             || ["error communicating with the server", "error connecting to server", "timeout waiting for server"]
                 .iter()
                 .any(|prefix| text.starts_with(prefix));
-        if text.starts_with("error performing TLS handshake") {
+        if is_tls_refusal(&e) {
             StoreError::Tls(format!("Postgres TLS: {text}"))
         } else if connection {
             StoreError::Unavailable(text)
@@ -217,6 +217,23 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 /// tokio-postgres prints a server error as just "db error"; the server's own message says what happened.
 pub(crate) fn db_message(e: &tokio_postgres::Error) -> String {
     e.as_db_error().map_or_else(|| chain(e), |d| d.message().to_owned())
+}
+
+/// A TLS handshake that failed for a reason a retry does not fix: the certificate was refused, or the
+/// server offers no TLS. A connection that broke during the handshake (a restart, a cut) is not one.
+pub(crate) fn is_tls_refusal(e: &tokio_postgres::Error) -> bool {
+    if !e.to_string().starts_with("error performing TLS handshake") {
+        return false;
+    }
+    let broken = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>()).is_some_and(|io| {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, TimedOut, UnexpectedEof};
+        matches!(io.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe | TimedOut)
+    });
+    !broken
+}
+
+fn is_io(error: &(dyn std::error::Error + 'static)) -> bool {
+    error.is::<std::io::Error>()
 }
 
 /// An error and its sources, "outer: inner: innermost".
