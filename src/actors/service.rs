@@ -19,7 +19,7 @@ use super::liveness::{Down, Liveness, Unit};
 use super::recorder::{Flush, HistoryRecorder, RecorderHandle};
 use super::runtime::new_arbiter;
 use super::worker::dead_letter::DeadLetters;
-use super::worker::{Drain, SyncWorker, WorkerDeps};
+use super::worker::{Channels, Drain, SyncWorker, WorkerDeps};
 use super::Shared;
 use crate::backoff::Backoff;
 use crate::config::Role;
@@ -61,6 +61,7 @@ struct WorkerSlot {
     index: usize,
     addr: Addr<SyncWorker>,
     arbiter: Arbiter,
+    channels: Channels,
 }
 
 /// How to start each part again.
@@ -91,9 +92,11 @@ impl Starter {
 
     fn worker(&self, deps: &Arc<WorkerDeps>, class: ObjectClass, index: usize, slot: usize) -> WorkerSlot {
         let arbiter = new_arbiter();
-        let deps = deps.clone();
-        let addr = SyncWorker::start_in_arbiter(&arbiter.handle(), move |_| SyncWorker::new(deps, class, index, slot));
-        WorkerSlot { class, index, addr, arbiter }
+        let (deps, channels) = (deps.clone(), Channels::default());
+        let theirs = channels.clone();
+        let addr =
+            SyncWorker::start_in_arbiter(&arbiter.handle(), move |_| SyncWorker::new(deps, class, index, slot, theirs));
+        WorkerSlot { class, index, addr, arbiter, channels }
     }
 }
 
@@ -284,8 +287,10 @@ fn restart(starter: &Starter, units: &Mutex<Units>, unit: Unit) {
             let Some(current) = units.workers.get_mut(slot) else { return };
             let fresh = starter.worker(deps, current.class, current.index, slot);
             let old = std::mem::replace(current, fresh);
-            // Its consume loops and rounds are dropped with the Arbiter: the channels close and the broker
-            // redelivers their jobs; a dropped round resumes from its last checkpoint.
+            // Its consume loops and rounds are dropped with the Arbiter (a dropped round resumes from its
+            // last checkpoint). Its channels are closed from here, since a blocked thread never drops
+            // them: the broker redelivers their jobs to the new worker or another instance.
+            old.channels.close_all();
             old.arbiter.stop();
         }
         Unit::Watchdog => {}

@@ -130,6 +130,55 @@ async fn a_wedged_coordinator_is_restarted_and_counted_and_healthz_names_it_unti
     app.handle.stop(true).await;
 }
 
+/// Consumers the broker counts on this world's user queue (all instances).
+async fn user_queue_consumers(broker: &entrasync::queue::Broker) -> Option<u32> {
+    let depths = broker.queue_depths(Duration::from_secs(5)).await.ok()?;
+    depths.iter().find(|d| d.class == Some(entrasync::model::ObjectClass::User)).map(|d| d.consumers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_consume_loop_is_replaced_and_its_channel_closed_so_its_jobs_go_back() {
+    let world = World::start().await;
+    let tenants = [world.tenant(830, 10, 50).await.tenant_id, world.tenant(831, 10, 50).await.tenant_id];
+    let settings = settings(&world);
+    let app = start(&settings).await;
+    let pool = world.pool.clone();
+    let broker = entrasync::queue::Broker::start(&settings.amqp);
+    let began = Utc::now();
+    assert!(all_synced_after(&pool, &tenants, began, Duration::from_secs(90)).await, "no tenant synced at start");
+    let one_consumer = || async { user_queue_consumers(&broker).await == Some(1) };
+    assert!(eventually(Duration::from_secs(20), one_consumer).await, "the user worker does not consume");
+
+    // Every worker thread blocks at its loop's next turn (within 2 s, an idle loop's beat).
+    app.faults.arm(FaultPoint::ConsumeLoop, Fault::Wedge);
+    let named = || async {
+        let (status, parts) = healthz(&app.address).await;
+        status == 503 && parts.iter().any(|p| p == "consumer user #0")
+    };
+    assert!(eventually(Duration::from_secs(70), named).await, "/healthz: {:?}", healthz(&app.address).await);
+    let restarted = || async { restarts(&app.metrics, "consumer", "stuck") >= 1 };
+    assert!(eventually(Duration::from_secs(30), restarted).await, "the wedged consume loops were not replaced");
+    // The blocked thread never drops its subscription; the watchdog closed its channel, so the broker
+    // counts no consumer (the new worker wedges before subscribing) and would redeliver what it held.
+    let no_consumer = || async { user_queue_consumers(&broker).await == Some(0) };
+    assert!(
+        eventually(Duration::from_secs(15), no_consumer).await,
+        "the wedged worker's subscription is still open: {:?} consumers",
+        user_queue_consumers(&broker).await
+    );
+
+    app.faults.clear(FaultPoint::ConsumeLoop);
+    let cleared = Utc::now();
+    let healthy = || async { healthz(&app.address).await == (200, Vec::new()) };
+    assert!(eventually(Duration::from_secs(90), healthy).await, "/healthz: {:?}", healthz(&app.address).await);
+    assert!(
+        all_synced_after(&pool, &tenants, cleared, Duration::from_secs(90)).await,
+        "no runs after the wedged consume loops were replaced"
+    );
+    broker.close().await;
+    app.handle.stop(true).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panicking_consume_loops_and_recorder_are_restarted_with_backoff_and_counted() {
     let world = World::start().await;

@@ -14,7 +14,7 @@ use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
 use tokio_util::sync::CancellationToken;
 
 use super::job::{self, Settlement, REQUEUE_PAUSE};
-use super::WorkerDeps;
+use super::{Channels, WorkerDeps};
 use crate::actors::liveness::{FaultPoint, Heart};
 use crate::backoff::Backoff;
 use crate::metrics::{ActorKind, JobOutcome, JobTracker, RestartCause};
@@ -74,7 +74,14 @@ impl fmt::Display for Feed {
     }
 }
 
-pub async fn consume_loop(deps: Arc<WorkerDeps>, feed: Feed, tag: String, heart: Heart, stop: CancellationToken) {
+pub async fn consume_loop(
+    deps: Arc<WorkerDeps>,
+    feed: Feed,
+    tag: String,
+    heart: Heart,
+    (channels, place): (Channels, usize),
+    stop: CancellationToken,
+) {
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     let mut backoff = Backoff::capped(RESUBSCRIBE_MIN, RESUBSCRIBE_MAX);
     // Kept until every task settled: their acks go through its channel.
@@ -92,6 +99,7 @@ pub async fn consume_loop(deps: Arc<WorkerDeps>, feed: Feed, tag: String, heart:
             Ok(consumer) => {
                 backoff.reset();
                 tracing::info!(class = %feed, consumer = %tag, "consuming");
+                channels.set(place, Some(consumer.channel.clone()));
                 subscription.insert(consumer)
             }
             Err(error) => {
@@ -140,6 +148,7 @@ pub async fn consume_loop(deps: Arc<WorkerDeps>, feed: Feed, tag: String, heart:
             tracing::warn!(class = %feed, %error, "a delivery task ended abnormally");
         }
     }
+    channels.set(place, None);
     if let Some(consumer) = subscription {
         if let Err(error) = consumer.channel.close(200, "worker stopped".into()).await {
             tracing::debug!(class = %feed, %error, "closing the consumer channel failed");

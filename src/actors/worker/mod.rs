@@ -12,7 +12,7 @@ mod permission_check;
 mod remap;
 mod tag_sync;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use actix_rt::task::JoinHandle;
@@ -41,8 +41,42 @@ pub struct WorkerDeps {
     pub failures: FailurePolicy,
 }
 
+/// The channels a worker's consume loops consume on now (one place per loop). The watchdog closes them
+/// when it replaces the worker: if its thread is blocked nothing else would, and the broker redelivers the
+/// jobs it held only once their channel closes.
+#[derive(Clone, Default)]
+pub struct Channels(Arc<Mutex<Vec<Option<lapin::Channel>>>>);
+
+impl Channels {
+    fn places(&self) -> std::sync::MutexGuard<'_, Vec<Option<lapin::Channel>>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Loop `place` consumes on `channel` now (or on none).
+    pub(crate) fn set(&self, place: usize, channel: Option<lapin::Channel>) {
+        let mut places = self.places();
+        if places.len() <= place {
+            places.resize(place + 1, None);
+        }
+        places[place] = channel;
+    }
+
+    /// Closes every channel recorded; their unacknowledged deliveries go back to the queue.
+    pub fn close_all(&self) {
+        let channels: Vec<lapin::Channel> = self.places().drain(..).flatten().collect();
+        for channel in channels {
+            actix_rt::spawn(async move {
+                if let Err(error) = channel.close(200, "worker replaced by the watchdog".into()).await {
+                    tracing::debug!(%error, "closing a replaced worker's channel failed");
+                }
+            });
+        }
+    }
+}
+
 pub struct SyncWorker {
     deps: Arc<WorkerDeps>,
+    channels: Channels,
     feeds: Vec<Feed>,
     instance: String,
     index: usize,
@@ -53,13 +87,22 @@ pub struct SyncWorker {
 }
 
 impl SyncWorker {
-    pub fn new(deps: Arc<WorkerDeps>, class: ObjectClass, index: usize, slot: usize) -> Self {
+    pub fn new(deps: Arc<WorkerDeps>, class: ObjectClass, index: usize, slot: usize, channels: Channels) -> Self {
         let mut feeds = vec![Feed::Sync(class)];
         if class == ObjectClass::ALL[0] && index == 0 {
             feeds.push(Feed::Checks);
         }
         let instance = deps.shared.settings.instance_id.clone();
-        SyncWorker { deps, feeds, instance, index, slot, stop: CancellationToken::new(), consuming: Vec::new() }
+        SyncWorker {
+            deps,
+            channels,
+            feeds,
+            instance,
+            index,
+            slot,
+            stop: CancellationToken::new(),
+            consuming: Vec::new(),
+        }
     }
 }
 
@@ -68,14 +111,15 @@ impl Actor for SyncWorker {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4);
-        for feed in &self.feeds {
+        for (place, feed) in self.feeds.iter().enumerate() {
             let tag = format!("{}-{feed}-{}", self.instance, self.index);
             let heart = self.deps.shared.liveness.register(
                 format!("consumer {feed} #{}", self.index),
                 Unit::Worker(self.slot),
                 consume::HEARTBEAT_DEADLINE,
             );
-            let task = consume::consume_loop(self.deps.clone(), *feed, tag, heart, self.stop.clone());
+            let channel = (self.channels.clone(), place);
+            let task = consume::consume_loop(self.deps.clone(), *feed, tag, heart, channel, self.stop.clone());
             self.consuming.push(actix_rt::spawn(task));
         }
     }
