@@ -70,6 +70,13 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Postgres lock_timeout of every session: a statement waiting longer for a row or table lock is cancelled",
     ),
     spec(
+        "database.idle_in_transaction_timeout_secs",
+        "ENTRASYNC_DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECS",
+        "30",
+        "Postgres idle_in_transaction_session_timeout of every session: the server ends a session that sends \
+         nothing for this long inside a transaction, releasing its row locks (a vanished or frozen client)",
+    ),
+    spec(
         "database.keepalive_idle_secs",
         "ENTRASYNC_DATABASE_KEEPALIVE_IDLE_SECS",
         "15",
@@ -154,6 +161,13 @@ pub const SETTINGS: &[SettingSpec] = &[
         "",
         "the console's URL as browsers reach it (https://entrasync.example.com); names the admin-consent redirect. \
          Empty: taken from each request's Host",
+    ),
+    spec(
+        "api.custom_cloud_hosts",
+        "ENTRASYNC_API_CUSTOM_CLOUD_HOSTS",
+        "",
+        "hosts (name or name:port, comma-separated) the API may send credentials to for cloud \"custom\" (the \
+         emulator, a sovereign endpoint). Empty: the API refuses custom clouds; the CLI can still register them",
     ),
     spec("log.format", "ENTRASYNC_LOG_FORMAT", "text", "log format: text or json"),
     spec("log.filter", "ENTRASYNC_LOG_FILTER", DEFAULT_LOG_FILTER, "tracing filter, e.g. info,entrasync=debug"),
@@ -259,6 +273,7 @@ pub struct SessionSettings {
     pub pool_wait_timeout: Duration,
     pub statement_timeout: Duration,
     pub lock_timeout: Duration,
+    pub idle_in_transaction_timeout: Duration,
     pub keepalive_idle: Duration,
     pub keepalive_interval: Duration,
     pub keepalive_retries: u32,
@@ -274,6 +289,7 @@ impl Default for SessionSettings {
             pool_wait_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(60),
             lock_timeout: Duration::from_secs(10),
+            idle_in_transaction_timeout: Duration::from_secs(30),
             keepalive_idle: Duration::from_secs(15),
             keepalive_interval: Duration::from_secs(5),
             keepalive_retries: 3,
@@ -304,6 +320,8 @@ pub struct ApiSettings {
     pub admin_token: SecretString,
     /// Where browsers reach the console; `None`: from each request's `Host`.
     pub public_url: Option<url::Url>,
+    /// Hosts (`name` or `name:port`, lowercase) a custom cloud given through the API may use.
+    pub custom_cloud_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -460,6 +478,7 @@ impl Settings {
                             .map_err(|_| invalid(raw, "api.public_url", "a URL with scheme http or https"))?,
                     ),
                 },
+                custom_cloud_hosts: parse_hosts(raw, "api.custom_cloud_hosts")?,
             },
             log: LogSettings {
                 format: match get("log.format") {
@@ -510,6 +529,10 @@ impl Settings {
             ("database.pool_wait_timeout_secs", self.database.session.pool_wait_timeout.as_secs().to_string()),
             ("database.statement_timeout_secs", self.database.session.statement_timeout.as_secs().to_string()),
             ("database.lock_timeout_secs", self.database.session.lock_timeout.as_secs().to_string()),
+            (
+                "database.idle_in_transaction_timeout_secs",
+                self.database.session.idle_in_transaction_timeout.as_secs().to_string(),
+            ),
             ("database.keepalive_idle_secs", self.database.session.keepalive_idle.as_secs().to_string()),
             ("database.keepalive_interval_secs", self.database.session.keepalive_interval.as_secs().to_string()),
             ("database.keepalive_retries", self.database.session.keepalive_retries.to_string()),
@@ -527,6 +550,7 @@ impl Settings {
             ("secrets.key", if self.secrets_key.expose_secret().is_empty() { "" } else { "*****" }.to_owned()),
             ("admin.token", if self.api.admin_token.expose_secret().is_empty() { "" } else { "*****" }.to_owned()),
             ("api.public_url", self.api.public_url.as_ref().map(ToString::to_string).unwrap_or_default()),
+            ("api.custom_cloud_hosts", self.api.custom_cloud_hosts.join(",")),
             ("log.format", format!("{:?}", self.log.format).to_lowercase()),
             ("log.filter", self.log.filter.clone()),
             ("instance.id", self.instance_id.clone()),
@@ -609,6 +633,22 @@ fn parse_url(raw: &BTreeMap<&'static str, String>, key: &str, schemes: &[&str]) 
     }
 }
 
+/// A comma-separated list of `host` or `host:port` entries, lowercased; empty entries are skipped.
+fn parse_hosts(raw: &BTreeMap<&'static str, String>, key: &str) -> Result<Vec<String>, ConfigError> {
+    let value = raw.get(key).map(String::as_str).unwrap_or_default();
+    let hosts: Vec<String> =
+        value.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect();
+    let well_formed = |host: &String| {
+        url::Url::parse(&format!("http://{host}/")).is_ok_and(|u| u.path() == "/")
+            && !host.contains(['/', '@', '?', '#'])
+    };
+    if hosts.iter().all(well_formed) {
+        Ok(hosts)
+    } else {
+        Err(invalid(raw, key, "host names or host:port pairs separated by commas, e.g. 127.0.0.1:8443,login.example"))
+    }
+}
+
 fn parse_name(raw: &BTreeMap<&'static str, String>, key: &str) -> Result<String, ConfigError> {
     let value = raw.get(key).map(|v| v.trim().to_owned()).unwrap_or_default();
     let ok = !value.is_empty()
@@ -628,6 +668,7 @@ fn parse_session(raw: &BTreeMap<&'static str, String>) -> Result<SessionSettings
         pool_wait_timeout: secs("database.pool_wait_timeout_secs", 1, 600)?,
         statement_timeout: secs("database.statement_timeout_secs", 1, 86_400)?,
         lock_timeout: secs("database.lock_timeout_secs", 1, 86_400)?,
+        idle_in_transaction_timeout: secs("database.idle_in_transaction_timeout_secs", 1, 86_400)?,
         keepalive_idle: secs("database.keepalive_idle_secs", 1, 3_600)?,
         keepalive_interval: secs("database.keepalive_interval_secs", 1, 600)?,
         keepalive_retries: parse_range(raw, "database.keepalive_retries", 1, 100)?,

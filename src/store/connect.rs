@@ -2,8 +2,10 @@
 //! and the maintenance connection (create and drop databases) all start from [`session_config`], so
 //! TLS, keepalives and timeouts are set once for every session.
 //!
-//! Every session has deadlines on both sides: `statement_timeout` and `lock_timeout` on the server, TCP
-//! keepalives and `TCP_USER_TIMEOUT` on the client. Run-lock sessions also set the server's own
+//! Every session has deadlines on both sides: `statement_timeout`, `lock_timeout` and
+//! `idle_in_transaction_session_timeout` on the server, TCP keepalives and `TCP_USER_TIMEOUT` on the
+//! client; the pool checks a connection answers before handing it out again. Run-lock sessions also set
+//! the server's own
 //! keepalives, `tcp_user_timeout` and `idle_session_timeout` (their holder sends a heartbeat), so the
 //! server ends the session of a vanished instance, and with it its advisory locks, within about
 //! `database.tcp_user_timeout_secs` (docs/architecture.md §4, "One run per (tenant, class)").
@@ -131,6 +133,8 @@ pub fn session_config(settings: &DatabaseSettings, purpose: Purpose) -> Result<S
         config.get_options().unwrap_or_default().to_owned(),
         format!("-c statement_timeout={}", statement_timeout.as_millis()),
         format!("-c lock_timeout={}", lock_timeout.as_millis()),
+        // A client that vanished or froze inside a transaction would hold its row locks forever.
+        format!("-c idle_in_transaction_session_timeout={}", session.idle_in_transaction_timeout.as_millis()),
     ];
     match purpose {
         // The server notices a vanished holder by itself and ends its session, releasing its locks.
@@ -434,6 +438,7 @@ mod tests {
             let config = session_config(&settings, purpose).expect("config").postgres;
             let options = config.get_options().unwrap_or_default();
             assert!(options.contains("-c statement_timeout=") && options.contains("-c lock_timeout="), "{options}");
+            assert!(options.contains("-c idle_in_transaction_session_timeout=30000"), "{options}");
             assert!(options.starts_with("-c search_path=x"), "the URL's own options are kept: {options}");
             assert!(config.get_keepalives(), "{purpose:?}");
             assert_eq!(config.get_keepalives_idle(), Duration::from_secs(15), "{purpose:?}");

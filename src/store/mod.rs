@@ -50,10 +50,16 @@ const RECYCLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// forever: for a free connection `database.pool_wait_timeout_secs`, to open one `connect_timeout`.
 pub fn pool(settings: &DatabaseSettings) -> Result<Pool, StoreError> {
     let session = connect::session_config(settings, connect::Purpose::Pool)?;
-    // Fast recycling checks only that the socket is open; a dead server is caught by the session's
-    // keepalives and deadlines (statement_timeout, TCP_USER_TIMEOUT) and the connection is then dropped.
-    let manager =
-        Manager::from_config(session.postgres, session.tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    // Verified recycling answers an empty query before a connection is handed out again, within
+    // RECYCLE_TIMEOUT. A connection whose peer went silent without closing (a frozen path: keepalives
+    // and TCP_USER_TIMEOUT never fire while something still acknowledges), or that still owes the answer
+    // to a statement whose caller gave up, is dropped instead of hanging its next user. One round trip
+    // per checkout.
+    let manager = Manager::from_config(
+        session.postgres,
+        session.tls,
+        ManagerConfig { recycling_method: RecyclingMethod::Verified },
+    );
     Pool::builder(manager)
         .max_size(settings.pool_size)
         .runtime(Runtime::Tokio1)

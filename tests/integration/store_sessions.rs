@@ -234,6 +234,41 @@ async fn the_server_releases_the_run_lock_of_a_holder_whose_connection_froze() {
 }
 
 #[tokio::test]
+async fn a_transaction_whose_client_froze_releases_its_row_locks_and_the_pool_drops_the_connection() {
+    let db = TestDb::migrated().await;
+    let direct = db.pool();
+    let tenant = create_tenants(&direct, 1).await[0];
+    schedule::request_rerun(&direct, tenant, ObjectClass::User, SyncMode::Delta).await.expect("row");
+    let proxy = FreezingProxy::start().await;
+    let through_proxy = settings_with(&[
+        ("ENTRASYNC_DATABASE_URL", &proxy.url(&db)),
+        ("ENTRASYNC_DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECS", "2"),
+        ("ENTRASYNC_SERVE_ROLES", "api"),
+        ("ENTRASYNC_DATABASE_POOL_SIZE", "1"),
+    ]);
+    let frozen_pool = entrasync::store::pool(&through_proxy.database).expect("pool");
+    {
+        let client = frozen_pool.get().await.expect("connection");
+        client
+            .batch_execute(&format!("BEGIN; UPDATE sync_schedules SET rerun_mode = 'full' WHERE tenant_id = {tenant}"))
+            .await
+            .expect("row locked");
+        proxy.frozen.cancel();
+        // Its holder gives up on the transaction: the connection goes back to the pool, frozen.
+    }
+    let released = eventually_some(Duration::from_secs(30), || {
+        let direct = direct.clone();
+        async move { schedule::request_rerun(&direct, tenant, ObjectClass::User, SyncMode::Delta).await.ok() }
+    })
+    .await;
+    assert!(released.is_some(), "the server ended the frozen transaction and released its row lock");
+    // The frozen connection is not handed out again: checking it times out and a new one is opened
+    // (through the frozen proxy, whose new connections stay silent too, so the pool reports an error).
+    let checkout = tokio::time::timeout(Duration::from_secs(30), frozen_pool.get()).await;
+    assert!(checkout.expect("pool.get() does not hang on a frozen connection").is_err());
+}
+
+#[tokio::test]
 async fn a_quarantine_that_ran_out_disables_the_tenant_which_then_shows_as_blocked() {
     let db = TestDb::migrated().await;
     let pool = db.pool();
