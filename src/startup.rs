@@ -71,6 +71,7 @@ impl Application {
             bootstrap_hash: bootstrap,
             sign_ins: SignInGuard::default(),
             public_url: settings.api.public_url.clone(),
+            custom_cloud_hosts: settings.api.custom_cloud_hosts.clone(),
             tags: settings.tags.clone(),
         });
         let server = HttpServer::new(move || {

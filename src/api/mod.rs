@@ -39,6 +39,9 @@ pub struct AppState {
     pub sign_ins: v1::auth::SignInGuard,
     /// Where browsers reach the console (`api.public_url`), for the admin-consent redirect.
     pub public_url: Option<url::Url>,
+    /// Hosts a custom cloud given through the API may use (`api.custom_cloud_hosts`): credentials are
+    /// sent to its login URL, so an admin token alone must not choose where they go.
+    pub custom_cloud_hosts: Vec<String>,
     /// Tag mapping limits (`tags.max_mappings`).
     pub tags: crate::config::TagSettings,
 }

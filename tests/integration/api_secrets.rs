@@ -59,6 +59,7 @@ async fn a_known_secret_appears_in_no_answer_export_log_or_metric() {
         ("ENTRASYNC_LOG_FILTER", "debug,h2=info,hyper=info,lapin=info,tokio_postgres=info"),
         ("ENTRASYNC_SYNC_WORKERS_PER_CLASS", "1"),
         ("ENTRASYNC_DATABASE_POOL_SIZE", "10"),
+        ("ENTRASYNC_API_CUSTOM_CLOUD_HOSTS", "127.0.0.1"),
     ];
     let child = binary(&["serve"], &vars)
         .stdout(log.try_clone().expect("log"))

@@ -31,6 +31,10 @@ struct Stack {
 
 impl Stack {
     async fn start(admin_token: Option<&str>) -> Stack {
+        Stack::start_with(admin_token, &[]).await
+    }
+
+    async fn start_with(admin_token: Option<&str>, extra: &[(&str, &str)]) -> Stack {
         use base64::Engine;
         let db = TestDb::migrated().await;
         let amqp = TestAmqp::new();
@@ -44,6 +48,7 @@ impl Stack {
         if let Some(token) = admin_token {
             vars.push(("ENTRASYNC_ADMIN_TOKEN", token));
         }
+        vars.extend_from_slice(extra);
         let mut settings = settings_with(&vars);
         settings.http.listen = "127.0.0.1:0".parse().expect("loopback address");
         let app = entrasync::startup::Application::build(&settings).await.expect("build application");
@@ -532,12 +537,10 @@ fn is_secret_setting(env: &str) -> bool {
     entrasync::config::SETTINGS.iter().any(|s| s.secret && s.env == env)
 }
 
-/// Finding F1 of docs/security.md: tokio-postgres accepts the password as a URL parameter
-/// (`postgres://app@db/entrasync?password=…`), and `entrasync config` (and the masked value in a
-/// configuration error) prints it, because only the URL's userinfo password is masked. Ignored until
-/// `config::mask_url` masks `password` parameters too; then remove the `ignore`.
+/// Finding F1 of docs/security.md (fixed): tokio-postgres accepts the password as a URL parameter
+/// (`postgres://app@db/entrasync?password=…`); `entrasync config`, `Debug` and configuration errors
+/// must mask it like the userinfo password.
 #[test]
-#[ignore = "finding F1 (docs/security.md): a password given as a database.url parameter is printed by `entrasync config`"]
 fn a_database_password_given_as_a_url_parameter_is_masked() {
     let vars = [("ENTRASYNC_DATABASE_URL", "postgres://app@db:5432/entrasync?password=hunter2&sslmode=disable")];
     let settings = settings_with(&vars);
@@ -632,4 +635,74 @@ async fn a_graph_redirect_is_not_followed_so_the_bearer_token_never_leaves_the_g
     let following = reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).build().expect("client");
     let _ = following.get(format!("{graph_url}/v1.0/users/delta")).send().await;
     assert_eq!(reached.load(Ordering::SeqCst), 1, "a following client reaches the other host");
+}
+
+/// Finding F2 of docs/security.md (fixed): an admin token alone cannot choose where a credential
+/// profile's secret is sent. A custom cloud through the API must be on a host of
+/// `api.custom_cloud_hosts`; otherwise the request is refused before anything is sent.
+#[tokio::test]
+async fn a_custom_cloud_outside_the_allowed_hosts_is_refused_before_any_secret_is_sent() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    // Where a hostile admin would like the secret to go: counts every connection it gets.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    let collector = format!("http://127.0.0.1:{port}");
+    let cloud = json!({"cloud": "custom", "login_url": collector, "graph_url": collector});
+    let request = |cloud: &Value| {
+        let mut body = json!({"tenant": "contoso.example", "credential_profile_id": 0});
+        for (key, value) in cloud.as_object().expect("object") {
+            body[key] = value.clone();
+        }
+        body
+    };
+
+    for (allowed, expected) in [
+        ("", "api.custom_cloud_hosts".to_owned()),
+        ("login.example,127.0.0.1:1", format!("127.0.0.1:{port} is not one of the hosts")),
+    ] {
+        let stack = Stack::start_with(Some(ADMIN), &[("ENTRASYNC_API_CUSTOM_CLOUD_HOSTS", allowed)]).await;
+        let profile = stack
+            .admin(
+                Method::POST,
+                "/api/v1/credential-profiles",
+                json!({"name": "real", "client_id": uuid::Uuid::new_v4().to_string(), "secret": "the-real-secret"}),
+            )
+            .await;
+        let mut body = request(&cloud);
+        body["credential_profile_id"] = profile["id"].clone();
+        for path in ["/api/v1/test-connection", "/api/v1/tenants"] {
+            let (status, text) = stack.call(Method::POST, path, Some(ADMIN), Some(&body)).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path} with hosts {allowed:?}: {text}");
+            assert!(text.contains(&expected), "{path}: expected {expected:?} in {text}");
+        }
+        stack.handle.stop(true).await;
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "the refused requests must not reach the collector");
+
+    // Listed, the same host is used (the connection test reaches it and fails there).
+    let allowed = format!("127.0.0.1:{port}");
+    let stack = Stack::start_with(Some(ADMIN), &[("ENTRASYNC_API_CUSTOM_CLOUD_HOSTS", allowed.as_str())]).await;
+    let profile = stack
+        .admin(
+            Method::POST,
+            "/api/v1/credential-profiles",
+            json!({"name": "real", "client_id": uuid::Uuid::new_v4().to_string(), "secret": "the-real-secret"}),
+        )
+        .await;
+    let mut body = request(&cloud);
+    body["credential_profile_id"] = profile["id"].clone();
+    let (status, text) = stack.call(Method::POST, "/api/v1/test-connection", Some(ADMIN), Some(&body)).await;
+    assert!(!text.contains("custom_cloud_hosts"), "an allowed host must be accepted: {status} {text}");
+    assert!(connections.load(Ordering::SeqCst) > 0, "expected the allowed host to be contacted: {status} {text}");
+    stack.handle.stop(true).await;
 }

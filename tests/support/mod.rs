@@ -113,6 +113,8 @@ pub fn settings_with(vars: &[(&str, &str)]) -> Settings {
         ("ENTRASYNC_SYNC_WORKERS_PER_CLASS", "1"),
         ("ENTRASYNC_AMQP_PREFETCH", "2"),
         ("ENTRASYNC_DATABASE_POOL_SIZE", "10"),
+        // The emulator: tests register its tenants through the API as cloud "custom".
+        ("ENTRASYNC_API_CUSTOM_CLOUD_HOSTS", "127.0.0.1,localhost"),
     ];
     let vars = defaults.iter().chain(vars).map(|(k, v)| (k.to_string(), v.to_string()));
     Settings::from_sources(None, vars).expect("test settings are valid")

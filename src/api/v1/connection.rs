@@ -44,15 +44,37 @@ pub struct CloudFields {
     pub graph_url: Option<String>,
 }
 
-pub fn cloud_from(fields: &CloudFields) -> Result<Cloud, ApiError> {
+/// The cloud named by `fields`; a custom cloud's URLs must be on a host of `allowed_hosts`
+/// (`api.custom_cloud_hosts`), since a credential profile's secret is sent to its login URL.
+pub fn cloud_from(fields: &CloudFields, allowed_hosts: &[String]) -> Result<Cloud, ApiError> {
     let url = |field: &str, value: &Option<String>| -> Result<String, ApiError> {
         let value = value.as_deref().map(str::trim).unwrap_or_default();
-        match url::Url::parse(value) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && value.len() <= 500 => {
-                Ok(value.trim_end_matches('/').to_owned())
+        let parsed = match url::Url::parse(value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && value.len() <= 500 => u,
+            _ => {
+                return Err(ApiError::invalid(
+                    field,
+                    format!("{field} must be an http(s) URL when cloud is \"custom\""),
+                ))
             }
-            _ => Err(ApiError::invalid(field, format!("{field} must be an http(s) URL when cloud is \"custom\""))),
+        };
+        let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+        let host_port = parsed.port_or_known_default().map(|port| format!("{host}:{port}")).unwrap_or_default();
+        if allowed_hosts.iter().any(|allowed| *allowed == host || *allowed == host_port) {
+            return Ok(value.trim_end_matches('/').to_owned());
         }
+        let problem = if allowed_hosts.is_empty() {
+            "cloud \"custom\" is turned off on this server: an operator lists the hosts it may use in \
+             api.custom_cloud_hosts (ENTRASYNC_API_CUSTOM_CLOUD_HOSTS), or registers the tenant with \
+             `entrasync tenant add --cloud custom`"
+                .to_owned()
+        } else {
+            format!(
+                "{host_port} is not one of the hosts allowed for cloud \"custom\" (api.custom_cloud_hosts: {})",
+                allowed_hosts.join(", ")
+            )
+        };
+        Err(ApiError::invalid(field, problem))
     };
     let plain = |cloud: Cloud| {
         if fields.login_url.is_some() || fields.graph_url.is_some() {
@@ -248,7 +270,7 @@ pub async fn test_new(
     body: web::Json<TestNewBody>,
 ) -> Result<web::Json<ConnectionView>, ApiError> {
     caller.admin()?;
-    let cloud = cloud_from(&body.cloud)?;
+    let cloud = cloud_from(&body.cloud, &state.custom_cloud_hosts)?;
     if credentials::get_summary(&state.pool, body.credential_profile_id).await?.is_none() {
         return Err(ApiError::invalid(
             "credential_profile_id",
@@ -355,7 +377,7 @@ pub async fn consent_for_new_tenant(
     body: web::Json<ConsentForNew>,
 ) -> Result<web::Json<ConsentUrl>, ApiError> {
     let actor = caller.admin()?;
-    let cloud = cloud_from(&body.cloud)?;
+    let cloud = cloud_from(&body.cloud, &state.custom_cloud_hosts)?;
     Ok(web::Json(start_consent(&state, &req, &actor, *id, &cloud, None).await?))
 }
 

@@ -207,7 +207,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.admin()?;
     let body = body.into_inner();
-    let cloud = cloud_from(&body.cloud)?;
+    let cloud = cloud_from(&body.cloud, &state.custom_cloud_hosts)?;
     let name = body.name.as_deref().map(|n| page::name("name", n)).transpose()?;
     profile_exists(&state, body.credential_profile_id).await?;
     let directory = directory_of(&state, &cloud, &body.tenant, body.credential_profile_id).await?;
