@@ -99,7 +99,8 @@ pub const SETTINGS: &[SettingSpec] = &[
         "ENTRASYNC_DATABASE_TCP_USER_TIMEOUT_SECS",
         "30",
         "seconds sent data may stay unacknowledged before the connection is dropped (TCP_USER_TIMEOUT), on \
-         both ends of run-lock sessions; a vanished instance's run locks are released within about this long",
+         both ends of every session; the server also ends a run-lock session silent this long, so a vanished \
+         instance's run locks are released within about this long",
     ),
     spec(
         "database.ca_file",
@@ -168,6 +169,13 @@ pub const SETTINGS: &[SettingSpec] = &[
         "",
         "hosts (name or name:port, comma-separated) the API may send credentials to for cloud \"custom\" (the \
          emulator, a sovereign endpoint). Empty: the API refuses custom clouds; the CLI can still register them",
+    ),
+    spec(
+        "api.trusted_proxies",
+        "ENTRASYNC_API_TRUSTED_PROXIES",
+        "",
+        "addresses of reverse proxies (ingress, load balancer) whose X-Forwarded-For names the client, \
+         comma-separated; the failed sign-in limit then counts per client instead of per proxy",
     ),
     spec("log.format", "ENTRASYNC_LOG_FORMAT", "text", "log format: text or json"),
     spec("log.filter", "ENTRASYNC_LOG_FILTER", DEFAULT_LOG_FILTER, "tracing filter, e.g. info,entrasync=debug"),
@@ -322,6 +330,8 @@ pub struct ApiSettings {
     pub public_url: Option<url::Url>,
     /// Hosts (`name` or `name:port`, lowercase) a custom cloud given through the API may use.
     pub custom_cloud_hosts: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -479,6 +489,14 @@ impl Settings {
                     ),
                 },
                 custom_cloud_hosts: parse_hosts(raw, "api.custom_cloud_hosts")?,
+                trusted_proxies: get("api.trusted_proxies")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| {
+                        a.parse().map_err(|_| invalid(raw, "api.trusted_proxies", "IP addresses separated by commas"))
+                    })
+                    .collect::<Result<_, _>>()?,
             },
             log: LogSettings {
                 format: match get("log.format") {
@@ -551,6 +569,10 @@ impl Settings {
             ("admin.token", if self.api.admin_token.expose_secret().is_empty() { "" } else { "*****" }.to_owned()),
             ("api.public_url", self.api.public_url.as_ref().map(ToString::to_string).unwrap_or_default()),
             ("api.custom_cloud_hosts", self.api.custom_cloud_hosts.join(",")),
+            (
+                "api.trusted_proxies",
+                self.api.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            ),
             ("log.format", format!("{:?}", self.log.format).to_lowercase()),
             ("log.filter", self.log.filter.clone()),
             ("instance.id", self.instance_id.clone()),

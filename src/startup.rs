@@ -72,6 +72,7 @@ impl Application {
             sign_ins: SignInGuard::default(),
             public_url: settings.api.public_url.clone(),
             custom_cloud_hosts: settings.api.custom_cloud_hosts.clone(),
+            trusted_proxies: settings.api.trusted_proxies.clone(),
             tags: settings.tags.clone(),
         });
         let server = HttpServer::new(move || {

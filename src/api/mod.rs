@@ -42,6 +42,8 @@ pub struct AppState {
     /// Hosts a custom cloud given through the API may use (`api.custom_cloud_hosts`): credentials are
     /// sent to its login URL, so an admin token alone must not choose where they go.
     pub custom_cloud_hosts: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`api.trusted_proxies`).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Tag mapping limits (`tags.max_mappings`).
     pub tags: crate::config::TagSettings,
 }

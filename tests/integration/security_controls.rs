@@ -706,3 +706,24 @@ async fn a_custom_cloud_outside_the_allowed_hosts_is_refused_before_any_secret_i
     assert!(connections.load(Ordering::SeqCst) > 0, "expected the allowed host to be contacted: {status} {text}");
     stack.handle.stop(true).await;
 }
+
+/// Finding F4 of docs/security.md (fixed): behind a trusted proxy the failed sign-in limit counts per
+/// client (`X-Forwarded-For`), so one guesser does not lock every operator out.
+#[tokio::test]
+async fn behind_a_trusted_proxy_a_guesser_locks_out_only_itself() {
+    let stack = Stack::start_with(Some(ADMIN), &[("ENTRASYNC_API_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let call = |client: &'static str, token: &'static str| {
+        let request = stack
+            .http
+            .get(format!("{}/api/v1/tenants", stack.address))
+            .bearer_auth(token)
+            .header("X-Forwarded-For", client);
+        async move { request.send().await.expect("request").status() }
+    };
+    for _ in 0..10 {
+        assert_eq!(call("203.0.113.7", "es_wrong-guess").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(call("203.0.113.7", ADMIN).await, StatusCode::TOO_MANY_REQUESTS, "the guesser is locked out");
+    assert_eq!(call("203.0.113.8", ADMIN).await, StatusCode::OK, "an operator behind the same proxy is not");
+    stack.handle.stop(true).await;
+}

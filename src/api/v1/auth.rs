@@ -106,7 +106,8 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let ip = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        let trusted = state.as_ref().map(|s| s.trusted_proxies.as_slice()).unwrap_or_default();
+        let ip = client_address(req, trusted);
         let presented = bearer(req);
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(&"the API state is not configured"))?;
@@ -123,6 +124,19 @@ impl FromRequest for Caller {
             })
         })
     }
+}
+
+/// The address failed sign-ins are counted against: the TCP peer, or, when the peer is a trusted
+/// proxy, the nearest address in `X-Forwarded-For` that is not one (proxies append, so entries
+/// further left were written by the client and cannot be believed).
+fn client_address(req: &HttpRequest, trusted: &[IpAddr]) -> IpAddr {
+    let peer = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
+    let hops: Vec<IpAddr> = forwarded.flat_map(|v| v.split(',')).filter_map(|a| a.trim().parse().ok()).collect();
+    hops.into_iter().rev().find(|hop| !trusted.contains(hop)).unwrap_or(peer)
 }
 
 fn bearer(req: &HttpRequest) -> Option<String> {
@@ -144,4 +158,33 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Option<Caller>, A
         tracing::warn!(error = %e, "recording a token's last use failed");
     }
     Ok(Some(Caller { token_id: Some(found.id), name: found.name, role: found.role }))
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn address(peer: &str, forwarded: &[&str], trusted: &[&str]) -> String {
+        let mut req = TestRequest::default().peer_addr(format!("{peer}:40000").parse().expect("peer"));
+        for value in forwarded {
+            req = req.append_header(("X-Forwarded-For", *value));
+        }
+        let trusted: Vec<IpAddr> = trusted.iter().map(|a| a.parse().expect("ip")).collect();
+        client_address(&req.to_http_request(), &trusted).to_string()
+    }
+
+    #[test]
+    fn the_client_behind_a_trusted_proxy_is_the_nearest_untrusted_forwarded_address() {
+        // No trusted proxy: the header is anyone's to write.
+        assert_eq!(address("10.0.0.9", &["203.0.113.7"], &[]), "10.0.0.9");
+        assert_eq!(address("10.0.0.9", &["203.0.113.7"], &["10.0.0.9"]), "203.0.113.7");
+        // A client-written entry on the left does not move its count to someone else.
+        assert_eq!(address("10.0.0.9", &["198.51.100.1, 203.0.113.7"], &["10.0.0.9"]), "203.0.113.7");
+        // Two proxies, one header each.
+        assert_eq!(address("10.0.0.9", &["203.0.113.7", "10.0.0.8"], &["10.0.0.9", "10.0.0.8"]), "203.0.113.7");
+        // Garbage or only proxies: the peer.
+        assert_eq!(address("10.0.0.9", &["not an address"], &["10.0.0.9"]), "10.0.0.9");
+    }
 }
