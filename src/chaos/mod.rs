@@ -136,12 +136,16 @@ impl Mutations {
     }
 }
 
-/// Time from the end of outages of one kind until every (tenant, class) had run successfully again.
+/// Time from the end of outages of one kind until every (tenant, class) had run successfully again
+/// (`median_s`, `max_s` over the outages), and until the median pair had (`median_pair_s`: the
+/// median over the outages of the median pair's time, which one pair starved by Graph faults does
+/// not move).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Recovery {
     pub outages: u64,
     pub median_s: Option<f64>,
     pub max_s: Option<f64>,
+    pub median_pair_s: Option<f64>,
     /// Outages after which some pair never ran successfully before the run ended.
     pub unrecovered: u64,
 }
@@ -632,21 +636,38 @@ async fn recovery(
     expected: &BTreeSet<(i64, String)>,
 ) -> anyhow::Result<BTreeMap<&'static str, Recovery>> {
     let mut seconds: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    let mut median_pairs: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
     let mut figures: BTreeMap<&'static str, Recovery> =
         Fault::OUTAGES.iter().map(|f| (f.name(), Recovery::default())).collect();
     for outage in outages {
-        let entry = figures.entry(outage.fault.name()).or_default();
+        let kind = outage.fault.name();
+        let entry = figures.entry(kind).or_default();
         entry.outages += 1;
-        match audit::recovered_at(pool, outage.ended, expected).await? {
-            Some(at) => seconds.entry(outage.fault.name()).or_default().push(seconds_between(outage.ended, at)),
-            None => entry.unrecovered += 1,
+        let done = audit::succeeded_since(pool, outage.ended).await?;
+        let mut pairs: Vec<f64> =
+            expected.iter().filter_map(|pair| done.get(pair).map(|at| seconds_between(outage.ended, *at))).collect();
+        if pairs.len() == expected.len() {
+            pairs.sort_by(f64::total_cmp);
+            seconds.entry(kind).or_default().push(pairs.last().copied().unwrap_or(0.0));
+            median_pairs.entry(kind).or_default().push(median(&pairs).unwrap_or(0.0));
+        } else {
+            entry.unrecovered += 1;
         }
     }
     for (kind, mut values) in seconds {
         values.sort_by(f64::total_cmp);
         let entry = figures.entry(kind).or_default();
-        entry.median_s = values.get(values.len() / 2).copied();
+        entry.median_s = median(&values);
         entry.max_s = values.last().copied();
     }
+    for (kind, mut values) in median_pairs {
+        values.sort_by(f64::total_cmp);
+        figures.entry(kind).or_default().median_pair_s = median(&values);
+    }
     Ok(figures)
+}
+
+/// The middle value of sorted `values` (the upper one of an even count).
+fn median(values: &[f64]) -> Option<f64> {
+    values.get(values.len() / 2).copied()
 }
