@@ -13,7 +13,7 @@ use entrasync::config::Settings;
 use entrasync::startup::Application;
 
 use crate::service_support::World;
-use crate::support::eventually;
+use crate::support::{eventually, holds_for};
 
 struct Running {
     address: String,
@@ -176,6 +176,57 @@ async fn a_wedged_consume_loop_is_replaced_and_its_channel_closed_so_its_jobs_go
         "no runs after the wedged consume loops were replaced"
     );
     broker.close().await;
+    app.handle.stop(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_tick_stuck_on_a_lock_fails_by_its_deadline_and_the_coordinator_keeps_beating() {
+    let world = World::start().await;
+    let tenants = [world.tenant(840, 10, 50).await.tenant_id];
+    // Postgres' own lock_timeout (10 s by default) would end the wait too: raised, so only the tick's
+    // deadline can.
+    let app = start(&world.settings(&[
+        ("ENTRASYNC_SYNC_DELTA_INTERVAL_SECS", "2"),
+        ("ENTRASYNC_LOG_FILTER", "error"),
+        ("ENTRASYNC_DATABASE_LOCK_TIMEOUT_SECS", "60"),
+    ]))
+    .await;
+    let pool = world.pool.clone();
+    let began = Utc::now();
+    assert!(all_synced_after(&pool, &tenants, began, Duration::from_secs(90)).await, "no tenant synced at start");
+    let errors_before = restarts(&app.metrics, "coordinator", "error");
+
+    // The instance's heartbeat row is locked: the tick's first statement waits on it.
+    let (mut locker, connection) =
+        tokio_postgres::connect(&world.db.url, tokio_postgres::NoTls).await.expect("connect the locker");
+    tokio::spawn(connection);
+    let lock = locker.transaction().await.expect("begin");
+    lock.execute("SELECT 1 FROM coordinator_instances FOR UPDATE", &[]).await.expect("lock the heartbeat rows");
+    // A stuck tick step is abandoned at its deadline and counted as a failed round; the coordinator keeps
+    // ticking (and beating), so /healthz stays 200 and the watchdog restarts nothing.
+    let late = || async { restarts(&app.metrics, "coordinator", "error") > errors_before };
+    let alive = || async { healthz(&app.address).await.0 == 200 };
+    assert!(
+        eventually(Duration::from_secs(15), late).await,
+        "no tick step ended by its deadline while the row was locked"
+    );
+    assert!(
+        holds_for(Duration::from_secs(8), alive).await,
+        "/healthz failed while ticks met a lock: {:?}",
+        healthz(&app.address).await
+    );
+    assert_eq!(
+        restarts(&app.metrics, "coordinator", "stuck"),
+        0,
+        "a coordinator whose steps end by their deadline is not wedged"
+    );
+
+    lock.rollback().await.expect("release the heartbeat rows");
+    let released = Utc::now();
+    assert!(
+        all_synced_after(&pool, &tenants, released, Duration::from_secs(90)).await,
+        "the tenant was not scheduled again after the lock was released"
+    );
     app.handle.stop(true).await;
 }
 
