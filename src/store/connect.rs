@@ -4,11 +4,11 @@
 //!
 //! Every session has deadlines on both sides: `statement_timeout`, `lock_timeout` and
 //! `idle_in_transaction_session_timeout` on the server, TCP keepalives and `TCP_USER_TIMEOUT` on the
-//! client; the pool checks a connection answers before handing it out again. Run-lock sessions also set
-//! the server's own
-//! keepalives, `tcp_user_timeout` and `idle_session_timeout` (their holder sends a heartbeat), so the
-//! server ends the session of a vanished instance, and with it its advisory locks, within about
-//! `database.tcp_user_timeout_secs` (docs/architecture.md §4, "One run per (tenant, class)").
+//! client, and the same keepalives and `tcp_user_timeout` on the server; the pool checks a connection
+//! answers before handing it out again. Run-lock sessions also set `idle_session_timeout` (their holder
+//! sends a heartbeat), so the server ends the session of a vanished instance, and with it its advisory
+//! locks, within about `database.tcp_user_timeout_secs` even when something in the path still answers for
+//! it (docs/architecture.md §4, "One run per (tenant, class)").
 //!
 //! TLS follows libpq's `sslmode` in `database.url` (`disable`, `prefer` (the default), `require`,
 //! `verify-ca`, `verify-full`) through rustls; the roots are `database.ca_file` or `sslrootcert=PATH` in the
@@ -135,14 +135,17 @@ pub fn session_config(settings: &DatabaseSettings, purpose: Purpose) -> Result<S
         format!("-c lock_timeout={}", lock_timeout.as_millis()),
         // A client that vanished or froze inside a transaction would hold its row locks forever.
         format!("-c idle_in_transaction_session_timeout={}", session.idle_in_transaction_timeout.as_millis()),
+        // The server notices a vanished client by itself and ends its session (a connection slot, and for
+        // run-lock sessions their advisory locks), instead of after the OS default of two hours.
+        format!("-c tcp_keepalives_idle={}", session.keepalive_idle.as_secs()),
+        format!("-c tcp_keepalives_interval={}", session.keepalive_interval.as_secs()),
+        format!("-c tcp_keepalives_count={}", session.keepalive_retries),
+        format!("-c tcp_user_timeout={}", session.tcp_user_timeout.as_millis()),
     ];
     match purpose {
-        // The server notices a vanished holder by itself and ends its session, releasing its locks.
+        // Also when something in the path still acknowledges for the vanished holder (a NAT box, a proxy):
+        // its heartbeat stops, and the server ends the idle session.
         Purpose::RunLock => {
-            options.push(format!("-c tcp_keepalives_idle={}", session.keepalive_idle.as_secs()));
-            options.push(format!("-c tcp_keepalives_interval={}", session.keepalive_interval.as_secs()));
-            options.push(format!("-c tcp_keepalives_count={}", session.keepalive_retries));
-            options.push(format!("-c tcp_user_timeout={}", session.tcp_user_timeout.as_millis()));
             options.push(format!("-c idle_session_timeout={}", run_lock_idle_limit(settings).as_millis()));
         }
         // `DROP DATABASE IF EXISTS`, `CREATE TABLE IF NOT EXISTS` and the like send NOTICEs nobody reads.
@@ -444,7 +447,8 @@ mod tests {
             assert_eq!(config.get_keepalives_idle(), Duration::from_secs(15), "{purpose:?}");
             assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(30)), "{purpose:?}");
             let server_side = options.contains("tcp_keepalives_idle=15") && options.contains("tcp_user_timeout=30000");
-            assert_eq!(server_side, purpose == Purpose::RunLock, "{purpose:?}: {options}");
+            assert!(server_side, "{purpose:?}: {options}");
+            assert_eq!(options.contains("idle_session_timeout=30000"), purpose == Purpose::RunLock, "{options}");
         }
         let pool = session_config(&settings, Purpose::Pool).expect("config").postgres;
         assert!(pool.get_options().unwrap_or_default().contains("statement_timeout=60000"));

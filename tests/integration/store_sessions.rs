@@ -144,6 +144,19 @@ async fn run_lock_sessions_carry_the_server_side_keepalives_and_timeouts() {
     assert_eq!(setting("lock_timeout").await, "10s");
     assert_eq!(setting("application_name").await, "entrasync run lock");
     lock.release().await;
+    // Pool sessions carry the server-side keepalives too, but no idle limit: they idle in the pool.
+    let pool = entrasync::store::pool(&settings.database).expect("pool");
+    let client = pool.get().await.expect("connection");
+    let row = client
+        .query_one(
+            "SELECT current_setting('tcp_keepalives_idle'), current_setting('tcp_user_timeout'), \
+                    current_setting('idle_session_timeout'), current_setting('idle_in_transaction_session_timeout')",
+            &[],
+        )
+        .await
+        .expect("settings");
+    let shown: (String, String, String, String) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(shown, ("11".into(), "25000".into(), "0".into(), "30s".into()));
 }
 
 /// Forwards a loopback port to the shared Postgres until frozen: from then on every open connection
