@@ -86,10 +86,10 @@ pub async fn release(pool: &Pool, instance: &str, tenants: &[i64]) -> Result<u64
         return Ok(0);
     }
     let client = pool.get().await.during("releasing tenant leases")?;
-    Ok(client
+    client
         .execute("DELETE FROM tenant_leases WHERE holder = $1 AND tenant_id = ANY($2)", &[&instance, &tenants])
         .await
-        .during("releasing tenant leases")?)
+        .during("releasing tenant leases")
 }
 
 /// Leaves the group on shutdown: drops every lease of `instance` and its heartbeat row.

@@ -151,7 +151,7 @@ pub async fn insert_new(
             .await
             .during("inserting a batch of new objects")?;
     }
-    Ok(writer.finish().await.during("inserting a batch of new objects")?)
+    writer.finish().await.during("inserting a batch of new objects")
 }
 
 const COPY_NEW_OBJECTS: &str = "COPY directory_objects (tenant_id, object_class, object_id, marker, attrs, mapped, \
