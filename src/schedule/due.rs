@@ -91,9 +91,16 @@ fn decide(schedule: &TenantSchedule, class: &ClassState, policy: &Policy) -> Dec
         }
     }
     if let Some((needed_since, reason)) = full_scan_reason(schedule, class, policy) {
+        // Pending until a run taken after the enqueue has ended (or failed): a run interrupted by a lost
+        // lock, or one that resumed a delta run and ended as delta, leaves the full scan still needed.
         let pending = class.last_full_enqueued_at.filter(|enqueued| {
             let failed_since = class.last_failure_at.is_some_and(|failed| failed >= *enqueued);
-            *enqueued >= needed_since && !failed_since && now - *enqueued < delta(policy.full_requeue_after)
+            let ended_since =
+                class.latest_run_ended && class.latest_run_started_at.is_some_and(|started| started >= *enqueued);
+            *enqueued >= needed_since
+                && !failed_since
+                && !ended_since
+                && now - *enqueued < delta(policy.full_requeue_after)
         });
         return match pending {
             // A full job is queued or running: a delta job now would only wait behind it.
@@ -222,6 +229,8 @@ mod tests {
             consecutive_failures: 0,
             last_failure_at: None,
             running: false,
+            latest_run_started_at: Some(at(now - 60)),
+            latest_run_ended: true,
         };
         TenantSchedule {
             now: at(now),
@@ -245,6 +254,24 @@ mod tests {
         assert_eq!(waiting.next_check, Duration::from_secs(1));
         let due = plan(&synced(1000, 1000 - 300), &policy());
         assert_eq!(modes(&due), vec![SyncMode::Delta]);
+    }
+
+    #[test]
+    fn a_full_job_whose_run_ended_without_a_full_scan_is_enqueued_again_at_once() {
+        let mut s = synced(1000, 0);
+        s.classes[0].has_delta_link = false;
+        s.classes[0].last_full_scan_at = None;
+        s.classes[0].last_full_enqueued_at = Some(at(900));
+        // Its run is still open, or an older run ended: the job is pending.
+        s.classes[0].latest_run_started_at = Some(at(910));
+        s.classes[0].latest_run_ended = false;
+        assert!(plan(&s, &policy()).due.is_empty(), "the run of the queued job is open");
+        s.classes[0].latest_run_started_at = Some(at(890));
+        s.classes[0].latest_run_ended = true;
+        assert!(plan(&s, &policy()).due.is_empty(), "a run that started before the enqueue did not take it");
+        // The run that took it ended (interrupted, or resumed as delta) and no full scan is recorded.
+        s.classes[0].latest_run_started_at = Some(at(910));
+        assert_eq!(modes(&plan(&s, &policy())), vec![SyncMode::Full], "not an hour later");
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub struct ClassState {
     pub last_failure_at: Option<DateTime<Utc>>,
     /// A worker holds the class's run lock right now.
     pub running: bool,
+    /// When the class's latest run started, and whether it has ended (any outcome, `interrupted`
+    /// included): a job enqueued before that start has been taken and is no longer pending.
+    pub latest_run_started_at: Option<DateTime<Utc>>,
+    pub latest_run_ended: bool,
 }
 
 /// A tenant's schedule inputs; `None` from [`load`] when the tenant no longer exists.
@@ -71,6 +75,8 @@ fn class_state(row: &Row) -> Result<ClassState, StoreError> {
         consecutive_failures: u32::try_from(row.try_get::<_, i32>(10)?).unwrap_or_default(),
         last_failure_at: row.try_get(11)?,
         running: row.try_get(12)?,
+        latest_run_started_at: row.try_get(15)?,
+        latest_run_ended: row.try_get(16)?,
     })
 }
 
