@@ -139,13 +139,19 @@ async fn begin<R: RunRecorder>(
     deps: &RoundDeps<'_, R>,
     request: &RoundRequest,
 ) -> Result<(Run, Option<String>), SyncError> {
-    let client = deps.pool.get().await?;
+    let mut client = deps.pool.get().await?;
     let cursor = cursors::load(&client, request.tenant_id, request.class)
         .await?
         .ok_or(SyncError::TenantNotFound(request.tenant_id))?;
-    let (run, link) = match cursor.in_progress {
+    let (mode, reason) = choose_mode(request, &cursor);
+    let (run, link) = match &cursor.in_progress {
+        // Finishing an interrupted delta run would leave the full scan that is now due undone.
+        Some(checkpoint) if checkpoint.mode == SyncMode::Delta && mode == SyncMode::Full => {
+            supersede(deps.recorder, &mut client, request, checkpoint, reason.as_deref().unwrap_or_default()).await?;
+            start_run(&client, request, &cursor, mode, reason).await?
+        }
         Some(checkpoint) => {
-            let link = match (checkpoint.mode, checkpoint.next_link) {
+            let link = match (checkpoint.mode, checkpoint.next_link.clone()) {
                 (_, Some(next)) => Some(next),
                 (SyncMode::Delta, None) => cursor.delta_link.clone(),
                 // A round never leaves a re-map's or tag sync's checkpoint; if one is there, start over as full.
@@ -158,15 +164,7 @@ async fn begin<R: RunRecorder>(
             tracing::info!(run_id = %checkpoint.run_id, pages = checkpoint.counts.pages, "resuming a checkpointed run");
             (Run { target, counts: checkpoint.counts, reason: None, resumed: true }, link)
         }
-        None => {
-            let (mode, reason) = choose_mode(request, &cursor);
-            let run_id = Uuid::new_v4();
-            let target = PageTarget { tenant_id: request.tenant_id, class: request.class, run_id, mode };
-            cursors::checkpoint(&client, request.tenant_id, request.class, run_id, mode, None, &RunCounts::default())
-                .await?;
-            let link = if mode == SyncMode::Delta { cursor.delta_link.clone() } else { None };
-            (Run { target, counts: RunCounts::default(), reason, resumed: false }, link)
-        }
+        None => start_run(&client, request, &cursor, mode, reason).await?,
     };
     let started = RunStarted {
         run_id: run.target.run_id,
@@ -183,6 +181,57 @@ async fn begin<R: RunRecorder>(
     };
     deps.recorder.started(&started).await?;
     Ok((run, link))
+}
+
+/// A new run of `mode`, checkpointed before its first page.
+async fn start_run(
+    db: &impl GenericClient,
+    request: &RoundRequest,
+    cursor: &cursors::CursorState,
+    mode: SyncMode,
+    reason: Option<String>,
+) -> Result<(Run, Option<String>), SyncError> {
+    let run_id = Uuid::new_v4();
+    let target = PageTarget { tenant_id: request.tenant_id, class: request.class, run_id, mode };
+    cursors::checkpoint(db, request.tenant_id, request.class, run_id, mode, None, &RunCounts::default()).await?;
+    let link = if mode == SyncMode::Delta { cursor.delta_link.clone() } else { None };
+    Ok((Run { target, counts: RunCounts::default(), reason, resumed: false }, link))
+}
+
+/// Drops an interrupted delta run's checkpoint and scratch state and ends it in the history as cancelled,
+/// so a full scan can start in its place. What its pages applied stays (it is true).
+async fn supersede<R: RunRecorder>(
+    recorder: &R,
+    client: &mut deadpool_postgres::Object,
+    request: &RoundRequest,
+    checkpoint: &cursors::RunCheckpoint,
+    why_full: &str,
+) -> Result<(), SyncError> {
+    let transaction = client.transaction().await?;
+    let claimed =
+        cursors::claim_run(&transaction, request.tenant_id, request.class, checkpoint.run_id, checkpoint.counts.pages)
+            .await?;
+    if !claimed {
+        return Err(SyncError::RunMovedOn { run_id: checkpoint.run_id });
+    }
+    run_scratch::clear(&transaction, checkpoint.run_id).await?;
+    cursors::abandon_run(&transaction, request.tenant_id, request.class).await?;
+    transaction.commit().await?;
+    let reason = format!("superseded by a full scan ({why_full})");
+    tracing::info!(run_id = %checkpoint.run_id, %reason, "an interrupted delta run gives way to a full scan");
+    let finished = RunFinished {
+        run_id: checkpoint.run_id,
+        tenant_id: request.tenant_id,
+        class: request.class,
+        mode: SyncMode::Delta,
+        status: RunStatus::Cancelled,
+        counts: checkpoint.counts,
+        reason: Some(reason),
+        error: None,
+        finished_at: Utc::now(),
+    };
+    recorder.finished(&finished).await?;
+    Ok(())
 }
 
 fn choose_mode(request: &RoundRequest, cursor: &cursors::CursorState) -> (SyncMode, Option<String>) {

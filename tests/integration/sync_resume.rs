@@ -361,3 +361,34 @@ async fn an_object_created_before_a_restart_as_full_is_swept_when_the_new_listin
     assert!(!live, "the object Entra deleted is no longer live");
     world.assert_converged(&tenant, ObjectClass::User, false).await;
 }
+
+/// A full scan requested while a delta run sits interrupted is not satisfied by finishing that delta
+/// run: the delta run is cancelled in the history ("superseded") and a new full run lists everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_delta_run_gives_way_to_a_requested_full_scan() {
+    let world = SyncWorld::start().await;
+    let tenant = world.tenant(spec(44, 150, 0, 0), 15).await;
+    world.round(&tenant, ObjectClass::User).await;
+    world.mutate(&tenant, 44);
+    round_dropped_after_page(&world, &tenant, ObjectClass::User, 1).await;
+    let client = world.pool.get().await.expect("connection");
+    let cursor = cursors::load(&client, tenant.tenant_id, ObjectClass::User).await.expect("cursor").expect("row");
+    let interrupted = cursor.in_progress.expect("an interrupted delta run").run_id;
+    // The operator's "full scan on next run", stamped now (only users were synced, so the flag of the
+    // tenant's creation is still set and would not restamp).
+    client
+        .execute(
+            "UPDATE tenants SET full_scan_next_run = true, full_scan_requested_at = now() WHERE id = $1",
+            &[&tenant.tenant_id],
+        )
+        .await
+        .expect("request a full scan");
+
+    let report = world.round(&tenant, ObjectClass::User).await;
+    assert_eq!((report.mode, report.status, report.resumed), (SyncMode::Full, RunStatus::Success, false), "{report:?}");
+    assert_ne!(report.run_id, interrupted, "expected a new run, not the delta run resumed");
+    let old = entrasync::store::runs::get(&client, interrupted).await.expect("run").expect("row");
+    assert_eq!((old.mode.as_str(), old.status.as_str()), ("delta", "cancelled"), "{old:?}");
+    assert!(old.reason.as_deref().unwrap_or_default().contains("superseded by a full scan"), "{old:?}");
+    world.assert_converged(&tenant, ObjectClass::User, false).await;
+}
