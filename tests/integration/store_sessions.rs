@@ -337,3 +337,34 @@ async fn a_quarantine_that_ran_out_disables_the_tenant_which_then_shows_as_block
         .get(0);
     assert_eq!(audited, 1);
 }
+
+/// An API request that waits past `lock_timeout` (an operator's migration holding a table lock) is a 503
+/// the client can retry, not a 500.
+#[tokio::test]
+async fn an_api_request_stuck_on_a_lock_answers_503_after_lock_timeout() {
+    let db = TestDb::migrated().await;
+    let amqp = crate::support::TestAmqp::new();
+    let admin = "es_store-sessions-admin-token-0123456789abcdef";
+    let settings = settings_with(&[
+        ("ENTRASYNC_DATABASE_URL", db.url.as_str()),
+        ("ENTRASYNC_AMQP_PREFIX", amqp.prefix.as_str()),
+        ("ENTRASYNC_SERVE_ROLES", "api"),
+        ("ENTRASYNC_ADMIN_TOKEN", admin),
+        ("ENTRASYNC_DATABASE_LOCK_TIMEOUT_SECS", "1"),
+    ]);
+    let app = crate::support::app::spawn_app(&settings).await;
+    let holder = plain_session(&db).await;
+    holder.batch_execute("BEGIN; LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/v1/tenants", app.address))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    holder.batch_execute("ROLLBACK").await.expect("unlock");
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("try again"), "{body}");
+    app.handle.stop(true).await;
+}

@@ -171,9 +171,11 @@ impl From<StoreError> for ApiError {
             StoreError::Rejected(detail) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-value", "Invalid value", detail)
             }
-            StoreError::Unavailable(_) | StoreError::Timeout(_) => {
-                tracing::warn!(error = %e, "api request: Postgres unavailable");
-                ApiError::unavailable("the database is not reachable right now; try again shortly")
+            // Unreachable, slow (a statement or lock timeout) or a transient conflict (serialization,
+            // deadlock): the same request can succeed shortly.
+            e if e.is_transient() => {
+                tracing::warn!(error = %e, "api request: Postgres unavailable or busy");
+                ApiError::unavailable("the database is not reachable or too busy right now; try again shortly")
             }
             other => ApiError::internal(&other),
         }
