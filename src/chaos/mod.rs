@@ -78,7 +78,7 @@ pub struct ChaosArgs {
     /// Where the instances' logs go (a fresh temporary directory by default).
     #[arg(long)]
     pub log_dir: Option<PathBuf>,
-    /// Keep the run's database and queues afterwards, to inspect them.
+    /// Keep the run's database and queues afterwards, to inspect them (a failed run keeps its database).
     #[arg(long)]
     pub keep: bool,
 }
@@ -180,6 +180,8 @@ pub struct ChaosReport {
     /// Instances that exited without being killed, with the end of their log.
     pub unexpected_exits: Vec<String>,
     pub log_dir: String,
+    /// The run's database (dropped after a clean run unless `--keep`).
+    pub database: String,
     pub failed_checks: Vec<String>,
     pub clean: bool,
 }
@@ -212,8 +214,15 @@ pub async fn run(args: ChaosArgs, settings: Settings) -> anyhow::Result<ChaosRep
     let name = format!("entrasync_chaos_{}", &Uuid::new_v4().simple().to_string()[..12]);
     let direct = with_database(&settings.database, &name)?;
     store::ensure_database_exists(&direct).await.context("creating the run's database")?;
-    let outcome = with_db(&args, &settings, &direct, exe, log_dir).await;
-    if !args.keep {
+    let outcome = with_db(&args, &settings, &direct, exe, log_dir).await.map(|mut report| {
+        report.database.clone_from(&name);
+        report
+    });
+    // A failed check keeps the database for whoever investigates it.
+    let failed = outcome.as_ref().map_or(true, |report| !report.clean);
+    if failed {
+        tracing::warn!(database = %name, "chaos: the run failed; its database is kept");
+    } else if !args.keep {
         if let Err(error) = store::drop_database(&direct).await {
             tracing::warn!(%error, database = %name, "chaos: could not drop the run's database");
         }
@@ -390,6 +399,7 @@ async fn with_service(
         instance_starts,
         unexpected_exits,
         log_dir: String::new(),
+        database: String::new(),
         failed_checks: Vec::new(),
         clean: false,
     };

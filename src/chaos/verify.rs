@@ -98,7 +98,13 @@ pub async fn compare(
                     if differing > 0 {
                         divergence.memberships_differing += differing;
                         divergence.note(|| {
-                            format!("tenant {} group {group}: {differing} membership(s) differ", tenant.tenant_id)
+                            let missing: Vec<&String> = expected.difference(&actual).collect();
+                            let extra: Vec<&String> = actual.difference(&expected).collect();
+                            format!(
+                                "tenant {} ({}) group {group}: members missing from the store {missing:?}, \
+                                 stored in excess {extra:?}",
+                                tenant.tenant_id, tenant.sim_tenant
+                            )
                         });
                     }
                 }
