@@ -417,8 +417,11 @@ enum BodyError {
 /// larger, and stopped as soon as the bytes read pass the limit otherwise (chunked bodies).
 async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Bytes, BodyError> {
     let too_large = |response: &reqwest::Response| BodyError::TooLarge { url: response.url().to_string(), limit };
-    if response.content_length().is_some_and(|length| length > limit as u64) {
-        return Err(too_large(&response));
+    match response.content_length() {
+        Some(length) if length > limit as u64 => return Err(too_large(&response)),
+        // Announced and within the limit (Graph's pages are): read it whole in one buffer.
+        Some(_) => return response.bytes().await.map_err(BodyError::Read),
+        None => {}
     }
     let mut body = bytes::BytesMut::new();
     while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
