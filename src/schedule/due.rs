@@ -18,6 +18,8 @@ pub struct Policy {
     pub delta_link_max_age: Duration,
     /// A full job enqueued this long ago without a result is enqueued again (it may have been lost).
     pub full_requeue_after: Duration,
+    /// A delta job no run has taken yet holds back the next one this long (then it may have been lost).
+    pub delta_requeue_after: Duration,
     /// The longest a supervisor sleeps, so operator changes (the full-scan flag) are seen soon.
     pub max_sleep: Duration,
     pub failures: FailurePolicy,
@@ -30,6 +32,7 @@ impl Policy {
             full_scan_interval,
             delta_link_max_age: Duration::from_secs(6 * 24 * 3600),
             full_requeue_after: delta_interval.max(Duration::from_secs(3600)),
+            delta_requeue_after: delta_interval.saturating_mul(3),
             max_sleep: delta_interval.min(Duration::from_secs(60)),
             failures: FailurePolicy::default(),
         }
@@ -107,6 +110,15 @@ fn decide(schedule: &TenantSchedule, class: &ClassState, policy: &Policy) -> Dec
             Some(enqueued) => Decision::WaitUntil(after(enqueued, policy.full_requeue_after)),
             None => Decision::Enqueue(SyncMode::Full, reason),
         };
+    }
+    // While the last job waits in the queue (every worker busy, e.g. rounds in Graph backoff), another
+    // would only queue behind it and run back to back with it.
+    let untaken = class.last_enqueued_at.filter(|enqueued| {
+        class.latest_run_started_at.is_none_or(|started| started < *enqueued)
+            && now - *enqueued < delta(policy.delta_requeue_after)
+    });
+    if let Some(enqueued) = untaken {
+        return Decision::WaitUntil(after(enqueued, policy.delta_requeue_after).min(after(now, policy.delta_interval)));
     }
     match class.last_enqueued_at.map(|last| after(last, policy.delta_interval)) {
         Some(next) if next > now => Decision::WaitUntil(next),
@@ -257,6 +269,24 @@ mod tests {
     }
 
     #[test]
+    fn a_delta_job_no_run_has_taken_holds_back_the_next_until_it_may_be_lost() {
+        // The last delta job went out at 1000 and no run started since: the queue is behind.
+        let mut s = synced(1000 + 300, 1000);
+        s.classes[0].latest_run_started_at = Some(at(990));
+        assert!(plan(&s, &policy()).due.is_empty(), "a second job would queue behind the first");
+        s.now = at(1000 + 3 * 300);
+        assert_eq!(modes(&plan(&s, &policy())), vec![SyncMode::Delta], "after three intervals it may be lost");
+        // Taken by a run: the next is due after the interval as always.
+        s.now = at(1000 + 300);
+        s.classes[0].latest_run_started_at = Some(at(1001));
+        assert_eq!(modes(&plan(&s, &policy())), vec![SyncMode::Delta]);
+        // A class that never ran (its first full job failed to publish, say) is not held back.
+        s.classes[0].latest_run_started_at = None;
+        s.classes[0].last_enqueued_at = None;
+        assert_eq!(modes(&plan(&s, &policy())), vec![SyncMode::Delta]);
+    }
+
+    #[test]
     fn a_full_job_whose_run_ended_without_a_full_scan_is_enqueued_again_at_once() {
         let mut s = synced(1000, 0);
         s.classes[0].has_delta_link = false;
@@ -338,6 +368,7 @@ mod tests {
         // One interval later the class is due again (and the enqueue rewrites the row).
         s.now = at(1000 + 300);
         s.classes[0].last_enqueued_at = Some(at(1000));
+        s.classes[0].latest_run_started_at = Some(at(1001));
         assert_eq!(modes(&plan(&s, &policy())), vec![SyncMode::Delta]);
     }
 
