@@ -251,3 +251,51 @@ async fn the_full_scan_flag_clears_once_every_class_has_done_a_full_round() {
         assert!(requested(class).await, "{class}");
     }
 }
+
+/// A start event held up in a stalled connection and delivered after the run was resumed and finished
+/// elsewhere does not reopen it (the chaos run found such a run closed again as "interrupted"); a real
+/// resume, later than the row's start, does.
+#[tokio::test]
+async fn a_late_start_event_does_not_reopen_a_finished_run_but_a_resume_does() {
+    use entrasync::model::{RunCounts, RunFinished, RunStarted, RunStatus, Trigger};
+    use entrasync::store::runs;
+
+    let env = env().await;
+    let client = env.pool.get().await.expect("connection");
+    let at = |secs: i64| chrono::Utc::now() + chrono::Duration::seconds(secs);
+    let start = |started_at| RunStarted {
+        run_id: Uuid::from_u128(7),
+        tenant_id: env.tenant_id,
+        class: ObjectClass::User,
+        mode: SyncMode::Delta,
+        trigger: Trigger::Queue,
+        started_at,
+        resumed: false,
+        reason: None,
+        counts: RunCounts::default(),
+        instance_id: Some("a".into()),
+        job_id: None,
+    };
+    let finish = |finished_at| RunFinished {
+        run_id: Uuid::from_u128(7),
+        tenant_id: env.tenant_id,
+        class: ObjectClass::User,
+        mode: SyncMode::Delta,
+        status: RunStatus::Success,
+        counts: RunCounts::default(),
+        reason: None,
+        error: None,
+        finished_at,
+    };
+    // The resume's start lands first (the first attempt's is stuck), then the run finishes.
+    runs::insert_started(&client, &start(at(0))).await.expect("start");
+    runs::finish(&client, &finish(at(1))).await.expect("finish");
+    // The first attempt's start arrives late: nothing changes.
+    runs::insert_started(&client, &start(at(-10))).await.expect("late start");
+    let row = runs::get(&client, Uuid::from_u128(7)).await.expect("run").expect("row");
+    assert_eq!(row.status, "success", "a late start reopened a finished run: {row:?}");
+    // A real resume later on reopens it.
+    runs::insert_started(&client, &start(at(5))).await.expect("resume");
+    let row = runs::get(&client, Uuid::from_u128(7)).await.expect("run").expect("row");
+    assert_eq!((row.status.as_str(), row.finished_at), ("running", None), "{row:?}");
+}
