@@ -9,8 +9,9 @@ use super::{During, Pool, StoreError};
 use crate::model::{RunCounts, RunFinished, RunStarted, SyncMode};
 
 /// Creates the run row, or reopens it for a resumed run (status back to running), and records the job
-/// behind it. Only a start at least as late as the row's reopens it: a start event held up in a stalled
-/// connection and delivered after the run was resumed and finished elsewhere must not reopen it.
+/// behind it. Only a later start reopens it (a resume): a start event held up in a stalled connection and
+/// delivered after the run finished (its retry on another connection landed first, or the run was
+/// resumed elsewhere) must not reopen it.
 pub async fn insert_started(db: &impl GenericClient, run: &RunStarted) -> Result<(), StoreError> {
     let statement = db
         .prepare_cached(
@@ -22,7 +23,7 @@ pub async fn insert_started(db: &impl GenericClient, run: &RunStarted) -> Result
              ON CONFLICT (id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL, \
                  mode = EXCLUDED.mode, instance_id = EXCLUDED.instance_id, \
                  reason = COALESCE(EXCLUDED.reason, sync_runs.reason), updated_at = now() \
-             WHERE sync_runs.started_at <= EXCLUDED.started_at",
+             WHERE sync_runs.started_at < EXCLUDED.started_at",
         )
         .await
         .during("recording a run start")?;

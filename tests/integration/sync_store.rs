@@ -290,8 +290,11 @@ async fn a_late_start_event_does_not_reopen_a_finished_run_but_a_resume_does() {
     // The resume's start lands first (the first attempt's is stuck), then the run finishes.
     runs::insert_started(&client, &start(at(0))).await.expect("start");
     runs::finish(&client, &finish(at(1))).await.expect("finish");
-    // The first attempt's start arrives late: nothing changes.
+    // The first attempt's start arrives late, and so does a copy of the start that opened the row (its
+    // first try, held in a stalled connection, after the retry landed): nothing changes.
+    let row = runs::get(&client, Uuid::from_u128(7)).await.expect("run").expect("row");
     runs::insert_started(&client, &start(at(-10))).await.expect("late start");
+    runs::insert_started(&client, &start(row.started_at)).await.expect("replayed start");
     let row = runs::get(&client, Uuid::from_u128(7)).await.expect("run").expect("row");
     assert_eq!(row.status, "success", "a late start reopened a finished run: {row:?}");
     // A real resume later on reopens it.
