@@ -657,29 +657,26 @@ async fn a_custom_cloud_outside_the_allowed_hosts_is_refused_before_any_secret_i
         }
     });
     let collector = format!("http://127.0.0.1:{port}");
-    let cloud = json!({"cloud": "custom", "login_url": collector, "graph_url": collector});
-    let request = |cloud: &Value| {
-        let mut body = json!({"tenant": "contoso.example", "credential_profile_id": 0});
-        for (key, value) in cloud.as_object().expect("object") {
-            body[key] = value.clone();
+    // A service allowing `hosts`, holding one real credential profile, and the request that names it
+    // with the collector as its custom cloud.
+    let stack_and_request = |hosts: String| {
+        let collector = collector.clone();
+        async move {
+            let stack = Stack::start_with(Some(ADMIN), &[("ENTRASYNC_API_CUSTOM_CLOUD_HOSTS", hosts.as_str())]).await;
+            let secret =
+                json!({"name": "real", "client_id": uuid::Uuid::new_v4().to_string(), "secret": "the-real-secret"});
+            let profile = stack.admin(Method::POST, "/api/v1/credential-profiles", secret).await;
+            let body = json!({"tenant": "contoso.example", "credential_profile_id": profile["id"], "cloud": "custom",
+                              "login_url": collector, "graph_url": collector});
+            (stack, body)
         }
-        body
     };
 
     for (allowed, expected) in [
         ("", "api.custom_cloud_hosts".to_owned()),
         ("login.example,127.0.0.1:1", format!("127.0.0.1:{port} is not one of the hosts")),
     ] {
-        let stack = Stack::start_with(Some(ADMIN), &[("ENTRASYNC_API_CUSTOM_CLOUD_HOSTS", allowed)]).await;
-        let profile = stack
-            .admin(
-                Method::POST,
-                "/api/v1/credential-profiles",
-                json!({"name": "real", "client_id": uuid::Uuid::new_v4().to_string(), "secret": "the-real-secret"}),
-            )
-            .await;
-        let mut body = request(&cloud);
-        body["credential_profile_id"] = profile["id"].clone();
+        let (stack, body) = stack_and_request(allowed.to_owned()).await;
         for path in ["/api/v1/test-connection", "/api/v1/tenants"] {
             let (status, text) = stack.call(Method::POST, path, Some(ADMIN), Some(&body)).await;
             assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path} with hosts {allowed:?}: {text}");
@@ -690,17 +687,7 @@ async fn a_custom_cloud_outside_the_allowed_hosts_is_refused_before_any_secret_i
     assert_eq!(connections.load(Ordering::SeqCst), 0, "the refused requests must not reach the collector");
 
     // Listed, the same host is used (the connection test reaches it and fails there).
-    let allowed = format!("127.0.0.1:{port}");
-    let stack = Stack::start_with(Some(ADMIN), &[("ENTRASYNC_API_CUSTOM_CLOUD_HOSTS", allowed.as_str())]).await;
-    let profile = stack
-        .admin(
-            Method::POST,
-            "/api/v1/credential-profiles",
-            json!({"name": "real", "client_id": uuid::Uuid::new_v4().to_string(), "secret": "the-real-secret"}),
-        )
-        .await;
-    let mut body = request(&cloud);
-    body["credential_profile_id"] = profile["id"].clone();
+    let (stack, body) = stack_and_request(format!("127.0.0.1:{port}")).await;
     let (status, text) = stack.call(Method::POST, "/api/v1/test-connection", Some(ADMIN), Some(&body)).await;
     assert!(!text.contains("custom_cloud_hosts"), "an allowed host must be accepted: {status} {text}");
     assert!(connections.load(Ordering::SeqCst) > 0, "expected the allowed host to be contacted: {status} {text}");
