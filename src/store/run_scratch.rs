@@ -43,17 +43,19 @@ pub async fn mark_members_seen(
     Ok(())
 }
 
-/// Objects listed by this (full) run so far: those it marked seen and those it created.
+/// Objects listed by this (full) run so far: those it marked seen and those it created. `may_have_created`
+/// false (the run changed nothing, and every object it creates counts as changed) skips counting the
+/// created ones, which scans the tenant's rows.
 pub async fn listed_count(
     db: &impl GenericClient,
     run_id: Uuid,
     tenant_id: i64,
     class: ObjectClass,
+    may_have_created: bool,
 ) -> Result<u64, StoreError> {
-    let sql = "SELECT (SELECT count(*) FROM sync_run_seen_objects WHERE run_id = $1) \
-                    + (SELECT count(*) FROM directory_objects \
-                       WHERE tenant_id = $2 AND object_class = $3::text::object_class AND created_run = $1)";
-    count_cached(db, sql, &[&run_id, &tenant_id, &class.as_str()]).await
+    let seen = count_cached(db, "SELECT count(*) FROM sync_run_seen_objects WHERE run_id = $1", &[&run_id]).await?;
+    let created = if may_have_created { created_count(db, run_id, tenant_id, class).await? } else { 0 };
+    Ok(seen + created)
 }
 
 /// Records objects as changed by this run; returns how many were not recorded before (duplicates in
@@ -98,6 +100,32 @@ pub async fn has_staged_deletions(db: &impl GenericClient, run_id: Uuid) -> Resu
     let statement =
         db.prepare_cached("SELECT EXISTS (SELECT 1 FROM sync_run_pending_deletions WHERE run_id = $1)").await?;
     Ok(db.query_one(&statement, &[&run_id]).await?.get(0))
+}
+
+/// Whether the run marked any object seen: in a delta round, only groups it restored are marked.
+pub async fn has_seen(db: &impl GenericClient, run_id: Uuid) -> Result<bool, StoreError> {
+    let statement = db.prepare_cached("SELECT EXISTS (SELECT 1 FROM sync_run_seen_objects WHERE run_id = $1)").await?;
+    Ok(db.query_one(&statement, &[&run_id]).await?.get(0))
+}
+
+/// Which of `ids` the run marked seen (one primary-key probe per id).
+pub async fn seen_among(
+    db: &impl GenericClient,
+    run_id: Uuid,
+    ids: &[Uuid],
+) -> Result<std::collections::HashSet<Uuid>, StoreError> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    let statement = db
+        .prepare_cached(
+            "SELECT s.object_id FROM unnest($2::uuid[]) AS i (id) \
+             CROSS JOIN LATERAL (SELECT object_id FROM sync_run_seen_objects \
+                                 WHERE run_id = $1 AND object_id = i.id LIMIT 1) AS s",
+        )
+        .await?;
+    let rows = db.query(&statement, &[&run_id, &ids]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Objects that reappeared later in the run are no longer to be deleted.
@@ -171,10 +199,11 @@ pub async fn sweep_members(db: &impl GenericClient, run_id: Uuid, tenant_id: i64
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Forgets what a full listing saw (it restarts from the beginning).
+/// Forgets what a full listing saw (it restarts from the beginning): seen rows and seen chunks.
 pub async fn forget_seen(db: &impl GenericClient, run_id: Uuid) -> Result<(), StoreError> {
     execute_cached(db, "DELETE FROM sync_run_seen_objects WHERE run_id = $1", &[&run_id]).await?;
     execute_cached(db, "DELETE FROM sync_run_seen_members WHERE run_id = $1", &[&run_id]).await?;
+    execute_cached(db, "DELETE FROM sync_run_seen_chunks WHERE run_id = $1", &[&run_id]).await?;
     Ok(())
 }
 
@@ -206,4 +235,67 @@ pub async fn clear(db: &impl GenericClient, run_id: Uuid) -> Result<(), StoreErr
     execute_cached(db, "DELETE FROM sync_run_pending_deletions WHERE run_id = $1", &[&run_id]).await?;
     execute_cached(db, "DELETE FROM sync_run_changed_objects WHERE run_id = $1", &[&run_id]).await?;
     Ok(())
+}
+
+/// Objects this run created (they carry `created_run`; a scan of the tenant's rows).
+pub async fn created_count(
+    db: &impl GenericClient,
+    run_id: Uuid,
+    tenant_id: i64,
+    class: ObjectClass,
+) -> Result<u64, StoreError> {
+    let sql = "SELECT count(*) FROM directory_objects \
+               WHERE tenant_id = $2 AND object_class = $3::text::object_class AND created_run = $1";
+    count_cached(db, sql, &[&run_id, &tenant_id, &class.as_str()]).await
+}
+
+/// Snapshot path: the ids a batch saw first (16 bytes each, concatenated), one row per batch, written in
+/// the batch's transaction (migrations/V55).
+pub async fn record_seen_chunk(db: &impl GenericClient, run_id: Uuid, ids: &[Uuid]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let bytes: Vec<u8> = ids.iter().flat_map(|id| *id.as_bytes()).collect();
+    execute_cached(db, "INSERT INTO sync_run_seen_chunks (run_id, ids) VALUES ($1, $2)", &[&run_id, &bytes]).await?;
+    Ok(())
+}
+
+/// The seen chunks of a run, as written.
+pub async fn seen_chunks(db: &impl GenericClient, run_id: Uuid) -> Result<Vec<Vec<u8>>, StoreError> {
+    let statement = db.prepare_cached("SELECT ids FROM sync_run_seen_chunks WHERE run_id = $1").await?;
+    let rows = db.query(&statement, &[&run_id]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The ids a run marked in `sync_run_seen_objects` (streaming path).
+pub async fn seen_ids(db: &impl GenericClient, run_id: Uuid) -> Result<Vec<Uuid>, StoreError> {
+    let statement = db.prepare_cached("SELECT object_id FROM sync_run_seen_objects WHERE run_id = $1").await?;
+    let rows = db.query(&statement, &[&run_id]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// A run continuing on the streaming path turns the chunks of its snapshot-path batches into seen rows.
+pub async fn seen_chunks_to_rows(db: &impl GenericClient, run_id: Uuid) -> Result<u64, StoreError> {
+    execute_cached(db, include_str!("sql/rescan_chunks_to_rows.sql"), &[&run_id]).await
+}
+
+/// Snapshot path, full round end: stages a restorable deletion of each of `ids` (the snapshot's live
+/// objects the listing missed) that is still live and not created by the run. Returns the rows staged.
+pub async fn stage_unlisted(
+    db: &impl GenericClient,
+    run_id: Uuid,
+    tenant_id: i64,
+    class: ObjectClass,
+    ids: &[Uuid],
+    reason: &str,
+) -> Result<u64, StoreError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    execute_cached(
+        db,
+        include_str!("sql/rescan_stage_unlisted.sql"),
+        &[&run_id, &tenant_id, &class.as_str(), &ids, &reason],
+    )
+    .await
 }

@@ -1,10 +1,13 @@
 //! Applies one prepared page inside the caller's transaction: compare markers (one query), write only
 //! what changed (bulk), merge membership, stage deletions for the round's end, mark what a full round saw.
 
+use std::collections::HashMap;
+
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use super::page::PreparedPage;
+use super::snapshot::{Known, SeenMarks, Snapshot};
 use crate::model::{ObjectClass, SyncMode};
 use crate::store::members::MemberEntries;
 use crate::store::objects::{self, ObjectWrites};
@@ -27,11 +30,14 @@ pub struct PageHints {
     pub staged_deletions: bool,
     /// The tenant and class may have deletions held for an operator (a reappearing object supersedes).
     pub held_deletions: bool,
+    /// A delta group round may have restored a group whose membership it is reconciling (its later
+    /// member slices must be marked seen).
+    pub restored_groups: bool,
 }
 
 impl Default for PageHints {
     fn default() -> Self {
-        Self { staged_deletions: true, held_deletions: true }
+        Self { staged_deletions: true, held_deletions: true, restored_groups: true }
     }
 }
 
@@ -49,6 +55,8 @@ pub struct PageOutcome {
     /// Full rounds: listed objects no earlier page of the run had listed (a large group repeats on
     /// several pages but counts once).
     pub newly_listed: u64,
+    /// Delta group rounds: groups restored by this page (their membership is reconciled at the round's end).
+    pub restored_groups: u64,
 }
 
 pub const REASON_SOFT_DELETED: &str = "deleted in Entra ID (restorable)";
@@ -76,8 +84,26 @@ pub async fn apply_page_with(
     page: &PreparedPage,
     hints: PageHints,
 ) -> Result<PageOutcome, StoreError> {
+    Ok(apply_batch(tx, target, page, hints, None).await?.0)
+}
+
+/// [`apply_page_with`], comparing with a re-scan snapshot when the round holds one: stored states come
+/// from it (the store is asked only for ids it cannot answer for), and a full round's seen marks become
+/// one chunk row instead of a row per object. The marks are returned, for the caller to set in the
+/// snapshot once the transaction has committed.
+pub(super) async fn apply_batch(
+    tx: &Transaction<'_>,
+    target: PageTarget,
+    page: &PreparedPage,
+    hints: PageHints,
+    snapshot: Option<&Snapshot<'_>>,
+) -> Result<(PageOutcome, SeenMarks), StoreError> {
     let PageTarget { tenant_id, class, run_id, mode } = target;
     let full = mode == SyncMode::Full;
+    // A restored group is listed like a new one, with every current member and no removals: in a delta
+    // round its membership is reconciled like a full round's (marked seen here, swept at the round's end),
+    // or members removed before its deletion would stay stored for ever.
+    let reconciling = mode == SyncMode::Delta && class == ObjectClass::Group;
     let mut outcome = PageOutcome::default();
 
     let ids: Vec<Uuid> = page
@@ -88,6 +114,22 @@ pub async fn apply_page_with(
         .chain(page.filtered.iter().copied())
         .collect();
     let present: Vec<Uuid> = page.objects.iter().map(|o| o.id).collect();
+    // With a snapshot, only the ids it cannot answer for are looked up.
+    let (mut known, asked) = match snapshot {
+        None => (HashMap::new(), ids),
+        Some(snapshot) => {
+            let (mut known, mut asked) = (HashMap::new(), Vec::new());
+            for id in ids {
+                match snapshot.known(&id) {
+                    Known::Stored(_, state) => {
+                        known.insert(id, state);
+                    }
+                    Known::Ask(_) => asked.push(id),
+                }
+            }
+            (known, asked)
+        }
+    };
     // Membership: slices are merged, never taken as the whole list.
     let (mut added, mut removed) = (MemberEntries::default(), MemberEntries::default());
     for change in &page.members {
@@ -97,14 +139,23 @@ pub async fn apply_page_with(
 
     // Round trip 1: everything that depends on the page alone. An object seen again after a deletion
     // earlier in the run (or a held one) is not deleted.
-    let (stored, (), _superseded, gained, lost) = futures::try_join!(
-        objects::stored_states(tx, tenant_id, class, run_id, &ids),
+    let groups_with_adds: Vec<Uuid> =
+        if reconciling && hints.restored_groups { added.group_ids.clone() } else { Vec::new() };
+    let (stored, reconciled_before, (), _superseded, gained, lost) = futures::try_join!(
+        objects::stored_states(tx, tenant_id, class, run_id, &asked),
+        run_scratch::seen_among(tx, run_id, &groups_with_adds),
         run_scratch::unstage_deletions(tx, run_id, if hints.staged_deletions { &present } else { &[] }),
         held_deletions::supersede(tx, tenant_id, class, if hints.held_deletions { &present } else { &[] }),
         members::add(tx, tenant_id, &added),
         members::remove(tx, tenant_id, &removed),
     )?;
     outcome.member_rows = (gained.len() + lost.len()) as u64;
+    let stored = if known.is_empty() {
+        stored
+    } else {
+        known.extend(stored);
+        known
+    };
 
     // Objects: only new, changed or restored ones are written. What the run created counts as changed
     // and as listed once, when it is created; everything else stored is marked (full rounds) and
@@ -123,7 +174,7 @@ pub async fn apply_page_with(
             );
             continue;
         };
-        if full && !state.created_in_run {
+        if full && !state.created_in_run || reconciling && state.deleted {
             seen_ids.push(object.id);
         }
         if state.marker != object.marker || state.deleted {
@@ -136,13 +187,19 @@ pub async fn apply_page_with(
     let created_in_run = |group: &Uuid| stored.get(group).is_none_or(|state| state.created_in_run);
     // A group this run created holds only memberships this run added: nothing of it to mark or count.
     changed_ids.extend(gained.into_iter().chain(lost).filter(|group| !created_in_run(group)));
+    let restored: std::collections::HashSet<Uuid> = if reconciling {
+        page.objects.iter().filter(|o| stored.get(&o.id).is_some_and(|s| s.deleted)).map(|o| o.id).collect()
+    } else {
+        Default::default()
+    };
+    outcome.restored_groups = restored.len() as u64;
     let (mut seen_groups, mut seen_members) = (Vec::new(), Vec::new());
-    if full {
-        for (group, member) in added.group_ids.iter().zip(&added.member_ids) {
-            if !created_in_run(group) {
-                seen_groups.push(*group);
-                seen_members.push(*member);
-            }
+    for (group, member) in added.group_ids.iter().zip(&added.member_ids) {
+        let marks =
+            if full { !created_in_run(group) } else { restored.contains(group) || reconciled_before.contains(group) };
+        if marks {
+            seen_groups.push(*group);
+            seen_members.push(*member);
         }
     }
 
@@ -178,9 +235,36 @@ pub async fn apply_page_with(
     }
     outcome.staged_deletions = delete_ids.len() as u64;
 
+    // Snapshot path: the seen marks are bits in memory, and what this batch adds to them one chunk row.
+    let (mut marks, mut chunk, mut snapshot_newly_seen) = (SeenMarks::default(), Vec::new(), 0);
+    if let Some(snapshot) = snapshot {
+        let mut mark = |id: Uuid, listed: bool| {
+            let first = match snapshot.index(&id) {
+                Some(index) => !snapshot.seen_at(index) && {
+                    marks.indices.push(index);
+                    true
+                },
+                None => !snapshot.seen_extra(&id) && {
+                    marks.extra.push(id);
+                    true
+                },
+            };
+            if first {
+                chunk.push(id);
+                snapshot_newly_seen += u64::from(listed);
+            }
+        };
+        for id in seen_ids.drain(..) {
+            mark(id, true);
+        }
+        for id in filtered_seen.drain(..) {
+            mark(id, false);
+        }
+    }
+
     // Round trip 2: the writes. Tombstones bypass the guard (nothing stored is lost by them) and are
     // written at once. The COPY goes first; the statements after it queue behind it on the connection.
-    let (inserted, updated, tombstoned, (), newly_changed, newly_seen, (), _filtered_seen) = futures::try_join!(
+    let (inserted, updated, tombstoned, (), newly_changed, newly_seen, (), _filtered_seen, ()) = futures::try_join!(
         objects::insert_new(tx, tenant_id, class, run_id, &inserts),
         objects::upsert(tx, tenant_id, class, &updates),
         objects::insert_tombstones(tx, tenant_id, class, &tombstones, REASON_SOFT_DELETED),
@@ -189,13 +273,14 @@ pub async fn apply_page_with(
         run_scratch::mark_seen(tx, run_id, &seen_ids),
         run_scratch::mark_members_seen(tx, run_id, &seen_groups, &seen_members),
         run_scratch::mark_seen(tx, run_id, &filtered_seen),
+        run_scratch::record_seen_chunk(tx, run_id, &chunk),
     )?;
     outcome.object_rows = inserted + updated + tombstoned;
     outcome.newly_changed = inserted + newly_changed;
-    outcome.newly_listed = if full { inserted + newly_seen } else { 0 };
+    outcome.newly_listed = if full { inserted + newly_seen + snapshot_newly_seen } else { 0 };
     if tombstoned > 0 {
         // Counted apart: `ON CONFLICT DO NOTHING` makes the two inserts count the union once.
         outcome.newly_changed += run_scratch::record_changed(tx, run_id, &tombstones).await?;
     }
-    Ok(outcome)
+    Ok((outcome, marks))
 }

@@ -10,17 +10,18 @@ use deadpool_postgres::GenericClient;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::apply::{apply_page_with, PageHints, PageTarget, REASON_NOT_LISTED};
+use super::apply::{apply_batch, PageHints, PageTarget, REASON_NOT_LISTED};
 use super::batch::{Batches, PageBatch, PREFETCH_PAGES};
 use super::error::SyncError;
 use super::guard::{short_listing, DeletionGuard};
 use super::page::{prepare, PreparedPage};
 use super::policy::ObjectPolicy;
 use super::recorder::{RunFinished, RunProgress, RunRecorder, RunStarted};
+use super::snapshot::{Snapshot, SnapshotBudget};
 use crate::graph::{DeltaRequest, GraphClient, GraphError, GraphTenant, PageLink, RequestPriority};
 use crate::model::RunCounts;
 use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
-use crate::store::{cursors, held_deletions, objects, run_scratch, Pool};
+use crate::store::{cursors, held_deletions, objects, run_scratch, Pool, StoreError};
 
 /// Graph keeps delta tokens for 7 days; an older stored link is replaced by a full round.
 const MAX_DELTA_LINK_AGE: Duration = Duration::from_secs(6 * 24 * 3600);
@@ -69,11 +70,13 @@ pub struct RoundReport {
 }
 
 /// The state of the run while pages flow.
-struct Run {
+struct Run<'b> {
     target: PageTarget,
     counts: RunCounts,
     reason: Option<String>,
     resumed: bool,
+    /// A full round's re-scan snapshot (`None`: the streaming path; see [`choose_path`]).
+    snapshot: Option<Snapshot<'b>>,
 }
 
 /// How the last transaction of a run ended it.
@@ -84,9 +87,19 @@ pub(super) struct Ending {
 
 /// Runs one round. Cancel-safe: dropping the future at any await loses nothing, because each batch of
 /// pages and its checkpoint commit together; the next call resumes the same run from the last checkpoint.
+/// A full round's snapshot comes out of the process's budget ([`SnapshotBudget::instance`]).
 pub async fn run_round<R: RunRecorder>(
     deps: &RoundDeps<'_, R>,
     request: &RoundRequest,
+) -> Result<RoundReport, SyncError> {
+    run_round_with(deps, request, SnapshotBudget::instance()).await
+}
+
+/// [`run_round`] with the snapshot memory taken from `budget` (benchmarks and tests choose theirs).
+pub async fn run_round_with<R: RunRecorder>(
+    deps: &RoundDeps<'_, R>,
+    request: &RoundRequest,
+    budget: &SnapshotBudget,
 ) -> Result<RoundReport, SyncError> {
     let span = tracing::info_span!(
         "sync_round",
@@ -95,14 +108,22 @@ pub async fn run_round<R: RunRecorder>(
         run_id = tracing::field::Empty,
         mode = tracing::field::Empty,
     );
-    drive(deps, request).instrument(span).await
+    drive(deps, request, budget).instrument(span).await
 }
 
-async fn drive<R: RunRecorder>(deps: &RoundDeps<'_, R>, request: &RoundRequest) -> Result<RoundReport, SyncError> {
+async fn drive<R: RunRecorder>(
+    deps: &RoundDeps<'_, R>,
+    request: &RoundRequest,
+    budget: &SnapshotBudget,
+) -> Result<RoundReport, SyncError> {
     let (mut run, mut start_link) = begin(deps, request).await?;
     let span = tracing::Span::current();
     span.record("run_id", tracing::field::display(run.target.run_id));
     span.record("mode", tracing::field::display(run.target.mode));
+    if let Err(error) = choose_path(deps.pool, budget, &mut run).await {
+        record_failure(deps.recorder, run.target, run.counts, run.reason.clone(), &error).await;
+        return Err(error);
+    }
 
     let mut restarted = false;
     let ending = loop {
@@ -118,6 +139,7 @@ async fn drive<R: RunRecorder>(deps: &RoundDeps<'_, R>, request: &RoundRequest) 
             Err(SyncError::Graph(error)) if error.requires_full_resync() && !restarted => {
                 restarted = true;
                 restart_as_full(deps, &mut run, &error).await?;
+                choose_path(deps.pool, budget, &mut run).await?;
                 span.record("mode", tracing::field::display(run.target.mode));
             }
             // The run belongs to whoever advanced it: its history is theirs to write.
@@ -133,12 +155,41 @@ async fn drive<R: RunRecorder>(deps: &RoundDeps<'_, R>, request: &RoundRequest) 
     conclude(deps.recorder, run.target, run.counts, Ending { reason, ..ending }, run.resumed).await
 }
 
+/// A full round of users or devices compares with a snapshot of the stored markers when it fits in the
+/// budget (re-read on resumption, with the marks the run committed before); groups and rounds that do not
+/// fit stream (a marker probe and a seen row per object): the membership sweep reads the groups' seen rows.
+/// A run may switch paths when resumed; the marks of each path carry over to the other.
+async fn choose_path<'b>(pool: &Pool, budget: &'b SnapshotBudget, run: &mut Run<'b>) -> Result<(), SyncError> {
+    // The old snapshot's memory goes back first.
+    run.snapshot = None;
+    let t = run.target;
+    if t.mode != SyncMode::Full {
+        return Ok(());
+    }
+    if t.class != ObjectClass::Group {
+        if let Some(mut snapshot) = Snapshot::load(pool, budget, t).await? {
+            if run.resumed {
+                snapshot.restore_marks(pool, t.run_id).await?;
+            }
+            tracing::debug!(objects = snapshot.len(), seen = snapshot.seen_count(), "full round on the snapshot path");
+            run.snapshot = Some(snapshot);
+            return Ok(());
+        }
+    }
+    if run.resumed {
+        // Batches of this run that took the snapshot path marked what they saw in chunks.
+        let client = pool.get().await?;
+        run_scratch::seen_chunks_to_rows(&client, t.run_id).await?;
+    }
+    Ok(())
+}
+
 /// Resumes the checkpointed run, or starts a new one in the right mode. Returns the link to start from
 /// (`None`: a full listing from the beginning).
-async fn begin<R: RunRecorder>(
+async fn begin<'b, R: RunRecorder>(
     deps: &RoundDeps<'_, R>,
     request: &RoundRequest,
-) -> Result<(Run, Option<String>), SyncError> {
+) -> Result<(Run<'b>, Option<String>), SyncError> {
     let mut client = deps.pool.get().await?;
     let cursor = cursors::load(&client, request.tenant_id, request.class)
         .await?
@@ -162,7 +213,7 @@ async fn begin<R: RunRecorder>(
             let target =
                 PageTarget { tenant_id: request.tenant_id, class: request.class, run_id: checkpoint.run_id, mode };
             tracing::info!(run_id = %checkpoint.run_id, pages = checkpoint.counts.pages, "resuming a checkpointed run");
-            (Run { target, counts: checkpoint.counts, reason: None, resumed: true }, link)
+            (Run { target, counts: checkpoint.counts, reason: None, resumed: true, snapshot: None }, link)
         }
         None => start_run(&client, request, &cursor, mode, reason).await?,
     };
@@ -184,18 +235,18 @@ async fn begin<R: RunRecorder>(
 }
 
 /// A new run of `mode`, checkpointed before its first page.
-async fn start_run(
+async fn start_run<'b>(
     db: &impl GenericClient,
     request: &RoundRequest,
     cursor: &cursors::CursorState,
     mode: SyncMode,
     reason: Option<String>,
-) -> Result<(Run, Option<String>), SyncError> {
+) -> Result<(Run<'b>, Option<String>), SyncError> {
     let run_id = Uuid::new_v4();
     let target = PageTarget { tenant_id: request.tenant_id, class: request.class, run_id, mode };
     cursors::checkpoint(db, request.tenant_id, request.class, run_id, mode, None, &RunCounts::default()).await?;
     let link = if mode == SyncMode::Delta { cursor.delta_link.clone() } else { None };
-    Ok((Run { target, counts: RunCounts::default(), reason, resumed: false }, link))
+    Ok((Run { target, counts: RunCounts::default(), reason, resumed: false, snapshot: None }, link))
 }
 
 /// Drops an interrupted delta run's checkpoint and scratch state and ends it in the history as cancelled,
@@ -259,7 +310,7 @@ fn choose_mode(request: &RoundRequest, cursor: &cursors::CursorState) -> (SyncMo
 async fn stream_pages<R: RunRecorder>(
     deps: &RoundDeps<'_, R>,
     request: &RoundRequest,
-    run: &mut Run,
+    run: &mut Run<'_>,
     delta_request: DeltaRequest,
 ) -> Result<Ending, SyncError> {
     let mut client = deps.pool.get().await?;
@@ -268,11 +319,12 @@ async fn stream_pages<R: RunRecorder>(
     // Held deletions are only created at a round's end and this (tenant, class) runs nowhere else;
     // staged ones only by this run's pages. What is absent now stays absent until a page stages some.
     let t = run.target;
-    let (staged_deletions, held_deletions) = futures::try_join!(
+    let (staged_deletions, held_deletions, restored_groups) = futures::try_join!(
         run_scratch::has_staged_deletions(&client, t.run_id),
         held_deletions::any_held(&client, t.tenant_id, t.class),
+        restored_groups_marked(&client, t),
     )?;
-    let mut hints = PageHints { staged_deletions, held_deletions };
+    let mut hints = PageHints { staged_deletions, held_deletions, restored_groups };
     let class = run.target.class;
     let mut upcoming = next_prepared(&mut batches, class, &deps.policy).await;
     while let Some(batch) = upcoming.take() {
@@ -335,7 +387,7 @@ async fn apply_and_report<R: RunRecorder>(
     deps: &RoundDeps<'_, R>,
     request: &RoundRequest,
     client: &mut deadpool_postgres::Object,
-    run: &mut Run,
+    run: &mut Run<'_>,
     hints: &mut PageHints,
     batch: PreparedBatch,
 ) -> Result<Option<Ending>, SyncError> {
@@ -349,10 +401,12 @@ async fn apply_and_report<R: RunRecorder>(
     let transaction = client.transaction().await?;
     // The claim and the page's first statements travel together; the claim still runs first (one
     // connection executes in order), and if it fails nothing of the page commits.
-    let apply = async { Ok::<_, SyncError>(apply_page_with(&transaction, run.target, prepared, *hints).await?) };
-    let ((), outcome) = futures::try_join!(claim(&transaction, run), apply)?;
+    let snapshot = run.snapshot.as_ref();
+    let apply = async { Ok::<_, SyncError>(apply_batch(&transaction, run.target, prepared, *hints, snapshot).await?) };
+    let ((), (outcome, marks)) = futures::try_join!(claim(&transaction, run), apply)?;
     // Set before the commit: if the commit fails the round stops, and a new stream asks the store again.
     hints.staged_deletions |= outcome.staged_deletions > 0;
+    hints.restored_groups |= outcome.restored_groups > 0;
     counts.changed += outcome.newly_changed;
     counts.total += match run.target.mode {
         SyncMode::Delta => prepared.distinct,
@@ -368,10 +422,17 @@ async fn apply_and_report<R: RunRecorder>(
             cursors::checkpoint(&transaction, t.tenant_id, t.class, t.run_id, t.mode, Some(next), &counts).await?;
             None
         }
-        PageLink::Delta(delta_link) => Some(finish(&transaction, request, run.target, delta_link, &mut counts).await?),
+        PageLink::Delta(delta_link) => {
+            let reconcile_members = hints.restored_groups;
+            Some(finish(&transaction, request, run.target, snapshot, delta_link, reconcile_members, &mut counts).await?)
+        }
     };
     transaction.commit().await?;
     run.counts = counts;
+    // Only what committed is marked: a batch that failed leaves the snapshot as the store has it.
+    if let Some(snapshot) = run.snapshot.as_mut().filter(|_| !marks.is_empty()) {
+        snapshot.mark(marks);
+    }
     tracing::debug!(
         pages = counts.pages,
         objects = prepared.distinct,
@@ -386,11 +447,15 @@ async fn apply_and_report<R: RunRecorder>(
 }
 
 /// The end of a round, in the last page's transaction: sweep (full), guards, deletions, deltaLink.
+/// `restored_groups`: a delta group round restored groups, whose memberships it reconciles like a full
+/// round's.
 async fn finish(
     db: &impl GenericClient,
     request: &RoundRequest,
     target: PageTarget,
+    snapshot: Option<&Snapshot<'_>>,
     delta_link: &str,
+    restored_groups: bool,
     counts: &mut RunCounts,
 ) -> Result<Ending, SyncError> {
     let PageTarget { tenant_id, class, run_id, mode } = target;
@@ -399,7 +464,19 @@ async fn finish(
     // deletion guard looks (`stored_that_decides`), which is cheap in a tenant of millions.
     let exact_live = if full { Some(objects::live_count(db, tenant_id, class).await?) } else { None };
     if let Some(stored_live) = exact_live {
-        let listed = run_scratch::listed_count(db, run_id, tenant_id, class).await?;
+        // Every object a run creates counts as changed: a run that changed nothing created nothing.
+        let may_have_created = counts.changed > 0;
+        let listed = match snapshot {
+            Some(snapshot) => {
+                let created = if may_have_created {
+                    run_scratch::created_count(db, run_id, tenant_id, class).await?
+                } else {
+                    0
+                };
+                snapshot.seen_count() + created
+            }
+            None => run_scratch::listed_count(db, run_id, tenant_id, class, may_have_created).await?,
+        };
         if let Some(reason) = short_listing(listed, stored_live) {
             // Keep what the pages wrote (it is true), drop the run, delete nothing; the next round lists again.
             tracing::warn!(listed, stored_live, "full listing refused: {reason}");
@@ -407,12 +484,19 @@ async fn finish(
             run_scratch::clear(db, run_id).await?;
             return Ok(Ending { status: RunStatus::Failed, reason: Some(reason) });
         }
-        run_scratch::stage_sweep(db, run_id, tenant_id, class, REASON_NOT_LISTED).await?;
+        match snapshot {
+            // The set difference: the snapshot's live objects the listing did not see.
+            Some(snapshot) => {
+                let unseen = snapshot.unseen_live();
+                run_scratch::stage_unlisted(db, run_id, tenant_id, class, &unseen, REASON_NOT_LISTED).await?
+            }
+            None => run_scratch::stage_sweep(db, run_id, tenant_id, class, REASON_NOT_LISTED).await?,
+        };
     }
 
     let ending = settle_deletions(db, request.guard, target, exact_live, counts).await?;
 
-    if full && class == ObjectClass::Group {
+    if class == ObjectClass::Group && (full || restored_groups) {
         let groups = run_scratch::sweep_members(db, run_id, tenant_id).await?;
         counts.rows_written += groups.len() as u64;
         counts.changed += run_scratch::record_changed(db, run_id, &groups).await?;
@@ -463,7 +547,7 @@ pub(super) async fn settle_deletions(
 
 async fn restart_as_full<R: RunRecorder>(
     deps: &RoundDeps<'_, R>,
-    run: &mut Run,
+    run: &mut Run<'_>,
     error: &GraphError,
 ) -> Result<(), SyncError> {
     let reason = format!("restarted as a full scan: {error}");
@@ -484,8 +568,17 @@ async fn restart_as_full<R: RunRecorder>(
     Ok(())
 }
 
+/// Whether a delta group run restored groups before it was resumed (the only objects it marks seen).
+async fn restored_groups_marked(db: &impl GenericClient, t: PageTarget) -> Result<bool, StoreError> {
+    if t.mode == SyncMode::Delta && t.class == ObjectClass::Group {
+        run_scratch::has_seen(db, t.run_id).await
+    } else {
+        Ok(false)
+    }
+}
+
 /// Locks the run's checkpoint for this transaction, or stops if someone else advanced the run.
-async fn claim(db: &impl GenericClient, run: &Run) -> Result<(), SyncError> {
+async fn claim(db: &impl GenericClient, run: &Run<'_>) -> Result<(), SyncError> {
     let t = run.target;
     if cursors::claim_run(db, t.tenant_id, t.class, t.run_id, run.counts.pages).await? {
         Ok(())

@@ -1,4 +1,5 @@
--- End of a full group round: memberships of the listed groups that the listing did not contain are
+-- End of a full group round (or of a delta round that restored groups, which are then the only ones marked
+-- seen): memberships of the listed groups that the listing did not contain are
 -- removed. Groups not listed keep theirs (they are swept as objects, restorably). Returns the groups.
 DELETE FROM group_members m
 WHERE m.tenant_id = $2
