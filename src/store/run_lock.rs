@@ -9,7 +9,10 @@
 //! frozen connection) is found by the server itself: the session sets the server's TCP keepalives,
 //! `tcp_user_timeout` and `idle_session_timeout` ([`connect::run_lock_idle_limit`]), and every session
 //! sends a heartbeat a third of that limit apart. A heartbeat unanswered within that third marks the lock
-//! lost and closes the session, so the holder stops before the server lets another instance in.
+//! lost and closes the session, so the holder stops before the server lets another instance in. The holder
+//! then ends its own server session from a new connection (`pg_terminate_backend`, matched by pid and
+//! backend start), so the lock is free at once and the job it gives back can resume the run, instead of
+//! waiting for `idle_session_timeout` (a connection frozen in the network can leave the server's end open).
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -122,14 +125,64 @@ async fn connect(settings: &DatabaseSettings) -> Result<Session, StoreError> {
         }
         on_close.cancel();
     });
+    // Who this session is on the server, to end it there if it ever stops answering.
+    let identity =
+        client.query_one("SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()", &[]);
+    let backend = match identity.await {
+        Ok(row) => Backend { pid: row.try_get(0)?, started: row.try_get(1)? },
+        Err(error) => {
+            lost.cancel();
+            return Err(StoreError::from(error)).during("identifying a run-lock session");
+        }
+    };
     let client = Arc::new(client);
-    tokio::spawn(heartbeat(Arc::downgrade(&client), lost.clone(), connect::run_lock_idle_limit(settings) / 3));
+    let period = connect::run_lock_idle_limit(settings) / 3;
+    tokio::spawn(heartbeat(Arc::downgrade(&client), lost.clone(), period, settings.clone(), backend));
     Ok(Session { client, lost })
 }
 
+/// A session's identity on the server: a pid alone could be reused by a later session.
+#[derive(Debug, Clone, Copy)]
+struct Backend {
+    pid: i32,
+    started: chrono::DateTime<chrono::Utc>,
+}
+
+/// How long ending a silent session may take.
+const END_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Ends a run-lock session that stopped answering, from a new connection, releasing its locks now. Best
+/// effort: if this fails too, the server's `idle_session_timeout` ends it later.
+async fn end_on_server(settings: &DatabaseSettings, backend: Backend) {
+    let ended = async {
+        let (client, connection) = connect::session_config(settings, Purpose::Pool)?.open().await?;
+        let ended = client
+            .query_opt(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2",
+                &[&backend.pid, &backend.started],
+            )
+            .await;
+        drop(client);
+        connection.abort();
+        Ok::<_, StoreError>(ended?.is_some_and(|row| row.get::<_, bool>(0)))
+    };
+    match tokio::time::timeout(END_DEADLINE, ended).await {
+        Ok(Ok(true)) => tracing::info!(pid = backend.pid, "ended the silent run-lock session on the server"),
+        Ok(Ok(false)) => tracing::debug!(pid = backend.pid, "the silent run-lock session had already ended"),
+        Ok(Err(error)) => tracing::warn!(%error, pid = backend.pid, "cannot end the silent run-lock session"),
+        Err(_) => tracing::warn!(pid = backend.pid, "ending the silent run-lock session timed out"),
+    }
+}
+
 /// Keeps the session from counting as idle on the server, and finds a connection that stopped
-/// answering. Ends with the session.
-async fn heartbeat(client: Weak<Client>, lost: CancellationToken, period: Duration) {
+/// answering (then ends it on the server). Ends with the session.
+async fn heartbeat(
+    client: Weak<Client>,
+    lost: CancellationToken,
+    period: Duration,
+    settings: DatabaseSettings,
+    backend: Backend,
+) {
     loop {
         tokio::select! {
             () = lost.cancelled() => return,
@@ -148,6 +201,7 @@ async fn heartbeat(client: Weak<Client>, lost: CancellationToken, period: Durati
             Err(_) => {
                 tracing::warn!(?period, "run lock session did not answer its heartbeat; the lock counts as lost");
                 lost.cancel();
+                end_on_server(&settings, backend).await;
                 return;
             }
         }
