@@ -47,6 +47,9 @@ pub(super) fn lock_keys(tenant_id: i64) -> (Vec<String>, Vec<i32>, i64) {
 /// backend start, catalogue caches), a third of a small tenant's whole run (docs/benchmarks.md).
 const MAX_IDLE_SESSIONS: usize = 16;
 
+/// How long a reused idle session may take to answer; one that does not is dropped (which closes it).
+const REUSE_DEADLINE: Duration = Duration::from_secs(2);
+
 /// A connection of its own for run locks, and the token that fires when it ends or stops answering.
 /// Only the session holds the client strongly: dropping it closes the connection.
 struct Session {
@@ -76,9 +79,13 @@ impl RunLocks {
             let row = session.client.query_one("SELECT pg_try_advisory_lock($1, $2)", &[&keys.0, &keys.1]).await;
             row.map(|row| (session, row.get::<_, bool>(0)))
         };
-        // An idle session may have died unnoticed (the server restarted): then a new one is opened.
+        // An idle session may have died unnoticed (the server restarted) or be frozen in the network: then a
+        // new one is opened.
         let reused = match self.take_idle() {
-            Some(session) => try_lock(session).await.ok(),
+            Some(session) => match tokio::time::timeout(REUSE_DEADLINE, try_lock(session)).await {
+                Ok(Ok(reused)) => Some(reused),
+                Ok(Err(_)) | Err(_) => None,
+            },
             None => None,
         };
         let (session, locked) = match reused {
