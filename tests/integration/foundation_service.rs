@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use crate::support::app::{binary, free_port, spawn_app, ChildGuard};
-use crate::support::proxy::TcpProxy;
 use crate::support::{eventually, settings_with, TestAmqp, TestDb};
+use entrasync::chaos::proxy::TcpProxy;
 
 #[test]
 fn an_invalid_config_value_stops_start_up_naming_the_setting() {
@@ -52,8 +52,8 @@ async fn get_status(client: &reqwest::Client, url: &str) -> Option<u16> {
 async fn readyz_follows_postgres_and_rabbitmq_without_a_restart() {
     let db = TestDb::named();
     let amqp = TestAmqp::new();
-    let pg_proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let mq_proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let pg_proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await.expect("start the fault proxy");
+    let mq_proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await.expect("start the fault proxy");
     let db_url = format!("postgres://postgres@{}/{}", pg_proxy.addr, db.name);
     let amqp_url = format!("amqp://guest:guest@{}/%2f", mq_proxy.addr);
     let settings = settings_with(&[

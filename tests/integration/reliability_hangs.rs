@@ -3,7 +3,7 @@
 //! must sync again within the issue's targets (issue 15). Each test names what it proves.
 //!
 //! Frozen connections are frozen at the TCP level as the application sees them, but the proxy's kernel
-//! still acknowledges (tests/support/proxy.rs): neither side's TCP keepalive or `tcp_user_timeout` ever
+//! still acknowledges (src/chaos/proxy.rs): neither side's TCP keepalive or `tcp_user_timeout` ever
 //! fires through it. What recovers here is what the application does itself: deadlines on queries,
 //! confirms and heartbeats, and giving up (and releasing) sessions that stopped answering.
 
@@ -16,8 +16,8 @@ use graph_sim::mutate::MutationBatch;
 
 use crate::service_support::World;
 use crate::support::app::{binary, free_port, ChildGuard};
-use crate::support::proxy::TcpProxy;
 use crate::support::{eventually, eventually_some};
+use entrasync::chaos::proxy::TcpProxy;
 
 // The proxy's own tests live beside these (one module in tests/integration/main.rs).
 #[path = "reliability_proxy.rs"]
@@ -129,8 +129,8 @@ impl Rig {
             limit: None,
         };
         world.sim.state().add_fault(slow).expect("slow pages");
-        let pg = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-        let mq = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+        let pg = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await.expect("start the fault proxy");
+        let mq = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await.expect("start the fault proxy");
         Rig { world, tenants, pg, mq }
     }
 

@@ -1,4 +1,4 @@
-//! The fault proxy itself (tests/support/proxy.rs), against an echo server: what each fault does to
+//! The fault proxy itself (src/chaos/proxy.rs), against an echo server: what each fault does to
 //! connections open at the time and to new ones, so the hang tests can rely on it.
 
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::eventually;
-use crate::support::proxy::TcpProxy;
+use entrasync::chaos::proxy::TcpProxy;
 
 /// An echo server; the counter says how many of its connections ended (the proxy closed its side).
 async fn echo_server() -> (SocketAddr, Arc<AtomicUsize>) {
@@ -67,7 +67,7 @@ const QUIET: Duration = Duration::from_millis(800);
 #[tokio::test]
 async fn a_cut_closes_every_connection_and_refuses_new_ones_until_restored() {
     let (upstream, ended) = echo_server().await;
-    let proxy = TcpProxy::start(upstream).await;
+    let proxy = TcpProxy::start(upstream).await.expect("start the fault proxy");
     let mut old = TcpStream::connect(proxy.addr).await.unwrap();
     assert_eq!(echo(&mut old, b"ping", QUICK).await.as_deref(), Some(&b"ping"[..]));
 
@@ -85,7 +85,7 @@ async fn a_cut_closes_every_connection_and_refuses_new_ones_until_restored() {
 #[tokio::test]
 async fn a_blackhole_holds_old_and_new_connections_open_silently_and_delivers_after_restore() {
     let (upstream, ended) = echo_server().await;
-    let proxy = TcpProxy::start(upstream).await;
+    let proxy = TcpProxy::start(upstream).await.expect("start the fault proxy");
     let mut old = TcpStream::connect(proxy.addr).await.unwrap();
     assert!(echo(&mut old, b"before", QUICK).await.is_some());
 
@@ -106,7 +106,7 @@ async fn a_blackhole_holds_old_and_new_connections_open_silently_and_delivers_af
 #[tokio::test]
 async fn freeze_open_stops_the_open_connections_forever_without_closing_them_while_new_ones_pass() {
     let (upstream, ended) = echo_server().await;
-    let proxy = TcpProxy::start(upstream).await;
+    let proxy = TcpProxy::start(upstream).await.expect("start the fault proxy");
     let mut frozen = TcpStream::connect(proxy.addr).await.unwrap();
     assert!(echo(&mut frozen, b"before", QUICK).await.is_some());
     let mut frozen_then_closed = TcpStream::connect(proxy.addr).await.unwrap();
@@ -138,7 +138,7 @@ async fn freeze_open_stops_the_open_connections_forever_without_closing_them_whi
 #[tokio::test]
 async fn a_delay_holds_each_chunk_and_a_bandwidth_limit_slows_a_transfer_without_changing_it() {
     let (upstream, _) = echo_server().await;
-    let proxy = TcpProxy::start(upstream).await;
+    let proxy = TcpProxy::start(upstream).await.expect("start the fault proxy");
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
 
     proxy.delay(Duration::from_millis(300));

@@ -8,7 +8,7 @@ use graph_sim::mutate::MutationBatch;
 
 use crate::service_support::{overlapping_runs, start_service, stored_counts, stored_runs, true_counts, World};
 use crate::support::eventually;
-use crate::support::proxy::TcpProxy;
+use entrasync::chaos::proxy::TcpProxy;
 
 async fn converged(world: &World, tenants: &[entrasync::demo::emulated::EmulatedTenant]) -> bool {
     for tenant in tenants {
@@ -66,8 +66,8 @@ async fn runs_survive_rabbitmq_and_postgres_outages_without_duplicate_or_missing
     for seed in 0..3 {
         tenants.push(world.tenant(300 + seed, 300, 5).await);
     }
-    let pg = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let mq = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let pg = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await.expect("start the fault proxy");
+    let mq = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await.expect("start the fault proxy");
     let db_url = format!("postgres://postgres@{}/{}", pg.addr, world.db.name);
     let amqp_url = format!("amqp://guest:guest@{}/%2f", mq.addr);
     let settings = world.settings(&[

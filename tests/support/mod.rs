@@ -7,7 +7,6 @@
 pub mod app;
 pub mod browser;
 pub mod private_postgres;
-pub mod proxy;
 
 use std::time::Duration;
 
