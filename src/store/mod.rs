@@ -19,6 +19,7 @@ pub mod mappings;
 pub mod members;
 pub mod metrics_queries;
 pub mod migrate;
+pub mod nesting;
 pub mod objects;
 pub mod rate_budget;
 pub mod remap;

@@ -41,6 +41,7 @@ mod mapping_policy;
 mod mapping_remap;
 mod mapping_scope;
 mod metrics_wiring;
+mod nested_membership;
 mod observability;
 mod postgres_tls;
 mod reliability_hangs;

@@ -10,6 +10,7 @@ mod credentials;
 mod expressions;
 mod held;
 mod mappings;
+mod membership;
 mod objects;
 mod page;
 pub mod problem;
@@ -39,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(connection::configure)
             .configure(sync_now::configure)
             .configure(runs::configure)
+            .configure(membership::configure)
             .configure(objects::configure)
             .configure(held::configure)
             .configure(audit_log::configure)
@@ -76,6 +78,7 @@ async fn openapi() -> HttpResponse {
         sync_now::sync,
         runs::list, runs::csv,
         objects::list, objects::get,
+        membership::members, membership::member_of, membership::is_member,
         held::list, held::allow, held::reject,
         audit_log::list,
         tags::list_mappings, tags::create_mapping, tags::delete_mapping, tags::sync, tags::list_tags,

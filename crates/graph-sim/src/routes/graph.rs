@@ -28,6 +28,7 @@ fn graph_routes(cfg: &mut web::ServiceConfig) {
         // The Python SDK (kiota) spells the function call with parentheses.
         .route("/{collection}/delta()", web::get().to(delta))
         .route("/groups/{id}/members", web::get().to(members))
+        .configure(crate::routes::transitive::configure)
         .route("/organization", web::get().to(crate::routes::organization::organization))
         .route("/{collection}", web::get().to(list));
 }

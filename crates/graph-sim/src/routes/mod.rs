@@ -5,3 +5,4 @@ pub mod context;
 pub mod graph;
 pub mod organization;
 pub mod respond;
+pub mod transitive;
