@@ -206,6 +206,13 @@ pub const SETTINGS: &[SettingSpec] = &[
         "delta pages are written in batches of at least this many objects, one transaction each (1: every page)",
     ),
     spec(
+        "sync.snapshot_budget_mb",
+        "ENTRASYNC_SYNC_SNAPSHOT_BUDGET_MB",
+        "256",
+        "memory (MB) the re-scan snapshots of one instance's concurrent full rounds may hold, about 25 bytes per \
+         stored object; a round that does not fit streams instead (0: every round streams; docs/sync.md)",
+    ),
+    spec(
         "sync.deletion_threshold",
         "ENTRASYNC_SYNC_DELETION_THRESHOLD",
         "500",
@@ -347,6 +354,8 @@ pub struct SyncSettings {
     pub workers_per_class: usize,
     /// Objects after which a batch of delta pages is written (`sync.batch_objects`).
     pub batch_objects: usize,
+    /// Memory the re-scan snapshots of concurrent full rounds may hold, in MB (`sync.snapshot_budget_mb`).
+    pub snapshot_budget_mb: u64,
     pub deletion_threshold: u64,
     pub deletion_threshold_percent: u8,
 }
@@ -518,6 +527,7 @@ impl Settings {
                 )?),
                 workers_per_class: parse_range(raw, "sync.workers_per_class", 1, 64)?,
                 batch_objects: parse_range(raw, "sync.batch_objects", 1, 100_000)?,
+                snapshot_budget_mb: parse_range(raw, "sync.snapshot_budget_mb", 0, 1 << 20)?,
                 deletion_threshold: parse_range(raw, "sync.deletion_threshold", 1, u64::MAX)?,
                 deletion_threshold_percent: parse_range(raw, "sync.deletion_threshold_percent", 1, 100)?,
             },
@@ -581,6 +591,7 @@ impl Settings {
             ("sync.full_scan_interval_secs", self.sync.full_scan_interval.as_secs().to_string()),
             ("sync.workers_per_class", self.sync.workers_per_class.to_string()),
             ("sync.batch_objects", self.sync.batch_objects.to_string()),
+            ("sync.snapshot_budget_mb", self.sync.snapshot_budget_mb.to_string()),
             ("sync.deletion_threshold", self.sync.deletion_threshold.to_string()),
             ("sync.deletion_threshold_percent", self.sync.deletion_threshold_percent.to_string()),
             ("tags.sync_interval_secs", self.tags.sync_interval.as_secs().to_string()),

@@ -16,6 +16,7 @@
 
 mod analyzer;
 mod copy_limit;
+mod cpu;
 mod database;
 mod emulator;
 pub mod fleet;
@@ -112,6 +113,8 @@ pub async fn run(args: BenchArgs, settings: Settings) -> anyhow::Result<String> 
         Some(path) => path.clone(),
         None => std::env::current_exe().context("locating this executable to start the emulator")?,
     };
+    // The rounds run in this process: its snapshot budget is the configuration's, as in the service.
+    crate::sync::SnapshotBudget::instance().set_limit_mb(settings.sync.snapshot_budget_mb);
     let defaults = ClassDefaults::of(args.class);
     let plan = RunPlan {
         class: args.class,

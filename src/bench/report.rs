@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use super::cpu::CpuSplit;
 use super::scenario::{RunFigures, RunPlan};
 
 const MB: f64 = (1 << 20) as f64;
@@ -45,6 +46,19 @@ pub struct Summary {
     /// Membership rows the delta round wrote, counted by `xmin`.
     pub delta_member_rows: u64,
     pub emulator_peak_rss_mb: Option<f64>,
+    /// CPU seconds per process (syncing, emulator child, Postgres backends) of each round, medians.
+    pub full_cpu: CpuSplit,
+    pub rescan_cpu: CpuSplit,
+    pub delta_cpu: CpuSplit,
+}
+
+/// The per-process medians of a round's CPU seconds.
+fn median_cpu(runs: &[RunFigures], round: impl Fn(&RunFigures) -> CpuSplit) -> CpuSplit {
+    CpuSplit {
+        syncing_s: median_of(runs, |r| round(r).syncing_s),
+        emulator_s: median_of(runs, |r| round(r).emulator_s),
+        postgres_s: median_of(runs, |r| round(r).postgres_s),
+    }
 }
 
 /// The median (mean of the middle two for an even count); NaN for none.
@@ -108,6 +122,9 @@ impl Summary {
             delta_rows_written: max(|r| r.delta.report.counts.rows_written),
             delta_member_rows: max(|r| r.delta_row_versions.members),
             emulator_peak_rss_mb: median_some(runs, |r| mb(r.emulator_peak_rss)),
+            full_cpu: median_cpu(runs, |r| r.full.cpu),
+            rescan_cpu: median_cpu(runs, |r| r.rescan.cpu),
+            delta_cpu: median_cpu(runs, |r| r.delta.cpu),
         }
     }
 }
@@ -185,6 +202,16 @@ pub fn markdown(runs: &[RunFigures], summary: &Summary) -> String {
         opt(s.emulator_peak_rss_mb),
         s.rescan_speedup
     ).unwrap_or_default();
+    writeln!(out, "\nCPU seconds per round (syncing process / emulator child / Postgres backends of the database):\n")
+        .unwrap_or_default();
+    writeln!(out, "| run | full | re-scan | delta |\n|---|---|---|---|").unwrap_or_default();
+    let cpu = |c: CpuSplit| format!("{:.1} / {:.1} / {:.1}", c.syncing_s, c.emulator_s, c.postgres_s);
+    for (index, r) in runs.iter().enumerate() {
+        writeln!(out, "| {} | {} | {} | {} |", index + 1, cpu(r.full.cpu), cpu(r.rescan.cpu), cpu(r.delta.cpu))
+            .unwrap_or_default();
+    }
+    writeln!(out, "| **median** | {} | {} | {} |\n", cpu(s.full_cpu), cpu(s.rescan_cpu), cpu(s.delta_cpu))
+        .unwrap_or_default();
     for (index, r) in runs.iter().enumerate() {
         writeln!(out, "run {} mutation batch: {}", index + 1, r.mutations).unwrap_or_default();
     }

@@ -11,6 +11,7 @@ use secrecy::SecretString;
 
 use super::analyzer::Analyzer;
 use super::copy_limit::{self, CopyLimit};
+use super::cpu::{CpuSample, CpuSplit};
 use super::database::ScratchDatabase;
 use super::emulator::{ChildEmulator, EmulatorSpec, GroupsAndDevices};
 use super::row_versions::{RowVersions, RowWrites};
@@ -51,6 +52,8 @@ pub struct TimedRound {
     pub report: RoundReport,
     /// Peak resident set size of this process during the round (bytes), when the kernel tells.
     pub peak_rss: Option<u64>,
+    /// CPU seconds of the syncing process, the emulator child and the database's backends.
+    pub cpu: CpuSplit,
 }
 
 /// The figures of one run.
@@ -140,7 +143,8 @@ async fn measure(pool: &Pool, emulator: &ChildEmulator, plan: &RunPlan) -> anyho
 
     let _analyzer = plan.analyze_every.map(|every| Analyzer::start(pool.clone(), every));
     let rss_at_start = rss::own_current();
-    let full = timed(&deps, &request(true), SyncMode::Full).await.context("the full round")?;
+    let emulator_pid = emulator.pid();
+    let full = timed(&deps, &request(true), SyncMode::Full, emulator_pid).await.context("the full round")?;
     let memberships = plan.class == ObjectClass::Group;
     let copy = copy_limit::measure(pool, stored.id, memberships).await.context("the COPY limit")?;
     if copy.objects.rows != full.report.counts.total {
@@ -149,12 +153,12 @@ async fn measure(pool: &Pool, emulator: &ChildEmulator, plan: &RunPlan) -> anyho
     }
 
     let before = RowVersions::snapshot(pool, stored.id).await?;
-    let rescan = timed(&deps, &request(true), SyncMode::Full).await.context("the unchanged re-scan")?;
+    let rescan = timed(&deps, &request(true), SyncMode::Full, emulator_pid).await.context("the unchanged re-scan")?;
     let rescan_row_versions = before.writes_since(pool).await?;
 
     let mutations = emulator.mutate(plan.emulator.seed ^ 0x5eed, plan.delta_mutations).await?;
     let before = RowVersions::snapshot(pool, stored.id).await?;
-    let delta = timed(&deps, &request(false), SyncMode::Delta).await.context("the delta round")?;
+    let delta = timed(&deps, &request(false), SyncMode::Delta, emulator_pid).await.context("the delta round")?;
     let delta_row_versions = before.writes_since(pool).await?;
     let emulator_peak_rss = emulator.pid().and_then(rss::peak_of);
     Ok(RunFigures {
@@ -175,12 +179,15 @@ async fn timed(
     deps: &RoundDeps<'_, PgRunRecorder>,
     request: &RoundRequest,
     mode: SyncMode,
+    emulator_pid: Option<u32>,
 ) -> anyhow::Result<TimedRound> {
+    let cpu_before = CpuSample::take(deps.pool, emulator_pid).await;
     let reset = rss::reset_peak();
     let started = Instant::now();
     let report = run_round(deps, request).await?;
     let elapsed = started.elapsed();
     let peak_rss = if reset { rss::own_peak() } else { None };
+    let cpu = cpu_before.since(deps.pool).await;
     if report.mode != mode {
         bail!("expected a {mode} round, the round ran {} ({:?})", report.mode, report.reason);
     }
@@ -191,7 +198,10 @@ async fn timed(
         rows_written = report.counts.rows_written,
         elapsed_s = elapsed.as_secs_f64(),
         peak_rss_mb = peak_rss.map(|b| b / (1 << 20)),
+        syncing_cpu_s = cpu.syncing_s,
+        emulator_cpu_s = cpu.emulator_s,
+        postgres_cpu_s = cpu.postgres_s,
         "benchmark round"
     );
-    Ok(TimedRound { elapsed, report, peak_rss })
+    Ok(TimedRound { elapsed, report, peak_rss, cpu })
 }

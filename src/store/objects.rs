@@ -298,3 +298,60 @@ pub async fn write_mapped(
     )
     .await
 }
+
+/// One stored object as the re-scan snapshot reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkerRow {
+    pub object_id: Uuid,
+    pub marker: i64,
+    pub deleted: bool,
+    /// The asking run inserted it (in a batch committed before the run was resumed).
+    pub created_in_run: bool,
+}
+
+/// Reads every stored object of the (tenant, class) with its marker, in one statement and one read-only
+/// transaction, handing each row to `each` as it arrives (memory is the caller's); then the ids with a
+/// deletion held for an operator, from the same view. `None` when `each` stopped the read.
+pub async fn read_snapshot(
+    client: &mut deadpool_postgres::Object,
+    tenant_id: i64,
+    class: ObjectClass,
+    run_id: Uuid,
+    mut each: impl FnMut(MarkerRow) -> std::ops::ControlFlow<()>,
+) -> Result<Option<Vec<Uuid>>, StoreError> {
+    use futures::TryStreamExt;
+    const DURING: &str = "reading the stored markers of a tenant";
+    let transaction = client.build_transaction().read_only(true).start().await.during(DURING)?;
+    // A million rows take seconds: the snapshot gets a batch's limit, not an API statement's.
+    transaction
+        .batch_execute(&super::set_local_statement_timeout(super::BATCH_STATEMENT_TIMEOUT))
+        .await
+        .during(DURING)?;
+    let statement = transaction.prepare_cached(include_str!("sql/rescan_stored_markers.sql")).await.during(DURING)?;
+    let class_text = class.as_str();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&tenant_id, &class_text, &run_id];
+    let rows = transaction.query_raw(&statement, params).await.during(DURING)?;
+    futures::pin_mut!(rows);
+    while let Some(row) = rows.try_next().await.during(DURING)? {
+        let row = MarkerRow {
+            object_id: row.try_get(0)?,
+            marker: row.try_get(1)?,
+            deleted: row.try_get(2)?,
+            created_in_run: row.try_get(3)?,
+        };
+        if each(row).is_break() {
+            return Ok(None);
+        }
+    }
+    let held = transaction
+        .query(
+            "SELECT object_id FROM held_deletions \
+             WHERE tenant_id = $1 AND object_class = $2::text::object_class AND status = 'held'",
+            &[&tenant_id, &class_text],
+        )
+        .await
+        .during(DURING)?;
+    let held = held.iter().map(|r| r.try_get(0)).collect::<Result<Vec<Uuid>, _>>()?;
+    transaction.commit().await.during(DURING)?;
+    Ok(Some(held))
+}

@@ -240,14 +240,18 @@ pub(super) async fn apply_batch(
     if let Some(snapshot) = snapshot {
         let mut mark = |id: Uuid, listed: bool| {
             let first = match snapshot.index(&id) {
-                Some(index) => !snapshot.seen_at(index) && {
-                    marks.indices.push(index);
-                    true
-                },
-                None => !snapshot.seen_extra(&id) && {
-                    marks.extra.push(id);
-                    true
-                },
+                Some(index) => {
+                    !snapshot.seen_at(index) && {
+                        marks.indices.push(index);
+                        true
+                    }
+                }
+                None => {
+                    !snapshot.seen_extra(&id) && {
+                        marks.extra.push(id);
+                        true
+                    }
+                }
             };
             if first {
                 chunk.push(id);

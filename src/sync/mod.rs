@@ -19,6 +19,7 @@ mod policy;
 mod recorder;
 mod remap;
 mod round;
+mod snapshot;
 
 pub use crate::model::RunCounts;
 pub use apply::{apply_page, apply_page_with, PageHints, PageOutcome, PageTarget};
@@ -29,4 +30,5 @@ pub use page::{prepare, MemberChange, PreparedObject, PreparedPage};
 pub use policy::{Admission, ObjectPolicy, PassThrough};
 pub use recorder::{PgRunRecorder, RecorderError, RunFinished, RunProgress, RunRecorder, RunStarted};
 pub use remap::{prepare_batch, run_remap, RemapBatch, RemapDeps, RemapRequest};
-pub use round::{run_round, RoundDeps, RoundReport, RoundRequest};
+pub use round::{run_round, run_round_with, RoundDeps, RoundReport, RoundRequest};
+pub use snapshot::{SnapshotBudget, DEFAULT_BUDGET_MB};

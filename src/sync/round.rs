@@ -403,7 +403,7 @@ async fn apply_and_report<R: RunRecorder>(
     // connection executes in order), and if it fails nothing of the page commits.
     let snapshot = run.snapshot.as_ref();
     let apply = async { Ok::<_, SyncError>(apply_batch(&transaction, run.target, prepared, *hints, snapshot).await?) };
-    let ((), (outcome, marks)) = futures::try_join!(claim(&transaction, run), apply)?;
+    let ((), (outcome, mut marks)) = futures::try_join!(claim(&transaction, run), apply)?;
     // Set before the commit: if the commit fails the round stops, and a new stream asks the store again.
     hints.staged_deletions |= outcome.staged_deletions > 0;
     hints.restored_groups |= outcome.restored_groups > 0;
@@ -424,6 +424,12 @@ async fn apply_and_report<R: RunRecorder>(
         }
         PageLink::Delta(delta_link) => {
             let reconcile_members = hints.restored_groups;
+            // The sweep needs this batch's marks too. Set before the commit: should the transaction fail,
+            // the round ends and its snapshot with it.
+            if let Some(snapshot) = run.snapshot.as_mut() {
+                snapshot.mark(std::mem::take(&mut marks));
+            }
+            let snapshot = run.snapshot.as_ref();
             Some(finish(&transaction, request, run.target, snapshot, delta_link, reconcile_members, &mut counts).await?)
         }
     };
@@ -468,11 +474,8 @@ async fn finish(
         let may_have_created = counts.changed > 0;
         let listed = match snapshot {
             Some(snapshot) => {
-                let created = if may_have_created {
-                    run_scratch::created_count(db, run_id, tenant_id, class).await?
-                } else {
-                    0
-                };
+                let created =
+                    if may_have_created { run_scratch::created_count(db, run_id, tenant_id, class).await? } else { 0 };
                 snapshot.seen_count() + created
             }
             None => run_scratch::listed_count(db, run_id, tenant_id, class, may_have_created).await?,

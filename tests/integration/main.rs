@@ -67,6 +67,7 @@ mod sync_faults;
 mod sync_guards;
 mod sync_membership;
 mod sync_replays;
+mod sync_rescan;
 mod sync_resume;
 mod sync_store;
 mod sync_support;

@@ -1,9 +1,11 @@
 //! The SQL only the benchmarks (`entrasync bench`, `entrasync bench-fleet`) run, never the service: the
 //! COPY limit of a round's rows ([`copy`]), row-version counting ([`row_versions`]), the periodic
 //! `ANALYZE` ([`analyze`]), the run-history progress and audit ([`run_history`]) and the
-//! `pg_stat_database` counters ([`db_stats`]) and the chaos run's audit ([`chaos`]). The benchmarks measure, orchestrate and report; the
+//! `pg_stat_database` counters ([`db_stats`]) the chaos run's audit ([`chaos`]) and the backends serving the
+//! database ([`backends`]). The benchmarks measure, orchestrate and report; the
 //! statements stay here.
 
+pub mod backends;
 pub mod chaos;
 pub mod copy;
 pub mod db_stats;
