@@ -238,7 +238,9 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut faults: watch
     }
     // The sender closed its side: pass the half-close on, unless the link is frozen by now.
     if passable(&mut faults, born).await.is_some() {
-        let _ = to.shutdown().await;
+        if let Err(error) = to.shutdown().await {
+            tracing::debug!(%error, "fault proxy: half-close");
+        }
     }
 }
 

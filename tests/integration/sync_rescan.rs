@@ -100,7 +100,7 @@ fn mutate(world: &SyncWorld, tenants: &[&SyncTenant], class: ObjectClass, salt: 
     let state = world.sim.state();
     for tenant in tenants {
         let ids = live_ids(world, tenant, class);
-        for (n, id) in ids.iter().enumerate().filter(|(n, _)| (n + salt) % 11 == 0) {
+        for (n, id) in ids.iter().enumerate().filter(|(n, _)| (n + salt).is_multiple_of(11)) {
             state.delete_object(&tenant.sim_tenant, id, n % 2 == 0).expect("delete");
         }
         for id in ids.iter().skip(salt % 5 + 1).step_by(17) {
