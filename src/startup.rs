@@ -44,6 +44,8 @@ impl Application {
         let broker = Broker::start(&settings.amqp);
         let metrics = Metrics::new();
         metrics.sync.set_delta_interval(settings.sync.delta_interval);
+        // Full rounds of this process share one memory budget for their marker snapshots.
+        crate::sync::SnapshotBudget::instance().set_limit_mb(settings.sync.snapshot_budget_mb);
 
         let listener = TcpListener::bind(settings.http.listen)
             .with_context(|| format!("cannot listen on {} (http.listen)", settings.http.listen))?;
