@@ -75,6 +75,9 @@ enum Command {
     /// Benchmark history pages (1,000 rows, with totals) over a generated history; docs/benchmarks.md.
     BenchHistory(entrasync::bench::history::HistoryBenchArgs),
     #[cfg(feature = "emulator")]
+    /// Benchmark nested-group membership (transitive members, groups, "is X a member of G"); docs/benchmarks.md.
+    BenchNesting(entrasync::bench::nesting::NestingBenchArgs),
+    #[cfg(feature = "emulator")]
     /// Benchmark a re-map of many stored objects (objects/s, peak memory); docs/benchmarks.md.
     BenchRemap(entrasync::bench::remap::RemapBenchArgs),
     #[cfg(feature = "emulator")]
@@ -301,6 +304,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Bench(args) => print_stdout(&entrasync::bench::run(args, settings).await?),
         #[cfg(feature = "emulator")]
         Command::BenchHistory(args) => print_stdout(&entrasync::bench::history::run(args, settings).await?),
+        #[cfg(feature = "emulator")]
+        Command::BenchNesting(args) => print_stdout(&entrasync::bench::nesting::run(args, settings).await?),
         #[cfg(feature = "emulator")]
         Command::BenchRemap(args) => print_stdout(&entrasync::bench::remap::run(args, settings).await?),
         #[cfg(feature = "emulator")]

@@ -21,6 +21,7 @@ mod database;
 mod emulator;
 pub mod fleet;
 pub mod history;
+pub mod nesting;
 pub mod remap;
 mod report;
 mod row_versions;

@@ -66,7 +66,7 @@ async fn store_ids(world: &SyncWorld, tenant: i64, id: Uuid, members: bool, scop
         for row in &page.items {
             assert!(ids.insert(row.object_id.to_string()), "{id}: {} listed twice", row.object_id);
         }
-        assert_eq!(page.total as usize >= ids.len(), true, "{id}: total {} below the rows listed", page.total);
+        assert!(page.total as usize >= ids.len(), "{id}: total {} below the rows listed", page.total);
         if page.items.len() < 50 {
             assert_eq!(page.total as usize, ids.len(), "{id}: the total is the number of rows");
             return ids;
@@ -242,9 +242,9 @@ async fn transitive_membership_equals_the_emulators_expansion_including_a_cycle(
 
     // Bad input: RFC 9457 problems, never a 500.
     let problems = [
-        (format!("/groups/not-a-guid/members"), StatusCode::NOT_FOUND, "group_id"),
+        ("/groups/not-a-guid/members".to_owned(), StatusCode::NOT_FOUND, "group_id"),
         (format!("/groups/{g8}/members/12345"), StatusCode::NOT_FOUND, "object_id"),
-        (format!("/objects/zzz/member-of"), StatusCode::NOT_FOUND, "object_id"),
+        ("/objects/zzz/member-of".to_owned(), StatusCode::NOT_FOUND, "object_id"),
         (format!("/groups/{g8}/members?transitive=maybe"), StatusCode::BAD_REQUEST, "query"),
         (format!("/groups/{g8}/members?limit=7"), StatusCode::UNPROCESSABLE_ENTITY, "limit"),
         (format!("/groups/{}/members", users[0]), StatusCode::NOT_FOUND, "not a group"),

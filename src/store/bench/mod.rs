@@ -10,6 +10,7 @@ pub mod chaos;
 pub mod copy;
 pub mod db_stats;
 pub mod history;
+pub mod nesting;
 pub mod row_versions;
 pub mod run_history;
 
