@@ -1638,24 +1638,102 @@
       el('dl', { class: 'props' }, el('dt', null, 'Object ID'), el('dd', { class: 'mono' }, object.object_id),
         object.deleted_at ? [el('dt', null, 'Deleted'), el('dd', null, `${fmtTime(object.deleted_at)} ${object.delete_reason || ''}`)] : null),
       el('div', { class: 'table-wrap' }, el('table', { id: 'object-attrs' }, el('tbody', null, rows))));
-    const memberOf = object.member_of || [];
-    const membersCount = object.members ? object.members.count : object.members_count;
-    const membersFirst = (object.members ? object.members.first : object.members_first) || [];
-    const memberLabel = (m) => (typeof m === 'string' ? m
-      : [m.display_name, m.class, m.object_id].filter(Boolean).join(' · '));
-    const memberLink = (m, fallbackClass) => {
-      const id = typeof m === 'string' ? m : m.object_id;
-      const memberClass = (typeof m === 'object' && m.class) || fallbackClass;
-      return el('a', { href: `#/tenants/${tenant.id}/objects/${memberClass}/${encodeURIComponent(id)}` }, memberLabel(m));
-    };
     const right = el('div', { class: 'stack' },
-      el('section', { class: 'panel' }, el('h2', null, `Member of (${memberOf.length})`),
-        memberOf.length ? el('ul', { id: 'object-member-of' }, memberOf.map((m) => el('li', { class: 'mono' }, memberLink(m, 'group'))))
-          : el('p', { class: 'muted' }, 'No group memberships.')),
-      membersCount !== undefined && membersCount !== null ? el('section', { class: 'panel' }, el('h2', null, `Members (${fmtNum(membersCount)})`),
-        el('ul', { id: 'object-members' }, membersFirst.map((m) => el('li', { class: 'mono' }, memberLink(m, 'user'))))) : null,
+      membershipPanel(tenant, 'member-of', object.object_id),
+      cls === 'group' ? membershipPanel(tenant, 'members', object.object_id) : null,
+      cls === 'group' ? membershipCheck(tenant, object.object_id) : null,
       object.mapped ? el('section', { class: 'panel' }, el('h2', null, 'Mapped attributes'), el('pre', { class: 'json' }, JSON.stringify(object.mapped, null, 2))) : null);
     root.appendChild(el('div', { class: 'grid-2' }, left, right));
+  }
+
+  // A group's members or an object's groups (GET …/groups/{id}/members, …/objects/{id}/member-of), direct
+  // or transitive (through nested groups), a page at a time.
+  function membershipPanel(tenant, kind, objectId) {
+    const members = kind === 'members';
+    const prefix = members ? 'object-members' : 'object-member-of';
+    const path = members ? `/api/v1/tenants/${tenant.id}/groups/${encodeURIComponent(objectId)}/members`
+      : `/api/v1/tenants/${tenant.id}/objects/${encodeURIComponent(objectId)}/member-of`;
+    let transitive = false;
+    let cursor = '';
+    const cursors = [];
+    const title = el('h2', { id: `${prefix}-title` }, members ? 'Members' : 'Member of');
+    const toggle = el('input', { type: 'checkbox', id: `${prefix}-transitive`, role: 'switch', 'aria-checked': 'false' });
+    const body = el('tbody', { id: `${prefix}-rows` });
+    const note = el('p', { class: 'muted', id: `${prefix}-note`, hidden: true });
+    const prev = el('button', { type: 'button', class: 'btn', id: `${prefix}-prev`, disabled: true }, '← Previous');
+    const next = el('button', { type: 'button', class: 'btn', id: `${prefix}-next`, disabled: true }, 'Next →');
+    const total = el('span', { class: 'grow muted', id: `${prefix}-total` });
+    const panel = el('section', { class: 'panel', id: prefix },
+      el('div', { class: 'panel-head' }, title,
+        el('label', { class: 'check switch', for: `${prefix}-transitive`, title: 'Include memberships through nested groups' }, toggle, 'Transitive')),
+      note,
+      el('div', { class: 'table-wrap' }, el('table', { class: 'membership-table' },
+        el('thead', null, el('tr', null, el('th', null, members ? 'Member' : 'Group'), el('th', null, 'Class'), el('th', null, 'Membership'))),
+        body)),
+      el('div', { class: 'table-foot' }, total, prev, next));
+
+    async function load() {
+      let page;
+      try {
+        page = await api.get(`${path}${query({ transitive: transitive ? 'true' : 'false', limit: 50, cursor })}`);
+      } catch (error) { showError(error); return; }
+      clear(body);
+      for (const row of page.items || []) {
+        const name = row.display_name || row.object_id;
+        const link = CLASSES.includes(row.class)
+          ? el('a', { href: `#/tenants/${tenant.id}/objects/${row.class}/${encodeURIComponent(row.object_id)}` }, name) : name;
+        body.appendChild(el('tr', null,
+          el('td', null, link, el('span', { class: 'cell-sub mono hide-narrow' }, row.object_id)),
+          el('td', null, CLASS_SINGULAR[row.class] || row.class),
+          el('td', null, row.direct ? pill('success', 'direct') : pill('running', 'nested'))));
+      }
+      if (!(page.items || []).length) {
+        body.appendChild(el('tr', null, el('td', { colspan: 3, class: 'empty' },
+          members ? 'No members.' : 'No group memberships.')));
+      }
+      note.hidden = !page.deleted_at;
+      note.textContent = page.deleted_at ? 'This object is deleted: it has no members and belongs to no group until it is restored (its stored memberships are kept).' : '';
+      total.textContent = `${fmtNum(page.total)} ${transitive ? 'direct and nested' : 'direct'}`;
+      title.textContent = `${members ? 'Members' : 'Member of'} (${fmtNum(page.total)})`;
+      prev.disabled = !cursors.length;
+      next.disabled = !page.next_cursor;
+      next.dataset.cursor = page.next_cursor || '';
+    }
+    toggle.addEventListener('change', () => {
+      transitive = toggle.checked;
+      toggle.setAttribute('aria-checked', String(transitive));
+      cursors.length = 0; cursor = ''; load();
+    });
+    next.addEventListener('click', () => { cursors.push(cursor); cursor = next.dataset.cursor; load(); });
+    prev.addEventListener('click', () => { cursor = cursors.pop() || ''; load(); });
+    load();
+    return panel;
+  }
+
+  // "Is X a member of this group": GET …/groups/{id}/members/{object_id}, with the chain of nesting.
+  function membershipCheck(tenant, groupId) {
+    const input = el('input', { type: 'text', id: 'membership-check-id', placeholder: 'Object ID', autocomplete: 'off', spellcheck: 'false', class: 'mono' });
+    const answer = el('div', { id: 'membership-check-answer', role: 'status' });
+    const button = el('button', { type: 'submit', class: 'btn', id: 'membership-check-submit' }, 'Check');
+    const form = el('form', { class: 'toolbar', id: 'membership-check' },
+      el('label', { for: 'membership-check-id', class: 'visually-hidden' }, 'Object ID'), input, button);
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      clear(answer);
+      const id = input.value.trim();
+      if (!id) return;
+      try {
+        const m = await api.get(`/api/v1/tenants/${tenant.id}/groups/${encodeURIComponent(groupId)}/members/${encodeURIComponent(id)}`);
+        answer.appendChild(el('p', null,
+          m.direct ? pill('success', 'direct member') : m.transitive ? pill('running', 'member through nesting') : pill('failed', 'not a member')));
+        if (m.path && m.path.length > 2) {
+          answer.appendChild(el('p', { class: 'muted' }, 'Through: ', el('span', { class: 'mono' }, m.path.slice(1, -1).join(' → '))));
+        }
+      } catch (error) {
+        answer.appendChild(el('p', { class: 'field-error' }, error.message || String(error)));
+      }
+    });
+    return el('section', { class: 'panel' }, el('h2', null, 'Is it a member?'), form, answer);
   }
 
   // ---------------------------------------------------------------- attribute mappings and scoping
