@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use entrasync::model::{ObjectClass, RunStatus};
 use entrasync::store::nesting::{self, Scope};
+use graph_sim::state::DeleteOutcome;
 use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
@@ -84,8 +85,12 @@ async fn transitive_membership_equals_the_emulators_expansion_including_a_cycle(
     // Five new groups (no generated members): a cycle g5 ⊃ g6 ⊃ g7 ⊃ g5, entered from g8 and leading
     // on to g9, which holds a device and a generated group; g7 holds a user that is soft-deleted after
     // the first sync (nobody's member any more, but its stored membership stays).
+    // A Microsoft 365 group inside g6 (holding a user and a generated group) is soft-deleted after the
+    // first sync too: it is neither listed nor walked through any more.
     let new_group = || state.create_object(sim, ObjectClass::Group, &serde_json::Map::new()).expect("create group");
     let (g5, g6, g7, g8, g9) = (new_group(), new_group(), new_group(), new_group(), new_group());
+    let unified = serde_json::json!({ "groupTypes": ["Unified"] });
+    let m365 = state.create_object(sim, ObjectClass::Group, unified.as_object().unwrap()).expect("create m365 group");
     let groups = state.ids(sim, ObjectClass::Group, true).expect("groups");
     let users = state.ids(sim, ObjectClass::User, true).expect("users");
     let devices = state.ids(sim, ObjectClass::Device, true).expect("devices");
@@ -93,6 +98,8 @@ async fn transitive_membership_equals_the_emulators_expansion_including_a_cycle(
     let nested = &groups[3];
     for (group, member) in
         [(g5, g6), (g6, g7), (g7, g5), (g8, g5), (g7, g9), (g9, &devices[0]), (g9, nested), (g7, &users[3])]
+            .into_iter()
+            .chain([(g6, &m365), (&m365, &users[7]), (&m365, &groups[4])])
     {
         assert!(state.add_member(sim, group, member).expect("add member"), "{group} ⊃ {member}");
     }
@@ -101,9 +108,12 @@ async fn transitive_membership_equals_the_emulators_expansion_including_a_cycle(
     }
     let soft = &users[3];
     state.delete_object(sim, soft, false).expect("soft-delete a user");
+    assert_eq!(state.delete_object(sim, &m365, false).expect("soft-delete"), DeleteOutcome::SoftDeleted);
     for report in world.round_all(&tenant).await {
         assert_eq!(report.status, RunStatus::Success, "{report:?}");
     }
+    let groups = state.ids(sim, ObjectClass::Group, true).expect("live groups");
+    assert!(!groups.contains(&m365));
     let http = reqwest::Client::new();
     let token = graph_token(&world, &tenant).await;
     let base = world.sim.base_url();
@@ -149,6 +159,12 @@ async fn transitive_membership_equals_the_emulators_expansion_including_a_cycle(
     for expected in [g5, g6, g7, g8, g9] {
         assert!(device_groups.contains(expected), "the device is in {expected} through g9 and the cycle");
     }
+    // The soft-deleted group: no members, in no group, and not walked through (g6 does not list it).
+    let m365_id = Uuid::parse_str(&m365).unwrap();
+    assert!(store_ids(&world, tenant.tenant_id, m365_id, true, Scope::Transitive).await.is_empty());
+    assert!(store_ids(&world, tenant.tenant_id, m365_id, false, Scope::Transitive).await.is_empty());
+    let g6_members = store_ids(&world, tenant.tenant_id, Uuid::parse_str(g6).unwrap(), true, Scope::Transitive).await;
+    assert!(!g6_members.contains(&m365), "a soft-deleted group is nobody's member");
     let soft_id = Uuid::parse_str(soft).unwrap();
     assert!(store_ids(&world, tenant.tenant_id, soft_id, false, Scope::Transitive).await.is_empty());
     let client = world.pool.get().await.expect("connection");
