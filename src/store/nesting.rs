@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -33,7 +34,14 @@ pub enum Scope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredObject {
     pub class: ObjectClass,
-    pub deleted: bool,
+    /// Soft-deleted then (it keeps its stored memberships, but has none in these answers).
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl StoredObject {
+    pub fn deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
 }
 
 /// One member of a group (or one group of an object) on a page.
@@ -83,7 +91,7 @@ pub async fn stored_object(
 ) -> Result<Option<StoredObject>, StoreError> {
     let statement = db
         .prepare_cached(
-            "SELECT object_class::text, deleted_at IS NOT NULL FROM directory_objects
+            "SELECT object_class::text, deleted_at FROM directory_objects
              WHERE tenant_id = $1 AND object_class IN ('user', 'group', 'device') AND object_id = $2
              LIMIT 1",
         )
@@ -93,7 +101,7 @@ pub async fn stored_object(
     };
     let class: String = row.try_get(0)?;
     let class = class.parse().map_err(|e| StoreError::Unexpected(anyhow::anyhow!("stored object class: {e}")))?;
-    Ok(Some(StoredObject { class, deleted: row.try_get(1)? }))
+    Ok(Some(StoredObject { class, deleted_at: row.try_get(1)? }))
 }
 
 fn page_of(rows: &[tokio_postgres::Row], with_class: bool) -> Result<RelatedPage, StoreError> {
@@ -161,7 +169,9 @@ async fn live_as(
     object_id: Uuid,
     class: Option<ObjectClass>,
 ) -> Result<bool, StoreError> {
-    Ok(stored_object(db, tenant_id, object_id).await?.is_some_and(|o| !o.deleted && class.is_none_or(|c| c == o.class)))
+    Ok(stored_object(db, tenant_id, object_id)
+        .await?
+        .is_some_and(|o| !o.deleted() && class.is_none_or(|c| c == o.class)))
 }
 
 /// "Is `object_id` a member of `group_id`", directly and through nesting, with a shortest chain, in one

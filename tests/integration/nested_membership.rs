@@ -169,7 +169,7 @@ async fn transitive_membership_equals_the_emulators_expansion_including_a_cycle(
     assert!(store_ids(&world, tenant.tenant_id, soft_id, false, Scope::Transitive).await.is_empty());
     let client = world.pool.get().await.expect("connection");
     let kept = nesting::stored_object(&client, tenant.tenant_id, soft_id).await.expect("stored").expect("kept");
-    assert!(kept.deleted, "the soft-deleted user is stored as deleted");
+    assert!(kept.deleted(), "the soft-deleted user is stored as deleted");
     assert!(
         entrasync::store::members::list(&client, tenant.tenant_id)
             .await

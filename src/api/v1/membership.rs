@@ -93,15 +93,6 @@ async fn stored(state: &AppState, tenant_id: i64, object_id: Uuid) -> Result<Opt
     Ok(nesting::stored_object(&client, tenant_id, object_id).await?)
 }
 
-async fn deleted_at(
-    state: &AppState,
-    tenant_id: i64,
-    class: ObjectClass,
-    id: Uuid,
-) -> Result<Option<DateTime<Utc>>, ApiError> {
-    Ok(crate::store::directory::get_object(&state.pool, tenant_id, class, id).await?.and_then(|o| o.deleted_at))
-}
-
 fn page_view(
     object_id: Uuid,
     transitive: bool,
@@ -144,12 +135,11 @@ pub async fn members(
     known_tenant(&state, tenant_id).await?;
     match stored(&state, tenant_id, group_id).await? {
         Some(o) if o.class == ObjectClass::Group => {
-            let deleted = if o.deleted { deleted_at(&state, tenant_id, o.class, group_id).await? } else { None };
             let client = state.pool.get().await.map_err(crate::store::StoreError::from)?;
             let page =
                 nesting::group_members(&client, tenant_id, group_id, scope(query.transitive), limit, query.cursor)
                     .await?;
-            Ok(web::Json(page_view(group_id, query.transitive, deleted, page, limit)))
+            Ok(web::Json(page_view(group_id, query.transitive, o.deleted_at, page, limit)))
         }
         Some(o) => Err(ApiError::not_found(format!("{group_id} is a {} of tenant {tenant_id}, not a group", o.class))),
         None => Err(ApiError::not_found(format!("tenant {tenant_id} has no stored group {group_id}"))),
@@ -173,10 +163,9 @@ pub async fn member_of(
     let Some(o) = stored(&state, tenant_id, object_id).await? else {
         return Err(ApiError::not_found(format!("tenant {tenant_id} has no stored object {object_id}")));
     };
-    let deleted = if o.deleted { deleted_at(&state, tenant_id, o.class, object_id).await? } else { None };
     let client = state.pool.get().await.map_err(crate::store::StoreError::from)?;
     let page = nesting::member_of(&client, tenant_id, object_id, scope(query.transitive), limit, query.cursor).await?;
-    Ok(web::Json(page_view(object_id, query.transitive, deleted, page, limit)))
+    Ok(web::Json(page_view(object_id, query.transitive, o.deleted_at, page, limit)))
 }
 
 /// Is the object a member of the group: directly, through nesting, and a shortest chain.
