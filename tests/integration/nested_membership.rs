@@ -14,6 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::support::app::spawn_app;
+use crate::support::browser::{Browser, DEFAULT_WAIT};
 use crate::support::{settings_with, TestAmqp};
 use crate::sync_support::{spec, SyncTenant, SyncWorld, SECRET};
 
@@ -280,5 +281,30 @@ async fn transitive_membership_equals_the_emulators_expansion_including_a_cycle(
     assert!(body["detail"].as_str().is_some_and(|d| d.contains("no tenant")), "{body}");
     let url = format!("{}/api/v1/tenants/{}/groups/{g8}/members", app.address, tenant.tenant_id);
     assert_eq!(http.get(url).send().await.expect("api request").status(), StatusCode::UNAUTHORIZED);
+
+    // The console: a group's members with the Transitive switch, "is it a member?", an object's groups.
+    if let Some(browser) = Browser::start(1400, 1000).await {
+        browser.goto(&format!("{}/", app.address)).await;
+        browser.fill("#signin-token", ADMIN).await;
+        browser.click("#signin-submit").await;
+        browser.wait_until("the signed-in shell", "!document.getElementById('shell').hidden", DEFAULT_WAIT).await;
+        let page =
+            |class: &str, id: &str| format!("{}/#/tenants/{}/objects/{class}/{id}", app.address, tenant.tenant_id);
+        browser.goto(&page("group", g8)).await;
+        browser.wait_text_is("#object-members-total", "1 direct").await;
+        browser.click("#object-members-transitive").await;
+        browser.wait_text_is("#object-members-total", &format!("{} direct and nested", g8_members.len())).await;
+        browser.wait_text("#object-members-rows", "nested").await;
+        browser.fill("#membership-check-id", &devices[0]).await;
+        browser.click("#membership-check-submit").await;
+        browser.wait_text("#membership-check-answer", "member through nesting").await;
+        browser.screenshot("nested-membership-group").await;
+        browser.goto(&page("device", &devices[0])).await;
+        let direct_groups = store_ids(&world, tenant.tenant_id, device, false, Scope::Direct).await;
+        browser.wait_text_is("#object-member-of-total", &format!("{} direct", direct_groups.len())).await;
+        browser.click("#object-member-of-transitive").await;
+        browser.wait_text_is("#object-member-of-total", &format!("{} direct and nested", device_groups.len())).await;
+        browser.screenshot("nested-membership-device").await;
+    }
     app.handle.stop(true).await;
 }
