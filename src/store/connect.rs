@@ -169,7 +169,7 @@ pub fn session_config(settings: &DatabaseSettings, purpose: Purpose) -> Result<S
 }
 
 /// A run-lock session that sends nothing for this long is ended by the server (`idle_session_timeout`);
-/// its holder's heartbeat comes every third of it.
+/// its holder's heartbeat comes every sixth of it.
 pub fn run_lock_idle_limit(settings: &DatabaseSettings) -> Duration {
     settings.session.tcp_user_timeout.max(Duration::from_secs(3))
 }

@@ -8,7 +8,7 @@
 //! A holder that vanishes without closing its socket (host gone, NAT or load-balancer state lost, a
 //! frozen connection) is found by the server itself: the session sets the server's TCP keepalives,
 //! `tcp_user_timeout` and `idle_session_timeout` ([`connect::run_lock_idle_limit`]), and every session
-//! sends a heartbeat a third of that limit apart. A heartbeat unanswered within that third marks the lock
+//! sends a heartbeat a sixth of that limit apart. A heartbeat unanswered within that sixth marks the lock
 //! lost and closes the session, so the holder stops before the server lets another instance in. The holder
 //! then ends its own server session from a new connection (`pg_terminate_backend`, matched by pid and
 //! backend start), so the lock is free at once and the job it gives back can resume the run, instead of
@@ -143,7 +143,9 @@ async fn connect(settings: &DatabaseSettings) -> Result<Session, StoreError> {
         }
     };
     let client = Arc::new(client);
-    let period = connect::run_lock_idle_limit(settings) / 3;
+    // Loss is known within two periods (a third of the limit), well before the server would end the
+    // session, and early enough for the job given back to resume the run within a minute.
+    let period = connect::run_lock_idle_limit(settings) / 6;
     tokio::spawn(heartbeat(Arc::downgrade(&client), lost.clone(), period, settings.clone(), backend));
     Ok(Session { client, lost })
 }
