@@ -12,11 +12,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::canonical::{read_page, CanonicalJson};
 use super::client::{GraphClient, GraphTenant, RequestPriority, RequestStats};
 use super::error::GraphError;
 use crate::model::ObjectClass;
@@ -70,6 +70,16 @@ pub enum DeltaItem {
         /// Groups only: members removed (membership removed, or member permanently deleted).
         members_removed: Vec<MemberRef>,
     },
+    /// What [`parse_page`] gives for an object that exists: the same as `Upsert`, with its attributes
+    /// already in canonical JSON text (keys sorted at every level, top-level nulls dropped; see
+    /// `graph::canonical`), so no map of values is built for it. `Upsert` is for items built by hand.
+    Parsed {
+        id: String,
+        /// Its selected properties without `id` and annotations, as canonical JSON text.
+        attrs: CanonicalJson,
+        members_added: Vec<MemberRef>,
+        members_removed: Vec<MemberRef>,
+    },
     /// The object was deleted (`@removed`).
     Removed {
         id: String,
@@ -82,7 +92,7 @@ pub enum DeltaItem {
 impl DeltaItem {
     pub fn id(&self) -> &str {
         match self {
-            DeltaItem::Upsert { id, .. } | DeltaItem::Removed { id, .. } => id,
+            DeltaItem::Upsert { id, .. } | DeltaItem::Parsed { id, .. } | DeltaItem::Removed { id, .. } => id,
         }
     }
 }
@@ -223,19 +233,13 @@ pub fn initial_url(graph_root: &str, class: ObjectClass, select: &[String]) -> S
     }
 }
 
-#[derive(Deserialize)]
-struct RawPage {
-    #[serde(rename = "@odata.nextLink")]
-    next_link: Option<String>,
-    #[serde(rename = "@odata.deltaLink")]
-    delta_link: Option<String>,
-    value: Vec<Map<String, Value>>,
-}
-
 /// Parses a delta page body. Never panics: malformed input is a `MalformedResponse`.
+///
+/// One pass over the body, borrowing from it (`graph::canonical`): each object's properties are
+/// written straight into their canonical JSON text, without a tree of values.
 pub fn parse_page(url: &str, body: &[u8]) -> Result<(Vec<DeltaItem>, PageLink), GraphError> {
     let malformed = |detail: String| GraphError::MalformedResponse { url: url.to_owned(), detail };
-    let raw: RawPage = serde_json::from_slice(body).map_err(|e| malformed(format!("not a delta page: {e}")))?;
+    let raw = read_page(body).map_err(|e| malformed(format!("not a delta page: {e}")))?;
     let next = match (raw.next_link, raw.delta_link) {
         (Some(next), None) => PageLink::Next(next),
         (None, Some(delta)) => PageLink::Delta(delta),
@@ -245,53 +249,12 @@ pub fn parse_page(url: &str, body: &[u8]) -> Result<(Vec<DeltaItem>, PageLink), 
         }
     };
     let items = raw
-        .value
+        .items
         .into_iter()
         .enumerate()
-        .map(|(index, object)| parse_item(object).map_err(|detail| malformed(format!("object {index}: {detail}"))))
+        .map(|(index, item)| item.map_err(|detail| malformed(format!("object {index}: {detail}"))))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((items, next))
-}
-
-fn parse_item(mut object: Map<String, Value>) -> Result<DeltaItem, String> {
-    let id = match object.remove("id") {
-        Some(Value::String(id)) if !id.is_empty() => id,
-        Some(other) => return Err(format!("id is not a string: {other}")),
-        None => return Err("no id".to_owned()),
-    };
-    if let Some(removed) = object.get("@removed") {
-        let reason = removed.get("reason").and_then(Value::as_str).unwrap_or_default();
-        if reason != "deleted" && reason != "changed" {
-            // Unknown reasons are treated as restorable: a soft delete can be undone, a purge cannot.
-            tracing::warn!(id = %id, reason, "unknown @removed reason, treating the object as soft-deleted");
-        }
-        return Ok(DeltaItem::Removed { id, permanent: reason == "deleted" });
-    }
-    let mut members_added = Vec::new();
-    let mut members_removed = Vec::new();
-    if let Some(members) = object.remove("members@delta") {
-        let Value::Array(members) = members else {
-            return Err("members@delta is not an array".to_owned());
-        };
-        for member in members {
-            let member_id = member.get("id").and_then(Value::as_str).ok_or("a members@delta entry has no id")?;
-            let kind = member
-                .get("@odata.type")
-                .and_then(Value::as_str)
-                .map(|t| t.trim_start_matches("#microsoft.graph.").to_owned());
-            let reference = MemberRef { id: member_id.to_owned(), kind };
-            if member.get("@removed").is_some() {
-                members_removed.push(reference);
-            } else {
-                members_added.push(reference);
-            }
-        }
-    }
-    // Annotations (`@odata.type`, other `x@delta` relationships) are not directory state.
-    if object.keys().any(|key| key.contains('@')) {
-        object.retain(|key, _| !key.contains('@'));
-    }
-    Ok(DeltaItem::Upsert { id, attrs: object, members_added, members_removed })
 }
 
 /// The stream of a round's pages; ends after the page with the deltaLink, or after an error.
@@ -470,8 +433,9 @@ mod tests {
             items[2],
             DeltaItem::Removed { id: "86462606-fde0-4fc4-9e0c-a20eb73e54c6".to_owned(), permanent: true }
         );
-        let DeltaItem::Upsert { id, attrs, members_added, .. } = &items[0] else { panic!("upsert expected") };
+        let DeltaItem::Parsed { id, attrs, members_added, .. } = &items[0] else { panic!("upsert expected") };
         assert_eq!(id, "ffff7b1a-13b6-477b-8c0c-380905cd99f7");
+        let attrs = attrs.to_map();
         assert_eq!(attrs.get("surname"), Some(&Value::from("White")));
         assert!(!attrs.contains_key("id") && members_added.is_empty());
     }
@@ -491,9 +455,10 @@ mod tests {
     #[test]
     fn group_membership_arrives_as_add_and_remove_slices() {
         let (items, _) = parse_page("u", S5_DELTA.as_bytes()).expect("S5");
-        let DeltaItem::Upsert { attrs, members_added, members_removed, .. } = &items[0] else {
+        let DeltaItem::Parsed { attrs, members_added, members_removed, .. } = &items[0] else {
             panic!("upsert expected")
         };
+        let attrs = attrs.to_map();
         // The published sample's removed id is not a valid GUID: ids are opaque strings, kept as sent.
         assert_eq!(
             members_removed,
@@ -507,7 +472,8 @@ mod tests {
     #[test]
     fn device_properties_keep_nested_values() {
         let (items, _) = parse_page("u", S8.as_bytes()).expect("S8");
-        let DeltaItem::Upsert { attrs, .. } = &items[0] else { panic!("upsert expected") };
+        let DeltaItem::Parsed { attrs, .. } = &items[0] else { panic!("upsert expected") };
+        let attrs = attrs.to_map();
         assert_eq!(attrs.get("accountEnabled"), Some(&Value::Bool(false)));
         assert_eq!(attrs["alternativeSecurityIds"][0]["identityProvider"], Value::Null);
     }

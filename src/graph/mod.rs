@@ -14,6 +14,7 @@
 
 mod auth;
 mod budget;
+mod canonical;
 mod client;
 mod consent;
 mod credentials;
@@ -29,6 +30,7 @@ pub use budget::{
     lowered_level, throttled_level, BucketSpec, BudgetCoordinator, BudgetLimits, Grant, InProcessCoordinator,
     RateBudget, TokenBucket,
 };
+pub use canonical::{canonical_text, CanonicalJson};
 pub use client::{GraphClient, GraphClientOptions, GraphTenant, RequestPriority, RequestStats, TenantSize};
 pub use consent::{admin_consent_url, ConsentOutcome, ANY_ORGANIZATION, MALFORMED_CONSENT_ERROR};
 pub use credentials::{AppCredentials, AssertionAlgorithm, CertificateCredential, CertificateError, ClientCredential};

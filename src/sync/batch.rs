@@ -29,7 +29,10 @@ fn weight(items: &[DeltaItem]) -> usize {
     items
         .iter()
         .map(|item| match item {
-            DeltaItem::Upsert { members_added, members_removed, .. } => 1 + members_added.len() + members_removed.len(),
+            DeltaItem::Upsert { members_added, members_removed, .. }
+            | DeltaItem::Parsed { members_added, members_removed, .. } => {
+                1 + members_added.len() + members_removed.len()
+            }
             DeltaItem::Removed { .. } => 1,
         })
         .sum()

@@ -6,7 +6,7 @@
 //! xxh3 is specified and stable across releases, so stored markers stay valid after upgrades.
 
 use serde_json::{Map, Value};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 /// Drops top-level `null` properties: "unset" has one representation.
 pub fn canonical_attrs(mut attrs: Map<String, Value>) -> Map<String, Value> {
@@ -28,17 +28,28 @@ pub struct Canonical {
 pub fn canonicalize(attrs: &Map<String, Value>, mapped: Option<&Value>) -> Canonical {
     let mut attrs_json = Vec::with_capacity(512);
     write_object(&mut attrs_json, attrs.iter());
-    let mut hasher = Xxh3::new();
-    hasher.update(&attrs_json);
-    if let Some(mapped) = mapped {
-        let mut buffer = Vec::with_capacity(128);
-        // A separator no JSON text starts with keeps (attrs, mapped) pairs unambiguous.
-        buffer.push(0);
-        write_canonical(&mut buffer, mapped);
-        hasher.update(&buffer);
-    }
+    Canonical { marker: marker_of(&attrs_json, mapped), attrs_json }
+}
+
+/// The marker of an object whose canonical attribute text is already at hand (a parsed page writes it
+/// directly, `graph::CanonicalJson`): the same value [`canonicalize`] computes.
+pub fn marker_of(attrs_json: &[u8], mapped: Option<&Value>) -> i64 {
+    let digest = match mapped {
+        // One shot: the same xxh3-64 as the streaming hasher over the same bytes.
+        None => xxh3_64(attrs_json),
+        Some(mapped) => {
+            let mut hasher = Xxh3::new();
+            hasher.update(attrs_json);
+            let mut buffer = Vec::with_capacity(128);
+            // A separator no JSON text starts with keeps (attrs, mapped) pairs unambiguous.
+            buffer.push(0);
+            write_canonical(&mut buffer, mapped);
+            hasher.update(&buffer);
+            hasher.digest()
+        }
+    };
     // Stored as Postgres bigint: the same 64 bits, reinterpreted.
-    Canonical { marker: hasher.digest() as i64, attrs_json }
+    digest as i64
 }
 
 fn write_object<'a>(out: &mut Vec<u8>, entries: impl Iterator<Item = (&'a String, &'a Value)>) {

@@ -20,6 +20,12 @@ pub enum Admission {
 /// Scoping and mapping for one tenant. Must be pure: the same attributes give the same answer.
 pub trait ObjectPolicy: Send + Sync {
     fn admit(&self, class: ObjectClass, attrs: &Map<String, Value>) -> Admission;
+
+    /// Whether [`admit`](Self::admit) looks at the attributes. When it does not, a round hands it an
+    /// empty map instead of building one from the page's canonical text (issue 16, client CPU).
+    fn reads_attrs(&self) -> bool {
+        true
+    }
 }
 
 /// No filters and no mappings: every object is stored as Graph sent it.
@@ -29,5 +35,9 @@ pub struct PassThrough;
 impl ObjectPolicy for PassThrough {
     fn admit(&self, _class: ObjectClass, _attrs: &Map<String, Value>) -> Admission {
         Admission::Admit { mapped: None, on_create: None }
+    }
+
+    fn reads_attrs(&self) -> bool {
+        false
     }
 }

@@ -1,0 +1,696 @@
+//! Borrowed parsing of delta pages (issue 16, client CPU; docs/architecture.md, "One round"): while
+//! serde_json reads a page, each object's kept properties are written straight into their canonical
+//! JSON text — keys sorted at every level, array order kept, top-level `null`s dropped — the form
+//! `sync::marker` hashes and the store keeps. No `serde_json::Value` tree is built and nothing is
+//! serialised twice: a string without escapes is copied as it arrived (its text is already its
+//! canonical text), keys are sorted as borrowed slices of the body, and each object's text is
+//! allocated once at its final size.
+//!
+//! The text is byte-for-byte what `sync::marker::canonicalize` writes for the same object parsed into
+//! a map (the same serde_json number and string rules; duplicate keys: the last one wins, as a map's
+//! insert does), so stored markers do not change. The tests of `sync::page` compare the two.
+//! Malformed input is a serde error (the page is "not a delta page"), never a panic; nesting is
+//! bounded by serde_json's recursion limit as before.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Write as _;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use super::delta::{DeltaItem, MemberRef};
+
+/// An object's attributes as canonical JSON text: keys sorted at every level, array order kept,
+/// top-level `null`s dropped (an omitted property and an explicit `null` are the same state).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct CanonicalJson(Vec<u8>);
+
+impl CanonicalJson {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The attributes as a map (for scoping filters and mappings, which read them; and tests). The
+    /// text is JSON this module wrote, so it always parses; an empty map otherwise.
+    pub fn to_map(&self) -> Map<String, Value> {
+        serde_json::from_slice(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for CanonicalJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CanonicalJson({})", String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// A page as read: its links and, per object, the item or what is wrong with it (reported after the
+/// links are checked, as `object {index}: {detail}`).
+pub(super) struct ParsedPage {
+    pub next_link: Option<String>,
+    pub delta_link: Option<String>,
+    pub items: Vec<Result<DeltaItem, String>>,
+}
+
+/// Reads a whole page body (trailing characters are an error, as with `serde_json::from_slice`).
+pub(super) fn read_page(body: &[u8]) -> serde_json::Result<ParsedPage> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let page = deserializer.deserialize_map(PageVisitor)?;
+    deserializer.end()?;
+    Ok(page)
+}
+
+struct PageVisitor;
+
+impl<'de> Visitor<'de> for PageVisitor {
+    type Value = ParsedPage;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a delta page object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ParsedPage, A::Error> {
+        let mut next_link: Option<Option<String>> = None;
+        let mut delta_link: Option<Option<String>> = None;
+        let mut items: Option<Vec<Result<DeltaItem, String>>> = None;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match key.as_ref() {
+                "@odata.nextLink" => {
+                    if next_link.is_some() {
+                        return Err(de::Error::duplicate_field("@odata.nextLink"));
+                    }
+                    next_link = Some(map.next_value()?);
+                }
+                "@odata.deltaLink" => {
+                    if delta_link.is_some() {
+                        return Err(de::Error::duplicate_field("@odata.deltaLink"));
+                    }
+                    delta_link = Some(map.next_value()?);
+                }
+                "value" => {
+                    if items.is_some() {
+                        return Err(de::Error::duplicate_field("value"));
+                    }
+                    items = Some(map.next_value_seed(ItemsSeed)?);
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let items = items.ok_or_else(|| de::Error::missing_field("value"))?;
+        Ok(ParsedPage { next_link: next_link.flatten(), delta_link: delta_link.flatten(), items })
+    }
+}
+
+/// A key, borrowed from the body unless it held escapes (serde's own `Cow<str>` always copies).
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// One property of an object being read: its key and where its canonical value text lies in the
+/// scratch buffer.
+struct Entry<'de> {
+    key: Cow<'de, str>,
+    start: usize,
+    end: usize,
+    null: bool,
+}
+
+/// Buffers reused across the objects of a page.
+#[derive(Default)]
+struct Scratch<'de> {
+    values: Vec<u8>,
+    entries: Vec<Entry<'de>>,
+}
+
+/// `value`: the page's objects.
+struct ItemsSeed;
+
+impl<'de> DeserializeSeed<'de> for ItemsSeed {
+    type Value = Vec<Result<DeltaItem, String>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemsSeed {
+    type Value = Vec<Result<DeltaItem, String>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1_024));
+        let mut scratch = Scratch::default();
+        while let Some(item) = seq.next_element_seed(ObjectSeed { scratch: &mut scratch })? {
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+/// One object of `value`.
+struct ObjectSeed<'s, 'de> {
+    scratch: &'s mut Scratch<'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_, 'de> {
+    type Value = Result<DeltaItem, String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ObjectSeed<'_, 'de> {
+    type Value = Result<DeltaItem, String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a directory object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let scratch = self.scratch;
+        scratch.values.clear();
+        scratch.entries.clear();
+        let mut id: Option<Value> = None;
+        let mut removed: Option<Option<String>> = None;
+        let mut members: Option<Result<Members, &'static str>> = None;
+        // The last occurrence of a key wins, as in a map.
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match key.as_ref() {
+                "id" => id = Some(map.next_value()?),
+                "@removed" => removed = Some(map.next_value_seed(RemovedSeed)?),
+                "members@delta" => members = Some(map.next_value_seed(MembersSeed)?),
+                // Annotations (`@odata.type`, other `x@delta` relationships) are not directory state.
+                annotation if annotation.contains('@') => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                _ => {
+                    let start = scratch.values.len();
+                    let kind = map.next_value_seed(Transcode { out: &mut scratch.values })?;
+                    let end = scratch.values.len();
+                    scratch.entries.push(Entry { key, start, end, null: kind == Kind::Null });
+                }
+            }
+        }
+        let id = match id {
+            Some(Value::String(id)) if !id.is_empty() => id,
+            Some(other) => return Ok(Err(format!("id is not a string: {other}"))),
+            None => return Ok(Err("no id".to_owned())),
+        };
+        if let Some(reason) = removed {
+            let reason = reason.unwrap_or_default();
+            if reason != "deleted" && reason != "changed" {
+                // Unknown reasons are treated as restorable: a soft delete can be undone, a purge cannot.
+                tracing::warn!(id = %id, reason, "unknown @removed reason, treating the object as soft-deleted");
+            }
+            return Ok(Ok(DeltaItem::Removed { id, permanent: reason == "deleted" }));
+        }
+        let Members { added: members_added, removed: members_removed } = match members {
+            None => Members::default(),
+            Some(Ok(members)) => members,
+            Some(Err(detail)) => return Ok(Err(detail.to_owned())),
+        };
+        let attrs = write_sorted(&scratch.values, &mut scratch.entries, Nulls::Drop);
+        Ok(Ok(DeltaItem::Parsed { id, attrs: CanonicalJson(attrs), members_added, members_removed }))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Nulls {
+    /// Top level: `null` means unset, so it is left out.
+    Drop,
+    /// Nested: `null` is a value (e.g. an alternativeSecurityId's identityProvider).
+    Keep,
+}
+
+/// Writes `{"key":value,…}` with the keys in byte order (a map's order); of equal keys the last one
+/// read wins. Returns a buffer of exactly the text's size.
+fn write_sorted(values: &[u8], entries: &mut [Entry<'_>], nulls: Nulls) -> Vec<u8> {
+    // Stable: equal keys stay in reading order, so the last of a run is the one that wins.
+    entries.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+    let entries: &[Entry<'_>] = entries;
+    let kept = entries.iter().enumerate().filter(|&(index, entry)| {
+        let superseded = entries.get(index + 1).is_some_and(|next| next.key == entry.key);
+        !(superseded || (nulls == Nulls::Drop && entry.null))
+    });
+    let size: usize = kept.clone().map(|(_, entry)| entry.key.len() + 4 + entry.end - entry.start).sum();
+    let mut out = Vec::with_capacity(size + 2);
+    out.push(b'{');
+    for (position, (_, entry)) in kept.enumerate() {
+        if position > 0 {
+            out.push(b',');
+        }
+        match &entry.key {
+            // Read without escapes: it holds no quote, backslash or control character, so it is its
+            // own canonical text.
+            Cow::Borrowed(key) => write_plain_string(&mut out, key),
+            Cow::Owned(key) => write_escaped_string(&mut out, key),
+        }
+        out.push(b':');
+        out.extend_from_slice(&values[entry.start..entry.end]);
+    }
+    out.push(b'}');
+    out
+}
+
+fn write_plain_string(out: &mut Vec<u8>, text: &str) {
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
+}
+
+fn write_escaped_string(out: &mut Vec<u8>, text: &str) {
+    // serde_json's escaping, as `sync::marker` writes strings; writing into a Vec cannot fail.
+    serde_json::to_writer(&mut *out, text).unwrap_or_default();
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Null,
+    Other,
+}
+
+/// Reads one value and writes its canonical text to `out`.
+struct Transcode<'o> {
+    out: &'o mut Vec<u8>,
+}
+
+impl<'de> DeserializeSeed<'de> for Transcode<'_> {
+    type Value = Kind;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Kind, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl Transcode<'_> {
+    fn number(self, number: Number) -> Kind {
+        // Number's Display is what serialising a Value writes.
+        write!(self.out, "{number}").unwrap_or_default();
+        Kind::Other
+    }
+}
+
+impl<'de> Visitor<'de> for Transcode<'_> {
+    type Value = Kind;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Kind, E> {
+        self.out.extend_from_slice(b"null");
+        Ok(Kind::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Kind, E> {
+        self.visit_unit()
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Kind, E> {
+        self.out.extend_from_slice(if v { b"true" } else { b"false" });
+        Ok(Kind::Other)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Kind, E> {
+        Ok(self.number(Number::from(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Kind, E> {
+        Ok(self.number(Number::from(v)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Kind, E> {
+        // A Value holds a non-finite float as null (serde_json's reader never yields one).
+        match Number::from_f64(v) {
+            Some(number) => Ok(self.number(number)),
+            None => self.visit_unit(),
+        }
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Kind, E> {
+        // Read without escapes, so it is its own canonical text.
+        write_plain_string(self.out, v);
+        Ok(Kind::Other)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Kind, E> {
+        write_escaped_string(self.out, v);
+        Ok(Kind::Other)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Kind, A::Error> {
+        let out = self.out;
+        out.push(b'[');
+        let mut first = true;
+        loop {
+            let mark = out.len();
+            if !first {
+                out.push(b',');
+            }
+            if seq.next_element_seed(Transcode { out: &mut *out })?.is_none() {
+                out.truncate(mark);
+                break;
+            }
+            first = false;
+        }
+        out.push(b']');
+        Ok(Kind::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
+        let mut values = Vec::new();
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let start = values.len();
+            let kind = map.next_value_seed(Transcode { out: &mut values })?;
+            entries.push(Entry { key, start, end: values.len(), null: kind == Kind::Null });
+        }
+        let text = write_sorted(&values, &mut entries, Nulls::Keep);
+        self.out.extend_from_slice(&text);
+        Ok(Kind::Other)
+    }
+}
+
+/// `@removed`: present whatever its value; its `reason` when that is a string.
+struct RemovedSeed;
+
+impl<'de> DeserializeSeed<'de> for RemovedSeed {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RemovedSeed {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut reason = None;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if key == "reason" {
+                reason = map.next_value_seed(StringSeed)?.map(Cow::into_owned);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(reason)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// A string value, or `None` for any other value (read and skipped).
+struct StringSeed;
+
+impl<'de> DeserializeSeed<'de> for StringSeed {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StringSeed {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// `members@delta`: the slice's added and removed members.
+#[derive(Default)]
+struct Members {
+    added: Vec<MemberRef>,
+    removed: Vec<MemberRef>,
+}
+
+struct MembersSeed;
+
+impl<'de> DeserializeSeed<'de> for MembersSeed {
+    type Value = Result<Members, &'static str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+const NOT_AN_ARRAY: &str = "members@delta is not an array";
+const MEMBER_WITHOUT_ID: &str = "a members@delta entry has no id";
+
+impl<'de> Visitor<'de> for MembersSeed {
+    type Value = Result<Members, &'static str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut members = Members::default();
+        let mut problem = None;
+        while let Some(member) = seq.next_element_seed(MemberSeed)? {
+            match member {
+                Some((reference, true)) => members.removed.push(reference),
+                Some((reference, false)) => members.added.push(reference),
+                None => problem = problem.or(Some(MEMBER_WITHOUT_ID)),
+            }
+        }
+        Ok(match problem {
+            Some(problem) => Err(problem),
+            None => Ok(members),
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Err(NOT_AN_ARRAY))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Err(NOT_AN_ARRAY))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err(NOT_AN_ARRAY))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err(NOT_AN_ARRAY))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err(NOT_AN_ARRAY))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err(NOT_AN_ARRAY))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Err(NOT_AN_ARRAY))
+    }
+}
+
+/// One `members@delta` entry: the member and whether it was removed; `None` without a string `id`.
+struct MemberSeed;
+
+impl<'de> DeserializeSeed<'de> for MemberSeed {
+    type Value = Option<(MemberRef, bool)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MemberSeed {
+    type Value = Option<(MemberRef, bool)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut id: Option<Cow<'de, str>> = None;
+        let mut kind: Option<Cow<'de, str>> = None;
+        let mut removed = false;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match key.as_ref() {
+                "id" => id = map.next_value_seed(StringSeed)?,
+                "@odata.type" => kind = map.next_value_seed(StringSeed)?,
+                "@removed" => {
+                    map.next_value::<IgnoredAny>()?;
+                    removed = true;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(id.map(|id| {
+            let kind = kind.map(|t| t.trim_start_matches("#microsoft.graph.").to_owned());
+            (MemberRef { id: id.into_owned(), kind }, removed)
+        }))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// The canonical text of one JSON object given as text (tests and tools; what `parse_page` writes
+/// for an object's properties, `id` and annotations included if present).
+pub fn canonical_text(json: &str) -> serde_json::Result<CanonicalJson> {
+    struct Top;
+    impl<'de> Visitor<'de> for Top {
+        type Value = CanonicalJson;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CanonicalJson, A::Error> {
+            let mut values = Vec::new();
+            let mut entries = Vec::new();
+            while let Some(key) = map.next_key_seed(KeySeed)? {
+                let start = values.len();
+                let kind = map.next_value_seed(Transcode { out: &mut values })?;
+                entries.push(Entry { key, start, end: values.len(), null: kind == Kind::Null });
+            }
+            Ok(CanonicalJson(write_sorted(&values, &mut entries, Nulls::Drop)))
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let text = deserializer.deserialize_map(Top)?;
+    deserializer.end()?;
+    Ok(text)
+}
