@@ -35,8 +35,8 @@ pub use client::{GraphClient, GraphClientOptions, GraphTenant, RequestPriority, 
 pub use consent::{admin_consent_url, ConsentOutcome, ANY_ORGANIZATION, MALFORMED_CONSENT_ERROR};
 pub use credentials::{AppCredentials, AssertionAlgorithm, CertificateCredential, CertificateError, ClientCredential};
 pub use delta::{
-    default_select, initial_url, parse_page, DeltaItem, DeltaPage, DeltaPages, DeltaRequest, DeltaStart, MemberRef,
-    PageLink,
+    default_select, initial_url, parse_page, parse_page_canonical, DeltaItem, DeltaPage, DeltaPages, DeltaRequest,
+    DeltaStart, MemberRef, PageLink,
 };
 pub use discovery::resolve_tenant_id;
 pub use error::{read_permissions, GraphError};

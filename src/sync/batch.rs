@@ -4,7 +4,7 @@
 
 use futures::{Stream, StreamExt};
 
-use crate::graph::{DeltaItem, DeltaPage, GraphError, PageLink};
+use crate::graph::{DeltaItem, DeltaPage, DeltaPages, GraphError, PageLink};
 
 /// Pages the Graph client fetches ahead while a batch is written: about one batch of default pages.
 pub const PREFETCH_PAGES: usize = 5;
@@ -72,15 +72,35 @@ pub struct Batches<S> {
     deferred: Option<GraphError>,
 }
 
-impl<S: Stream<Item = Result<DeltaPage, GraphError>> + Unpin> Batches<S> {
+/// A stream of delta pages that batches can read.
+pub trait PageSource: Stream<Item = Result<DeltaPage, GraphError>> + Unpin {
+    /// Asks for existing objects as canonical text (`DeltaItem::Parsed`) rather than maps, where the
+    /// source can tell the difference: what `prepare` hashes and stores, parsed without a tree of values
+    /// (issue 16, client CPU). Either form prepares to the same objects.
+    fn prefer_canonical_items(&mut self) {}
+}
+
+impl PageSource for DeltaPages {
+    fn prefer_canonical_items(&mut self) {
+        self.canonical_items();
+    }
+}
+
+impl<I: Iterator<Item = Result<DeltaPage, GraphError>> + Unpin> PageSource for futures::stream::Iter<I> {}
+
+impl<S: PageSource> Batches<S> {
     /// Batches end after at least `min_items` items, membership references included (Graph pages hold
     /// 100-999 objects: large enough
     /// that per-statement and per-commit costs are spread, small enough that memory stays flat) or
-    /// with the round's last page.
-    pub fn new(pages: S, min_items: usize) -> Self {
+    /// with the round's last page. The source is asked for canonical items
+    /// ([`PageSource::prefer_canonical_items`]) before its first page is read.
+    pub fn new(mut pages: S, min_items: usize) -> Self {
+        pages.prefer_canonical_items();
         Self { pages, min_items, deferred: None }
     }
+}
 
+impl<S: Stream<Item = Result<DeltaPage, GraphError>> + Unpin> Batches<S> {
     /// The next batch; `None` once the stream has ended.
     pub async fn next(&mut self) -> Option<Result<PageBatch, GraphError>> {
         if let Some(error) = self.deferred.take() {

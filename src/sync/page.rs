@@ -280,7 +280,7 @@ mod tests {
 
     fn parsed(object: &str) -> Result<DeltaItem, crate::graph::GraphError> {
         let body = format!(r#"{{"@odata.deltaLink":"https://g/d","value":[{object}]}}"#);
-        let (mut items, _) = crate::graph::parse_page("u", body.as_bytes())?;
+        let (mut items, _) = crate::graph::parse_page_canonical("u", body.as_bytes())?;
         Ok(items.remove(0))
     }
 
@@ -395,7 +395,7 @@ mod tests {
         let started = std::time::Instant::now();
         let mut markers = 0i64;
         for _ in 0..pages {
-            let (items, _) = crate::graph::parse_page("u", body.as_bytes()).expect("page");
+            let (items, _) = crate::graph::parse_page_canonical("u", body.as_bytes()).expect("page");
             let page = prepare(ObjectClass::User, items, &PassThrough);
             markers = markers.wrapping_add(page.objects[0].marker);
         }
