@@ -57,10 +57,12 @@ pub(super) struct ParsedPage {
 }
 
 /// Reads a whole page body (trailing characters are an error, as with `serde_json::from_slice`).
-pub(super) fn read_page(body: &[u8]) -> serde_json::Result<ParsedPage> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let page = deserializer.deserialize_map(PageVisitor)?;
-    deserializer.end()?;
+/// The body is checked to be UTF-8 once, in one pass, instead of string by string.
+pub(super) fn read_page(body: &[u8]) -> Result<ParsedPage, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("invalid UTF-8: {e}"))?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let page = deserializer.deserialize_map(PageVisitor).map_err(|e| e.to_string())?;
+    deserializer.end().map_err(|e| e.to_string())?;
     Ok(page)
 }
 
@@ -152,6 +154,24 @@ struct Entry<'de> {
 struct Scratch<'de> {
     values: Vec<u8>,
     entries: Vec<Entry<'de>>,
+    /// The previous object's keys in reading order, and the order they were written in: the objects
+    /// of a page usually list the same properties in the same order, so the sort is done once.
+    last_keys: Vec<Cow<'de, str>>,
+    order: Vec<usize>,
+}
+
+impl Scratch<'_> {
+    /// Sets `order`: how to write this object's entries, the previous object's when its keys came in
+    /// the same order.
+    fn sort(&mut self) {
+        let same = self.last_keys.len() == self.entries.len()
+            && self.entries.iter().zip(&self.last_keys).all(|(entry, key)| entry.key == *key);
+        if !same {
+            sorted_order(&self.entries, &mut self.order);
+            self.last_keys.clear();
+            self.last_keys.extend(self.entries.iter().map(|entry| entry.key.clone()));
+        }
+    }
 }
 
 /// `value`: the page's objects.
@@ -245,7 +265,8 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, 'de> {
             Some(Ok(members)) => members,
             Some(Err(detail)) => return Ok(Err(detail.to_owned())),
         };
-        let attrs = write_sorted(&scratch.values, &mut scratch.entries, Nulls::Drop);
+        scratch.sort();
+        let attrs = write_in_order(&scratch.values, &scratch.entries, &scratch.order, Nulls::Drop);
         Ok(Ok(DeltaItem::Parsed { id, attrs: CanonicalJson(attrs), members_added, members_removed }))
     }
 }
@@ -258,20 +279,24 @@ enum Nulls {
     Keep,
 }
 
-/// Writes `{"key":value,…}` with the keys in byte order (a map's order); of equal keys the last one
-/// read wins. Returns a buffer of exactly the text's size.
-fn write_sorted(values: &[u8], entries: &mut [Entry<'_>], nulls: Nulls) -> Vec<u8> {
-    // Stable: equal keys stay in reading order, so the last of a run is the one that wins.
-    entries.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
-    let entries: &[Entry<'_>] = entries;
-    let kept = entries.iter().enumerate().filter(|&(index, entry)| {
-        let superseded = entries.get(index + 1).is_some_and(|next| next.key == entry.key);
-        !(superseded || (nulls == Nulls::Drop && entry.null))
-    });
-    let size: usize = kept.clone().map(|(_, entry)| entry.key.len() + 4 + entry.end - entry.start).sum();
+/// The indices of `entries` in key byte order (a map's order); of equal keys only the last one read
+/// (a map's insert keeps the last).
+fn sorted_order(entries: &[Entry<'_>], order: &mut Vec<usize>) {
+    order.clear();
+    order.extend(0..entries.len());
+    // Equal keys: the later one first, so that `dedup_by` (which keeps the first of a run) keeps it.
+    order.sort_unstable_by(|&a, &b| entries[a].key.as_bytes().cmp(entries[b].key.as_bytes()).then(b.cmp(&a)));
+    order.dedup_by(|a, b| entries[*a].key == entries[*b].key);
+}
+
+/// Writes `{"key":value,…}` in `order` (from [`sorted_order`]). Returns a buffer of exactly the
+/// text's size.
+fn write_in_order(values: &[u8], entries: &[Entry<'_>], order: &[usize], nulls: Nulls) -> Vec<u8> {
+    let kept = order.iter().map(|&index| &entries[index]).filter(|entry| !(nulls == Nulls::Drop && entry.null));
+    let size: usize = kept.clone().map(|entry| entry.key.len() + 4 + entry.end - entry.start).sum();
     let mut out = Vec::with_capacity(size + 2);
     out.push(b'{');
-    for (position, (_, entry)) in kept.enumerate() {
+    for (position, entry) in kept.enumerate() {
         if position > 0 {
             out.push(b',');
         }
@@ -286,6 +311,13 @@ fn write_sorted(values: &[u8], entries: &mut [Entry<'_>], nulls: Nulls) -> Vec<u
     }
     out.push(b'}');
     out
+}
+
+/// [`write_in_order`] after sorting.
+fn write_sorted(values: &[u8], entries: &[Entry<'_>], nulls: Nulls) -> Vec<u8> {
+    let mut order = Vec::with_capacity(entries.len());
+    sorted_order(entries, &mut order);
+    write_in_order(values, entries, &order, nulls)
 }
 
 fn write_plain_string(out: &mut Vec<u8>, text: &str) {
@@ -402,7 +434,7 @@ impl<'de> Visitor<'de> for Transcode<'_> {
             let kind = map.next_value_seed(Transcode { out: &mut values })?;
             entries.push(Entry { key, start, end: values.len(), null: kind == Kind::Null });
         }
-        let text = write_sorted(&values, &mut entries, Nulls::Keep);
+        let text = write_sorted(&values, &entries, Nulls::Keep);
         self.out.extend_from_slice(&text);
         Ok(Kind::Other)
     }
@@ -686,7 +718,7 @@ pub fn canonical_text(json: &str) -> serde_json::Result<CanonicalJson> {
                 let kind = map.next_value_seed(Transcode { out: &mut values })?;
                 entries.push(Entry { key, start, end: values.len(), null: kind == Kind::Null });
             }
-            Ok(CanonicalJson(write_sorted(&values, &mut entries, Nulls::Drop)))
+            Ok(CanonicalJson(write_sorted(&values, &entries, Nulls::Drop)))
         }
     }
     let mut deserializer = serde_json::Deserializer::from_str(json);

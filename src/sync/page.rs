@@ -368,11 +368,51 @@ mod tests {
             }
         }
         let mut generator = Gen(0x9e37_79b9_7f4a_7c15);
-        for _ in 0..2_000 {
+        let mut objects = Vec::new();
+        for n in 0..2_000 {
             let body = generator.object(0);
             let rest = if body == "{}" { "}".to_owned() } else { format!(",{}", &body[1..]) };
-            let object = format!(r#"{{"id":"00000000-0000-4000-8000-00000000000a"{rest}"#);
+            let object = format!(r#"{{"id":"00000000-0000-4000-8000-{n:012x}"{rest}"#);
             assert_same_canonical_text(&object);
+            objects.push(object);
+            // The same keys in the same order with other values (nulls, duplicates): the parser reuses
+            // the previous object's key order within a page.
+            let mut twin = generator.object(0);
+            if twin.len() > 2 {
+                twin = format!(r#"{{"id":"00000000-0000-4000-8000-{n:012x}",{}"#, &twin[1..]);
+                objects.push(twin);
+            }
+            // And with a null and a duplicate key after every property but the id.
+            let last = &objects[objects.len() - 1];
+            let (head, tail) = last.split_at(last.find(r#"","#).map_or(last.len(), |at| at + 2));
+            objects.push(format!("{head}{}", tail.replace(r#"":"#, r#"":null,"x":"#)));
+        }
+        // Whole pages of them.
+        for page in objects.chunks(64) {
+            let body = format!(r#"{{"@odata.nextLink":"https://g/n","value":[{}]}}"#, page.join(","));
+            let (items, _) = crate::graph::parse_page_canonical("u", body.as_bytes()).expect("page");
+            for (object, item) in page.iter().zip(items) {
+                let DeltaItem::Parsed { attrs, .. } = item else { panic!("parsed") };
+                let expected = reference(object).expect("reference");
+                assert_eq!(attrs.as_bytes(), expected.attrs_json.as_slice(), "{object}");
+            }
+        }
+        // Same shape, different values and nulls, one page.
+        let shaped: Vec<String> = (0..50)
+            .map(|n| {
+                let (a, b) = if n % 3 == 0 {
+                    ("null".to_owned(), "1".to_owned())
+                } else {
+                    (format!("\"v{n}\""), "null".to_owned())
+                };
+                format!(r#"{{"id":"00000000-0000-4000-8000-{n:012x}","z":{a},"a":{b},"m":{a},"a":{a}}}"#)
+            })
+            .collect();
+        let body = format!(r#"{{"@odata.nextLink":"https://g/n","value":[{}]}}"#, shaped.join(","));
+        let (items, _) = crate::graph::parse_page_canonical("u", body.as_bytes()).expect("page");
+        for (object, item) in shaped.iter().zip(items) {
+            let DeltaItem::Parsed { attrs, .. } = item else { panic!("parsed") };
+            assert_eq!(attrs.as_bytes(), reference(object).expect("reference").attrs_json.as_slice(), "{object}");
         }
     }
 
