@@ -1,4 +1,4 @@
-//! Borrowed parsing of delta pages (issue 16, client CPU; docs/architecture.md, "One round"): while
+//! Borrowed parsing of delta pages (issue 16, client CPU; docs/architecture.md, "One sync round"): while
 //! serde_json reads a page, each object's kept properties are written straight into their canonical
 //! JSON text — keys sorted at every level, array order kept, top-level `null`s dropped — the form
 //! `sync::marker` hashes and the store keeps. No `serde_json::Value` tree is built and nothing is
