@@ -96,18 +96,33 @@ fn decide(schedule: &TenantSchedule, class: &ClassState, policy: &Policy) -> Dec
     if let Some((needed_since, reason)) = full_scan_reason(schedule, class, policy) {
         // Pending until a run taken after the enqueue has ended (or failed): a run interrupted by a lost
         // lock, or one that resumed a delta run and ended as delta, leaves the full scan still needed.
+        //
+        // A resumed run keeps its first start, so a job that resumed it shows as a write to the run after
+        // the enqueue. Such a run that nobody runs now (no lock) and that stays silent for
+        // `delta_requeue_after` lost its job (e.g. a copy acknowledged as a duplicate while the run was held,
+        // then the holder lost its lock and could not give its own delivery back): not pending either.
         let pending = class.last_full_enqueued_at.filter(|enqueued| {
             let failed_since = class.last_failure_at.is_some_and(|failed| failed >= *enqueued);
-            let ended_since =
-                class.latest_run_ended && class.latest_run_started_at.is_some_and(|started| started >= *enqueued);
+            let touched_since = class.latest_run_touched_at.is_some_and(|touched| touched >= *enqueued);
+            let started_since = class.latest_run_started_at.is_some_and(|started| started >= *enqueued);
+            let ended_since = class.latest_run_ended && (started_since || touched_since);
+            let abandoned = touched_since
+                && !class.latest_run_ended
+                && class
+                    .latest_run_touched_at
+                    .is_some_and(|touched| now - touched >= delta(policy.delta_requeue_after));
             *enqueued >= needed_since
                 && !failed_since
                 && !ended_since
+                && !abandoned
                 && now - *enqueued < delta(policy.full_requeue_after)
         });
         return match pending {
-            // A full job is queued or running: a delta job now would only wait behind it.
-            Some(enqueued) => Decision::WaitUntil(after(enqueued, policy.full_requeue_after)),
+            // A full job is queued or running: a delta job now would only wait behind it. Checked again
+            // each interval, in case its run is abandoned.
+            Some(enqueued) => {
+                Decision::WaitUntil(after(enqueued, policy.full_requeue_after).min(after(now, policy.delta_interval)))
+            }
             None => Decision::Enqueue(SyncMode::Full, reason),
         };
     }
@@ -243,6 +258,7 @@ mod tests {
             running: false,
             latest_run_started_at: Some(at(now - 60)),
             latest_run_ended: true,
+            latest_run_touched_at: Some(at(now - 59)),
         };
         TenantSchedule {
             now: at(now),
@@ -298,10 +314,37 @@ mod tests {
         assert!(plan(&s, &policy()).due.is_empty(), "the run of the queued job is open");
         s.classes[0].latest_run_started_at = Some(at(890));
         s.classes[0].latest_run_ended = true;
-        assert!(plan(&s, &policy()).due.is_empty(), "a run that started before the enqueue did not take it");
+        s.classes[0].latest_run_touched_at = Some(at(895));
+        assert!(plan(&s, &policy()).due.is_empty(), "a run that started and ended before the enqueue did not take it");
         // The run that took it ended (interrupted, or resumed as delta) and no full scan is recorded.
         s.classes[0].latest_run_started_at = Some(at(910));
         assert_eq!(modes(&plan(&s, &policy())), vec![SyncMode::Full], "not an hour later");
+    }
+
+    #[test]
+    fn a_full_job_whose_resumed_run_went_silent_without_its_lock_is_enqueued_again() {
+        // The chaos run's stall: the run started before the enqueue, the job resumed it (a write after the
+        // enqueue), then the job was lost; nobody holds the lock and the run stays open. The policy's
+        // interval is 300 s, so "silent" means 900 s.
+        let mut s = synced(5000, 0);
+        s.classes[0].has_delta_link = false;
+        s.classes[0].last_full_scan_at = None;
+        s.classes[0].last_full_enqueued_at = Some(at(3000));
+        s.classes[0].latest_run_started_at = Some(at(100));
+        s.classes[0].latest_run_ended = false;
+        s.classes[0].latest_run_touched_at = Some(at(2990));
+        assert!(plan(&s, &policy()).due.is_empty(), "not taken since the enqueue: the job waits in the queue");
+        s.classes[0].latest_run_touched_at = Some(at(4500));
+        assert!(plan(&s, &policy()).due.is_empty(), "resumed and written to 500 s ago: the job is running");
+        s.classes[0].latest_run_touched_at = Some(at(4100));
+        assert_eq!(modes(&plan(&s, &policy())), vec![SyncMode::Full], "resumed, then silent for three intervals");
+        s.classes[0].running = true;
+        assert!(plan(&s, &policy()).due.is_empty(), "a holder of the lock is running it");
+        s.classes[0].running = false;
+        // Closed by the orphan sweep after the job resumed it: ended since the enqueue.
+        s.classes[0].latest_run_ended = true;
+        s.classes[0].latest_run_touched_at = Some(at(4990));
+        assert_eq!(modes(&plan(&s, &policy())), vec![SyncMode::Full], "its run was closed after the job took it");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct ClassState {
     /// included): a job enqueued before that start has been taken and is no longer pending.
     pub latest_run_started_at: Option<DateTime<Utc>>,
     pub latest_run_ended: bool,
+    /// The latest run's last write (start, resume, progress, end): a resumed run keeps its first start.
+    pub latest_run_touched_at: Option<DateTime<Utc>>,
 }
 
 /// A tenant's schedule inputs; `None` from [`load`] when the tenant no longer exists.
@@ -77,6 +79,7 @@ fn class_state(row: &Row) -> Result<ClassState, StoreError> {
         running: row.try_get(12)?,
         latest_run_started_at: row.try_get(15)?,
         latest_run_ended: row.try_get(16)?,
+        latest_run_touched_at: row.try_get(17)?,
     })
 }
 

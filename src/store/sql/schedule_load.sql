@@ -2,7 +2,8 @@
 -- $1 tenant id; $2 the classes, $3 the first key of each class's run lock, $4 the tenant's lock key
 -- (src/store/run_lock.rs), so a held lock shows the class is running right now. The latest run (by start)
 -- tells whether the last sync job enqueued has been taken and ended, whatever its outcome (re-maps and
--- tag syncs do not take sync jobs).
+-- tag syncs do not take sync jobs); its last write (a resume, progress, the end) says whether a job took it
+-- after the last enqueue.
 SELECT c.class::text,
        t.enabled AND NOT t.blocked,
        t.full_scan_next_run,
@@ -22,10 +23,11 @@ SELECT c.class::text,
        now(),
        t.entra_tenant_id,
        latest.started_at,
-       latest.finished_at IS NOT NULL
+       latest.finished_at IS NOT NULL,
+       latest.updated_at
 FROM tenants t
 CROSS JOIN unnest($2::text[], $3::int4[]) AS c(class, lock_key)
-LEFT JOIN LATERAL (SELECT r.started_at, r.finished_at FROM sync_runs r
+LEFT JOIN LATERAL (SELECT r.started_at, r.finished_at, r.updated_at FROM sync_runs r
                    WHERE r.tenant_id = t.id AND r.object_class = c.class::object_class
                      AND r.mode IN ('full', 'delta')
                    ORDER BY r.started_at DESC, r.id DESC LIMIT 1) latest ON true
