@@ -126,32 +126,33 @@ struct Entry {
 
 /// A fixed-size bit set over the snapshot's entries.
 #[derive(Debug, Default)]
-struct Bits(Vec<u64>);
+struct Bits {
+    words: Vec<u64>,
+    len: usize,
+}
 
 impl Bits {
     fn with_len(len: usize) -> Self {
-        Self(vec![0; len.div_ceil(64)])
+        Self { words: vec![0; len.div_ceil(64)], len }
     }
 
     fn get(&self, index: usize) -> bool {
-        self.0.get(index / 64).is_some_and(|word| word & (1u64 << (index % 64)) != 0)
+        index < self.len && self.words[index / 64] & (1u64 << (index % 64)) != 0
     }
 
-    /// Sets the bit; true if it was clear.
+    /// Sets the bit; true if it was clear. An index out of range is ignored.
     fn set(&mut self, index: usize) -> bool {
-        match self.0.get_mut(index / 64) {
-            Some(word) => {
-                let mask = 1u64 << (index % 64);
-                let was_clear = *word & mask == 0;
-                *word |= mask;
-                was_clear
-            }
-            None => false,
+        if index >= self.len {
+            return false;
         }
+        let (word, mask) = (&mut self.words[index / 64], 1u64 << (index % 64));
+        let was_clear = *word & mask == 0;
+        *word |= mask;
+        was_clear
     }
 
     fn bytes(&self) -> u64 {
-        (self.0.len() * 8) as u64
+        (self.words.len() * 8) as u64
     }
 }
 
