@@ -56,6 +56,7 @@ pub struct NestingBenchArgs {
     /// Keep the scratch database (its name is printed) to look at plans by hand.
     #[arg(long)]
     pub keep_database: bool,
+    /// Seed of the generated nesting, memberships and questions.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 }
