@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use entrasync::chaos::proxy::TcpProxy;
 use entrasync::model::{ObjectClass, SyncMode};
 use entrasync::store::run_lock::RunLocks;
 use entrasync::store::{metrics_queries, schedule, StoreError};
@@ -244,6 +245,38 @@ async fn the_server_releases_the_run_lock_of_a_holder_whose_connection_froze() {
     })
     .await;
     assert!(taken.is_some(), "the server released the vanished holder's lock within a minute");
+}
+
+/// The holder of a run lock whose session froze in the network, while new connections pass (a failover
+/// behind the same address), ends that session on the server as soon as its heartbeat goes unanswered.
+/// The lock is then free long before the server's own `idle_session_timeout` (60 s here) would end it.
+#[tokio::test]
+async fn a_holder_ends_its_frozen_lock_session_on_the_server_so_the_lock_is_free_at_once() {
+    let db = TestDb::migrated().await;
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse().expect("address")).await.expect("start the fault proxy");
+    let through_proxy = settings_with(&[
+        ("ENTRASYNC_DATABASE_URL", &format!("postgres://postgres@{}/{}", proxy.addr, db.name)),
+        ("ENTRASYNC_DATABASE_TCP_USER_TIMEOUT_SECS", "60"),
+    ]);
+    let holder = RunLocks::new(through_proxy.database.clone());
+    let other = RunLocks::new(db.settings().database);
+    let lock = holder.try_acquire(43, ObjectClass::User).await.expect("lock").expect("free");
+    assert!(proxy.freeze_open() >= 1, "expected the lock's session to freeze");
+    let frozen_at = Instant::now();
+    // A heartbeat every 10 s (a sixth of 60 s), each given 10 s to answer.
+    tokio::time::timeout(Duration::from_secs(30), lock.lost()).await.expect("the holder notices its frozen session");
+    let taken = eventually_some(Duration::from_secs(15), || {
+        let other = other.clone();
+        async move { other.try_acquire(43, ObjectClass::User).await.ok().flatten() }
+    })
+    .await;
+    let elapsed = frozen_at.elapsed();
+    assert!(
+        taken.is_some() && elapsed < Duration::from_secs(45),
+        "expected the lock free within 45 s of the freeze, before the server's 60 s idle limit could end the \
+         session (taken: {}, after {elapsed:?})",
+        taken.is_some()
+    );
 }
 
 #[tokio::test]
