@@ -87,8 +87,10 @@ pub async fn consume_loop(
     // Kept until every task settled: their acks go through its channel.
     let mut subscription: Option<JobConsumer> = None;
     'subscribe: while !stop.is_cancelled() {
-        heart.beat();
+        // A beat says a turn got through (after the fault point, where a blocked thread would stop): an
+        // incarnation that blocks at once never beats, so /healthz keeps naming it after its restart.
         deps.shared.faults.hit(FaultPoint::ConsumeLoop);
+        heart.beat();
         let queue = feed.queue(deps.shared.broker.topology());
         let subscribing = tokio::time::timeout(SUBSCRIBE_DEADLINE, deps.shared.broker.consume_queue(queue, &tag));
         let subscribed = tokio::select! {
@@ -113,8 +115,8 @@ pub async fn consume_loop(
             }
         };
         loop {
-            heart.beat();
             deps.shared.faults.hit(FaultPoint::ConsumeLoop);
+            heart.beat();
             let next = tokio::select! {
                 next = consumer.next_delivery() => next,
                 () = tokio::time::sleep(BEAT_EVERY) => continue,
