@@ -93,6 +93,15 @@ async fn stored(state: &AppState, tenant_id: i64, object_id: Uuid) -> Result<Opt
     Ok(nesting::stored_object(&client, tenant_id, object_id).await?)
 }
 
+/// The stored group `group_id`, or the problem that says it is unknown or not a group.
+async fn stored_group(state: &AppState, tenant_id: i64, group_id: Uuid) -> Result<StoredObject, ApiError> {
+    match stored(state, tenant_id, group_id).await? {
+        Some(o) if o.class == ObjectClass::Group => Ok(o),
+        Some(o) => Err(ApiError::not_found(format!("{group_id} is a {} of tenant {tenant_id}, not a group", o.class))),
+        None => Err(ApiError::not_found(format!("tenant {tenant_id} has no stored group {group_id}"))),
+    }
+}
+
 fn page_view(
     object_id: Uuid,
     transitive: bool,
@@ -133,17 +142,11 @@ pub async fn members(
     let group_id = guid("group_id", &raw)?;
     let limit = page::page_size(query.limit)?;
     known_tenant(&state, tenant_id).await?;
-    match stored(&state, tenant_id, group_id).await? {
-        Some(o) if o.class == ObjectClass::Group => {
-            let client = state.pool.get().await.map_err(crate::store::StoreError::from)?;
-            let page =
-                nesting::group_members(&client, tenant_id, group_id, scope(query.transitive), limit, query.cursor)
-                    .await?;
-            Ok(web::Json(page_view(group_id, query.transitive, o.deleted_at, page, limit)))
-        }
-        Some(o) => Err(ApiError::not_found(format!("{group_id} is a {} of tenant {tenant_id}, not a group", o.class))),
-        None => Err(ApiError::not_found(format!("tenant {tenant_id} has no stored group {group_id}"))),
-    }
+    let group = stored_group(&state, tenant_id, group_id).await?;
+    let client = state.pool.get().await.map_err(crate::store::StoreError::from)?;
+    let page =
+        nesting::group_members(&client, tenant_id, group_id, scope(query.transitive), limit, query.cursor).await?;
+    Ok(web::Json(page_view(group_id, query.transitive, group.deleted_at, page, limit)))
 }
 
 /// The groups an object is a member of, direct or (`transitive=true`) through nesting, by group id.
@@ -181,13 +184,7 @@ pub async fn is_member(
     let group_id = guid("group_id", &raw_group)?;
     let object_id = guid("object_id", &raw_object)?;
     known_tenant(&state, tenant_id).await?;
-    match stored(&state, tenant_id, group_id).await? {
-        Some(o) if o.class == ObjectClass::Group => {}
-        Some(o) => {
-            return Err(ApiError::not_found(format!("{group_id} is a {} of tenant {tenant_id}, not a group", o.class)))
-        }
-        None => return Err(ApiError::not_found(format!("tenant {tenant_id} has no stored group {group_id}"))),
-    }
+    stored_group(&state, tenant_id, group_id).await?;
     let client = state.pool.get().await.map_err(crate::store::StoreError::from)?;
     let m = nesting::is_member(&client, tenant_id, group_id, object_id).await?;
     Ok(web::Json(MembershipView { group_id, object_id, direct: m.direct, transitive: m.transitive, path: m.path }))
