@@ -26,6 +26,44 @@ pub struct Tenant {
     pub blocked: bool,
 }
 
+/// The tenant's change-event switch (docs/events.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ChangeEvents {
+    /// Every change a run commits becomes an event in `change_outbox`.
+    pub change_events: bool,
+    /// What the first full round of an empty class emits while events are on.
+    pub change_events_first_round: FirstRound,
+}
+
+/// What the first full round of an empty (tenant, class) emits while change events are on
+/// (`tenants.change_events_first_round`; docs/events.md "First round").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirstRound {
+    /// A `created` event per object and a `member_added` per membership.
+    Objects,
+    /// One `snapshot` event per class when the round ends; consumers then read the store.
+    Snapshot,
+}
+
+impl FirstRound {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FirstRound::Objects => "objects",
+            FirstRound::Snapshot => "snapshot",
+        }
+    }
+
+    /// `objects` or `snapshot`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "objects" => Some(FirstRound::Objects),
+            "snapshot" => Some(FirstRound::Snapshot),
+            _ => None,
+        }
+    }
+}
+
 pub struct NewTenant {
     pub name: String,
     pub entra_tenant_id: Uuid,
@@ -42,10 +80,16 @@ pub struct TenantChanges {
     pub credential_profile_id: Option<i64>,
     pub enabled: Option<bool>,
     pub full_scan_next_run: Option<bool>,
+    /// Switching events on emits a `snapshot` event per class that holds objects (migrations/V57).
+    pub change_events: Option<bool>,
+    pub change_events_first_round: Option<FirstRound>,
 }
 
 const COLUMNS: &str = "id, name, entra_tenant_id, cloud, custom_login_url, custom_graph_url, credential_profile_id, \
      enabled, full_scan_next_run, blocked";
+
+/// How long switching events on waits for the directory writes in flight (see [`update`]).
+const SWITCH_ON_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '30s'";
 
 fn custom_urls(cloud: &Cloud) -> (Option<&str>, Option<&str>) {
     match cloud {
@@ -177,7 +221,18 @@ pub async fn update(
 ) -> Result<Option<Tenant>, StoreError> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
+    if changes.change_events == Some(true) && events_in(&transaction, id).await?.is_some_and(|e| !e.change_events) {
+        // Switching on emits a snapshot per class (the trigger in migrations/V57) that consumers take as
+        // their baseline. A batch already writing without events must commit before it, or its change
+        // would be neither in an event nor, perhaps, in the store when a consumer reads it: the SHARE lock
+        // waits for the writes in flight (and holds new ones for the few milliseconds of this
+        // transaction). Taken before the tenant row, in the order writers take them.
+        transaction.batch_execute(SWITCH_ON_LOCK_TIMEOUT).await?;
+        transaction.batch_execute("LOCK TABLE directory_objects, group_members IN SHARE MODE").await?;
+    }
     let Some(before) = get_in(&transaction, id, "FOR UPDATE").await? else { return Ok(None) };
+    let Some(before_events) = events_in(&transaction, id).await? else { return Ok(None) };
+    let first_round = changes.change_events_first_round.map(FirstRound::as_str);
     let row = transaction
         .query_one(
             &format!(
@@ -186,21 +241,32 @@ pub async fn update(
                      enabled = COALESCE($4, enabled),
                      full_scan_next_run = COALESCE($5, full_scan_next_run),
                      full_scan_requested_at = CASE WHEN $5 THEN now() ELSE full_scan_requested_at END,
+                     change_events = COALESCE($6, change_events),
+                     change_events_first_round = COALESCE($7, change_events_first_round),
                      updated_at = now()
-                 WHERE id = $1 RETURNING {COLUMNS}"
+                 WHERE id = $1 RETURNING {COLUMNS}, change_events, change_events_first_round"
             ),
-            &[&id, &changes.name, &changes.credential_profile_id, &changes.enabled, &changes.full_scan_next_run],
+            &[
+                &id,
+                &changes.name,
+                &changes.credential_profile_id,
+                &changes.enabled,
+                &changes.full_scan_next_run,
+                &changes.change_events,
+                &first_round,
+            ],
         )
         .await?;
     let after = from_row(&row)?;
+    let after_events = events_from_row(&row)?;
     audit::record(
         &transaction,
         actor,
         "tenant.update",
         "tenant",
         &id.to_string(),
-        Some(audit_view(&before)),
-        Some(audit_view(&after)),
+        Some(audit_view_with(&before, &before_events)),
+        Some(audit_view_with(&after, &after_events)),
     )
     .await?;
     transaction.commit().await?;
@@ -214,6 +280,8 @@ pub async fn delete(pool: &Pool, id: i64, actor: &Actor) -> Result<bool, StoreEr
     let transaction = client.transaction().await?;
     // The row lock makes a concurrent history insert (its foreign key check) wait, then fail.
     let Some(before) = get_in(&transaction, id, "FOR UPDATE").await? else { return Ok(false) };
+    // Its objects and memberships go without an event each (docs/events.md "Tenant deletion").
+    transaction.execute("UPDATE tenants SET change_events = false WHERE id = $1", &[&id]).await?;
     transaction.execute(include_str!("sql/tenants_delete.sql"), &[&id]).await?;
     transaction.execute("DELETE FROM sync_runs WHERE tenant_id = $1", &[&id]).await?;
     transaction.execute("DELETE FROM sync_run_counts WHERE tenant_id = $1", &[&id]).await?;
@@ -382,6 +450,35 @@ fn from_row(row: &Row) -> Result<Tenant, StoreError> {
     })
 }
 
+/// The change-event columns, read by name (the overview query lists them last).
+fn events_from_row(row: &Row) -> Result<ChangeEvents, StoreError> {
+    let text: String = row.try_get("change_events_first_round")?;
+    let first_round = FirstRound::parse(&text)
+        .ok_or_else(|| StoreError::Rejected(format!("tenant row has unknown first round {text:?}")))?;
+    Ok(ChangeEvents { change_events: row.try_get("change_events")?, change_events_first_round: first_round })
+}
+
+/// The tenant's change-event switch; `None` when it does not exist.
+pub async fn change_events(pool: &Pool, id: i64) -> Result<Option<ChangeEvents>, StoreError> {
+    let client = pool.get().await?;
+    events_in(&client, id).await
+}
+
+async fn events_in(db: &impl GenericClient, id: i64) -> Result<Option<ChangeEvents>, StoreError> {
+    let row =
+        db.query_opt("SELECT change_events, change_events_first_round FROM tenants WHERE id = $1", &[&id]).await?;
+    row.as_ref().map(events_from_row).transpose()
+}
+
+/// What the audit log shows of a tenant: its row and its event switch.
+fn audit_view_with(tenant: &Tenant, events: &ChangeEvents) -> Value {
+    let mut view = audit_view(tenant);
+    if let (Value::Object(view), Ok(Value::Object(events))) = (&mut view, serde_json::to_value(events)) {
+        view.extend(events);
+    }
+    view
+}
+
 /// The latest run of one class.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ClassLastRun {
@@ -404,6 +501,8 @@ pub struct LastSync {
 pub struct TenantOverview {
     #[serde(flatten)]
     pub tenant: Tenant,
+    #[serde(flatten)]
+    pub events: ChangeEvents,
     pub credential_profile_name: Option<String>,
     pub permission_status: String,
     pub permissions_checked_at: Option<DateTime<Utc>>,
@@ -450,6 +549,7 @@ async fn overview(pool: &Pool, id: Option<i64>) -> Result<Vec<TenantOverview>, S
         if out.last().is_none_or(|o| o.tenant.id != tenant_id) {
             out.push(TenantOverview {
                 tenant: from_row(row)?,
+                events: events_from_row(row)?,
                 credential_profile_name: row.try_get(10)?,
                 permission_status: row.try_get(11)?,
                 permissions_checked_at: row.try_get(12)?,

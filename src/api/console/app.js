@@ -899,7 +899,8 @@
   }
 
   function configPanel(tenant, profiles) {
-    const fields = { name: 'config-name', credential_profile_id: 'config-profile', enabled: 'config-enabled', full_scan_next_run: 'config-full-scan' };
+    const fields = { name: 'config-name', credential_profile_id: 'config-profile', enabled: 'config-enabled', full_scan_next_run: 'config-full-scan',
+      change_events: 'config-change-events', change_events_first_round: 'config-first-round' };
     const form = el('form', { id: 'config-form', class: 'panel', novalidate: true });
     const admin = isAdmin();
     form.appendChild(el('div', { class: 'panel-head' }, el('h2', null, 'Tenant Configuration')));
@@ -923,6 +924,15 @@
     form.appendChild(grid);
     form.appendChild(checkbox('config-enabled', 'Enabled', tenant.enabled, !admin));
     form.appendChild(checkbox('config-full-scan', 'Perform a full scan on next run', tenant.full_scan_next_run, !admin));
+    // Change events (docs/events.md): switching on sends one snapshot event per class as the consumers' baseline.
+    form.appendChild(checkbox('config-change-events', 'Publish change events', tenant.change_events, !admin));
+    const firstRound = field('config-first-round', 'First full round of an empty class',
+      select({ id: 'config-first-round', disabled: !admin },
+        [['snapshot', 'One snapshot event per class'], ['objects', 'An event per object and membership']],
+        tenant.change_events_first_round || 'snapshot'),
+      'Switching events on sends a snapshot event for every class that already holds objects.');
+    firstRound.style.marginTop = '10px';
+    form.appendChild(firstRound);
     const save = el('button', { type: 'submit', class: 'btn btn-primary', id: 'config-save', disabled: true }, 'Save');
     const test = writeButton({ id: 'config-test-connection' }, 'Test Connection');
     const remove = writeButton({ id: 'config-delete', class: 'btn btn-danger' }, 'Delete tenant');
@@ -936,6 +946,8 @@
       if (profile !== (tenant.credential_profile_id || null)) patch.credential_profile_id = profile;
       if ($('config-enabled').checked !== tenant.enabled) patch.enabled = $('config-enabled').checked;
       if ($('config-full-scan').checked !== tenant.full_scan_next_run) patch.full_scan_next_run = $('config-full-scan').checked;
+      if ($('config-change-events').checked !== tenant.change_events) patch.change_events = $('config-change-events').checked;
+      if ($('config-first-round').value !== tenant.change_events_first_round) patch.change_events_first_round = $('config-first-round').value;
       return patch;
     }
     const update = () => { save.disabled = !admin || Object.keys(changes()).length === 0; };

@@ -15,7 +15,7 @@ use super::page::{self, Problems};
 use super::problem::ApiError;
 use crate::api::AppState;
 use crate::model::Cloud;
-use crate::store::tenants::{self, NewTenant, TenantChanges, TenantOverview};
+use crate::store::tenants::{self, FirstRound, NewTenant, TenantChanges, TenantOverview};
 use crate::store::{credentials, schedule, StoreError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -60,6 +60,10 @@ pub struct TenantView {
     pub enabled: bool,
     pub full_scan_next_run: bool,
     pub blocked: bool,
+    /// Every change a round commits is published as an event (docs/events.md).
+    pub change_events: bool,
+    /// `objects` or `snapshot`: what the first full round of an empty class emits while events are on.
+    pub change_events_first_round: String,
     /// `unknown`, `granted`, `granted_needs_settings`, `needs_additional_permissions` or `error`.
     pub permission_status: String,
     pub permissions_checked_at: Option<DateTime<Utc>>,
@@ -93,6 +97,8 @@ impl From<TenantOverview> for TenantView {
             enabled: o.tenant.enabled,
             full_scan_next_run: o.tenant.full_scan_next_run,
             blocked: o.tenant.blocked,
+            change_events: o.events.change_events,
+            change_events_first_round: o.events.change_events_first_round.as_str().to_owned(),
             permission_status: o.permission_status,
             permissions_checked_at: o.permissions_checked_at,
             consent_state: o.consent_state,
@@ -151,6 +157,13 @@ pub struct TenantPatch {
     pub credential_profile_id: Option<i64>,
     pub enabled: Option<bool>,
     pub full_scan_next_run: Option<bool>,
+    /// Publish every change as an event (off by default). Switching on emits one `snapshot` event per
+    /// class that holds objects: the consumers' baseline.
+    pub change_events: Option<bool>,
+    /// `objects` (a `created` event per object) or `snapshot` (one event per class): what the first full
+    /// round of an empty class emits.
+    #[schema(pattern = "^(objects|snapshot)$")]
+    pub change_events_first_round: Option<String>,
     /// Read-only: present only to answer with a clear 422.
     #[schema(read_only)]
     pub tenant: Option<serde_json::Value>,
@@ -254,7 +267,8 @@ pub async fn get(
     Ok(web::Json(overview(&state, *id).await?))
 }
 
-/// Changes the name, credential profile, enabled or "perform a full scan on next run".
+/// Changes the name, credential profile, enabled, "perform a full scan on next run", or the change-event
+/// switch and first-round choice.
 #[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", params(("id" = i64, Path)),
     request_body = TenantPatch, responses((status = 200, body = TenantView), Problems))]
 pub async fn update(
@@ -288,6 +302,16 @@ pub async fn update(
         credential_profile_id: body.credential_profile_id,
         enabled: body.enabled,
         full_scan_next_run: body.full_scan_next_run,
+        change_events: body.change_events,
+        change_events_first_round: body
+            .change_events_first_round
+            .as_deref()
+            .map(|text| {
+                FirstRound::parse(text.trim()).ok_or_else(|| {
+                    ApiError::invalid("change_events_first_round", "must be \"objects\" or \"snapshot\"")
+                })
+            })
+            .transpose()?,
     };
     match tenants::update(&state.pool, *id, &changes, &actor).await? {
         Some(_) => Ok(web::Json(overview(&state, *id).await?)),

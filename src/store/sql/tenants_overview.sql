@@ -6,7 +6,8 @@ SELECT t.id, t.name, t.entra_tenant_id, t.cloud, t.custom_login_url, t.custom_gr
        p.name, t.permission_status, t.permissions_checked_at, t.quarantined_at, t.quarantine_reason,
        t.verified_domains, t.display_name_from_entra, t.consent_state, t.consent_error, t.consented_at,
        t.created_at, t.updated_at,
-       c.class::text, r.id, r.started_at, r.status::text
+       c.class::text, r.id, r.started_at, r.status::text,
+       t.change_events, t.change_events_first_round
 FROM tenants t
 LEFT JOIN credential_profiles p ON p.id = t.credential_profile_id
 CROSS JOIN unnest(enum_range(NULL::object_class)) AS c(class)
