@@ -541,3 +541,79 @@ async fn the_console_switches_events_on_for_a_tenant() {
     assert_eq!(browser.property("#config-change-events", "checked").await, json!(true), "the console shows it");
     browser.screenshot("41-tenant-change-events-saved").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remap_announces_changed_mapped_attributes_and_allowed_deletions_carry_the_held_run() {
+    use entrasync::mapping::load_policy;
+    use entrasync::model::mapping::{ApplyWhen, AttributeMapping, MappingSet, MappingSource};
+    use entrasync::model::Trigger;
+    use entrasync::store::mappings;
+    use entrasync::sync::{allow_held_deletions, run_remap, DeletionGuard, RemapDeps, RemapRequest};
+
+    let world = SyncWorld::start().await;
+    let tenant = world.tenant(spec(177, 30, 0, 0), 10).await;
+    let class = ObjectClass::User;
+    switch_on(&world, &tenant, FirstRound::Objects).await;
+    world.round(&tenant, class).await;
+    let mark = last_seq(&outbox(&world, &tenant).await);
+
+    // A mapping added, then applied to the stored objects by a re-map: one `updated` per object, naming
+    // only the mapped attribute.
+    let constant = |value: &str| MappingSet {
+        mappings: vec![AttributeMapping {
+            target: "costCenter".to_owned(),
+            source: MappingSource::Constant { value: value.to_owned() },
+            default_if_null: None,
+            apply: ApplyWhen::Always,
+        }],
+        scoping: vec![],
+    };
+    let actor = Actor::new("test");
+    mappings::put(&world.pool, &actor, tenant.tenant_id, class, &constant("CC-1"), None).await.expect("mappings");
+    let policy = load_policy(&world.pool, tenant.tenant_id, class).await.expect("policy");
+    let deps = RemapDeps { pool: &world.pool, policy: policy.as_ref(), recorder: &world.recorder };
+    let request = RemapRequest {
+        tenant_id: tenant.tenant_id,
+        class,
+        trigger: Trigger::Manual,
+        guard: crate::sync_support::NO_GUARD,
+        instance_id: None,
+        batch_objects: 7,
+        job_id: None,
+    };
+    let report = run_remap(&deps, &request).await.expect("remap");
+    let remapped = outbox_after(&world, &tenant, mark).await;
+    assert_eq!(remapped.len() as u64, report.counts.changed, "one event per rewritten object: {report:?}");
+    assert_eq!(remapped.len(), 30);
+    for event in &remapped {
+        assert_head(event, &tenant);
+        assert_eq!(event.kind(), "updated");
+        assert_eq!(event.body["changed"], json!(["mapped.costCenter"]));
+        assert_eq!(event.body["object"]["mapped"], json!({"costCenter": "CC-1"}));
+        assert_eq!(event.run_id(), Some(report.run_id), "the re-map run");
+    }
+    // The same mappings again: nothing changes, nothing is announced.
+    run_remap(&deps, &request).await.expect("remap again");
+    assert_eq!(outbox_after(&world, &tenant, last_seq(&remapped)).await.len(), 0);
+
+    // Deletions held by the guard emit nothing until an operator allows them; then they carry the
+    // held run's id.
+    let mark = last_seq(&outbox(&world, &tenant).await);
+    let sim = world.sim.state();
+    let users = sim.ids(&tenant.sim_tenant, class, true).expect("users");
+    for id in &users[..5] {
+        sim.delete_object(&tenant.sim_tenant, id, false).expect("soft delete");
+    }
+    let guarded =
+        RoundRequest { guard: DeletionGuard { max_deletions: 3, max_percent: 100 }, ..world.request(&tenant, class) };
+    let held = world.try_round(&guarded).await.expect("round");
+    assert_eq!(held.status, RunStatus::Held, "{held:?}");
+    assert!(outbox_after(&world, &tenant, mark).await.is_empty(), "held: nothing deleted, nothing announced");
+    allow_held_deletions(&world.pool, tenant.tenant_id, class, held.run_id, "operator").await.expect("allow");
+    let allowed = outbox_after(&world, &tenant, mark).await;
+    assert_eq!(allowed.len(), 5, "{allowed:#?}");
+    for event in &allowed {
+        assert_eq!(event.kind(), "soft_deleted");
+        assert_eq!(event.run_id(), Some(held.run_id), "the run that held them");
+    }
+}
