@@ -21,6 +21,7 @@ pub mod metrics_queries;
 pub mod migrate;
 pub mod nesting;
 pub mod objects;
+pub mod outbox_relay;
 pub mod rate_budget;
 pub mod remap;
 pub mod run_feed;
