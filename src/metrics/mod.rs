@@ -5,6 +5,7 @@
 //! The catalogue with meanings and alerts is `docs/observability.md`.
 
 mod build;
+mod events;
 mod family;
 mod graph;
 pub mod labels;
@@ -14,6 +15,7 @@ mod tenants;
 
 use prometheus::{Encoder, Registry, TextEncoder};
 
+pub use events::{EventsMetrics, RelayFailure};
 pub use family::{Family, Kind};
 pub use graph::{GraphMetrics, GraphTarget, WaitCause};
 pub use queue::{ActorKind, JobOutcome, JobTracker, QueueKind, QueueSample, RestartCause, WorkerMetrics};
@@ -28,6 +30,7 @@ pub struct Metrics {
     pub graph: GraphMetrics,
     pub workers: WorkerMetrics,
     pub tenants: TenantMetrics,
+    pub events: EventsMetrics,
     families: std::sync::Arc<Vec<Family>>,
 }
 
@@ -40,8 +43,9 @@ impl Metrics {
         let graph = GraphMetrics::declare(&mut declarer);
         let workers = WorkerMetrics::declare(&mut declarer);
         let tenants = TenantMetrics::declare(&mut declarer);
+        let events = EventsMetrics::declare(&mut declarer);
         let families = std::sync::Arc::new(declarer.finish());
-        Metrics { registry, sync, graph, workers, tenants, families }
+        Metrics { registry, sync, graph, workers, tenants, events, families }
     }
 
     /// Every family declared, whether or not it has series yet.
