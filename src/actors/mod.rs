@@ -12,6 +12,7 @@
 pub mod coordinator;
 pub mod liveness;
 pub mod recorder;
+pub mod relay;
 mod runtime;
 pub mod service;
 pub mod supervisor;

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::coordinator::{Coordinator, Leave, Supervised};
 use super::liveness::{Down, Liveness, Unit};
 use super::recorder::{Flush, HistoryRecorder, RecorderHandle};
+use super::relay::{self, RelayDeps, RelayHandle};
 use super::runtime::new_arbiter;
 use super::worker::dead_letter::DeadLetters;
 use super::worker::{Channels, Drain, SyncWorker, WorkerDeps};
@@ -46,6 +47,8 @@ pub struct Service {
     units: Arc<Mutex<Units>>,
     watchdog: Option<(Arbiter, CancellationToken)>,
     liveness: Liveness,
+    /// The change-event relay (every instance; one at a time publishes): docs/events-relay.md.
+    relay: Option<RelayHandle>,
 }
 
 /// What the watchdog may replace: the current address and Arbiter of each part.
@@ -141,7 +144,8 @@ impl Service {
         if !spawned {
             tracing::error!("cannot start the watchdog; parts that die are not restarted");
         }
-        Ok(Service { units, watchdog: Some((arbiter, stop)), liveness })
+        let relay = Some(relay::start(RelayDeps::of(&shared)));
+        Ok(Service { units, watchdog: Some((arbiter, stop)), liveness, relay })
     }
 
     fn units(&self) -> MutexGuard<'_, Units> {
@@ -195,6 +199,9 @@ impl Service {
         if let Some((recorder, _)) = &recorder {
             step("history recorder flushed", STEP_DEADLINE, recorder.send(Flush)).await;
         }
+        if let Some(relay) = self.relay.take() {
+            relay.stop(STEP_DEADLINE).await;
+        }
         for slot in workers {
             slot.arbiter.stop();
         }
@@ -210,6 +217,9 @@ impl Service {
     pub fn abort(mut self) {
         self.stop_watchdog();
         let Units { coordinator, workers, recorder } = self.take_units();
+        if let Some(relay) = self.relay.take() {
+            relay.abort();
+        }
         let coordinator = coordinator.map(|(_, arbiter)| arbiter);
         let recorder = recorder.map(|(_, arbiter)| arbiter);
         for arbiter in coordinator.into_iter().chain(workers.into_iter().map(|slot| slot.arbiter)).chain(recorder) {

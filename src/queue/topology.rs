@@ -3,6 +3,8 @@
 //! `{prefix}.jobs` (topic) routes `sync.<class>` to the durable quorum queue `{prefix}.sync.<class>`, and
 //! `check.permissions` and `tags.sync` to `{prefix}.checks`. A job delivered more than `delivery_limit` times, or
 //! rejected without requeue, goes to the `{prefix}.dead` exchange and its queue `{prefix}.dead`.
+//! Change events go to the topic exchange `{prefix}.changes` (docs/events-relay.md); consumers declare and
+//! bind their own queues to it.
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -21,6 +23,12 @@ pub struct Topology {
 impl Topology {
     pub fn jobs_exchange(&self) -> String {
         format!("{}.jobs", self.prefix)
+    }
+
+    /// Change events (issue 17): topic, durable, routing key `<entra tenant id>.<class>.<kind>`. No queue
+    /// of ours is bound: each consumer binds its own.
+    pub fn changes_exchange(&self) -> String {
+        format!("{}.changes", self.prefix)
     }
 
     pub fn dead_exchange(&self) -> String {
@@ -61,6 +69,10 @@ impl Topology {
             .exchange_declare(self.jobs_exchange().into(), ExchangeKind::Topic, durable, FieldTable::default())
             .await
             .map_err(topology_error(self.jobs_exchange()))?;
+        channel
+            .exchange_declare(self.changes_exchange().into(), ExchangeKind::Topic, durable, FieldTable::default())
+            .await
+            .map_err(topology_error(self.changes_exchange()))?;
         channel
             .exchange_declare(self.dead_exchange().into(), ExchangeKind::Fanout, durable, FieldTable::default())
             .await
@@ -126,7 +138,7 @@ impl super::Broker {
         for queue in queues {
             channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;
         }
-        for exchange in [topology.jobs_exchange(), topology.dead_exchange()] {
+        for exchange in [topology.jobs_exchange(), topology.changes_exchange(), topology.dead_exchange()] {
             channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await?;
         }
         if let Err(error) = channel.close(200, "topology deleted".into()).await {
