@@ -78,6 +78,9 @@ enum Command {
     /// Benchmark nested-group membership (transitive members, groups, "is X a member of G"); docs/benchmarks.md.
     BenchNesting(entrasync::bench::nesting::NestingBenchArgs),
     #[cfg(feature = "emulator")]
+    /// Benchmark the change-event relay (events/s, peak memory, CPU split); docs/events-relay.md.
+    BenchEvents(entrasync::bench::events::EventsBenchArgs),
+    #[cfg(feature = "emulator")]
     /// Benchmark a re-map of many stored objects (objects/s, peak memory); docs/benchmarks.md.
     BenchRemap(entrasync::bench::remap::RemapBenchArgs),
     #[cfg(feature = "emulator")]
@@ -306,6 +309,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::BenchHistory(args) => print_stdout(&entrasync::bench::history::run(args, settings).await?),
         #[cfg(feature = "emulator")]
         Command::BenchNesting(args) => print_stdout(&entrasync::bench::nesting::run(args, settings).await?),
+        #[cfg(feature = "emulator")]
+        Command::BenchEvents(args) => print_stdout(&entrasync::bench::events::run(args, settings).await?),
         #[cfg(feature = "emulator")]
         Command::BenchRemap(args) => print_stdout(&entrasync::bench::remap::run(args, settings).await?),
         #[cfg(feature = "emulator")]

@@ -19,6 +19,7 @@ mod copy_limit;
 mod cpu;
 mod database;
 mod emulator;
+pub mod events;
 pub mod fleet;
 pub mod history;
 pub mod nesting;
