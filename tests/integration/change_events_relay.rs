@@ -1,1 +1,416 @@
-//! placeholder: filled in by the change-events work (issue 17).
+//! The change-event relay (issue 17; docs/events-relay.md) against real Postgres and RabbitMQ: rows are
+//! published in `seq` order with their routing key and `event_id` as `message_id`, deleted only once
+//! confirmed; a nack, a cut connection or a killed relay re-publishes from the oldest unconfirmed row
+//! (duplicates allowed, no gaps); one relay publishes at a time; the backlog shows in the metrics.
+//! Rows are written straight into the outbox here (`store::outbox_relay::insert`), as the write side would.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use entrasync::actors::relay::{self, RelayDeps, Tuning};
+use entrasync::chaos::proxy::TcpProxy;
+use entrasync::config::Settings;
+use entrasync::metrics::{EventsMetrics, Metrics};
+use entrasync::queue::Broker;
+use entrasync::store::outbox_relay::{self, NewRow};
+use entrasync::store::Pool;
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::support::{eventually, settings_with, TestAmqp, TestDb, AMQP_URL};
+
+/// One event as a consumer received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub seq: i64,
+    pub event_id: String,
+    pub message_id: String,
+    pub routing_key: String,
+    pub body: Value,
+    pub persistent: bool,
+    pub content_type: String,
+}
+
+/// A consumer of its own queue bound to `{prefix}.changes` with `pattern`, acking each event after
+/// recording it (on a connection of its own, straight to RabbitMQ).
+pub struct Collector {
+    pub received: Arc<Mutex<Vec<Received>>>,
+    pub queue: String,
+    connection: lapin::Connection,
+    channel: lapin::Channel,
+}
+
+impl Collector {
+    pub async fn start(prefix: &str, name: &str, pattern: &str, arguments: FieldTable) -> Collector {
+        let connection = lapin::Connection::connect(AMQP_URL, Default::default()).await.expect("connect");
+        let channel = connection.create_channel().await.expect("channel");
+        let exchange = format!("{prefix}.changes");
+        let durable = lapin::options::ExchangeDeclareOptions { durable: true, ..Default::default() };
+        channel
+            .exchange_declare(exchange.as_str().into(), lapin::ExchangeKind::Topic, durable, FieldTable::default())
+            .await
+            .expect("the changes exchange, as the service declares it");
+        let queue = format!("{prefix}.test.{name}");
+        let options = QueueDeclareOptions { durable: true, ..Default::default() };
+        channel.queue_declare(queue.as_str().into(), options, arguments).await.expect("queue");
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                pattern.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+        Collector { received: Arc::default(), queue, connection, channel }
+    }
+
+    /// Starts consuming (manual acks, prefetch 500).
+    pub async fn consume(&self) {
+        self.channel.basic_qos(500, Default::default()).await.expect("qos");
+        let mut consumer = self
+            .channel
+            .basic_consume(self.queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .expect("consume");
+        let received = self.received.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let body: Value = serde_json::from_slice(&delivery.data).expect("JSON body");
+                let properties = &delivery.properties;
+                received.lock().expect("lock").push(Received {
+                    seq: body["seq"].as_i64().expect("seq"),
+                    event_id: body["event_id"].as_str().unwrap_or_default().to_owned(),
+                    message_id: properties.message_id().as_ref().map(ToString::to_string).unwrap_or_default(),
+                    routing_key: delivery.routing_key.to_string(),
+                    persistent: *properties.delivery_mode() == Some(2),
+                    content_type: properties.content_type().as_ref().map(ToString::to_string).unwrap_or_default(),
+                    body,
+                });
+                delivery.ack(BasicAckOptions::default()).await.expect("ack");
+            }
+        });
+    }
+
+    pub fn snapshot(&self) -> Vec<Received> {
+        self.received.lock().expect("lock").clone()
+    }
+
+    pub async fn close(self) {
+        let _ = self.channel.queue_delete(self.queue.as_str().into(), Default::default()).await;
+        let _ = self.connection.close(200, "test done".into()).await;
+    }
+}
+
+/// The first arrival of every event must come in `seq` order (a re-publication only repeats events
+/// already seen), and every expected event must have arrived. Returns the duplicates.
+pub fn assert_no_gaps_in_order(received: &[Received], expected: &[(i64, Uuid)]) -> usize {
+    let mut seen = BTreeSet::new();
+    let mut highest = 0;
+    for event in received {
+        assert_eq!(event.message_id, event.event_id, "message_id is the event id");
+        if seen.insert(event.seq) {
+            assert!(event.seq > highest, "seq {} first arrived after {highest}: out of order", event.seq);
+            highest = event.seq;
+        }
+    }
+    let wanted: BTreeSet<i64> = expected.iter().map(|(seq, _)| *seq).collect();
+    let missing: Vec<&i64> = wanted.difference(&seen).take(10).collect();
+    assert!(missing.is_empty(), "events never delivered: {missing:?}");
+    let by_seq: BTreeMap<i64, String> = received.iter().map(|r| (r.seq, r.event_id.clone())).collect();
+    for (seq, id) in expected {
+        assert_eq!(by_seq.get(seq), Some(&id.to_string()), "seq {seq} keeps its event id");
+    }
+    received.len() - seen.len()
+}
+
+fn body(entra_tenant: &str, tenant_id: i64, event_id: Uuid, n: usize) -> Value {
+    json!({
+        "schema_version": 1, "event_id": event_id, "tenant": entra_tenant, "tenant_id": tenant_id,
+        "class": "user", "kind": "updated", "object_id": Uuid::from_u128(n as u128 % 7 + 1),
+        "run_id": null, "occurred_at": "2026-12-06T20:00:00Z",
+        "object": {"attrs": {"displayName": format!("user {n}")}, "mapped": null}, "changed": ["displayName"]
+    })
+}
+
+/// `count` events over two tenants, written in one transaction; returns (seq, event id) in seq order.
+pub async fn write_events(pool: &Pool, count: usize) -> Vec<(i64, Uuid)> {
+    let mut rows = Vec::with_capacity(count);
+    for n in 0..count {
+        let (tenant_id, tenant) = if n % 3 == 0 { (2, "tenant-b") } else { (1, "tenant-a") };
+        let event_id = Uuid::new_v4();
+        let kind = if n % 5 == 0 { "created" } else { "updated" };
+        let mut body = body(tenant, tenant_id, event_id, n);
+        body["kind"] = json!(kind);
+        rows.push(NewRow { tenant_id, event_id, routing_key: format!("{tenant}.user.{kind}"), body });
+    }
+    let mut written = Vec::with_capacity(count);
+    for chunk in rows.chunks(2_000) {
+        let seqs = outbox_relay::insert(pool, chunk).await.expect("outbox rows");
+        written.extend(seqs.into_iter().zip(chunk.iter().map(|r| r.event_id)));
+    }
+    written
+}
+
+pub async fn outbox_rows(pool: &Pool) -> i64 {
+    outbox_relay::backlog(pool).await.map(|b| b.rows).unwrap_or(-1)
+}
+
+struct Harness {
+    db: TestDb,
+    amqp: TestAmqp,
+    pool: Pool,
+    settings: Settings,
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        let db = TestDb::migrated().await;
+        let amqp = TestAmqp::new();
+        let settings = settings_with(&[
+            ("ENTRASYNC_DATABASE_URL", db.url.as_str()),
+            ("ENTRASYNC_AMQP_PREFIX", amqp.prefix.as_str()),
+        ]);
+        let pool = db.pool();
+        Harness { db, amqp, pool, settings }
+    }
+
+    /// A broker for the relay, to RabbitMQ directly or through `proxy`.
+    fn broker(&self, proxy: Option<&TcpProxy>) -> Broker {
+        let mut amqp = self.settings.amqp.clone();
+        if let Some(proxy) = proxy {
+            amqp.url = crate::support::secret(&format!("amqp://guest:guest@{}/%2f?heartbeat=2", proxy.addr));
+        }
+        Broker::start(&amqp)
+    }
+
+    fn deps(&self, broker: &Broker, metrics: &EventsMetrics, tuning: Tuning) -> RelayDeps {
+        RelayDeps {
+            database: self.settings.database.clone(),
+            pool: self.pool.clone(),
+            broker: broker.clone(),
+            metrics: metrics.clone(),
+            exchange: broker.topology().changes_exchange(),
+            tuning,
+        }
+    }
+}
+
+fn quick() -> Tuning {
+    Tuning {
+        batch: 100,
+        in_flight_batches: 3,
+        idle_poll: Duration::from_millis(50),
+        lock_retry: Duration::from_millis(200),
+        stats_every: Duration::from_millis(200),
+        ..Tuning::default()
+    }
+}
+
+async fn rabbitmq() -> TcpProxy {
+    TcpProxy::start("127.0.0.1:5672".parse().expect("address")).await.expect("proxy")
+}
+
+#[tokio::test]
+async fn events_go_out_in_seq_order_with_their_routing_key_and_id_and_leave_the_outbox() {
+    let h = Harness::new().await;
+    let broker = h.broker(None);
+    broker.connection(Duration::from_secs(10)).await.expect("connected: the exchange is declared");
+    let all = Collector::start(&h.amqp.prefix, "all", "#", FieldTable::default()).await;
+    let created = Collector::start(&h.amqp.prefix, "created", "tenant-b.*.created", FieldTable::default()).await;
+    all.consume().await;
+    created.consume().await;
+    let expected = write_events(&h.pool, 1_000).await;
+
+    let metrics = Metrics::new().events;
+    let stop = CancellationToken::new();
+    let relay = tokio::spawn(relay::run(h.deps(&broker, &metrics, quick()), stop.clone()));
+    let pool = h.pool.clone();
+    assert!(eventually(Duration::from_secs(30), || async { outbox_rows(&pool).await == 0 }).await, "outbox emptied");
+    assert!(eventually(Duration::from_secs(10), || async { all.snapshot().len() >= 1_000 }).await);
+
+    let received = all.snapshot();
+    assert_eq!(assert_no_gaps_in_order(&received, &expected), 0, "no duplicates without faults");
+    assert_eq!(received.iter().map(|r| r.seq).collect::<Vec<_>>(), expected.iter().map(|e| e.0).collect::<Vec<_>>());
+    for event in &received {
+        let tenant = event.body["tenant"].as_str().expect("tenant");
+        let kind = event.body["kind"].as_str().expect("kind");
+        assert_eq!(event.routing_key, format!("{tenant}.user.{kind}"));
+        assert!(event.persistent, "persistent delivery");
+        assert_eq!(event.content_type, "application/json");
+        assert_eq!(event.body["schema_version"], 1, "the body is the stored document");
+    }
+    let only_created = created.snapshot();
+    assert!(!only_created.is_empty());
+    assert!(only_created.iter().all(|e| e.routing_key == "tenant-b.user.created"), "the routing pattern selects");
+    assert!(metrics.relayed_total() >= 1_000);
+    stop.cancel();
+    relay.await.expect("relay ends");
+    all.close().await;
+    created.close().await;
+    broker.close().await;
+    drop(h.db);
+}
+
+#[tokio::test]
+async fn rows_stay_until_confirmed_and_a_nack_republishes_from_the_first_unconfirmed() {
+    let h = Harness::new().await;
+    let broker = h.broker(None);
+    broker.connection(Duration::from_secs(10)).await.expect("connected");
+    // A queue that refuses what exceeds 150 messages: RabbitMQ nacks those publishes.
+    let mut limited = FieldTable::default();
+    limited.insert("x-max-length".into(), AMQPValue::LongInt(150));
+    limited.insert("x-overflow".into(), AMQPValue::LongString(LongString::from("reject-publish")));
+    let collector = Collector::start(&h.amqp.prefix, "limited", "#", limited).await;
+    let expected = write_events(&h.pool, 400).await;
+
+    let metrics = Metrics::new();
+    let stop = CancellationToken::new();
+    let relay = tokio::spawn(relay::run(h.deps(&broker, &metrics.events, quick()), stop.clone()));
+    let failures = |cause: &str| {
+        let text = metrics.render();
+        crate::observability::sample(&text, "entrasync_events_relay_failures_total", &[("cause", cause)]).unwrap_or(0.0)
+    };
+    assert!(eventually(Duration::from_secs(20), || async { failures("nack") >= 1.0 }).await, "the full queue nacks");
+    let pool = h.pool.clone();
+    // The first batches fit (100 + 50 of the second): deleted. The rest stays while the queue is full.
+    let stays = crate::support::holds_for(Duration::from_secs(2), || async { outbox_rows(&pool).await >= 300 }).await;
+    assert!(stays, "unconfirmed rows stay in the outbox: {}", outbox_rows(&pool).await);
+
+    // The consumer catches up: everything goes through; first arrivals in seq order, none missing.
+    collector.consume().await;
+    assert!(eventually(Duration::from_secs(60), || async { outbox_rows(&pool).await == 0 }).await, "outbox emptied");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            collector.snapshot().iter().map(|r| r.seq).collect::<BTreeSet<_>>().len() == 400
+        })
+        .await
+    );
+    assert_no_gaps_in_order(&collector.snapshot(), &expected);
+    stop.cancel();
+    relay.await.expect("relay ends");
+    collector.close().await;
+    broker.close().await;
+}
+
+#[tokio::test]
+async fn a_cut_connection_or_a_killed_relay_republishes_without_gaps() {
+    let h = Harness::new().await;
+    let proxy = rabbitmq().await;
+    let broker = h.broker(Some(&proxy));
+    broker.connection(Duration::from_secs(10)).await.expect("connected");
+    let collector = Collector::start(&h.amqp.prefix, "all", "#", FieldTable::default()).await;
+    collector.consume().await;
+    let expected = write_events(&h.pool, 30_000).await;
+
+    let metrics = Metrics::new().events;
+    let tuning = Tuning { batch: 500, ..quick() };
+    let first = relay::start(h.deps(&broker, &metrics, tuning));
+    assert!(eventually(Duration::from_secs(30), || async { metrics.relayed_total() >= 3_000 }).await, "relaying");
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.restore();
+    assert!(
+        eventually(Duration::from_secs(30), || async { metrics.relayed_total() >= 12_000 }).await,
+        "relaying again after the cut"
+    );
+    // Killed mid-batch: its Arbiter stops at once, nothing settles; a new relay takes the lock over.
+    first.abort();
+    let second = relay::start(h.deps(&broker, &metrics, tuning));
+    let pool = h.pool.clone();
+    assert!(eventually(Duration::from_secs(90), || async { outbox_rows(&pool).await == 0 }).await, "outbox emptied");
+    // The consumer (a debug build, one ack per event) trails the relay.
+    let all_arrived = eventually(Duration::from_secs(120), || async {
+        collector.snapshot().iter().map(|r| r.seq).collect::<BTreeSet<_>>().len() == expected.len()
+    })
+    .await;
+    let distinct = collector.snapshot().iter().map(|r| r.seq).collect::<BTreeSet<_>>().len();
+    assert!(all_arrived, "{distinct} of {} events arrived", expected.len());
+    let duplicates = assert_no_gaps_in_order(&collector.snapshot(), &expected);
+    eprintln!("duplicates after a cut and a kill: {duplicates}");
+    second.stop(Duration::from_secs(5)).await;
+    collector.close().await;
+    broker.close().await;
+}
+
+#[tokio::test]
+async fn two_instances_one_relay_publishes_and_the_other_takes_over() {
+    let h = Harness::new().await;
+    let (broker_a, broker_b) = (h.broker(None), h.broker(None));
+    broker_a.connection(Duration::from_secs(10)).await.expect("connected");
+    let collector = Collector::start(&h.amqp.prefix, "all", "#", FieldTable::default()).await;
+    collector.consume().await;
+    let (a, b) = (Metrics::new(), Metrics::new());
+    let relay_a = relay::start(h.deps(&broker_a, &a.events, quick()));
+    let relay_b = relay::start(h.deps(&broker_b, &b.events, quick()));
+    let holders = || {
+        let holder = |m: &Metrics| crate::observability::sample(&m.render(), "entrasync_events_relay_holder", &[]);
+        holder(&a).unwrap_or(0.0) + holder(&b).unwrap_or(0.0)
+    };
+    assert!(eventually(Duration::from_secs(10), || async { holders() == 1.0 }).await, "one holder");
+    let mut expected = Vec::new();
+    for _ in 0..5 {
+        expected.extend(write_events(&h.pool, 200).await);
+        assert!(holders() <= 1.0, "never two holders");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let pool = h.pool.clone();
+    assert!(eventually(Duration::from_secs(30), || async { outbox_rows(&pool).await == 0 }).await);
+    let (relayed_a, relayed_b) = (a.events.relayed_total(), b.events.relayed_total());
+    assert!(relayed_a == 0 || relayed_b == 0, "only the holder publishes: {relayed_a} and {relayed_b}");
+
+    // The holder dies; the other takes the lock once the dead session is gone and relays the rest.
+    let (survivor, killed, other) = if relayed_a > 0 { (&b, relay_a, relay_b) } else { (&a, relay_b, relay_a) };
+    killed.abort();
+    expected.extend(write_events(&h.pool, 300).await);
+    assert!(eventually(Duration::from_secs(30), || async { outbox_rows(&pool).await == 0 }).await, "taken over");
+    assert!(survivor.events.relayed_total() >= 300, "the survivor relayed the rest");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            collector.snapshot().iter().map(|r| r.seq).collect::<BTreeSet<_>>().len() == expected.len()
+        })
+        .await
+    );
+    assert_eq!(assert_no_gaps_in_order(&collector.snapshot(), &expected), 0, "a clean hand-over repeats nothing");
+    other.stop(Duration::from_secs(5)).await;
+    collector.close().await;
+    broker_a.close().await;
+    broker_b.close().await;
+}
+
+#[tokio::test]
+async fn the_backlog_shows_in_the_metrics_while_rabbitmq_is_away() {
+    let h = Harness::new().await;
+    let proxy = rabbitmq().await;
+    let broker = h.broker(Some(&proxy));
+    broker.connection(Duration::from_secs(10)).await.expect("connected");
+    proxy.cut();
+    let metrics = Metrics::new();
+    let stop = CancellationToken::new();
+    let relay = tokio::spawn(relay::run(h.deps(&broker, &metrics.events, quick()), stop.clone()));
+    write_events(&h.pool, 250).await;
+    let gauge = |name: &str| crate::observability::sample(&metrics.render(), name, &[]);
+    assert!(
+        eventually(Duration::from_secs(10), || async { gauge("entrasync_events_outbox_rows") == Some(250.0) }).await,
+        "rows: {:?}",
+        gauge("entrasync_events_outbox_rows")
+    );
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert!(gauge("entrasync_events_outbox_oldest_age_seconds").is_some_and(|age| age >= 1.0), "the oldest ages");
+    assert!(gauge("entrasync_events_outbox_bytes").is_some_and(|bytes| bytes > 0.0));
+    proxy.restore();
+    assert!(
+        eventually(Duration::from_secs(40), || async { gauge("entrasync_events_outbox_rows") == Some(0.0) }).await,
+        "drained after RabbitMQ came back"
+    );
+    assert_eq!(gauge("entrasync_events_outbox_oldest_age_seconds"), Some(0.0));
+    stop.cancel();
+    relay.await.expect("relay ends");
+    broker.close().await;
+}
