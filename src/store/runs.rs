@@ -192,3 +192,32 @@ pub async fn get(db: &impl GenericClient, run_id: Uuid) -> Result<Option<RunReco
         finished_at: r.get(16),
     }))
 }
+
+/// The runs of one mode, as the fleet benchmark's unchanged pass polls and audits them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ModeTally {
+    pub runs: u64,
+    pub running: u64,
+    pub succeeded: u64,
+    /// Distinct (tenant, class) pairs with a run of the mode.
+    pub pairs: u64,
+    /// Objects the runs changed (an unchanged pass: 0).
+    pub changed: u64,
+}
+
+/// Tallies the runs of `mode`.
+pub async fn mode_tally(pool: &Pool, mode: SyncMode) -> Result<ModeTally, StoreError> {
+    let client = pool.get().await.during("tallying runs")?;
+    let row = client
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'running'), \
+                    count(*) FILTER (WHERE status = 'success'), \
+                    count(DISTINCT (tenant_id, object_class)), COALESCE(sum(changed), 0)::bigint \
+             FROM sync_runs WHERE mode = $1::text::sync_mode",
+            &[&mode.as_str()],
+        )
+        .await
+        .during("tallying runs")?;
+    let count = |i: usize| -> Result<u64, StoreError> { Ok(u64::try_from(row.try_get::<_, i64>(i)?).unwrap_or(0)) };
+    Ok(ModeTally { runs: count(0)?, running: count(1)?, succeeded: count(2)?, pairs: count(3)?, changed: count(4)? })
+}

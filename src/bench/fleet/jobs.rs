@@ -67,9 +67,14 @@ impl JobQueue {
 
     /// Publishes one full job per tenant, each confirmed by the broker.
     pub async fn publish_full_jobs(&self, entra_ids: &[Uuid]) -> anyhow::Result<()> {
+        self.publish_jobs(entra_ids, SyncMode::Full).await
+    }
+
+    /// Publishes one job of `mode` per tenant, each confirmed by the broker.
+    pub async fn publish_jobs(&self, entra_ids: &[Uuid], mode: SyncMode) -> anyhow::Result<()> {
         stream::iter(entra_ids)
             .map(|tenant| {
-                let job = SyncJob::new(*tenant, CLASS, SyncMode::Full, Trigger::Manual);
+                let job = SyncJob::new(*tenant, CLASS, mode, Trigger::Manual);
                 async move { self.broker.publish(&job).await.with_context(|| format!("publishing the job of {tenant}")) }
             })
             .buffer_unordered(IN_FLIGHT)

@@ -22,6 +22,7 @@ mod registry;
 mod scenario;
 mod sim_tenants;
 mod summary;
+mod unchanged;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,6 +71,10 @@ pub struct FleetArgs {
     /// The binary that runs `graph-sim` and `serve`; this executable by default.
     #[arg(long)]
     pub bin: Option<PathBuf>,
+    /// After each measurement, start the instances again and measure one delta job per tenant that
+    /// changes nothing (the fixed cost of a small run: transactions and Postgres CPU per run).
+    #[arg(long)]
+    pub unchanged_pass: bool,
     /// Print the summary as one JSON object instead of a Markdown table.
     #[arg(long)]
     pub json: bool,
@@ -105,6 +110,7 @@ pub async fn run(args: FleetArgs, settings: Settings) -> anyhow::Result<FleetRep
         emulator_workers: args.emulator_workers,
         seed: args.seed,
         timeout: Duration::from_secs(args.timeout_secs),
+        unchanged_pass: args.unchanged_pass,
     };
     let shapes = [
         Shape { label: summary::FLEET, tenants: args.tenants, users_per_tenant: args.users_per_tenant },

@@ -18,18 +18,19 @@ use super::instances::{InstanceSpec, ServiceInstance};
 use super::jobs::{JobQueue, CLASS};
 use super::registry::{self, Registered};
 use super::sim_tenants;
+use super::unchanged::{self, UnchangedPass};
 use crate::bench::database::ScratchDatabase;
 use crate::bench::emulator::{ChildEmulator, EmulatorSpec};
 use crate::config::{AmqpSettings, DatabaseSettings};
 
-const POLL_EVERY: Duration = Duration::from_millis(250);
+pub(super) const POLL_EVERY: Duration = Duration::from_millis(250);
 /// Instances and the dead-letter queue are checked this often while waiting.
-const HEALTH_EVERY: Duration = Duration::from_secs(2);
+pub(super) const HEALTH_EVERY: Duration = Duration::from_secs(2);
 const LOG_EVERY: Duration = Duration::from_secs(10);
 /// After the last run finished: time for a duplicate (a redelivered job) to show up before the audit.
 const SETTLE: Duration = Duration::from_secs(1);
 /// After killing the instances: time for their backends to exit and report their statistics.
-const BACKENDS_EXIT: Duration = Duration::from_millis(500);
+pub(super) const BACKENDS_EXIT: Duration = Duration::from_millis(500);
 
 /// What is measured: `tenants` tenants of `users_per_tenant` users each.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -52,6 +53,8 @@ pub struct Setup {
     pub emulator_workers: usize,
     pub seed: u64,
     pub timeout: Duration,
+    /// Measure a pass of unchanged delta runs after the full one ([`super::unchanged`]).
+    pub unchanged_pass: bool,
 }
 
 /// The figures of one measurement.
@@ -71,6 +74,8 @@ pub struct ScenarioFigures {
     pub cpu: CpuSeconds,
     /// The scratch database's activity from the first publish until the instances stopped.
     pub db: DbActivity,
+    /// The pass of delta runs that change nothing, when asked for.
+    pub unchanged: Option<UnchangedPass>,
 }
 
 impl ScenarioFigures {
@@ -89,6 +94,7 @@ impl ScenarioFigures {
 
     pub fn clean(&self) -> bool {
         history::clean(&self.audit, self.shape.tenants)
+            && self.unchanged.as_ref().is_none_or(|pass| pass.clean(self.shape.tenants))
     }
 }
 
@@ -198,6 +204,11 @@ async fn with_queue(
     let db_activity = db_before.until(&DbActivity::snapshot(&db.pool).await?);
     let last = audit.last_finished.context("no run finished")?;
     let wall_s = (last - first_publish).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+    let unchanged = if setup.unchanged_pass {
+        Some(unchanged::measure(setup, shape, db, emulator, queue, &spec, entra_ids).await?)
+    } else {
+        None
+    };
     Ok(ScenarioFigures {
         run: 0,
         shape,
@@ -208,6 +219,7 @@ async fn with_queue(
         audit,
         cpu,
         db: db_activity,
+        unchanged,
     })
 }
 

@@ -136,11 +136,12 @@ pub fn markdown(summary: &FleetSummary) -> String {
         let (d, tenants) = (&m.db, m.shape.tenants.max(1) as f64);
         writeln!(
             out,
-            "\nrun {} {}: Postgres {} transactions ({:.1} per tenant), {} sessions ({:.2} per tenant), rows inserted / updated / deleted {} / {} / {}; {} pages, {} Graph requests",
+            "\nrun {} {}: Postgres {} transactions ({:.1} per tenant), {:.2} CPU-ms per tenant, {} sessions ({:.2} per tenant), rows inserted / updated / deleted {} / {} / {}; {} pages, {} Graph requests",
             m.run,
             m.shape.label,
             d.transactions,
             d.transactions as f64 / tenants,
+            m.cpu.postgres * 1000.0 / tenants,
             d.sessions,
             d.sessions as f64 / tenants,
             d.rows_inserted,
@@ -149,6 +150,26 @@ pub fn markdown(summary: &FleetSummary) -> String {
             m.audit.pages,
             m.audit.graph_requests,
         ).unwrap_or_default();
+    }
+    for m in &summary.measurements {
+        let Some(u) = &m.unchanged else { continue };
+        writeln!(
+            out,
+            "\nrun {} {} unchanged pass: {} delta runs ({} successful, {} objects changed) in {:.2} s; Postgres {} transactions (**{:.1} per run**), {:.2} CPU-s (**{:.2} ms per run**); service {:.2} CPU-s ({:.2} ms per run)",
+            m.run,
+            m.shape.label,
+            u.runs.runs,
+            u.runs.succeeded,
+            u.runs.changed,
+            u.wall_s,
+            u.db.transactions,
+            u.transactions_per_run(),
+            u.cpu.postgres,
+            u.postgres_ms_per_run(),
+            u.cpu.service,
+            u.cpu.service * 1000.0 / u.runs.runs.max(1) as f64,
+        )
+        .unwrap_or_default();
     }
     for s in [&summary.fleet, &summary.big].into_iter().flatten() {
         writeln!(

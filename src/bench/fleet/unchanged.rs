@@ -1,0 +1,107 @@
+//! The unchanged pass (`--unchanged-pass`): after a measurement's full runs, the service instances start
+//! again and every tenant gets one delta job whose round finds nothing changed. What Postgres does for
+//! those runs is the fixed cost of a small run (issue 16, target 5: ≤ 3 transactions and ≤ 1 ms of
+//! Postgres CPU per run that changes nothing). The counters start once the new instances consume, so
+//! their start-up is not counted; the benchmark's own polls (4 a second) are, as in the full pass.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::cpu::{CpuSample, CpuSeconds};
+use super::db_activity::DbActivity;
+use super::instances::{InstanceSpec, ServiceInstance};
+use super::jobs::JobQueue;
+use super::scenario::{Setup, Shape, BACKENDS_EXIT, HEALTH_EVERY, POLL_EVERY};
+use crate::bench::database::ScratchDatabase;
+use crate::bench::emulator::ChildEmulator;
+use crate::model::SyncMode;
+use crate::store::runs::{self, ModeTally};
+
+/// The figures of one unchanged pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnchangedPass {
+    /// From the first publish until the poll that saw every run finished (polled every 250 ms).
+    pub wall_s: f64,
+    pub runs: ModeTally,
+    pub cpu: CpuSeconds,
+    pub db: DbActivity,
+}
+
+impl UnchangedPass {
+    /// Every tenant ran one successful delta run that changed nothing.
+    pub fn clean(&self, tenants: usize) -> bool {
+        let tenants = tenants as u64;
+        self.runs.runs == tenants
+            && self.runs.succeeded == tenants
+            && self.runs.pairs == tenants
+            && self.runs.changed == 0
+    }
+
+    pub fn transactions_per_run(&self) -> f64 {
+        self.db.transactions as f64 / self.runs.runs.max(1) as f64
+    }
+
+    pub fn postgres_ms_per_run(&self) -> f64 {
+        self.cpu.postgres * 1000.0 / self.runs.runs.max(1) as f64
+    }
+}
+
+/// Starts the instances again, publishes one delta job per tenant and measures until every run ended.
+pub async fn measure(
+    setup: &Setup,
+    shape: Shape,
+    db: &ScratchDatabase,
+    emulator: &ChildEmulator,
+    queue: &JobQueue,
+    spec: &InstanceSpec,
+    entra_ids: &[Uuid],
+) -> anyhow::Result<UnchangedPass> {
+    let mut instances = (1..=setup.instances)
+        .map(|n| ServiceInstance::start(&setup.exe, spec, &format!("fleet-{n}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().context("an HTTP client")?;
+    for instance in &mut instances {
+        instance.wait_ready(&http).await?;
+    }
+    let workers = u32::try_from(setup.instances * setup.workers_per_class).unwrap_or(u32::MAX);
+    queue.wait_for_consumers(workers).await?;
+
+    let pids: Vec<u32> = instances.iter().filter_map(ServiceInstance::pid).collect();
+    let db_before = DbActivity::snapshot(&db.pool).await?;
+    let before = CpuSample::take(&pids, emulator.pid());
+    let clock = Instant::now();
+    queue.publish_jobs(entra_ids, SyncMode::Delta).await?;
+    let expected = shape.tenants as u64;
+    let mut checked = Instant::now();
+    let runs = loop {
+        let tally = runs::mode_tally(&db.pool, SyncMode::Delta).await.context("reading the delta runs")?;
+        if tally.runs >= expected && tally.running == 0 {
+            break tally;
+        }
+        if checked.elapsed() >= HEALTH_EVERY {
+            checked = Instant::now();
+            for instance in &mut instances {
+                instance.ensure_running()?;
+            }
+            let dead = queue.dead_letters().await?;
+            if dead > 0 {
+                bail!("{dead} delta job(s) were dead-lettered (see the instances' log)");
+            }
+        }
+        if clock.elapsed() > setup.timeout {
+            bail!("{} of {expected} delta runs finished within {:?}", tally.runs - tally.running, setup.timeout);
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    };
+    let wall_s = clock.elapsed().as_secs_f64();
+    let cpu = before.until(&CpuSample::take(&pids, emulator.pid()));
+    for instance in instances {
+        instance.stop().await;
+    }
+    tokio::time::sleep(BACKENDS_EXIT).await;
+    let db = db_before.until(&DbActivity::snapshot(&db.pool).await?);
+    Ok(UnchangedPass { wall_s, runs, cpu, db })
+}
