@@ -163,6 +163,19 @@ impl Handler<Finished> for HistoryRecorder {
     }
 }
 
+/// A run's end row was written by its round (in its last transaction): its buffered progress is stale.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Forget(Uuid);
+
+impl Handler<Forget> for HistoryRecorder {
+    type Result = ();
+
+    fn handle(&mut self, Forget(run_id): Forget, _: &mut Self::Context) {
+        self.pending.remove(&run_id);
+    }
+}
+
 /// Writes all buffered progress now (every second, and in the shutdown order).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -247,5 +260,17 @@ impl RunRecorder for RecorderHandle {
 
     async fn finished(&self, event: &RunFinished) -> Result<(), RecorderError> {
         self.ask(Finished(event.clone()), ANSWER_DEADLINE).await?
+    }
+
+    /// The round writes the start and end rows in its own transactions (with the checkpoint, and with
+    /// the last batch): no history transaction of their own (issue 16, target 5).
+    fn rows_in_round(&self) -> bool {
+        true
+    }
+
+    async fn finished_in_round(&self, event: &RunFinished) {
+        // Not waited for and never blocking: a progress write after the end changes nothing anyway
+        // (it updates only a `running` row).
+        self.addr().do_send(Forget(event.run_id));
     }
 }

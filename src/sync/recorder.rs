@@ -45,10 +45,31 @@ impl crate::backoff::Transient for RecorderError {
 
 /// Receives a run's history. `finished` must be durable when it returns Ok: the job is acknowledged
 /// after it. `progress` failures are logged by the driver and do not stop the round.
+///
+/// A recorder that stores `sync_runs` itself may let the round write a run's start and end rows in the
+/// round's own transactions ([`RunRecorder::rows_in_round`]): the start with the run's checkpoint, the
+/// end with the last batch (issue 16, target 5: no transactions of their own). The round then tells it
+/// with `started_in_round` / `finished_in_round`, which write nothing (metrics, buffered progress).
 pub trait RunRecorder: Send + Sync {
     fn started(&self, event: &RunStarted) -> impl Future<Output = Result<(), RecorderError>> + Send;
     fn progress(&self, event: &RunProgress) -> impl Future<Output = Result<(), RecorderError>> + Send;
     fn finished(&self, event: &RunFinished) -> impl Future<Output = Result<(), RecorderError>> + Send;
+
+    /// Whether the round writes the start and end rows itself (`sync_runs` is where this recorder would
+    /// write them). A recorder that watches or delays the writes keeps the default, `false`.
+    fn rows_in_round(&self) -> bool {
+        false
+    }
+
+    /// The round wrote the start row in its transaction (only when [`RunRecorder::rows_in_round`]).
+    fn started_in_round(&self, _event: &RunStarted) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// The round wrote the end row in its last transaction (only when [`RunRecorder::rows_in_round`]).
+    fn finished_in_round(&self, _event: &RunFinished) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// Writes `sync_runs` directly (tests, the CLI, and the recorder actor's storage). With a deadline
@@ -119,6 +140,10 @@ impl RunRecorder for PgRunRecorder {
         let client = self.connection().await?;
         let outcome = self.timed(runs::finish(&client, event)).await;
         self.settle(client, outcome)
+    }
+
+    fn rows_in_round(&self) -> bool {
+        true
     }
 }
 

@@ -21,7 +21,7 @@ use super::snapshot::{Snapshot, SnapshotBudget};
 use crate::graph::{DeltaRequest, GraphClient, GraphError, GraphTenant, PageLink, RequestPriority};
 use crate::model::RunCounts;
 use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
-use crate::store::{cursors, held_deletions, objects, run_scratch, Pool, StoreError};
+use crate::store::{cursors, held_deletions, objects, run_scratch, runs, Pool, StoreError};
 
 /// Graph keeps delta tokens for 7 days; an older stored link is replaced by a full round.
 const MAX_DELTA_LINK_AGE: Duration = Duration::from_secs(6 * 24 * 3600);
@@ -77,6 +77,8 @@ struct Run<'b> {
     resumed: bool,
     /// A full round's re-scan snapshot (`None`: the streaming path; see [`choose_path`]).
     snapshot: Option<Snapshot<'b>>,
+    /// The page hints, when the run's start transaction read them (the first stream takes them).
+    hints: Option<PageHints>,
 }
 
 /// How the last transaction of a run ended it.
@@ -126,7 +128,7 @@ async fn drive<R: RunRecorder>(
     }
 
     let mut restarted = false;
-    let ending = loop {
+    let (ending, recorded) = loop {
         let delta_request = match start_link.take() {
             Some(link) => DeltaRequest::resume(request.class, link),
             None => DeltaRequest::full(request.class),
@@ -151,8 +153,17 @@ async fn drive<R: RunRecorder>(
         }
     };
 
-    let reason = ending.reason.clone().or(run.reason.clone());
-    conclude(deps.recorder, run.target, run.counts, Ending { reason, ..ending }, run.resumed).await
+    match recorded {
+        // The end row committed with the last batch: the recorder only hears of it.
+        Some(finished) => {
+            deps.recorder.finished_in_round(&finished).await;
+            Ok(concluded(&finished, run.resumed))
+        }
+        None => {
+            let reason = ending.reason.clone().or(run.reason.clone());
+            conclude(deps.recorder, run.target, run.counts, Ending { reason, ..ending }, run.resumed).await
+        }
+    }
 }
 
 /// A full round of users or devices compares with a snapshot of the stored markers when it fits in the
@@ -184,23 +195,27 @@ async fn choose_path<'b>(pool: &Pool, budget: &'b SnapshotBudget, run: &mut Run<
     Ok(())
 }
 
-/// Resumes the checkpointed run, or starts a new one in the right mode. Returns the link to start from
-/// (`None`: a full listing from the beginning).
+/// Resumes the checkpointed run, or starts a new one in the right mode, in one transaction: the cursor,
+/// the new run's checkpoint, and — when the recorder lets the round write its rows — the run's start row
+/// and the page hints. Returns the link to start from (`None`: a full listing from the beginning).
 async fn begin<'b, R: RunRecorder>(
     deps: &RoundDeps<'_, R>,
     request: &RoundRequest,
 ) -> Result<(Run<'b>, Option<String>), SyncError> {
+    let in_round = deps.recorder.rows_in_round();
     let mut client = deps.pool.get().await?;
-    let cursor = cursors::load(&client, request.tenant_id, request.class)
+    let mut transaction = client.transaction().await?;
+    let mut cursor = cursors::load(&transaction, request.tenant_id, request.class)
         .await?
         .ok_or(SyncError::TenantNotFound(request.tenant_id))?;
     let (mode, reason) = choose_mode(request, &cursor);
-    let (run, link) = match &cursor.in_progress {
-        // Finishing an interrupted delta run would leave the full scan that is now due undone.
-        Some(checkpoint) if checkpoint.mode == SyncMode::Delta && mode == SyncMode::Full => {
-            supersede(deps.recorder, &mut client, request, checkpoint, reason.as_deref().unwrap_or_default()).await?;
-            start_run(&client, request, &cursor, mode, reason).await?
-        }
+    // Finishing an interrupted delta run would leave the full scan that is now due undone.
+    if let Some(checkpoint) = cursor.in_progress.take_if(|c| c.mode == SyncMode::Delta && mode == SyncMode::Full) {
+        transaction.rollback().await?;
+        supersede(deps.recorder, &mut client, request, &checkpoint, reason.as_deref().unwrap_or_default()).await?;
+        transaction = client.transaction().await?;
+    }
+    let (mut run, link) = match &cursor.in_progress {
         Some(checkpoint) => {
             let link = match (checkpoint.mode, checkpoint.next_link.clone()) {
                 (_, Some(next)) => Some(next),
@@ -213,9 +228,11 @@ async fn begin<'b, R: RunRecorder>(
             let target =
                 PageTarget { tenant_id: request.tenant_id, class: request.class, run_id: checkpoint.run_id, mode };
             tracing::info!(run_id = %checkpoint.run_id, pages = checkpoint.counts.pages, "resuming a checkpointed run");
-            (Run { target, counts: checkpoint.counts, reason: None, resumed: true, snapshot: None }, link)
+            let run =
+                Run { target, counts: checkpoint.counts, reason: None, resumed: true, snapshot: None, hints: None };
+            (run, link)
         }
-        None => start_run(&client, request, &cursor, mode, reason).await?,
+        None => start_run(&transaction, request, &cursor, mode, reason).await?,
     };
     let started = RunStarted {
         run_id: run.target.run_id,
@@ -230,8 +247,37 @@ async fn begin<'b, R: RunRecorder>(
         instance_id: request.instance_id.clone(),
         job_id: request.job_id,
     };
-    deps.recorder.started(&started).await?;
+    if in_round {
+        let (hints, ()) = futures::try_join!(
+            page_hints(&transaction, run.target, run.resumed),
+            runs::insert_started(&transaction, &started)
+        )?;
+        run.hints = Some(hints);
+    }
+    transaction.commit().await?;
+    if in_round {
+        deps.recorder.started_in_round(&started).await;
+    } else {
+        deps.recorder.started(&started).await?;
+    }
     Ok((run, link))
+}
+
+/// What the first batch of a stream needs to know of the run's scratch state. Held deletions are only
+/// created at a round's end and this (tenant, class) runs nowhere else; staged ones only by this run's
+/// pages. What is absent now stays absent until a page stages some. A run that starts now has no
+/// scratch state at all.
+async fn page_hints(db: &impl GenericClient, t: PageTarget, resumed: bool) -> Result<PageHints, StoreError> {
+    if !resumed {
+        let held_deletions = held_deletions::any_held(db, t.tenant_id, t.class).await?;
+        return Ok(PageHints { staged_deletions: false, held_deletions, restored_groups: false });
+    }
+    let (staged_deletions, held_deletions, restored_groups) = futures::try_join!(
+        run_scratch::has_staged_deletions(db, t.run_id),
+        held_deletions::any_held(db, t.tenant_id, t.class),
+        restored_groups_marked(db, t),
+    )?;
+    Ok(PageHints { staged_deletions, held_deletions, restored_groups })
 }
 
 /// A new run of `mode`, checkpointed before its first page.
@@ -246,7 +292,7 @@ async fn start_run<'b>(
     let target = PageTarget { tenant_id: request.tenant_id, class: request.class, run_id, mode };
     cursors::checkpoint(db, request.tenant_id, request.class, run_id, mode, None, &RunCounts::default()).await?;
     let link = if mode == SyncMode::Delta { cursor.delta_link.clone() } else { None };
-    Ok((Run { target, counts: RunCounts::default(), reason, resumed: false, snapshot: None }, link))
+    Ok((Run { target, counts: RunCounts::default(), reason, resumed: false, snapshot: None, hints: None }, link))
 }
 
 /// Drops an interrupted delta run's checkpoint and scratch state and ends it in the history as cancelled,
@@ -312,19 +358,15 @@ async fn stream_pages<R: RunRecorder>(
     request: &RoundRequest,
     run: &mut Run<'_>,
     delta_request: DeltaRequest,
-) -> Result<Ending, SyncError> {
+) -> Result<(Ending, Option<RunFinished>), SyncError> {
     let mut client = deps.pool.get().await?;
     let pages = deps.graph.delta_pages(request.graph_tenant.clone(), delta_request);
     let mut batches = Batches::new(pages, request.batch_objects);
-    // Held deletions are only created at a round's end and this (tenant, class) runs nowhere else;
-    // staged ones only by this run's pages. What is absent now stays absent until a page stages some.
-    let t = run.target;
-    let (staged_deletions, held_deletions, restored_groups) = futures::try_join!(
-        run_scratch::has_staged_deletions(&client, t.run_id),
-        held_deletions::any_held(&client, t.tenant_id, t.class),
-        restored_groups_marked(&client, t),
-    )?;
-    let mut hints = PageHints { staged_deletions, held_deletions, restored_groups };
+    let mut hints = match run.hints.take() {
+        Some(hints) => hints,
+        // A resumed stream (restarted as full) asks the store again.
+        None => page_hints(&client, run.target, true).await?,
+    };
     let class = run.target.class;
     let mut upcoming = next_prepared(&mut batches, class, &deps.policy).await;
     while let Some(batch) = upcoming.take() {
@@ -390,7 +432,7 @@ async fn apply_and_report<R: RunRecorder>(
     run: &mut Run<'_>,
     hints: &mut PageHints,
     batch: PreparedBatch,
-) -> Result<Option<Ending>, SyncError> {
+) -> Result<Option<(Ending, Option<RunFinished>)>, SyncError> {
     let mut counts = run.counts;
     counts.pages += batch.pages;
     counts.graph_requests += batch.graph_requests;
@@ -430,7 +472,18 @@ async fn apply_and_report<R: RunRecorder>(
                 snapshot.mark(std::mem::take(&mut marks));
             }
             let snapshot = run.snapshot.as_ref();
-            Some(finish(&transaction, request, run.target, snapshot, delta_link, reconcile_members, &mut counts).await?)
+            let ending =
+                finish(&transaction, request, run.target, snapshot, delta_link, reconcile_members, &mut counts).await?;
+            // The end row commits with the run's last batch when the recorder lets the round write it.
+            let recorded = if deps.recorder.rows_in_round() {
+                let reason = ending.reason.clone().or(run.reason.clone());
+                let finished = finished_event(run.target, counts, ending.status, reason);
+                runs::finish(&transaction, &finished).await?;
+                Some(finished)
+            } else {
+                None
+            };
+            Some((ending, recorded))
         }
     };
     transaction.commit().await?;
@@ -590,6 +643,21 @@ async fn claim(db: &impl GenericClient, run: &Run<'_>) -> Result<(), SyncError> 
     }
 }
 
+/// The final event of a run that ended without an error.
+fn finished_event(target: PageTarget, counts: RunCounts, status: RunStatus, reason: Option<String>) -> RunFinished {
+    RunFinished {
+        run_id: target.run_id,
+        tenant_id: target.tenant_id,
+        class: target.class,
+        mode: target.mode,
+        status,
+        counts,
+        reason,
+        error: None,
+        finished_at: Utc::now(),
+    }
+}
+
 /// A run's last history event, durable before it returns, and its report. Rounds and re-maps end alike.
 pub(super) async fn conclude<R: RunRecorder>(
     recorder: &R,
@@ -598,21 +666,17 @@ pub(super) async fn conclude<R: RunRecorder>(
     ending: Ending,
     resumed: bool,
 ) -> Result<RoundReport, SyncError> {
-    let finished = RunFinished {
-        run_id: target.run_id,
-        tenant_id: target.tenant_id,
-        class: target.class,
-        mode: target.mode,
-        status: ending.status,
-        counts,
-        reason: ending.reason.clone(),
-        error: None,
-        finished_at: Utc::now(),
-    };
+    let finished = finished_event(target, counts, ending.status, ending.reason);
     recorder.finished(&finished).await?;
+    Ok(concluded(&finished, resumed))
+}
+
+/// The report of a run whose final event is durable.
+fn concluded(finished: &RunFinished, resumed: bool) -> RoundReport {
+    let counts = finished.counts;
     tracing::info!(
-        mode = %target.mode,
-        status = ending.status.as_str(),
+        mode = %finished.mode,
+        status = finished.status.as_str(),
         total = counts.total,
         changed = counts.changed,
         deleted = counts.deleted,
@@ -620,14 +684,14 @@ pub(super) async fn conclude<R: RunRecorder>(
         pages = counts.pages,
         "run finished"
     );
-    Ok(RoundReport {
-        run_id: target.run_id,
-        mode: target.mode,
-        status: ending.status,
+    RoundReport {
+        run_id: finished.run_id,
+        mode: finished.mode,
+        status: finished.status,
         counts,
-        reason: ending.reason,
+        reason: finished.reason.clone(),
         resumed,
-    })
+    }
 }
 
 /// The run's counts so far. The checkpoint, not the history, is the source of truth: a missed progress

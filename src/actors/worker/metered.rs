@@ -47,13 +47,7 @@ pub fn run_totals(counts: &RunCounts) -> RunTotals {
 impl<R: RunRecorder> RunRecorder for MeteredRecorder<R> {
     async fn started(&self, event: &RunStarted) -> Result<(), RecorderError> {
         self.inner.started(event).await?;
-        let tracker = if event.resumed {
-            // The checkpoint's counts were counted by whoever ran the pages before.
-            self.metrics.run_resumed(self.tenant, event.class, event.mode, run_totals(&event.counts))
-        } else {
-            self.metrics.run_started(self.tenant, event.class, event.mode)
-        };
-        *self.tracker() = Some(tracker);
+        self.track_start(event);
         Ok(())
     }
 
@@ -72,14 +66,48 @@ impl<R: RunRecorder> RunRecorder for MeteredRecorder<R> {
 
     async fn finished(&self, event: &RunFinished) -> Result<(), RecorderError> {
         let outcome = self.inner.finished(event).await;
-        let tracker = self.tracker().take();
         // Counted only once the history row is durable, so the counters agree with `sync_runs`;
         // otherwise the job is retried and the tracker's drop just ends "in progress".
-        if let (Ok(()), Some(mut tracker)) = (&outcome, tracker) {
+        if outcome.is_ok() {
+            self.track_end(event);
+        } else {
+            self.tracker().take();
+        }
+        outcome
+    }
+
+    fn rows_in_round(&self) -> bool {
+        self.inner.rows_in_round()
+    }
+
+    async fn started_in_round(&self, event: &RunStarted) {
+        self.inner.started_in_round(event).await;
+        self.track_start(event);
+    }
+
+    async fn finished_in_round(&self, event: &RunFinished) {
+        self.inner.finished_in_round(event).await;
+        self.track_end(event);
+    }
+}
+
+impl<R: RunRecorder> MeteredRecorder<R> {
+    fn track_start(&self, event: &RunStarted) {
+        let tracker = if event.resumed {
+            // The checkpoint's counts were counted by whoever ran the pages before.
+            self.metrics.run_resumed(self.tenant, event.class, event.mode, run_totals(&event.counts))
+        } else {
+            self.metrics.run_started(self.tenant, event.class, event.mode)
+        };
+        *self.tracker() = Some(tracker);
+    }
+
+    /// The end row is durable: the run counts.
+    fn track_end(&self, event: &RunFinished) {
+        if let Some(mut tracker) = self.tracker().take() {
             tracker.switch_mode(event.mode);
             tracker.finished(event.status, &run_totals(&event.counts));
         }
-        outcome
     }
 }
 
