@@ -20,6 +20,10 @@ use std::time::Duration;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+mod start;
+
+pub use start::{Begun, ProfileVersion, Requests, RunStart};
+
 use super::connect::{self, Purpose};
 use super::{During, StoreError};
 use crate::config::DatabaseSettings;
@@ -55,6 +59,14 @@ const REUSE_DEADLINE: Duration = Duration::from_secs(2);
 struct Session {
     client: Arc<Client>,
     lost: CancellationToken,
+    /// The job start's and end's statements, prepared on first use (`start`).
+    prepared: tokio::sync::OnceCell<start::Prepared>,
+}
+
+impl Session {
+    async fn prepared(&self) -> Result<&start::Prepared, StoreError> {
+        self.prepared.get_or_try_init(|| start::Prepared::on(&self.client)).await
+    }
 }
 
 /// Takes run locks for one process, reusing the sessions of released locks. A session is reused only
@@ -147,7 +159,7 @@ async fn connect(settings: &DatabaseSettings) -> Result<Session, StoreError> {
     // session, and early enough for the job given back to resume the run within a minute.
     let period = connect::run_lock_idle_limit(settings) / 6;
     tokio::spawn(heartbeat(Arc::downgrade(&client), lost.clone(), period, settings.clone(), backend));
-    Ok(Session { client, lost })
+    Ok(Session { client, lost, prepared: tokio::sync::OnceCell::new() })
 }
 
 /// A session's identity on the server: a pid alone could be reused by a later session.

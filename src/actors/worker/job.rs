@@ -4,25 +4,28 @@
 //! the coalescing and the settling. Plain async code; the worker actor only feeds it deliveries.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::credentials;
 use super::metered::MeteredRecorder;
 use super::WorkerDeps;
-use crate::access::{graph_tenant, AccessError};
+use crate::access::{unstored_tenant, AccessError};
 use crate::backoff::{retry_transient, Patience};
-use crate::graph::RequestPriority;
+use crate::graph::{GraphTenant, RequestPriority, TenantSize};
 use crate::mapping::{load_policy, MappingError};
 use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
 use crate::queue::{Job, RemapJob, SyncJob, REMAP_SCHEMA_VERSION};
-use crate::store::run_lock::{self, RunLock};
+use crate::store::run_lock::{self, Begun, Requests, RunLock, RunStart};
 use crate::store::runs::{self, JobRun};
 use crate::store::{admin_jobs, remap};
 use crate::store::{schedule, tenants, Pool, StoreError};
 use crate::sync::{
-    run_round, DeletionGuard, RecorderError, RoundDeps, RoundRequest, RunFinished, RunRecorder, RunStarted, SyncError,
+    run_round, DeletionGuard, ObjectPolicy, PassThrough, RecorderError, RoundDeps, RoundRequest, RunFinished,
+    RunRecorder, RunStarted, SyncError,
 };
 
 /// How long a job waits for Postgres to come back before it is given back to the queue.
@@ -148,76 +151,105 @@ pub async fn process(deps: &WorkerDeps, class: ObjectClass, body: &[u8], stop: &
 async fn run_job(deps: &WorkerDeps, job: &LockedJob, stop: &CancellationToken) -> Settlement {
     let pool = &deps.shared.pool;
     let class = job.class();
-    let Some(found) = patiently(stop, || tenants::find_by_entra_id(pool, job.tenant())).await else {
+    // One transaction on the lock's session: the tenant, the job's runs, the lock, and under it what the
+    // run needs before Graph (store::run_lock::begin).
+    let Some(begun) = patiently(stop, || begin(deps, job)).await else {
         return Settlement::Requeue;
     };
-    let Some(tenant) = found else { return unknown_tenant(pool, job.tenant(), stop).await };
+    let Begun::Found { tenant, job: recorded, locked } = begun else {
+        return unknown_tenant(pool, job.tenant(), stop).await;
+    };
     tracing::Span::current().record("tenant", tenant.id);
     if !tenant.enabled || tenant.blocked {
         tracing::info!(blocked = tenant.blocked, "tenant disabled or blocked; job dropped");
         return Settlement::Ack;
     }
-
-    let Some(recorded) = patiently(stop, || runs::job_run(pool, job.job_id())).await else {
-        return Settlement::Requeue;
-    };
     if recorded == JobRun::Settled {
         tracing::info!("this job already ran and was acknowledged; a republished copy is not run again");
         return Settlement::Duplicate;
     }
-    // Ask first, then try the lock: a holder finishing in between sees the request (no lost rerun). A
-    // job whose own run is running needs no rerun: it resumes that run or is a copy of it.
-    if recorded != JobRun::Running && patiently(stop, || request_rerun(pool, tenant.id, job)).await.is_none() {
-        return Settlement::Requeue;
-    }
-    let lock = match deps.shared.run_locks.try_acquire(tenant.id, class).await {
-        Ok(Some(lock)) => lock,
-        Ok(None) if recorded == JobRun::Running => {
+    let (lock, start) = *match locked {
+        Some(locked) => locked,
+        None if recorded == JobRun::Running => {
             tracing::info!("this job's run is in progress; a republished copy is not run again");
             return Settlement::Duplicate;
         }
-        Ok(None) => {
-            tracing::info!(mode = %job.mode(), "run in progress; coalesced into one more run after it");
-            return Settlement::Coalesced;
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot take the run lock");
-            return Settlement::Requeue;
+        // Held elsewhere: ask for one more run, then try again. A holder finishing in between sees the
+        // request (it is stored before the second try), or the second try gets the lock and this job
+        // runs, taking its own request with the lock.
+        None => {
+            if patiently(stop, || request_rerun(pool, tenant.id, job)).await.is_none() {
+                return Settlement::Requeue;
+            }
+            match patiently(stop, || begin(deps, job)).await {
+                None => return Settlement::Requeue,
+                Some(Begun::Found { locked: Some(locked), .. }) => locked,
+                Some(Begun::Found { job: JobRun::Settled, .. }) => {
+                    tracing::info!("this job's run finished meanwhile; a republished copy is not run again");
+                    return Settlement::Duplicate;
+                }
+                Some(Begun::Found { .. }) => {
+                    tracing::info!(mode = %job.mode(), "run in progress; coalesced into one more run after it");
+                    return Settlement::Coalesced;
+                }
+                Some(Begun::UnknownTenant) => return unknown_tenant(pool, job.tenant(), stop).await,
+            }
         }
     };
-    if let Err(error) = run_lock::close_interrupted(&lock, tenant.id, class).await {
-        tracing::warn!(%error, "cannot close interrupted runs");
+    if start.closed_interrupted > 0 {
+        tracing::info!(runs = start.closed_interrupted, "closed runs whose holder is gone as interrupted");
     }
-    let settlement = match job {
+    let outcome = match job {
         LockedJob::Sync(sync) => {
-            // This run covers every sync request made so far; a full request wins.
-            let requested = match schedule::take_rerun(pool, tenant.id, class).await {
-                Ok(requested) => requested,
-                Err(error) => {
-                    // The request stays stored: the run after this one takes it.
-                    tracing::warn!(%error, "cannot read the pending rerun request");
-                    None
-                }
-            };
-            let force_full = sync.mode == SyncMode::Full || requested == Some(SyncMode::Full);
-            run_locked(deps, sync, &tenant, force_full, &lock, stop).await
+            // This run covers every sync request made so far (taken with the lock); a full request wins.
+            let force_full = sync.mode == SyncMode::Full || start.rerun == Some(SyncMode::Full);
+            run_locked(deps, sync, &tenant, force_full, &lock, &start, stop).await
         }
         LockedJob::Remap(remap_job) => {
             // This re-map applies the mappings as they are now: it covers every re-map asked for so far.
             if let Err(error) = remap::take_request(pool, tenant.id, class).await {
                 tracing::warn!(%error, "cannot clear the pending re-map request; one more re-map will run");
             }
-            super::remap::run_locked(deps, remap_job, &tenant, &lock, stop).await
+            let settlement = super::remap::run_locked(deps, remap_job, &tenant, &lock, stop).await;
+            Outcome { settlement, settled_by_run: false }
         }
     };
-    lock.release().await;
-    if settlement == Settlement::Ack {
-        if patiently(stop, || runs::settle_job(pool, job.job_id())).await.is_none() {
-            tracing::warn!("cannot mark the job settled; a republished copy would run again");
-        }
-        republish_requested_rerun(deps, job, tenant.id).await;
+    let Outcome { settlement, settled_by_run } = outcome;
+    if settlement != Settlement::Ack {
+        lock.release().await;
+        return settlement;
+    }
+    // The requests made while we ran are taken with the release, in one transaction.
+    let requests = lock.release_taking_requests(tenant.id, class).await;
+    // A run that succeeded (or held deletions) already counts as settled for its job id.
+    if !settled_by_run && patiently(stop, || runs::settle_job(pool, job.job_id())).await.is_none() {
+        tracing::warn!("cannot mark the job settled; a republished copy would run again");
+    }
+    match requests {
+        Some(requests) => republish_taken(deps, job, tenant.id, requests).await,
+        None => republish_requested_rerun(deps, job, tenant.id).await,
     }
     settlement
+}
+
+/// The job's first statement (see [`run_job`]).
+async fn begin(deps: &WorkerDeps, job: &LockedJob) -> Result<Begun, StoreError> {
+    let take_rerun = matches!(job, LockedJob::Sync(_));
+    let users_cap = TenantSize::USERS_THAT_DECIDE;
+    deps.shared.run_locks.begin(job.tenant(), job.class(), job.job_id(), take_rerun, users_cap).await
+}
+
+/// How a locked job ended: how to settle it, and whether its run's status already settles its job id
+/// (`runs::job_run`: success, warning, held), so no separate write is needed.
+struct Outcome {
+    settlement: Settlement,
+    settled_by_run: bool,
+}
+
+impl From<Settlement> for Outcome {
+    fn from(settlement: Settlement) -> Outcome {
+        Outcome { settlement, settled_by_run: false }
+    }
 }
 
 /// Asks for one more run of the job's kind after the current holder of the lock.
@@ -235,22 +267,28 @@ async fn run_locked(
     tenant: &tenants::Tenant,
     force_full: bool,
     lock: &RunLock,
+    start: &RunStart,
     stop: &CancellationToken,
-) -> Settlement {
+) -> Outcome {
     let pool = &deps.shared.pool;
     let class = job.object_class;
     let quarantine_after = deps.failures.quarantine_after;
     let key = JobKey { job_id: job.job_id, class, trigger: job.trigger };
     let mode = if force_full { SyncMode::Full } else { job.mode };
-    let policy = match load_policy(pool, tenant.id, class).await {
-        Ok(policy) => policy,
-        Err(error) => return policy_not_loaded(deps, &key, tenant, mode, &error).await,
+    // Without a stored set the policy is PassThrough (what load_policy answers), without reading it.
+    let policy = if start.has_mappings {
+        match load_policy(pool, tenant.id, class).await {
+            Ok(policy) => policy,
+            Err(error) => return policy_not_loaded(deps, &key, tenant, mode, &error).await.into(),
+        }
+    } else {
+        Arc::new(PassThrough) as Arc<dyn ObjectPolicy>
     };
-    let graph_tenant = match graph_tenant(pool, deps.secrets.as_ref(), tenant).await {
+    let graph_tenant = match graph_tenant_at(deps, tenant, start).await {
         Ok(graph_tenant) => graph_tenant,
         Err(error) if !is_permanent(&error) => {
             tracing::warn!(%error, "cannot read the tenant's credentials; job requeued");
-            return Settlement::Requeue;
+            return Settlement::Requeue.into();
         }
         Err(error) => {
             // Only an operator can fix this: a failed run shows it, the schedule counts it towards
@@ -258,10 +296,10 @@ async fn run_locked(
             tracing::warn!(%error, "tenant cannot be synced");
             if let Err(history) = record_failed_run(deps, &key, tenant, mode, &error.to_string()).await {
                 tracing::warn!(error = %history, "the failed run was not recorded; job requeued");
-                return Settlement::Requeue;
+                return Settlement::Requeue.into();
             }
             record_failure(pool, tenant.id, class, &error.to_string(), quarantine_after).await;
-            return Settlement::Ack;
+            return Settlement::Ack.into();
         }
     };
     let request = RoundRequest {
@@ -289,7 +327,7 @@ async fn run_locked(
         outcome = run_round(&round_deps, &request) => outcome,
         () = lock.lost() => {
             tracing::warn!("run lock lost; round stopped at its last checkpoint");
-            return Settlement::Requeue;
+            return Settlement::Requeue.into();
         }
         () = stop.cancelled() => {
             // Dropping the round is safe: every committed page carries its checkpoint.
@@ -297,7 +335,7 @@ async fn run_locked(
             if let Err(error) = run_lock::close_interrupted(lock, tenant.id, class).await {
                 tracing::warn!(%error, "cannot close the interrupted run; the next holder will");
             }
-            return Settlement::Requeue;
+            return Settlement::Requeue.into();
         }
     };
     match outcome {
@@ -312,29 +350,58 @@ async fn run_locked(
             let recorded = if report.status == RunStatus::Failed {
                 let reason = report.reason.as_deref().unwrap_or("run failed");
                 schedule::record_failure(pool, tenant.id, class, reason, quarantine_after).await.map(|_| ())
+            } else if start.schedule_clean {
+                // No failure counted, no error kept, not quarantined (read under this lock; only a holder
+                // of it counts failures of this class): a success has nothing to reset.
+                Ok(())
             } else {
                 schedule::record_success(pool, tenant.id, class, quarantine_after).await
             };
             if let Err(error) = recorded {
                 tracing::warn!(%error, "run outcome not recorded for the schedule");
             }
-            Settlement::Ack
+            let settled_by_run = matches!(report.status, RunStatus::Success | RunStatus::Warning | RunStatus::Held);
+            Outcome { settlement: Settlement::Ack, settled_by_run }
         }
         // The final event is not durable: the job must not be acknowledged.
         Err(SyncError::History(error)) => {
             tracing::warn!(%error, "run history not persisted; job requeued");
-            Settlement::Requeue
+            Settlement::Requeue.into()
         }
         Err(SyncError::Store(error)) => {
             tracing::warn!(%error, "Postgres failed during the round; job requeued, the run resumes");
-            Settlement::Requeue
+            Settlement::Requeue.into()
         }
         Err(error) => {
             // The round recorded the failed run; the schedule retries (and quarantines if it persists).
             record_failure(pool, tenant.id, class, &error.to_string(), quarantine_after).await;
-            Settlement::Ack
+            Settlement::Ack.into()
         }
     }
+}
+
+/// The Graph view of the tenant: its credentials from the process's cache while the profile's row is
+/// unchanged (else read and decrypted as `access::graph_tenant` does), its size from the user count
+/// read with the lock.
+async fn graph_tenant_at(
+    deps: &WorkerDeps,
+    tenant: &tenants::Tenant,
+    start: &RunStart,
+) -> Result<GraphTenant, AccessError> {
+    let size = TenantSize::from_user_count(start.users);
+    if let Some(credentials) = start.profile.as_ref().and_then(credentials::cached) {
+        let tenant_id = tenant.entra_tenant_id.to_string();
+        return Ok(GraphTenant { cloud: tenant.cloud.clone(), tenant_id, credentials, size });
+    }
+    let profile_id = tenant.credential_profile_id.ok_or(AccessError::NoProfile(tenant.id))?;
+    let secrets = deps.secrets.as_ref();
+    let mut graph_tenant =
+        unstored_tenant(&deps.shared.pool, secrets, profile_id, &tenant.cloud, tenant.entra_tenant_id).await?;
+    if let Some(version) = start.profile.clone().filter(|version| version.id == profile_id) {
+        credentials::keep(version, graph_tenant.credentials.clone());
+    }
+    graph_tenant.size = size;
+    Ok(graph_tenant)
 }
 
 /// A job for a tenant that is not registered: dropped when the tenant was deleted through the API,
@@ -459,6 +526,44 @@ pub(super) async fn record_failure(
     }
 }
 
+/// Jobs arrived while we ran and their requests were taken with the release: publish the one coalesced
+/// sync rerun and the one re-map they asked for.
+async fn republish_taken(deps: &WorkerDeps, job: &LockedJob, tenant_id: i64, requests: Requests) {
+    let pool = &deps.shared.pool;
+    let class = job.class();
+    if requests.remap {
+        let remap_job = RemapJob::new(job.tenant(), class, job.trigger());
+        let job_id = remap_job.job_id;
+        match deps.shared.broker.publish_job(&Job::Remap(remap_job)).await {
+            Ok(()) => tracing::info!(rerun = %job_id, "coalesced re-map published"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot publish the coalesced re-map; keeping the request");
+                if let Err(error) = remap::request(pool, tenant_id, class).await {
+                    tracing::error!(%error, "the coalesced re-map is lost: neither published nor kept");
+                }
+            }
+        }
+    }
+    if let Some(mode) = requests.rerun {
+        publish_rerun(deps, job, tenant_id, mode).await;
+    }
+}
+
+/// Publishes the coalesced sync rerun of `mode`; when that fails the request is stored again.
+async fn publish_rerun(deps: &WorkerDeps, job: &LockedJob, tenant_id: i64, mode: SyncMode) {
+    let class = job.class();
+    let rerun = SyncJob::new(job.tenant(), class, mode, job.trigger());
+    match deps.shared.broker.publish(&rerun).await {
+        Ok(()) => tracing::info!(%mode, rerun = %rerun.job_id, "coalesced rerun published"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot publish the coalesced rerun; keeping the request");
+            if let Err(error) = schedule::request_rerun(&deps.shared.pool, tenant_id, class, mode).await {
+                tracing::error!(%error, %mode, "the coalesced rerun is lost: neither published nor kept");
+            }
+        }
+    }
+}
+
 /// Jobs arrived while we ran: publish the one coalesced sync rerun and the one re-map they asked for.
 async fn republish_requested_rerun(deps: &WorkerDeps, job: &LockedJob, tenant_id: i64) {
     republish_requested_remap(deps, job, tenant_id).await;
@@ -473,16 +578,7 @@ async fn republish_requested_rerun(deps: &WorkerDeps, job: &LockedJob, tenant_id
             return;
         }
     };
-    let rerun = SyncJob::new(job.tenant(), class, mode, job.trigger());
-    match deps.shared.broker.publish(&rerun).await {
-        Ok(()) => tracing::info!(%mode, rerun = %rerun.job_id, "coalesced rerun published"),
-        Err(error) => {
-            tracing::warn!(%error, "cannot publish the coalesced rerun; keeping the request");
-            if let Err(error) = schedule::request_rerun(pool, tenant_id, class, mode).await {
-                tracing::error!(%error, %mode, "the coalesced rerun is lost: neither published nor kept");
-            }
-        }
-    }
+    publish_rerun(deps, job, tenant_id, mode).await;
 }
 
 async fn republish_requested_remap(deps: &WorkerDeps, job: &LockedJob, tenant_id: i64) {

@@ -5,6 +5,7 @@
 //! the service's watchdog restarts the whole worker (a fresh Arbiter) when one dies or stops beating.
 
 mod consume;
+mod credentials;
 pub mod dead_letter;
 mod job;
 pub mod metered;
