@@ -1,0 +1,65 @@
+//! The fixed cost of a small run, pinned (issue 16, target 5): `entrasync bench-fleet --unchanged-pass`
+//! through the real binary syncs a few small tenants in full, starts the worker instance again and
+//! gives every tenant one delta job that changes nothing, counting the scratch database's committed
+//! transactions (`pg_stat_database.xact_commit`) from the moment the instance consumes until it
+//! stopped. Before the job's bookkeeping was folded (tenant, job state, lock, interrupted runs, rerun
+//! request, mappings, credentials, user count and schedule state in one transaction on the lock's
+//! session; the run's start row with its checkpoint; its end row with the last batch; the release with
+//! the coalesced requests) such a run committed ~22 transactions; now ~5.
+
+use crate::support::app::binary;
+use crate::support::{AMQP_URL, POSTGRES_ADMIN_URL};
+
+const TENANTS: u64 = 20;
+/// Committed transactions per unchanged run, at most: the job's start on the lock session, the run's
+/// start, the rate budget's lease, the batch with the run's end, the release — and room for the
+/// benchmark's own polls (4 a second) and the idle instance's heartbeats, spread over the runs.
+const BUDGET: f64 = 8.0;
+
+#[test]
+fn an_unchanged_run_commits_at_most_its_budget_of_transactions() {
+    let output = binary(
+        &[
+            "bench-fleet",
+            "--tenants",
+            &TENANTS.to_string(),
+            "--users-per-tenant",
+            "5",
+            "--big-tenant-users",
+            "0",
+            "--instances",
+            "1",
+            "--workers-per-class",
+            "1",
+            "--unchanged-pass",
+            "--timeout-secs",
+            "120",
+            "--json",
+        ],
+        &[
+            ("ENTRASYNC_DATABASE_URL", POSTGRES_ADMIN_URL),
+            ("ENTRASYNC_AMQP_URL", AMQP_URL),
+            ("ENTRASYNC_LOG_FILTER", "warn"),
+            ("ENTRASYNC_DATABASE_POOL_SIZE", "4"),
+            ("ENTRASYNC_SERVE_ROLES", "api"),
+        ],
+    )
+    .output()
+    .expect("run entrasync bench-fleet");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench-fleet failed: {stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON summary on stdout");
+
+    let pass = &summary["measurements"][0]["unchanged"];
+    assert_eq!(pass["runs"]["runs"], TENANTS, "one delta run per tenant: {summary}");
+    assert_eq!(pass["runs"]["succeeded"], TENANTS, "{summary}");
+    assert_eq!(pass["runs"]["changed"], 0, "nothing changed: {summary}");
+    let transactions = pass["db"]["transactions"].as_u64().expect("transactions counted");
+    let per_run = transactions as f64 / TENANTS as f64;
+    assert!(
+        per_run <= BUDGET,
+        "an unchanged run committed {per_run:.1} transactions ({transactions} for {TENANTS} runs), over the \
+         budget of {BUDGET}: {summary}"
+    );
+    assert!(per_run >= 2.0, "the count cannot be this low ({per_run:.1}): is the database the one measured?");
+}
