@@ -118,7 +118,10 @@ async fn drive<R: RunRecorder>(
     request: &RoundRequest,
     budget: &SnapshotBudget,
 ) -> Result<RoundReport, SyncError> {
-    let (mut run, mut start_link) = begin(deps, request).await?;
+    let (mut run, mut start_link, client) = begin(deps, request).await?;
+    // A delta stream goes on with the start's connection (one pool checkout less, and each checkout is a
+    // round trip); a full round gives it back while it reads its snapshot.
+    let mut spare = (run.target.mode == SyncMode::Delta).then_some(client);
     let span = tracing::Span::current();
     span.record("run_id", tracing::field::display(run.target.run_id));
     span.record("mode", tracing::field::display(run.target.mode));
@@ -135,7 +138,7 @@ async fn drive<R: RunRecorder>(
         }
         .with_priority(request.priority)
         .with_prefetch(PREFETCH_PAGES);
-        match stream_pages(deps, request, &mut run, delta_request).await {
+        match stream_pages(deps, request, &mut run, delta_request, spare.take()).await {
             Ok(ending) => break ending,
             // 410 Gone / syncStateNotFound: the token is dead; list everything again (once per round).
             Err(SyncError::Graph(error)) if error.requires_full_resync() && !restarted => {
@@ -197,11 +200,12 @@ async fn choose_path<'b>(pool: &Pool, budget: &'b SnapshotBudget, run: &mut Run<
 
 /// Resumes the checkpointed run, or starts a new one in the right mode, in one transaction: the cursor,
 /// the new run's checkpoint, and — when the recorder lets the round write its rows — the run's start row
-/// and the page hints. Returns the link to start from (`None`: a full listing from the beginning).
+/// and the page hints. Returns the link to start from (`None`: a full listing from the beginning) and the
+/// connection, which a delta stream goes on with.
 async fn begin<'b, R: RunRecorder>(
     deps: &RoundDeps<'_, R>,
     request: &RoundRequest,
-) -> Result<(Run<'b>, Option<String>), SyncError> {
+) -> Result<(Run<'b>, Option<String>, deadpool_postgres::Object), SyncError> {
     let in_round = deps.recorder.rows_in_round();
     let mut client = deps.pool.get().await?;
     let mut transaction = client.transaction().await?;
@@ -260,7 +264,7 @@ async fn begin<'b, R: RunRecorder>(
     } else {
         deps.recorder.started(&started).await?;
     }
-    Ok((run, link))
+    Ok((run, link, client))
 }
 
 /// What the first batch of a stream needs to know of the run's scratch state. Held deletions are only
@@ -358,8 +362,12 @@ async fn stream_pages<R: RunRecorder>(
     request: &RoundRequest,
     run: &mut Run<'_>,
     delta_request: DeltaRequest,
+    client: Option<deadpool_postgres::Object>,
 ) -> Result<(Ending, Option<RunFinished>), SyncError> {
-    let mut client = deps.pool.get().await?;
+    let mut client = match client {
+        Some(client) => client,
+        None => deps.pool.get().await?,
+    };
     let pages = deps.graph.delta_pages(request.graph_tenant.clone(), delta_request);
     let mut batches = Batches::new(pages, request.batch_objects);
     let mut hints = match run.hints.take() {
