@@ -59,6 +59,8 @@ pub struct EventsFigures {
     pub relay_s: f64,
     pub events_per_s: f64,
     pub queued: u32,
+    /// `change_outbox` on disk after the fill (with its index and TOAST), per event.
+    pub outbox_bytes_per_event: f64,
     pub rss_before_mib: f64,
     pub rss_peak_mib: f64,
     pub relay_cpu_s: f64,
@@ -117,6 +119,7 @@ async fn measure(args: &EventsBenchArgs, db: &ScratchDatabase, broker: &Broker) 
     let filled = outbox_relay::fill_for_bench(&db.pool, args.events, args.tenants).await?;
     let fill_s = started.elapsed().as_secs_f64();
     tracing::info!(events = filled, fill_s, "outbox filled");
+    let backlog = outbox_relay::backlog(&db.pool).await?;
 
     let rabbitmq = beam_pid();
     if rabbitmq.is_none() {
@@ -172,6 +175,7 @@ async fn measure(args: &EventsBenchArgs, db: &ScratchDatabase, broker: &Broker) 
         relay_s,
         events_per_s: filled as f64 / relay_s,
         queued,
+        outbox_bytes_per_event: backlog.bytes as f64 / filled.max(1) as f64,
         rss_before_mib: mib(rss_before),
         rss_peak_mib: mib(rss_peak),
         relay_cpu_s: split.syncing_s,
@@ -194,9 +198,9 @@ fn beam_pid() -> Option<u32> {
 
 fn markdown(f: &EventsFigures) -> String {
     format!(
-        "| events | batch × in flight | queue | relay s | events/s | RSS before → peak (MiB) | CPU-s relay / Postgres / RabbitMQ |\n\
-         |---:|---|---|---:|---:|---|---|\n\
-         | {} | {} × {} | {} ({} queued) | {:.2} | {:.0} | {:.1} → {:.1} | {:.2} / {:.2} / {:.2} |\n",
+        "| events | batch × in flight | queue | relay s | events/s | RSS before → peak (MiB) | CPU-s relay / Postgres / RabbitMQ | outbox bytes/event |\n\
+         |---:|---|---|---:|---:|---|---|---:|\n\
+         | {} | {} × {} | {} ({} queued) | {:.2} | {:.0} | {:.1} → {:.1} | {:.2} / {:.2} / {:.2} | {:.0} |\n",
         f.events,
         f.batch,
         f.in_flight,
@@ -208,6 +212,7 @@ fn markdown(f: &EventsFigures) -> String {
         f.rss_peak_mib,
         f.relay_cpu_s,
         f.postgres_cpu_s,
-        f.rabbitmq_cpu_s
+        f.rabbitmq_cpu_s,
+        f.outbox_bytes_per_event
     )
 }
