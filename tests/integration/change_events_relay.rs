@@ -414,3 +414,79 @@ async fn the_backlog_shows_in_the_metrics_while_rabbitmq_is_away() {
     relay.await.expect("relay ends");
     broker.close().await;
 }
+
+/// A virtualenv with pika (the one `service_pika` uses), created once per machine and reused.
+fn python_with_pika() -> std::path::PathBuf {
+    use std::process::Command;
+    let venv = std::env::temp_dir().join("entrasync-test-pika-venv");
+    let python = venv.join("bin/python");
+    let has_pika = Command::new(&python).args(["-c", "import pika"]).status().is_ok_and(|s| s.success());
+    if !has_pika {
+        let created = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3 -m venv");
+        assert!(created.success(), "cannot create a virtualenv");
+        let installed =
+            Command::new(venv.join("bin/pip")).args(["install", "--quiet", "pika"]).status().expect("pip install pika");
+        assert!(installed.success(), "pip install pika failed");
+    }
+    python
+}
+
+#[tokio::test]
+async fn the_pika_example_consumer_applies_each_event_once() {
+    let python = tokio::task::spawn_blocking(python_with_pika).await.expect("venv");
+    let h = Harness::new().await;
+    let broker = h.broker(None);
+    broker.connection(Duration::from_secs(10)).await.expect("connected: the exchange is declared");
+    let queue = format!("{}.example", h.amqp.prefix);
+    let out = std::env::temp_dir().join(format!("{queue}.jsonl"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/consume_changes.py");
+    let consumer = tokio::process::Command::new(&python)
+        .args([script, "--url", AMQP_URL, "--prefix", &h.amqp.prefix, "--queue", &queue, "--bind", "tenant-a.#"])
+        .args(["--idle-exit", "8", "--out"])
+        .arg(&out)
+        .kill_on_drop(true)
+        .output();
+    let consumer = tokio::spawn(consumer);
+    // The example declares and binds its queue at start: give it a moment before events flow.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let expected = write_events(&h.pool, 300).await;
+
+    // A cut connection halfway re-publishes part of the stream: the example must skip the duplicates.
+    let proxy = rabbitmq().await;
+    let through_proxy = h.broker(Some(&proxy));
+    let metrics = Metrics::new().events;
+    let tuning = Tuning { batch: 20, in_flight_batches: 1, ..quick() };
+    let stop = CancellationToken::new();
+    let relay = tokio::spawn(relay::run(h.deps(&through_proxy, &metrics, tuning), stop.clone()));
+    let _relaying = eventually(Duration::from_secs(10), || async { metrics.relayed_total() >= 100 }).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.restore();
+    let pool = h.pool.clone();
+    assert!(eventually(Duration::from_secs(60), || async { outbox_rows(&pool).await == 0 }).await, "outbox emptied");
+
+    let output = consumer.await.expect("join").expect("run the example");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = std::fs::read_to_string(&out).expect("the example's output");
+    let applied: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let ids: Vec<&str> = applied.iter().map(|e| e["event_id"].as_str().expect("id")).collect();
+    let wanted: Vec<String> = expected
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| n % 3 != 0) // tenant-a's events; the binding leaves tenant-b's out
+        .map(|(_, (_, id))| id.to_string())
+        .collect();
+    assert_eq!(ids, wanted, "each of tenant-a's events applied once, in seq order");
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&format!("applied {} events", wanted.len())));
+    stop.cancel();
+    relay.await.expect("relay ends");
+    let _ = std::fs::remove_file(&out);
+    if let Ok(connection) = lapin::Connection::connect(AMQP_URL, Default::default()).await {
+        if let Ok(channel) = connection.create_channel().await {
+            let _ = channel.queue_delete(queue.as_str().into(), Default::default()).await;
+        }
+        let _ = connection.close(200, "test done".into()).await;
+    }
+    broker.close().await;
+    through_proxy.close().await;
+}
