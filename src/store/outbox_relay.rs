@@ -49,6 +49,10 @@ impl RelaySession {
         let (client, driver) = tokio::time::timeout(STATEMENT_DEADLINE + settings.connect_timeout, config.open())
             .await
             .map_err(|_| StoreError::Timeout(STATEMENT_DEADLINE + settings.connect_timeout))??;
+        // Named for what it is in pg_stat_activity (the connection settings are a run-lock session's).
+        within(client.batch_execute("SET application_name = 'entrasync events relay'"))
+            .await
+            .during("naming the relay session")?;
         Ok(RelaySession { client, driver, locked: false })
     }
 
