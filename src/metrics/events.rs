@@ -77,6 +77,8 @@ impl EventsMetrics {
             metrics.failures.with_label_values(&[cause.as_str()]).inc_by(0);
         }
         metrics.holder.with_label_values::<&str>(&[]).set(0);
+        // Until the relay's first read (at its start) the backlog shows as empty rather than absent.
+        metrics.set_backlog(0, 0.0, 0);
         metrics
     }
 
