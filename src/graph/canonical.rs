@@ -76,7 +76,59 @@ impl CanonicalJson {
     /// The attributes as a map (for scoping filters and mappings, which read them; and tests). The
     /// text is JSON this module wrote, so it always parses; an empty map otherwise.
     pub fn to_map(&self) -> Map<String, Value> {
-        serde_json::from_slice(&self.0).unwrap_or_default()
+        self.as_text().and_then(|text| serde_json::from_str(text).ok()).unwrap_or_default()
+    }
+
+    /// The text, checked to be UTF-8 once (fast) so strings are not checked one by one while parsed.
+    fn as_text(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+
+    /// The top-level attributes named in `names` (each in any case: a key is kept when it equals a
+    /// name ignoring case), as a map; the other values are skipped unread. What a policy that reads a
+    /// few attributes needs, at a fraction of [`to_map`](Self::to_map)'s cost.
+    pub fn to_map_of(&self, names: &[String]) -> Map<String, Value> {
+        let Some(text) = self.as_text() else { return Map::new() };
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        deserializer.deserialize_map(SelectedAttributes { names }).unwrap_or_default()
+    }
+}
+
+/// Reads a canonical object keeping only the named top-level attributes.
+struct SelectedAttributes<'n> {
+    names: &'n [String],
+}
+
+impl SelectedAttributes<'_> {
+    fn wanted(&self, key: &str) -> bool {
+        self.names.iter().any(|name| {
+            if key.is_ascii() && name.is_ascii() {
+                key.eq_ignore_ascii_case(name)
+            } else {
+                key.to_lowercase() == name.to_lowercase()
+            }
+        })
+    }
+}
+
+impl<'de> Visitor<'de> for SelectedAttributes<'_> {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut selected = Map::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if self.wanted(&key) {
+                let value: Value = map.next_value()?;
+                selected.insert(key.into_owned(), value);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(selected)
     }
 }
 
@@ -654,4 +706,30 @@ pub fn canonical_text(json: &str) -> serde_json::Result<CanonicalJson> {
     let text = deserializer.deserialize_map(Top)?;
     deserializer.end()?;
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn to_map_of_keeps_the_named_attributes_in_any_case_and_nothing_else() {
+        let text = canonical_text(
+            r#"{"GivenName":"Ada","surname":"Lovelace","businessPhones":["+1 555"],"Ünit":{"a":[1,2]},"mail":null,
+                "accountEnabled":true,"esc\"aped":"x\u00e9"}"#,
+        )
+        .unwrap();
+        let names = |list: &[&str]| list.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let selected = text.to_map_of(&names(&["givenname", "accountEnabled", "ünit", "esc\"aped", "absent"]));
+        let expected = json!({"GivenName": "Ada", "accountEnabled": true, "Ünit": {"a": [1, 2]}, "esc\"aped": "xé"});
+        assert_eq!(Value::Object(selected), expected);
+        // Whatever is kept is what the whole map holds for it.
+        let whole = text.to_map();
+        for (key, value) in text.to_map_of(&names(&["SURNAME", "businessphones"])) {
+            assert_eq!(whole.get(&key), Some(&value), "{key}");
+        }
+        assert!(text.to_map_of(&[]).is_empty());
+    }
 }

@@ -84,6 +84,11 @@ impl Scope {
         self.groups.is_empty()
     }
 
+    /// The attributes the clauses test.
+    pub fn attributes(&self) -> impl Iterator<Item = &str> {
+        self.groups.iter().flatten().map(|clause| clause.attribute.as_str())
+    }
+
     /// Whether the object is in scope.
     pub fn admits(&self, attrs: &Map<String, Value>) -> bool {
         self.groups.is_empty() || self.groups.iter().any(|group| group.iter().all(|clause| clause.holds(attrs)))

@@ -27,7 +27,7 @@ pub use error::SyncError;
 pub use guard::{short_listing, DeletionGuard};
 pub use held::{allow_held_deletions, held_deletions_of_run, reject_held_deletions};
 pub use page::{prepare, MemberChange, PreparedObject, PreparedPage};
-pub use policy::{Admission, ObjectPolicy, PassThrough};
+pub use policy::{Admission, ObjectPolicy, PassThrough, Reads};
 pub use recorder::{PgRunRecorder, RecorderError, RunFinished, RunProgress, RunRecorder, RunStarted};
 pub use remap::{prepare_batch, run_remap, RemapBatch, RemapDeps, RemapRequest};
 pub use round::{run_round, run_round_with, RoundDeps, RoundReport, RoundRequest};

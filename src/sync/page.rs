@@ -8,7 +8,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::marker::{canonical_attrs, canonicalize, marker_of};
-use super::policy::{Admission, ObjectPolicy};
+use super::policy::{Admission, ObjectPolicy, Reads};
 use crate::graph::{CanonicalJson, DeltaItem, MemberRef};
 use crate::model::ObjectClass;
 use crate::store::wire::JsonText;
@@ -105,7 +105,7 @@ pub fn prepare(class: ObjectClass, items: Vec<DeltaItem>, policy: &dyn ObjectPol
     page.distinct = order.len() as u64;
     let mut upserts: Vec<Option<Attrs>> = upserts.into_iter().map(Some).collect();
     let mut admitted_groups: Vec<Uuid> = Vec::new();
-    let reads_attrs = policy.reads_attrs();
+    let reads = policy.reads();
     let no_attrs = serde_json::Map::new();
     page.objects.reserve(order.len());
     for id in order {
@@ -118,11 +118,15 @@ pub fn prepare(class: ObjectClass, items: Vec<DeltaItem>, policy: &dyn ObjectPol
                         let attrs = canonical_attrs(attrs);
                         (policy.admit(class, &attrs), Attrs::Map(attrs))
                     }
-                    // The policy reads a map only when it needs one (PassThrough does not).
-                    Attrs::Canonical(text) if reads_attrs => {
-                        (policy.admit(class, &text.to_map()), Attrs::Canonical(text))
+                    // The policy gets only the attributes it reads (PassThrough none).
+                    Attrs::Canonical(text) => {
+                        let admission = match &reads {
+                            Reads::Nothing => policy.admit(class, &no_attrs),
+                            Reads::Attributes(names) => policy.admit(class, &text.to_map_of(names)),
+                            Reads::Everything => policy.admit(class, &text.to_map()),
+                        };
+                        (admission, Attrs::Canonical(text))
                     }
-                    Attrs::Canonical(text) => (policy.admit(class, &no_attrs), Attrs::Canonical(text)),
                 };
                 match admission {
                     Admission::Filter => page.filtered.push(id),

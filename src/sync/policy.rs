@@ -21,11 +21,22 @@ pub enum Admission {
 pub trait ObjectPolicy: Send + Sync {
     fn admit(&self, class: ObjectClass, attrs: &Map<String, Value>) -> Admission;
 
-    /// Whether [`admit`](Self::admit) looks at the attributes. When it does not, a round hands it an
-    /// empty map instead of building one from the page's canonical text (issue 16, client CPU).
-    fn reads_attrs(&self) -> bool {
-        true
+    /// Which attributes [`admit`](Self::admit) looks at. A round hands it a map of only those (matched
+    /// without regard to case, as attribute references are), parsed from the page's canonical text, or
+    /// an empty map when it reads none: parsing every attribute into values is most of what a policy
+    /// costs (issues 14 and 16, client CPU).
+    fn reads(&self) -> Reads {
+        Reads::Everything
     }
+}
+
+/// The top-level attributes a policy reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reads {
+    Nothing,
+    /// These names, in any case (`givenName` also finds `GivenName`).
+    Attributes(Vec<String>),
+    Everything,
 }
 
 /// No filters and no mappings: every object is stored as Graph sent it.
@@ -37,7 +48,7 @@ impl ObjectPolicy for PassThrough {
         Admission::Admit { mapped: None, on_create: None }
     }
 
-    fn reads_attrs(&self) -> bool {
-        false
+    fn reads(&self) -> Reads {
+        Reads::Nothing
     }
 }
