@@ -238,6 +238,12 @@ pub struct MappingCost {
     pub mapped_full_s: f64,
     /// Mapped ÷ pass-through full round time per pair of runs, then the median (1.10 = 10 % more).
     pub full_ratio: f64,
+    /// The same for the CPU seconds of the round (syncing process + emulator + Postgres backends): what the
+    /// round costs, which a busy machine does not inflate as it does wall time.
+    pub full_cpu_ratio: f64,
+    /// Median CPU seconds of a full round, per process, on each side.
+    pub passthrough_cpu: CpuSplit,
+    pub mapped_cpu: CpuSplit,
     /// Objects the scoping filter left out in the mapped runs (0: the filter admits everyone, so both
     /// sides store the same rows).
     pub filtered: u64,
@@ -246,12 +252,22 @@ pub struct MappingCost {
 impl MappingCost {
     pub fn of(passthrough: &[RunFigures], mapped: &[RunFigures]) -> MappingCost {
         let seconds = |r: &RunFigures| r.full.elapsed.as_secs_f64();
+        let cpu = |r: &RunFigures| r.full.cpu.syncing_s + r.full.cpu.emulator_s + r.full.cpu.postgres_s;
+        let ratio = |of: &dyn Fn(&RunFigures) -> f64| {
+            median(passthrough.iter().zip(mapped).map(|(p, m)| of(m) / of(p).max(1e-9)).collect())
+        };
+        let split = |runs: &[RunFigures]| CpuSplit {
+            syncing_s: median_of(runs, |r| r.full.cpu.syncing_s),
+            emulator_s: median_of(runs, |r| r.full.cpu.emulator_s),
+            postgres_s: median_of(runs, |r| r.full.cpu.postgres_s),
+        };
         MappingCost {
             passthrough_full_s: median_of(passthrough, seconds),
             mapped_full_s: median_of(mapped, seconds),
-            full_ratio: median(
-                passthrough.iter().zip(mapped).map(|(p, m)| seconds(m) / seconds(p).max(1e-9)).collect(),
-            ),
+            full_ratio: ratio(&seconds),
+            full_cpu_ratio: ratio(&cpu),
+            passthrough_cpu: split(passthrough),
+            mapped_cpu: split(mapped),
             filtered: mapped.iter().map(|r| r.full.report.counts.filtered).sum(),
         }
     }
@@ -259,10 +275,19 @@ impl MappingCost {
     pub fn markdown(&self) -> String {
         let mut out = String::from("\n| full round | pass-through | mapped | mapped ÷ pass-through | filtered |\n");
         out.push_str("|---|---|---|---|---|\n");
+        let cpu = |c: &CpuSplit| format!("{:.2} / {:.2} / {:.2}", c.syncing_s, c.emulator_s, c.postgres_s);
         writeln!(
             out,
-            "| median | {:.2} s | {:.2} s | {:.3} | {} |",
+            "| median wall | {:.2} s | {:.2} s | {:.3} | {} |",
             self.passthrough_full_s, self.mapped_full_s, self.full_ratio, self.filtered
+        )
+        .unwrap_or_default();
+        writeln!(
+            out,
+            "| median CPU-s (syncing / emulator / Postgres) | {} | {} | {:.3} (sum) | |",
+            cpu(&self.passthrough_cpu),
+            cpu(&self.mapped_cpu),
+            self.full_cpu_ratio
         )
         .unwrap_or_default();
         out
