@@ -436,7 +436,12 @@ mod tests {
             let mut entries: Vec<Entry> = ids.iter().map(|&id| Entry { id, marker: 1 }).collect();
             entries.sort_unstable_by_key(|entry| entry.id);
             let index = RadixIndex::over(&entries);
-            assert!(index.bytes() <= 4 * entries.len() as u64 + 8, "{} buckets for {}", index.starts.len(), entries.len());
+            assert!(
+                index.bytes() <= 4 * entries.len() as u64 + 8,
+                "{} buckets for {}",
+                index.starts.len(),
+                entries.len()
+            );
             for (at, entry) in entries.iter().enumerate() {
                 assert_eq!(index.find(&entries, &entry.id), Some(at));
             }
