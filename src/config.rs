@@ -130,6 +130,14 @@ pub const SETTINGS: &[SettingSpec] = &[
         "deliveries of one job before it is dead-lettered",
     ),
     spec(
+        "amqp.events_per_message",
+        "ENTRASYNC_AMQP_EVENTS_PER_MESSAGE",
+        "1",
+        "change events per message on {prefix}.changes: 1 sends each event as a message of its own; above 1 \
+         a message is an envelope {\"events\":[...]} of consecutive events with the same routing key (AMQP \
+         type entrasync.events), for throughput (docs/events.md)",
+    ),
+    spec(
         "http.listen",
         "ENTRASYNC_HTTP_LISTEN",
         "127.0.0.1:8080",
@@ -320,6 +328,8 @@ pub struct AmqpSettings {
     pub prefix: String,
     pub prefetch: u16,
     pub delivery_limit: u32,
+    /// Change events per AMQP message (the relay; docs/events.md).
+    pub events_per_message: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -482,6 +492,7 @@ impl Settings {
                 prefix: parse_name(raw, "amqp.prefix")?,
                 prefetch: parse_range(raw, "amqp.prefetch", 1, 1000)?,
                 delivery_limit: parse_range(raw, "amqp.delivery_limit", 1, 1000)?,
+                events_per_message: parse_range(raw, "amqp.events_per_message", 1, 1000)?,
             },
             http: HttpSettings {
                 listen: parse_with(raw, "http.listen", "a socket address such as 127.0.0.1:8080 or 0.0.0.0:8080")?,
@@ -573,6 +584,7 @@ impl Settings {
             ("amqp.prefix", self.amqp.prefix.clone()),
             ("amqp.prefetch", self.amqp.prefetch.to_string()),
             ("amqp.delivery_limit", self.amqp.delivery_limit.to_string()),
+            ("amqp.events_per_message", self.amqp.events_per_message.to_string()),
             ("http.listen", self.http.listen.to_string()),
             ("http.shutdown_timeout_secs", self.http.shutdown_timeout.as_secs().to_string()),
             ("secrets.key", if self.secrets_key.expose_secret().is_empty() { "" } else { "*****" }.to_owned()),

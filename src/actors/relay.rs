@@ -48,6 +48,9 @@ pub struct Tuning {
     pub in_flight_batches: usize,
     /// Publishes handed to the channel before the first of them is written.
     pub publish_window: usize,
+    /// Events per AMQP message at most (`amqp.events_per_message`): 1 sends each event document as a
+    /// message of its own; above 1 messages are envelopes of consecutive events ([`EVENT_BATCH`]).
+    pub per_message: usize,
     /// A caught-up relay looks for new rows this often (the events' extra latency).
     pub idle_poll: Duration,
     /// An instance without the lock tries to take it this often.
@@ -64,6 +67,7 @@ impl Default for Tuning {
             batch: 2_000,
             in_flight_batches: 4,
             publish_window: 256,
+            per_message: 1,
             idle_poll: Duration::from_millis(100),
             lock_retry: Duration::from_secs(2),
             stats_every: Duration::from_secs(10),
@@ -98,7 +102,7 @@ impl RelayDeps {
             broker: shared.broker.clone(),
             metrics: shared.metrics.events.clone(),
             exchange: shared.broker.topology().changes_exchange(),
-            tuning: Tuning::default(),
+            tuning: Tuning { per_message: usize::from(shared.settings.amqp.events_per_message), ..Tuning::default() },
         }
     }
 }
@@ -274,7 +278,8 @@ impl Pass<'_> {
             let full = rows.len() as i64 == tuning.batch;
             if let Some(last) = rows.last() {
                 cursor = last.seq;
-                let confirms = publish(channel, &self.deps.exchange, &rows, tuning.publish_window).await?;
+                let confirms =
+                    publish(channel, &self.deps.exchange, &rows, tuning.publish_window, tuning.per_message).await?;
                 in_flight.push_back(InFlight { seqs: rows.iter().map(|r| r.seq).collect(), confirms });
             }
             drop(rows);
@@ -342,11 +347,13 @@ async fn publish(
     exchange: &str,
     rows: &[OutboxRow],
     window: usize,
+    per_message: usize,
 ) -> Result<Vec<PublisherConfirm>, RelayError> {
+    let messages = messages(rows, per_message);
     let mut pending = FuturesOrdered::new();
-    let mut confirms = Vec::with_capacity(rows.len());
-    for row in rows {
-        pending.push_back(publish_one(channel, exchange, row));
+    let mut confirms = Vec::with_capacity(messages.len());
+    for message in &messages {
+        pending.push_back(publish_one(channel, exchange, message));
         if pending.len() >= window.max(1) {
             if let Some(confirm) = pending.next().await {
                 confirms.push(confirm?);
@@ -359,18 +366,82 @@ async fn publish(
     Ok(confirms)
 }
 
-async fn publish_one(channel: &Channel, exchange: &str, row: &OutboxRow) -> Result<PublisherConfirm, lapin::Error> {
+/// One AMQP message: a single event document, or an envelope of consecutive events.
+struct Outgoing<'a> {
+    routing_key: &'a str,
+    message_id: String,
+    body: std::borrow::Cow<'a, [u8]>,
+    /// The AMQP `type`: [`ONE_EVENT`] or [`EVENT_BATCH`].
+    kind: &'static str,
+}
+
+/// The AMQP `type` of a message that is one event document.
+pub const ONE_EVENT: &str = "entrasync.event";
+/// The AMQP `type` of a message that is an envelope `{"events":[…]}` of events in `seq` order.
+pub const EVENT_BATCH: &str = "entrasync.events";
+
+/// With `per_message` 1, one message per event (the document itself). Above 1, every message is an
+/// envelope `{"events":[…]}` of up to `per_message` consecutive rows with the same routing key, so
+/// topic bindings still select exactly, `seq` order holds within and across messages, and RabbitMQ's
+/// cost per message (most of the relay's CPU: docs/events-relay.md) is shared by the events.
+fn messages(rows: &[OutboxRow], per_message: usize) -> Vec<Outgoing<'_>> {
+    if per_message <= 1 {
+        return rows
+            .iter()
+            .map(|row| Outgoing {
+                routing_key: &row.routing_key,
+                message_id: row.event_id.to_string(),
+                body: std::borrow::Cow::Borrowed(&row.body),
+                kind: ONE_EVENT,
+            })
+            .collect();
+    }
+    let mut messages = Vec::new();
+    let mut start = 0;
+    while start < rows.len() {
+        let key = &rows[start].routing_key;
+        let mut end = start + 1;
+        while end < rows.len() && end - start < per_message && rows[end].routing_key == *key {
+            end += 1;
+        }
+        let group = &rows[start..end];
+        let mut body = Vec::with_capacity(group.iter().map(|r| r.body.len() + 1).sum::<usize>() + 12);
+        body.extend_from_slice(b"{\"events\":[");
+        for (index, row) in group.iter().enumerate() {
+            if index > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&row.body);
+        }
+        body.extend_from_slice(b"]}");
+        messages.push(Outgoing {
+            routing_key: key,
+            message_id: group[0].event_id.to_string(),
+            body: std::borrow::Cow::Owned(body),
+            kind: EVENT_BATCH,
+        });
+        start = end;
+    }
+    messages
+}
+
+async fn publish_one(
+    channel: &Channel,
+    exchange: &str,
+    message: &Outgoing<'_>,
+) -> Result<PublisherConfirm, lapin::Error> {
     let properties = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_delivery_mode(2)
-        .with_message_id(row.event_id.to_string().into())
+        .with_message_id(message.message_id.as_str().into())
+        .with_type(message.kind.into())
         .with_app_id("entrasync".into());
     channel
         .basic_publish(
             exchange.into(),
-            row.routing_key.as_str().into(),
+            message.routing_key.into(),
             BasicPublishOptions::default(),
-            &row.body,
+            &message.body,
             properties,
         )
         .await

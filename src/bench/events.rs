@@ -43,6 +43,9 @@ pub struct EventsBenchArgs {
     /// Batches waiting for their confirms at most.
     #[arg(long, default_value_t = Tuning::default().in_flight_batches)]
     pub in_flight: usize,
+    /// Events per AMQP message (`amqp.events_per_message`): 1, or envelopes of up to this many.
+    #[arg(long, default_value_t = 1)]
+    pub per_message: usize,
     /// The bound queue is a quorum queue (as the job queues are) instead of a classic durable one.
     #[arg(long)]
     pub quorum: bool,
@@ -68,6 +71,7 @@ pub struct EventsFigures {
     pub rabbitmq_cpu_s: f64,
     pub batch: i64,
     pub in_flight: usize,
+    pub per_message: usize,
     pub queue_type: &'static str,
 }
 
@@ -129,7 +133,12 @@ async fn measure(args: &EventsBenchArgs, db: &ScratchDatabase, broker: &Broker) 
     rss::reset_peak();
     let cpu = CpuSample::take(&db.pool, rabbitmq).await;
     let metrics = Metrics::new().events;
-    let tuning = Tuning { batch: args.batch, in_flight_batches: args.in_flight, ..Tuning::default() };
+    let tuning = Tuning {
+        batch: args.batch,
+        in_flight_batches: args.in_flight,
+        per_message: args.per_message,
+        ..Tuning::default()
+    };
     let deps = RelayDeps {
         database: db.settings.clone(),
         pool: db.pool.clone(),
@@ -183,6 +192,7 @@ async fn measure(args: &EventsBenchArgs, db: &ScratchDatabase, broker: &Broker) 
         rabbitmq_cpu_s: split.emulator_s,
         batch: args.batch,
         in_flight: args.in_flight,
+        per_message: args.per_message,
         queue_type: if args.quorum { "quorum" } else { "classic" },
     })
 }
@@ -198,12 +208,13 @@ fn beam_pid() -> Option<u32> {
 
 fn markdown(f: &EventsFigures) -> String {
     format!(
-        "| events | batch × in flight | queue | relay s | events/s | RSS before → peak (MiB) | CPU-s relay / Postgres / RabbitMQ | outbox bytes/event |\n\
-         |---:|---|---|---:|---:|---|---|---:|\n\
-         | {} | {} × {} | {} ({} queued) | {:.2} | {:.0} | {:.1} → {:.1} | {:.2} / {:.2} / {:.2} | {:.0} |\n",
+        "| events | batch × in flight | events/message | queue | relay s | events/s | RSS before → peak (MiB) | CPU-s relay / Postgres / RabbitMQ | outbox bytes/event |\n\
+         |---:|---|---:|---|---:|---:|---|---|---:|\n\
+         | {} | {} × {} | {} | {} ({} queued) | {:.2} | {:.0} | {:.1} → {:.1} | {:.2} / {:.2} / {:.2} | {:.0} |\n",
         f.events,
         f.batch,
         f.in_flight,
+        f.per_message,
         f.queue_type,
         f.queued,
         f.relay_s,

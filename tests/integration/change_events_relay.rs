@@ -84,15 +84,40 @@ impl Collector {
             while let Some(Ok(delivery)) = consumer.next().await {
                 let body: Value = serde_json::from_slice(&delivery.data).expect("JSON body");
                 let properties = &delivery.properties;
-                received.lock().expect("lock").push(Received {
-                    seq: body["seq"].as_i64().expect("seq"),
-                    event_id: body["event_id"].as_str().unwrap_or_default().to_owned(),
-                    message_id: properties.message_id().as_ref().map(ToString::to_string).unwrap_or_default(),
-                    routing_key: delivery.routing_key.to_string(),
-                    persistent: *properties.delivery_mode() == Some(2),
-                    content_type: properties.content_type().as_ref().map(ToString::to_string).unwrap_or_default(),
-                    body,
-                });
+                let kind = properties.kind().as_ref().map(ToString::to_string).unwrap_or_default();
+                let message_id = properties.message_id().as_ref().map(ToString::to_string).unwrap_or_default();
+                // An envelope (amqp.events_per_message > 1) holds consecutive events; its message id is
+                // the first one's.
+                let events = match body["events"].as_array() {
+                    Some(events) => {
+                        assert_eq!(kind, "entrasync.events", "an envelope says so in its AMQP type");
+                        assert_eq!(events[0]["event_id"].as_str(), Some(message_id.as_str()));
+                        events.clone()
+                    }
+                    None => {
+                        assert_eq!(kind, "entrasync.event");
+                        vec![body]
+                    }
+                };
+                {
+                    let mut received = received.lock().expect("lock");
+                    for body in events {
+                        let event_id = body["event_id"].as_str().unwrap_or_default().to_owned();
+                        received.push(Received {
+                            seq: body["seq"].as_i64().expect("seq"),
+                            message_id: if kind == "entrasync.events" { event_id.clone() } else { message_id.clone() },
+                            event_id,
+                            routing_key: delivery.routing_key.to_string(),
+                            persistent: *properties.delivery_mode() == Some(2),
+                            content_type: properties
+                                .content_type()
+                                .as_ref()
+                                .map(ToString::to_string)
+                                .unwrap_or_default(),
+                            body,
+                        });
+                    }
+                }
                 delivery.ack(BasicAckOptions::default()).await.expect("ack");
             }
         });
@@ -256,6 +281,48 @@ async fn events_go_out_in_seq_order_with_their_routing_key_and_id_and_leave_the_
     created.close().await;
     broker.close().await;
     drop(h.db);
+}
+
+#[tokio::test]
+async fn envelopes_carry_consecutive_events_of_one_routing_key_in_seq_order() {
+    let h = Harness::new().await;
+    let broker = h.broker(None);
+    broker.connection(Duration::from_secs(10)).await.expect("connected");
+    let all = Collector::start(&h.amqp.prefix, "all", "#", FieldTable::default()).await;
+    all.consume().await;
+    // Runs of one routing key: 40 created events of tenant-a, then 60 updated, then alternating keys.
+    let mut rows = Vec::new();
+    for n in 0..300_usize {
+        let (tenant, kind) = match n {
+            0..40 => ("tenant-a", "created"),
+            40..100 => ("tenant-a", "updated"),
+            _ if n % 2 == 0 => ("tenant-b", "updated"),
+            _ => ("tenant-a", "updated"),
+        };
+        let event_id = Uuid::new_v4();
+        let mut body = body(tenant, 1, event_id, n);
+        body["kind"] = json!(kind);
+        rows.push(NewRow { tenant_id: 1, event_id, routing_key: format!("{tenant}.user.{kind}"), body });
+    }
+    let seqs = outbox_relay::insert(&h.pool, &rows).await.expect("rows");
+    let expected: Vec<(i64, Uuid)> = seqs.into_iter().zip(rows.iter().map(|r| r.event_id)).collect();
+
+    let metrics = Metrics::new().events;
+    let stop = CancellationToken::new();
+    let tuning = Tuning { per_message: 25, ..quick() };
+    let relay = tokio::spawn(relay::run(h.deps(&broker, &metrics, tuning), stop.clone()));
+    assert!(eventually(Duration::from_secs(30), || async { all.snapshot().len() >= 300 }).await, "all arrived");
+    let received = all.snapshot();
+    assert_eq!(assert_no_gaps_in_order(&received, &expected), 0);
+    for event in &received {
+        let tenant = event.body["tenant"].as_str().expect("tenant");
+        let kind = event.body["kind"].as_str().expect("kind");
+        assert_eq!(event.routing_key, format!("{tenant}.user.{kind}"), "an envelope holds one routing key");
+    }
+    stop.cancel();
+    relay.await.expect("relay ends");
+    all.close().await;
+    broker.close().await;
 }
 
 #[tokio::test]
