@@ -92,18 +92,21 @@ def main():
     directory = Directory()
     out = open(args.out, "a", encoding="utf-8") if args.out else None
     new_events, last_event = 0, time.monotonic()
-    for method, _properties, body in channel.consume(args.queue, inactivity_timeout=0.5):
+    for method, properties, body in channel.consume(args.queue, inactivity_timeout=0.5):
         if method is None:
             if args.idle_exit and time.monotonic() - last_event > args.idle_exit:
                 break
             continue
         last_event = time.monotonic()
-        event = json.loads(body)
-        if directory.apply(event):
-            new_events += 1
-            if out:
-                out.write(json.dumps(event) + "\n")
-                out.flush()
+        document = json.loads(body)
+        # With amqp.events_per_message above 1 a message is an envelope of consecutive events.
+        events = document["events"] if properties.type == "entrasync.events" else [document]
+        for event in events:
+            if directory.apply(event):
+                new_events += 1
+                if out:
+                    out.write(json.dumps(event) + "\n")
+                    out.flush()
         # Acknowledged after the event took effect: a crash before this redelivers it.
         channel.basic_ack(delivery_tag=method.delivery_tag)
         if args.max_events and new_events >= args.max_events:

@@ -522,7 +522,8 @@ async fn the_pika_example_consumer_applies_each_event_once() {
     let proxy = rabbitmq().await;
     let through_proxy = h.broker(Some(&proxy));
     let metrics = Metrics::new().events;
-    let tuning = Tuning { batch: 20, in_flight_batches: 1, ..quick() };
+    // Envelopes of up to 4 events too: the example reads both forms.
+    let tuning = Tuning { batch: 20, in_flight_batches: 1, per_message: 4, ..quick() };
     let stop = CancellationToken::new();
     let relay = tokio::spawn(relay::run(h.deps(&through_proxy, &metrics, tuning), stop.clone()));
     let _relaying = eventually(Duration::from_secs(10), || async { metrics.relayed_total() >= 100 }).await;
