@@ -5,16 +5,19 @@
 //! stopped. Before the job's bookkeeping was folded (tenant, job state, lock, interrupted runs, rerun
 //! request, mappings, credentials, user count and schedule state in one transaction on the lock's
 //! session; the run's start row with its checkpoint; its end row with the last batch; the release with
-//! the coalesced requests) such a run committed ~22 transactions; now ~5.
+//! the coalesced requests) such a run cost ~47 transactions as the benchmark counts them; now ~7.
 
 use crate::support::app::binary;
 use crate::support::{AMQP_URL, POSTGRES_ADMIN_URL};
 
-const TENANTS: u64 = 20;
-/// Committed transactions per unchanged run, at most: the job's start on the lock session, the run's
-/// start, the rate budget's lease, the batch with the run's end, the release — and room for the
-/// benchmark's own polls (4 a second) and the idle instance's heartbeats, spread over the runs.
-const BUDGET: f64 = 8.0;
+const TENANTS: u64 = 50;
+/// Transactions per unchanged run, at most (`pg_stat_database` counts commits and rollbacks). Measured
+/// 2026-12-06 with the release build and 1,000 tenants: 7.2 (before the folds: 47.3). A run: the job's
+/// start on the lock session, the run's start, two rate-budget leases, the batch with the run's end, the
+/// release, and a verified pool checkout (an empty query, itself a transaction) before the run's start
+/// and before each lease. The rest is room for what runs beside the jobs and is counted too: the
+/// benchmark's polls (4 a second), the change-event relay's idle polls (10 a second), heartbeats.
+const BUDGET: f64 = 12.0;
 
 #[test]
 fn an_unchanged_run_commits_at_most_its_budget_of_transactions() {
@@ -24,7 +27,7 @@ fn an_unchanged_run_commits_at_most_its_budget_of_transactions() {
             "--tenants",
             &TENANTS.to_string(),
             "--users-per-tenant",
-            "5",
+            "2",
             "--big-tenant-users",
             "0",
             "--instances",
