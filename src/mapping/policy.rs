@@ -357,16 +357,7 @@ mod tests {
                 self.0.admit(class, attrs)
             }
         }
-        let objects: Vec<String> = (0..200)
-            .map(|i| {
-                format!(
-                    r#"{{"id":"00000000-0000-4000-8000-{i:012x}","userPrincipalName":"user.{i}@contoso.onmicrosoft.com","displayName":"User Number {i}","givenName":"User","surname":"Number {i}","mail":"user.{i}@contoso.com","jobTitle":"Senior Engineer","officeLocation":"Building 7","mobilePhone":"+1 555 01{i:02}","businessPhones":["+1 555 0100"],"preferredLanguage":"en-US","accountEnabled":true,"department":"Research","companyName":"Contoso","employeeId":"{:07}","employeeType":"Employee","mailNickname":"user.{i}","userType":"Member","createdDateTime":"2021-03-12T10:36:14Z","usageLocation":"US","city":"Redmond","country":"United States","state":"WA","postalCode":"98052","streetAddress":"{} Main Street","onPremisesSyncEnabled":true,"onPremisesImmutableId":"dGVzdGluZzEyMw==","onPremisesSamAccountName":"user{i}","onPremisesExtensionAttributes":{{"extensionAttribute1":"CC-0042"}}}}"#,
-                    1_000_000 + i,
-                    i + 1
-                )
-            })
-            .collect();
-        let body = format!(r#"{{"@odata.nextLink":"https://g/n","value":[{}]}}"#, objects.join(","));
+        let body = crate::sync::graph_shaped_user_page();
         let policy = policy(&crate::bench::remap::benchmark_mappings());
         let everything = Everything(&policy);
         let pages = 1_000;

@@ -425,7 +425,8 @@ pub async fn set_directory_info(
     Ok(updated == 1)
 }
 
-fn from_row(row: &Row) -> Result<Tenant, StoreError> {
+/// A tenant from a row whose first ten columns are [`COLUMNS`] (also the run start's claim).
+pub(crate) fn from_row(row: &Row) -> Result<Tenant, StoreError> {
     let cloud_name: String = row.try_get(3)?;
     let cloud = match cloud_name.as_str() {
         "global" => Cloud::Global,

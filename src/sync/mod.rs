@@ -26,6 +26,8 @@ pub use apply::{apply_page, apply_page_with, PageHints, PageOutcome, PageTarget}
 pub use error::SyncError;
 pub use guard::{short_listing, DeletionGuard};
 pub use held::{allow_held_deletions, held_deletions_of_run, reject_held_deletions};
+#[cfg(test)]
+pub(crate) use page::graph_shaped_user_page;
 pub use page::{prepare, MemberChange, PreparedObject, PreparedPage};
 pub use policy::{Admission, ObjectPolicy, PassThrough, Reads};
 pub use recorder::{PgRunRecorder, RecorderError, RunFinished, RunProgress, RunRecorder, RunStarted};

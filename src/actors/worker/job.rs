@@ -529,20 +529,8 @@ pub(super) async fn record_failure(
 /// Jobs arrived while we ran and their requests were taken with the release: publish the one coalesced
 /// sync rerun and the one re-map they asked for.
 async fn republish_taken(deps: &WorkerDeps, job: &LockedJob, tenant_id: i64, requests: Requests) {
-    let pool = &deps.shared.pool;
-    let class = job.class();
     if requests.remap {
-        let remap_job = RemapJob::new(job.tenant(), class, job.trigger());
-        let job_id = remap_job.job_id;
-        match deps.shared.broker.publish_job(&Job::Remap(remap_job)).await {
-            Ok(()) => tracing::info!(rerun = %job_id, "coalesced re-map published"),
-            Err(error) => {
-                tracing::warn!(%error, "cannot publish the coalesced re-map; keeping the request");
-                if let Err(error) = remap::request(pool, tenant_id, class).await {
-                    tracing::error!(%error, "the coalesced re-map is lost: neither published nor kept");
-                }
-            }
-        }
+        publish_remap(deps, job, tenant_id).await;
     }
     if let Some(mode) = requests.rerun {
         publish_rerun(deps, job, tenant_id, mode).await;
@@ -582,9 +570,7 @@ async fn republish_requested_rerun(deps: &WorkerDeps, job: &LockedJob, tenant_id
 }
 
 async fn republish_requested_remap(deps: &WorkerDeps, job: &LockedJob, tenant_id: i64) {
-    let pool = &deps.shared.pool;
-    let class = job.class();
-    match remap::take_request(pool, tenant_id, class).await {
+    match remap::take_request(&deps.shared.pool, tenant_id, job.class()).await {
         Ok(true) => {}
         Ok(false) => return,
         Err(error) => {
@@ -593,13 +579,19 @@ async fn republish_requested_remap(deps: &WorkerDeps, job: &LockedJob, tenant_id
             return;
         }
     }
+    publish_remap(deps, job, tenant_id).await;
+}
+
+/// Publishes the coalesced re-map; when that fails the request is stored again.
+async fn publish_remap(deps: &WorkerDeps, job: &LockedJob, tenant_id: i64) {
+    let class = job.class();
     let remap_job = RemapJob::new(job.tenant(), class, job.trigger());
     let job_id = remap_job.job_id;
     match deps.shared.broker.publish_job(&Job::Remap(remap_job)).await {
         Ok(()) => tracing::info!(rerun = %job_id, "coalesced re-map published"),
         Err(error) => {
             tracing::warn!(%error, "cannot publish the coalesced re-map; keeping the request");
-            if let Err(error) = remap::request(pool, tenant_id, class).await {
+            if let Err(error) = remap::request(&deps.shared.pool, tenant_id, class).await {
                 tracing::error!(%error, "the coalesced re-map is lost: neither published nor kept");
             }
         }

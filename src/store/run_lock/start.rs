@@ -23,9 +23,9 @@ use super::{class_key, connect, put_back, RunLock, RunLocks, Session, REUSE_DEAD
 /// [`REUSE_DEADLINE`] (a lock statement alone): the start also writes, and a busy server must not make a
 /// job give up a lock it took (its session is closed, but its backend may hold the lock a little longer).
 const BEGIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
-use crate::model::{Cloud, ObjectClass, SyncMode};
+use crate::model::{ObjectClass, SyncMode};
 use crate::store::runs::JobRun;
-use crate::store::tenants::Tenant;
+use crate::store::tenants::{self, Tenant};
 use crate::store::{During, StoreError};
 
 /// The statements a session prepares once, so a start or an end is sent in one flush.
@@ -144,7 +144,7 @@ impl RunLocks {
             put_back(&self.idle, session);
             return Ok(Begun::UnknownTenant);
         };
-        let tenant = tenant_of(&claim)?;
+        let tenant = tenants::from_row(&claim)?;
         let job = match (claim.try_get::<_, Option<bool>>(10)?, claim.try_get::<_, Option<bool>>(11)?) {
             (None, _) => JobRun::None,
             (Some(true), _) => JobRun::Settled,
@@ -176,31 +176,6 @@ struct Ask {
     job_id: Uuid,
     take_rerun: bool,
     users_cap: u64,
-}
-
-fn tenant_of(row: &Row) -> Result<Tenant, StoreError> {
-    let cloud_name: String = row.try_get(3)?;
-    let cloud = match cloud_name.as_str() {
-        "global" => Cloud::Global,
-        "us_gov" => Cloud::UsGov,
-        "us_gov_dod" => Cloud::UsGovDod,
-        "china" => Cloud::China,
-        "custom" => Cloud::Custom {
-            login_url: row.try_get::<_, Option<String>>(4)?.unwrap_or_default(),
-            graph_url: row.try_get::<_, Option<String>>(5)?.unwrap_or_default(),
-        },
-        other => return Err(StoreError::Rejected(format!("tenant row has unknown cloud {other:?}"))),
-    };
-    Ok(Tenant {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        entra_tenant_id: row.try_get(2)?,
-        cloud,
-        credential_profile_id: row.try_get(6)?,
-        enabled: row.try_get(7)?,
-        full_scan_next_run: row.try_get(8)?,
-        blocked: row.try_get(9)?,
-    })
 }
 
 fn start_of(row: &Row) -> Result<RunStart, StoreError> {
