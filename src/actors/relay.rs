@@ -64,7 +64,7 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            batch: 2_000,
+            batch: 5_000,
             in_flight_batches: 4,
             publish_window: 256,
             per_message: 1,
