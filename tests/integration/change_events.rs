@@ -4,22 +4,17 @@
 //! first-round choice, the snapshot at switch-on, and idempotency keys that survive a resumed round.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use entrasync::model::{ObjectClass, RunStatus, SyncMode};
 use entrasync::store::audit::Actor;
 use entrasync::store::tenants::{self, FirstRound, TenantChanges};
 use entrasync::store::{members, objects};
-use entrasync::sync::{
-    run_round, PassThrough, PgRunRecorder, RecorderError, RoundDeps, RoundRequest, RunFinished, RunProgress,
-    RunRecorder, RunStarted,
-};
+use entrasync::sync::{run_round, PassThrough, RoundDeps, RoundRequest};
 use graph_sim::settings::SettingsPatch;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::sync_support::{spec, SyncTenant, SyncWorld};
+use crate::sync_support::{spec, StopAfterBatch, SyncTenant, SyncWorld};
 
 /// One outbox row.
 #[derive(Debug, Clone)]
@@ -378,33 +373,6 @@ async fn switching_on_over_stored_data_emits_a_snapshot_per_class() {
     assert!(!changes.is_empty() && changes.iter().all(|e| e.kind() != "snapshot"), "{changes:#?}");
 }
 
-/// Records like Postgres, and after the k-th committed batch stops the round where it stands.
-struct StopAfterBatch {
-    inner: PgRunRecorder,
-    stop_after: u64,
-    batches: AtomicU64,
-    reached: Notify,
-}
-
-impl RunRecorder for StopAfterBatch {
-    async fn started(&self, event: &RunStarted) -> Result<(), RecorderError> {
-        self.inner.started(event).await
-    }
-
-    async fn progress(&self, event: &RunProgress) -> Result<(), RecorderError> {
-        self.inner.progress(event).await?;
-        if self.batches.fetch_add(1, Ordering::SeqCst) + 1 == self.stop_after {
-            self.reached.notify_one();
-            std::future::pending::<()>().await;
-        }
-        Ok(())
-    }
-
-    async fn finished(&self, event: &RunFinished) -> Result<(), RecorderError> {
-        self.inner.finished(event).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_stay_fixed_across_a_resumed_round() {
     let world = SyncWorld::start().await;
@@ -412,12 +380,7 @@ async fn idempotency_keys_stay_fixed_across_a_resumed_round() {
     switch_on(&world, &tenant, FirstRound::Objects).await;
     for (class, batch_objects) in [(ObjectClass::User, 20), (ObjectClass::Group, 1)] {
         // Stopped after its second batch (users: two pages each; groups: one page), the future dropped.
-        let recorder = StopAfterBatch {
-            inner: world.recorder.clone(),
-            stop_after: 2,
-            batches: AtomicU64::new(0),
-            reached: Notify::new(),
-        };
+        let recorder = StopAfterBatch::new(world.recorder.clone(), 2);
         let deps = RoundDeps {
             pool: &world.pool,
             graph: &world.graph,

@@ -5,51 +5,21 @@
 //! by another pool on either path.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use entrasync::model::{ObjectClass, RunStatus, SyncMode};
 use entrasync::store::{objects, Pool};
 use entrasync::sync::{
-    run_round_with, PassThrough, PgRunRecorder, RecorderError, RoundDeps, RoundReport, RoundRequest, RunFinished,
-    RunProgress, RunRecorder, RunStarted, SnapshotBudget,
+    run_round_with, PassThrough, PgRunRecorder, RoundDeps, RoundReport, RoundRequest, SnapshotBudget,
 };
 use serde_json::json;
-use tokio::sync::Notify;
 
-use crate::sync_support::{row_writes, spec, SyncTenant, SyncWorld};
+use crate::sync_support::{row_writes, spec, StopAfterBatch, SyncTenant, SyncWorld};
 
 /// Plenty for a test tenant: the snapshot path.
 const SNAPSHOT: u64 = 64 << 20;
 /// Less than one block of the snapshot: the round streams.
 const STREAM: u64 = 0;
 const TINY: u64 = 1_000;
-
-/// Records like Postgres; with `stop_after`, stops the round where it stands after that many batches.
-struct StopAfter {
-    inner: PgRunRecorder,
-    stop_after: u64,
-    batches: AtomicU64,
-    reached: Notify,
-}
-
-impl RunRecorder for StopAfter {
-    async fn started(&self, event: &RunStarted) -> Result<(), RecorderError> {
-        self.inner.started(event).await
-    }
-
-    async fn progress(&self, event: &RunProgress) -> Result<(), RecorderError> {
-        self.inner.progress(event).await?;
-        if self.batches.fetch_add(1, Ordering::SeqCst) + 1 == self.stop_after {
-            self.reached.notify_one();
-            std::future::pending::<()>().await;
-        }
-        Ok(())
-    }
-
-    async fn finished(&self, event: &RunFinished) -> Result<(), RecorderError> {
-        self.inner.finished(event).await
-    }
-}
 
 fn rescan_request(world: &SyncWorld, tenant: &SyncTenant, class: ObjectClass) -> RoundRequest {
     RoundRequest { force_full: true, batch_objects: 20, ..world.request(tenant, class) }
@@ -63,8 +33,7 @@ async fn round_on(pool: &Pool, world: &SyncWorld, request: &RoundRequest, budget
 
 /// Runs the round until `k` batches have committed, then drops it.
 async fn stopped_after(world: &SyncWorld, request: &RoundRequest, budget: &SnapshotBudget, k: u64) {
-    let recorder =
-        StopAfter { inner: world.recorder.clone(), stop_after: k, batches: AtomicU64::new(0), reached: Notify::new() };
+    let recorder = StopAfterBatch::new(world.recorder.clone(), k);
     let deps = RoundDeps {
         pool: &world.pool,
         graph: &world.graph,

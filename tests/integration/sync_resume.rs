@@ -2,56 +2,21 @@
 //! is resumed by the next round, which converges with final counts equal to an uninterrupted run's.
 
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use entrasync::model::{ObjectClass, RunStatus, SyncMode};
 use entrasync::store::cursors;
 use entrasync::sync::{
-    run_round, PassThrough, PgRunRecorder, RecorderError, RoundDeps, RoundReport, RoundRequest, RunCounts, RunFinished,
-    RunProgress, RunRecorder, RunStarted, SyncError,
+    run_round, PassThrough, PgRunRecorder, RoundDeps, RoundReport, RoundRequest, RunCounts, SyncError,
 };
 use graph_sim::faults::{FaultKind, FaultRule, FaultTrigger};
 use rand::Rng;
-use tokio::sync::Notify;
 
-use crate::sync_support::{spec, SyncTenant, SyncWorld};
-
-/// Records like Postgres, and after the k-th committed page stops the round where it stands.
-struct StopAfterPage {
-    inner: PgRunRecorder,
-    stop_after: u64,
-    pages: AtomicU64,
-    reached: Notify,
-}
-
-impl RunRecorder for StopAfterPage {
-    async fn started(&self, event: &RunStarted) -> Result<(), RecorderError> {
-        self.inner.started(event).await
-    }
-
-    async fn progress(&self, event: &RunProgress) -> Result<(), RecorderError> {
-        self.inner.progress(event).await?;
-        if self.pages.fetch_add(1, Ordering::SeqCst) + 1 == self.stop_after {
-            self.reached.notify_one();
-            std::future::pending::<()>().await;
-        }
-        Ok(())
-    }
-
-    async fn finished(&self, event: &RunFinished) -> Result<(), RecorderError> {
-        self.inner.finished(event).await
-    }
-}
+use crate::sync_support::{spec, StopAfterBatch, SyncTenant, SyncWorld};
 
 /// Runs a round and drops its future right after page `k` committed.
 async fn round_dropped_after_page(world: &SyncWorld, tenant: &SyncTenant, class: ObjectClass, k: u64) {
-    let recorder = StopAfterPage {
-        inner: world.recorder.clone(),
-        stop_after: k,
-        pages: AtomicU64::new(0),
-        reached: Notify::new(),
-    };
+    let recorder = StopAfterBatch::new(world.recorder.clone(), k);
     let deps = RoundDeps {
         pool: &world.pool,
         graph: &world.graph,
@@ -131,12 +96,7 @@ async fn pages_written_in_batches_count_the_same_and_resume_after_a_batch() {
 
     // Users: 10 pages of 15 in batches of 3 pages; stopped after the first batch, then resumed.
     let per_page = world.round(&twin, ObjectClass::User).await;
-    let recorder = StopAfterPage {
-        inner: world.recorder.clone(),
-        stop_after: 1,
-        pages: AtomicU64::new(0),
-        reached: Notify::new(),
-    };
+    let recorder = StopAfterBatch::new(world.recorder.clone(), 1);
     let deps = RoundDeps {
         pool: &world.pool,
         graph: &world.graph,

@@ -14,7 +14,8 @@ use entrasync::model::{Cloud, ObjectClass, Trigger};
 use entrasync::store::tenants::{self, NewTenant};
 use entrasync::store::{members, objects, Pool};
 use entrasync::sync::{
-    run_round, DeletionGuard, PassThrough, PgRunRecorder, RoundDeps, RoundReport, RoundRequest, SyncError,
+    run_round, DeletionGuard, PassThrough, PgRunRecorder, RecorderError, RoundDeps, RoundReport, RoundRequest,
+    RunFinished, RunProgress, RunRecorder, RunStarted, SyncError,
 };
 use graph_sim::identity::NewApp;
 use graph_sim::mutate::{MutationBatch, MutationSummary};
@@ -257,4 +258,38 @@ fn test_certificate() -> String {
 
 pub fn spec(seed: u64, users: usize, groups: usize, devices: usize) -> TenantSpec {
     TenantSpec { seed: Some(seed), users, groups, devices, ..TenantSpec::default() }
+}
+
+/// Records like Postgres, and after the `stop_after`-th committed batch stops the round where it stands
+/// (`reached` is notified): a worker that dies mid-round, for the resume tests.
+pub(crate) struct StopAfterBatch {
+    inner: PgRunRecorder,
+    stop_after: u64,
+    batches: std::sync::atomic::AtomicU64,
+    pub(crate) reached: tokio::sync::Notify,
+}
+
+impl StopAfterBatch {
+    pub(crate) fn new(inner: PgRunRecorder, stop_after: u64) -> Self {
+        Self { inner, stop_after, batches: Default::default(), reached: tokio::sync::Notify::new() }
+    }
+}
+
+impl RunRecorder for StopAfterBatch {
+    async fn started(&self, event: &RunStarted) -> Result<(), RecorderError> {
+        self.inner.started(event).await
+    }
+
+    async fn progress(&self, event: &RunProgress) -> Result<(), RecorderError> {
+        self.inner.progress(event).await?;
+        if self.batches.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == self.stop_after {
+            self.reached.notify_one();
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+
+    async fn finished(&self, event: &RunFinished) -> Result<(), RecorderError> {
+        self.inner.finished(event).await
+    }
 }
