@@ -173,15 +173,7 @@ async fn with_queue(
         workers_per_class: setup.workers_per_class,
         prefetch: setup.prefetch,
     };
-    let mut instances = (1..=setup.instances)
-        .map(|n| ServiceInstance::start(&setup.exe, &spec, &format!("fleet-{n}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().context("an HTTP client")?;
-    for instance in &mut instances {
-        instance.wait_ready(&http).await?;
-    }
-    let workers = u32::try_from(setup.instances * setup.workers_per_class).unwrap_or(u32::MAX);
-    queue.wait_for_consumers(workers).await?;
+    let mut instances = start_fleet(setup, &spec, queue).await?;
     let setup_s = started.elapsed().as_secs_f64();
 
     let pids: Vec<u32> = instances.iter().filter_map(ServiceInstance::pid).collect();
@@ -221,6 +213,24 @@ async fn with_queue(
         db: db_activity,
         unchanged,
     })
+}
+
+/// Starts the instances and waits until each is ready and every worker consumes.
+pub(super) async fn start_fleet(
+    setup: &Setup,
+    spec: &InstanceSpec,
+    queue: &JobQueue,
+) -> anyhow::Result<Vec<ServiceInstance>> {
+    let mut instances = (1..=setup.instances)
+        .map(|n| ServiceInstance::start(&setup.exe, spec, &format!("fleet-{n}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().context("an HTTP client")?;
+    for instance in &mut instances {
+        instance.wait_ready(&http).await?;
+    }
+    let workers = u32::try_from(setup.instances * setup.workers_per_class).unwrap_or(u32::MAX);
+    queue.wait_for_consumers(workers).await?;
+    Ok(instances)
 }
 
 /// Polls `sync_runs` until every tenant has a finished run and none runs; fails early when an

@@ -4,7 +4,7 @@
 //! Postgres CPU per run that changes nothing). The counters start once the new instances consume, so
 //! their start-up is not counted; the benchmark's own polls (4 a second) are, as in the full pass.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
@@ -14,7 +14,7 @@ use super::cpu::{CpuSample, CpuSeconds};
 use super::db_activity::DbActivity;
 use super::instances::{InstanceSpec, ServiceInstance};
 use super::jobs::JobQueue;
-use super::scenario::{Setup, Shape, BACKENDS_EXIT, HEALTH_EVERY, POLL_EVERY};
+use super::scenario::{self, Setup, Shape, BACKENDS_EXIT, HEALTH_EVERY, POLL_EVERY};
 use crate::bench::database::ScratchDatabase;
 use crate::bench::emulator::ChildEmulator;
 use crate::model::SyncMode;
@@ -59,15 +59,7 @@ pub async fn measure(
     spec: &InstanceSpec,
     entra_ids: &[Uuid],
 ) -> anyhow::Result<UnchangedPass> {
-    let mut instances = (1..=setup.instances)
-        .map(|n| ServiceInstance::start(&setup.exe, spec, &format!("fleet-{n}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().context("an HTTP client")?;
-    for instance in &mut instances {
-        instance.wait_ready(&http).await?;
-    }
-    let workers = u32::try_from(setup.instances * setup.workers_per_class).unwrap_or(u32::MAX);
-    queue.wait_for_consumers(workers).await?;
+    let mut instances = scenario::start_fleet(setup, spec, queue).await?;
 
     let pids: Vec<u32> = instances.iter().filter_map(ServiceInstance::pid).collect();
     let db_before = DbActivity::snapshot(&db.pool).await?;
