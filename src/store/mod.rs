@@ -36,7 +36,7 @@ pub mod wire;
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, RecyclingMethod, Runtime, Timeouts};
 
 pub use database::{drop_database, ensure_database_exists, recreate_database};
 pub use error::{DbFailure, During, StoreError};
@@ -48,20 +48,15 @@ pub type Pool = deadpool_postgres::Pool;
 /// Checking a pooled connection before reuse: one round trip on loopback or in a data centre.
 const RECYCLE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A connection checked out again within this time of its previous checkout is handed out unchecked.
+const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// Builds the pool. Connections are made lazily, so this succeeds while Postgres is down. No `get` waits
 /// forever: for a free connection `database.pool_wait_timeout_secs`, to open one `connect_timeout`.
 pub fn pool(settings: &DatabaseSettings) -> Result<Pool, StoreError> {
     let session = connect::session_config(settings, connect::Purpose::Pool)?;
-    // Verified recycling answers an empty query before a connection is handed out again, within
-    // RECYCLE_TIMEOUT. A connection whose peer went silent without closing (a frozen path: keepalives
-    // and TCP_USER_TIMEOUT never fire while something still acknowledges), or that still owes the answer
-    // to a statement whose caller gave up, is dropped instead of hanging its next user. One round trip
-    // per checkout.
-    let manager = Manager::from_config(
-        session.postgres,
-        session.tls,
-        ManagerConfig { recycling_method: RecyclingMethod::Verified },
-    );
+    let manager =
+        Manager::from_config(session.postgres, session.tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(settings.pool_size)
         .runtime(Runtime::Tokio1)
@@ -70,8 +65,31 @@ pub fn pool(settings: &DatabaseSettings) -> Result<Pool, StoreError> {
             create: Some(settings.connect_timeout),
             recycle: Some(RECYCLE_TIMEOUT),
         })
+        .pre_recycle(Hook::async_fn(|client, metrics| {
+            Box::pin(async move {
+                if metrics.last_used() < VERIFY_AFTER_IDLE {
+                    return Ok(());
+                }
+                verify_answers(client).await
+            })
+        }))
         .build()
         .map_err(|e| StoreError::Config(format!("cannot build the Postgres pool: {e}")))
+}
+
+/// An empty query answered within RECYCLE_TIMEOUT, asked of a connection that sat in the pool for a while
+/// before it is handed out again. A connection whose peer went silent without closing (a frozen path:
+/// keepalives and TCP_USER_TIMEOUT never fire while something still acknowledges), or that still owes the
+/// answer to a statement whose caller gave up, is dropped instead of hanging its next user. A connection
+/// back in use within VERIFY_AFTER_IDLE is not asked: under load (a fleet of small runs) the question was
+/// a round trip and a transaction per checkout, and a path that froze since is found by the statement's
+/// own TCP deadlines, as for a connection already in use.
+async fn verify_answers(client: &mut deadpool_postgres::ClientWrapper) -> Result<(), HookError> {
+    match tokio::time::timeout(RECYCLE_TIMEOUT, client.simple_query("")).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(HookError::Backend(e)),
+        Err(_) => Err(HookError::message("no answer to the reuse check")),
+    }
 }
 
 /// What a batch transaction's statements may take (`SET LOCAL`): a COPY of `sync.batch_objects` objects
