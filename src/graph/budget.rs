@@ -95,6 +95,13 @@ pub trait BudgetCoordinator: Send + Sync + 'static {
 
     /// Lowers the bucket to at most `tokens` (may be negative: a debt every instance waits out).
     fn lower_to<'a>(&'a self, bucket: &'a BucketSpec, tokens: f64) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// Whether the buckets are rows of `graph_rate_budget`, so a lease can also be taken inside another
+    /// transaction (`store::rate_budget::lease_in`): a sync run takes its tenant's first lease in its start
+    /// transaction instead of a transaction of its own.
+    fn stored_in_postgres(&self) -> bool {
+        false
+    }
 }
 
 /// Token-bucket arithmetic shared by every coordinator.
@@ -265,10 +272,7 @@ impl RateBudget {
                 let grant =
                     self.coordinator.lease(&bucket, self.limits.lease_batch).await.map_err(GraphError::Budget)?;
                 if grant.granted > 0 {
-                    let mut local = self.lock();
-                    let slice = local.units.entry(bucket.key.clone()).or_insert_with(LocalUnits::empty);
-                    slice.units += f64::from(grant.granted);
-                    slice.leased_at = Instant::now();
+                    self.credit(&bucket.key, grant);
                     continue;
                 }
                 let waited = started.elapsed();
@@ -288,6 +292,41 @@ impl RateBudget {
             metrics.budget_waited(id, waited);
         }
         Ok(waited)
+    }
+
+    /// The tenant's bucket and the units to lease for it, when a run about to start may take that lease in
+    /// its own start transaction: the buckets live in Postgres, this instance holds no fresh units of the
+    /// tenant's bucket, and Graph asked for no lowering of it (those go through [`RateBudget::acquire`]).
+    pub fn run_start_lease(&self, tenant: &GraphTenant) -> Option<(BucketSpec, u32)> {
+        if !self.coordinator.stored_in_postgres() {
+            return None;
+        }
+        let bucket = self.tenant_bucket(tenant);
+        let local = self.lock();
+        let fresh = local
+            .units
+            .get(&bucket.key)
+            .is_some_and(|slice| slice.units > 0.0 && slice.leased_at.elapsed() <= self.limits.lease_ttl);
+        if fresh || local.pending_lowering.contains_key(&bucket.key) {
+            return None;
+        }
+        drop(local);
+        Some((bucket, self.limits.lease_batch))
+    }
+
+    /// Adds leased units to this instance's slice of the bucket: a debt (negative units) is paid from
+    /// them, stale units are not counted again.
+    pub fn credit(&self, bucket_key: &str, grant: Grant) {
+        if grant.granted == 0 {
+            return;
+        }
+        let mut local = self.lock();
+        let slice = local.units.entry(bucket_key.to_owned()).or_insert_with(LocalUnits::empty);
+        if slice.units > 0.0 && slice.leased_at.elapsed() > self.limits.lease_ttl {
+            slice.units = 0.0;
+        }
+        slice.units += f64::from(grant.granted);
+        slice.leased_at = Instant::now();
     }
 
     /// Spends `cost` from this instance's leased slice of `key`, if it holds enough fresh units.

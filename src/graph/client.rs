@@ -209,6 +209,11 @@ impl GraphClient {
         Self { inner: Arc::new(inner) }
     }
 
+    /// The shared rate budget its requests draw from, if any.
+    pub fn rate_budget(&self) -> Option<&RateBudget> {
+        self.inner.budget.as_deref()
+    }
+
     pub fn options(&self) -> &GraphClientOptions {
         &self.inner.options
     }

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use deadpool_postgres::GenericClient;
 use futures::future::BoxFuture;
 
 use super::{Pool, StoreError};
@@ -42,12 +43,7 @@ impl PostgresBudgetCoordinator {
     ) -> Result<T, StoreError> {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
-        let row = transaction.query_one(LOCK_BUCKET, &[&bucket.key, &bucket.capacity]).await?;
-        let tokens: f64 = row.try_get(0)?;
-        let elapsed_seconds: f64 = row.try_get(1)?;
-        let refilled = TokenBucket { tokens }.refilled(bucket, Duration::from_secs_f64(elapsed_seconds.max(0.0)));
-        let (result, next) = change(refilled);
-        transaction.execute(STORE_BUCKET, &[&bucket.key, &next.tokens, &elapsed_seconds]).await?;
+        let result = modify_in(&transaction, bucket, change).await?;
         transaction.commit().await?;
         Ok(result)
     }
@@ -61,7 +57,32 @@ impl PostgresBudgetCoordinator {
     }
 }
 
+/// Takes up to `wanted` units of the bucket in the caller's transaction (a sync run's start): the row stays
+/// locked until that transaction ends, and a rollback takes nothing.
+pub async fn lease_in(db: &impl GenericClient, bucket: &BucketSpec, wanted: u32) -> Result<Grant, StoreError> {
+    modify_in(db, bucket, |state| state.take(bucket, wanted)).await
+}
+
+/// Locks the bucket's row, refills it for the time since its refresh, applies `change`, stores the result.
+async fn modify_in<T>(
+    db: &impl GenericClient,
+    bucket: &BucketSpec,
+    change: impl FnOnce(TokenBucket) -> (T, TokenBucket),
+) -> Result<T, StoreError> {
+    let row = db.query_one(LOCK_BUCKET, &[&bucket.key, &bucket.capacity]).await?;
+    let tokens: f64 = row.try_get(0)?;
+    let elapsed_seconds: f64 = row.try_get(1)?;
+    let refilled = TokenBucket { tokens }.refilled(bucket, Duration::from_secs_f64(elapsed_seconds.max(0.0)));
+    let (result, next) = change(refilled);
+    db.execute(STORE_BUCKET, &[&bucket.key, &next.tokens, &elapsed_seconds]).await?;
+    Ok(result)
+}
+
 impl BudgetCoordinator for PostgresBudgetCoordinator {
+    fn stored_in_postgres(&self) -> bool {
+        true
+    }
+
     fn lease<'a>(&'a self, bucket: &'a BucketSpec, wanted: u32) -> BoxFuture<'a, anyhow::Result<Grant>> {
         Box::pin(async move { Ok(self.modify(bucket, |state| state.take(bucket, wanted)).await?) })
     }

@@ -21,7 +21,7 @@ use super::snapshot::{Snapshot, SnapshotBudget};
 use crate::graph::{DeltaRequest, GraphClient, GraphError, GraphTenant, PageLink, RequestPriority};
 use crate::model::RunCounts;
 use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
-use crate::store::{cursors, held_deletions, objects, run_scratch, runs, Pool, StoreError};
+use crate::store::{cursors, held_deletions, objects, rate_budget, run_scratch, runs, Pool, StoreError};
 
 /// Graph keeps delta tokens for 7 days; an older stored link is replaced by a full round.
 const MAX_DELTA_LINK_AGE: Duration = Duration::from_secs(6 * 24 * 3600);
@@ -251,14 +251,30 @@ async fn begin<'b, R: RunRecorder>(
         instance_id: request.instance_id.clone(),
         job_id: request.job_id,
     };
-    if in_round {
-        let (hints, ()) = futures::try_join!(
+    // The tenant's first budget lease rides on this transaction instead of taking one of its own.
+    let budget = deps.graph.rate_budget();
+    let lease = budget.and_then(|b| b.run_start_lease(&request.graph_tenant));
+    let leasing = async {
+        match &lease {
+            Some((bucket, wanted)) => rate_budget::lease_in(&transaction, bucket, *wanted).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let grant = if in_round {
+        let (hints, (), grant) = futures::try_join!(
             page_hints(&transaction, run.target, run.resumed),
-            runs::insert_started(&transaction, &started)
+            runs::insert_started(&transaction, &started),
+            leasing,
         )?;
         run.hints = Some(hints);
-    }
+        grant
+    } else {
+        leasing.await?
+    };
     transaction.commit().await?;
+    if let (Some(budget), Some((bucket, _)), Some(grant)) = (budget, &lease, grant) {
+        budget.credit(&bucket.key, grant);
+    }
     if in_round {
         deps.recorder.started_in_round(&started).await;
     } else {

@@ -185,3 +185,69 @@ async fn the_budget_keeps_a_round_under_the_enforced_quota() {
     );
     assert!(elapsed < Duration::from_secs(30), "expected pacing near 1 page/s, not far slower: {elapsed:?}");
 }
+
+/// Counts leases per bucket, delegating to the Postgres coordinator.
+struct CountingLeases {
+    inner: PostgresBudgetCoordinator,
+    leased: std::sync::Mutex<Vec<String>>,
+}
+
+impl entrasync::graph::BudgetCoordinator for CountingLeases {
+    fn lease<'a>(
+        &'a self,
+        bucket: &'a entrasync::graph::BucketSpec,
+        wanted: u32,
+    ) -> futures::future::BoxFuture<'a, anyhow::Result<entrasync::graph::Grant>> {
+        self.leased.lock().expect("lock").push(bucket.key.clone());
+        self.inner.lease(bucket, wanted)
+    }
+
+    fn lower_to<'a>(
+        &'a self,
+        bucket: &'a entrasync::graph::BucketSpec,
+        tokens: f64,
+    ) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
+        self.inner.lower_to(bucket, tokens)
+    }
+
+    fn stored_in_postgres(&self) -> bool {
+        self.inner.stored_in_postgres()
+    }
+}
+
+/// A sync run takes its tenant's first lease in its start transaction (issue 16, target 5: one
+/// transaction less per run); only the app's bucket is leased on its own, and the tenant's bucket row
+/// is charged a whole lease batch.
+#[tokio::test]
+async fn a_run_takes_its_tenants_first_lease_in_its_start_transaction() {
+    use entrasync::graph::{GraphClient, GraphClientOptions};
+    use entrasync::model::ObjectClass;
+    use entrasync::sync::{run_round, PassThrough, RoundDeps};
+
+    use crate::sync_support::{spec, SyncWorld};
+
+    let world = SyncWorld::start().await;
+    let tenant = world.tenant(spec(61, 5, 0, 0), 100).await;
+    let limits = BudgetLimits { lease_batch: 7, ..BudgetLimits::default() };
+    let coordinator =
+        Arc::new(CountingLeases { inner: PostgresBudgetCoordinator::new(world.pool.clone()), leased: Default::default() });
+    let budget = Arc::new(RateBudget::new(coordinator.clone(), limits.clone()));
+    let graph = GraphClient::with_rate_budget(GraphClientOptions::default(), budget.clone()).expect("client");
+    let deps = RoundDeps { pool: &world.pool, graph: &graph, policy: Arc::new(PassThrough), recorder: &world.recorder };
+
+    let report = run_round(&deps, &world.request(&tenant, ObjectClass::User)).await.expect("round");
+    assert_eq!(report.counts.total, 5, "{report:?}");
+
+    let tenant_key = budget.tenant_bucket(&tenant.graph_tenant).key;
+    let app_key = budget.app_bucket(&tenant.graph_tenant).key;
+    let leased = coordinator.leased.lock().expect("lock").clone();
+    assert!(!leased.contains(&tenant_key), "the tenant's bucket was leased on its own: {leased:?}");
+    assert!(leased.contains(&app_key), "the app's bucket is still leased through the coordinator: {leased:?}");
+    let capacity = budget.tenant_bucket(&tenant.graph_tenant).capacity;
+    let left = coordinator.inner.stored_tokens(&tenant_key).await.expect("read bucket").expect("bucket row");
+    assert!(
+        left <= capacity - f64::from(limits.lease_batch) + 1.0,
+        "the start transaction charged the tenant's bucket a batch of {}: {left} of {capacity} left",
+        limits.lease_batch
+    );
+}
