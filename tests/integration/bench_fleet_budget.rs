@@ -11,13 +11,14 @@ use crate::support::app::binary;
 use crate::support::{AMQP_URL, POSTGRES_ADMIN_URL};
 
 const TENANTS: u64 = 50;
-/// Transactions per unchanged run, at most (`pg_stat_database` counts commits and rollbacks). Measured
-/// 2026-12-06 with the release build and 1,000 tenants: 7.2 (before the folds: 47.3). A run: the job's
-/// start on the lock session, the run's start, two rate-budget leases, the batch with the run's end, the
-/// release, and a verified pool checkout (an empty query, itself a transaction) before the run's start
-/// and before each lease. The rest is room for what runs beside the jobs and is counted too: the
+/// Transactions per unchanged run, at most (`pg_stat_database` counts commits and rollbacks). A run: the
+/// job's start on the lock session, the run's start (with the tenant's first rate-budget lease), the batch
+/// with the run's end, the release; the app's bucket is leased once per `lease_batch` runs, and a pooled
+/// connection is checked with an empty query (itself a transaction) only after a second unused. Measured
+/// 2026-12-07 with 200 tenants: 5.0 (8.0 before the lease and the pool check changed; 47 before the job's
+/// bookkeeping was folded); this test's 50 tenants: 5.8 (9.2 before). The rest is room for what runs beside the jobs and is counted too: the
 /// benchmark's polls (4 a second), the change-event relay's idle polls (10 a second), heartbeats.
-const BUDGET: f64 = 12.0;
+const BUDGET: f64 = 7.5;
 
 #[test]
 fn an_unchanged_run_commits_at_most_its_budget_of_transactions() {
@@ -59,6 +60,7 @@ fn an_unchanged_run_commits_at_most_its_budget_of_transactions() {
     assert_eq!(pass["runs"]["changed"], 0, "nothing changed: {summary}");
     let transactions = pass["db"]["transactions"].as_u64().expect("transactions counted");
     let per_run = transactions as f64 / TENANTS as f64;
+    eprintln!("an unchanged run: {per_run:.2} transactions");
     assert!(
         per_run <= BUDGET,
         "an unchanged run committed {per_run:.1} transactions ({transactions} for {TENANTS} runs), over the \
