@@ -229,8 +229,10 @@ async fn a_run_takes_its_tenants_first_lease_in_its_start_transaction() {
     let world = SyncWorld::start().await;
     let tenant = world.tenant(spec(61, 5, 0, 0), 100).await;
     let limits = BudgetLimits { lease_batch: 7, ..BudgetLimits::default() };
-    let coordinator =
-        Arc::new(CountingLeases { inner: PostgresBudgetCoordinator::new(world.pool.clone()), leased: Default::default() });
+    let coordinator = Arc::new(CountingLeases {
+        inner: PostgresBudgetCoordinator::new(world.pool.clone()),
+        leased: Default::default(),
+    });
     let budget = Arc::new(RateBudget::new(coordinator.clone(), limits.clone()));
     let graph = GraphClient::with_rate_budget(GraphClientOptions::default(), budget.clone()).expect("client");
     let deps = RoundDeps { pool: &world.pool, graph: &graph, policy: Arc::new(PassThrough), recorder: &world.recorder };
