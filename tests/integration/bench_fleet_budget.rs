@@ -15,7 +15,7 @@ const TENANTS: u64 = 50;
 /// job's start on the lock session, the run's start (with the tenant's first rate-budget lease), the batch
 /// with the run's end, the release; the app's bucket is leased once per `lease_batch` runs, and a pooled
 /// connection is checked with an empty query (itself a transaction) only after a second unused. Measured
-/// 2026-12-07 with 200 tenants: 5.0 (8.0 before the lease and the pool check changed; 47 before the job's
+/// 2026-12-06 with 200 tenants: 5.0 (8.0 before the lease and the pool check changed; 47 before the job's
 /// bookkeeping was folded); this test's 50 tenants: 5.8 (9.2 before). The rest is room for what runs
 /// beside the jobs and is counted too: the benchmark's polls (4 a second), the change-event relay's idle
 /// polls, heartbeats.
