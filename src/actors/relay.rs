@@ -57,8 +57,11 @@ pub struct Tuning {
     /// Events per AMQP message at most (`amqp.events_per_message`): 1 sends each event document as a
     /// message of its own; above 1 messages are envelopes of consecutive events ([`EVENT_BATCH`]).
     pub per_message: usize,
-    /// A caught-up relay looks for new rows this often (the events' extra latency).
+    /// A caught-up relay looks for new rows again after this long (the events' extra latency)…
     pub idle_poll: Duration,
+    /// …doubling the wait while the outbox stays empty, up to this: an instance whose tenants emit
+    /// nothing costs Postgres one query a second, not ten.
+    pub idle_poll_max: Duration,
     /// An instance without the lock tries to take it this often.
     pub lock_retry: Duration,
     /// The backlog figures are read this often (by every instance).
@@ -75,6 +78,7 @@ impl Default for Tuning {
             publish_window: 256,
             per_message: 1,
             idle_poll: Duration::from_millis(100),
+            idle_poll_max: Duration::from_secs(1),
             lock_retry: Duration::from_secs(2),
             stats_every: Duration::from_secs(10),
             rescan_every: 64,
@@ -352,6 +356,7 @@ impl Pass<'_> {
     ) -> Result<(), RelayError> {
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let (mut cursor, mut forward_reads) = (0_i64, 0_u32);
+        let mut idle_wait = tuning.idle_poll;
         while !stop.is_cancelled() {
             self.pulse.turn();
             if self.session.is_closed() {
@@ -359,6 +364,7 @@ impl Pass<'_> {
             }
             let rows = self.session.next_batch(cursor, tuning.batch).await?;
             let full = rows.len() as i64 == tuning.batch;
+            let found_none = rows.is_empty();
             if let Some(last) = rows.last() {
                 cursor = last.seq;
                 // Writing a batch to a connection RabbitMQ stopped reading (flow control, a frozen path)
@@ -382,9 +388,13 @@ impl Pass<'_> {
                 (cursor, forward_reads) = (0, 0);
             }
             if cursor == 0 && !full {
+                idle_wait = if found_none { idle_wait } else { tuning.idle_poll };
                 tokio::select! {
-                    () = tokio::time::sleep(tuning.idle_poll) => {}
+                    () = tokio::time::sleep(idle_wait) => {}
                     () = stop.cancelled() => {}
+                }
+                if found_none {
+                    idle_wait = (idle_wait * 2).min(tuning.idle_poll_max.max(tuning.idle_poll));
                 }
             }
         }
