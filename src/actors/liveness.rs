@@ -1,6 +1,6 @@
-//! Liveness of the long-lived parts of `serve`: the coordinator, the history recorder and the consume
-//! loops beat a [`Heart`] whenever their loop turns (a tick, a flush, a wait for a delivery), whether the
-//! work succeeded or not: a Postgres or RabbitMQ outage is `/readyz`'s business, a part that stopped
+//! Liveness of the long-lived parts of `serve`: the coordinator, the history recorder, the consume loops
+//! and the change-event relay beat a [`Heart`] whenever their loop turns (a tick, a flush, a wait for a
+//! delivery, a relay batch or lock attempt), whether the work succeeded or not: a Postgres or RabbitMQ outage is `/readyz`'s business, a part that stopped
 //! turning is `/healthz`'s. The watchdog ([`super::service`]) restarts a part that stopped beating or
 //! died, and `/healthz` names every part silent beyond its deadline.
 //!
@@ -19,6 +19,8 @@ pub enum Unit {
     HistoryRecorder,
     /// The sync worker at this position of the service's worker list (its consume loops).
     Worker(usize),
+    /// The change-event relay (`actors::relay`), on its own Arbiter.
+    Relay,
     /// The watchdog itself: reported, never restarted.
     Watchdog,
 }
@@ -29,6 +31,7 @@ impl Unit {
             Unit::Coordinator => ActorKind::Coordinator,
             Unit::HistoryRecorder => ActorKind::HistoryRecorder,
             Unit::Worker(_) => ActorKind::Consumer,
+            Unit::Relay => ActorKind::Relay,
             Unit::Watchdog => ActorKind::Watchdog,
         }
     }
@@ -217,6 +220,8 @@ pub enum FaultPoint {
     RecorderFlush,
     /// Every turn of every consume loop.
     ConsumeLoop,
+    /// Every turn of the change-event relay: its restart loop, each lock attempt, each batch and settle.
+    RelayLoop,
 }
 
 /// What an armed fault point does.

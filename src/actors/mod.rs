@@ -39,7 +39,7 @@ pub struct Shared {
     pub metrics: Metrics,
     pub settings: Arc<Settings>,
     pub run_locks: RunLocks,
-    /// Heartbeats of the coordinator, the recorder and the consume loops (what `/healthz` reports).
+    /// Heartbeats of the coordinator, the recorder, the consume loops and the relay (what `/healthz` reports).
     pub liveness: Liveness,
     /// Faults tests inject (code only).
     pub faults: Faults,

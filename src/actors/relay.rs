@@ -12,6 +12,11 @@
 //! Memory is bounded by [`Tuning::batch`] × [`Tuning::in_flight_batches`] rows whatever the backlog: a
 //! batch is read only when fewer than that many wait for their confirms.
 //!
+//! In `serve` the relay is a liveness unit ([`start_watched`]): every turn of its loops — a restart, a lock
+//! attempt, a batch read, each batch settled — beats its heart, and every wait inside a turn has a
+//! deadline, so only a blocked thread or a lost future silences it ([`heartbeat_deadline`]); the watchdog
+//! then restarts it on a fresh Arbiter, as it does the coordinator.
+//!
 //! Rows commit out of `seq` order across transactions (a long batch transaction commits after a later
 //! one), so a pass reads forward from a cursor only while batches come back full, and starts again from
 //! the oldest row whenever it caught up (and every [`Tuning::rescan_every`] batches): a row that
@@ -30,6 +35,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, PublisherConfirm};
 use tokio_util::sync::CancellationToken;
 
+use super::liveness::{FaultPoint, Faults, Heart, Liveness, Unit};
 use super::runtime::new_arbiter;
 use super::Shared;
 use crate::backoff::Backoff;
@@ -51,8 +57,11 @@ pub struct Tuning {
     /// Events per AMQP message at most (`amqp.events_per_message`): 1 sends each event document as a
     /// message of its own; above 1 messages are envelopes of consecutive events ([`EVENT_BATCH`]).
     pub per_message: usize,
-    /// A caught-up relay looks for new rows this often (the events' extra latency).
+    /// A caught-up relay looks for new rows again after this long (the events' extra latency)…
     pub idle_poll: Duration,
+    /// …doubling the wait while the outbox stays empty, up to this: an instance whose tenants emit
+    /// nothing costs Postgres one query a second, not ten.
+    pub idle_poll_max: Duration,
     /// An instance without the lock tries to take it this often.
     pub lock_retry: Duration,
     /// The backlog figures are read this often (by every instance).
@@ -69,6 +78,7 @@ impl Default for Tuning {
             publish_window: 256,
             per_message: 1,
             idle_poll: Duration::from_millis(100),
+            idle_poll_max: Duration::from_secs(1),
             lock_retry: Duration::from_secs(2),
             stats_every: Duration::from_secs(10),
             rescan_every: 64,
@@ -82,6 +92,21 @@ const CONFIRM_DEADLINE: Duration = Duration::from_secs(10);
 const CHANNEL_DEADLINE: Duration = Duration::from_secs(10);
 const RETRY_MIN: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(10);
+/// What the heart's deadline adds to `database.connect_timeout`: see [`heartbeat_deadline`].
+const HEARTBEAT_MARGIN: Duration = Duration::from_secs(45);
+
+/// How long the relay's heart may be silent before the watchdog counts it wedged: `connect_timeout` + 45 s
+/// (50 s by default). Every wait between two beats has a deadline, and the longest stretch without a beat
+/// is one of: opening the session (`connect_timeout` + 10 s to connect, 10 s to name it); a lock attempt
+/// and the confirm channel (10 s each); reading and publishing a batch (10 s each); settling one batch —
+/// confirms within [`CONFIRM_DEADLINE`], the delete within 10 s — and, when that fails, closing the channel
+/// (10 s): 30 s; or the backoff before the next pass ([`RETRY_MAX`]). So a slow but legitimate confirm wait
+/// keeps at least 15 s (20 s by default) to spare. The deadline also exceeds the server's idle limit of
+/// the relay's session (`idle_session_timeout` = `database.tcp_user_timeout_secs`, 30 s by default): by the
+/// time a wedged relay is restarted the server has ended its session, and the new relay takes the lock.
+pub fn heartbeat_deadline(database: &DatabaseSettings) -> Duration {
+    database.connect_timeout + HEARTBEAT_MARGIN
+}
 
 /// What the relay uses.
 #[derive(Clone)]
@@ -133,6 +158,38 @@ impl From<lapin::Error> for RelayError {
     }
 }
 
+/// The liveness registry a watched relay beats, and the faults tests inject into it.
+#[derive(Clone)]
+pub struct Watch {
+    pub liveness: Liveness,
+    pub faults: Faults,
+}
+
+impl Watch {
+    pub fn of(shared: &Shared) -> Watch {
+        Watch { liveness: shared.liveness.clone(), faults: shared.faults.clone() }
+    }
+}
+
+/// One turn of the relay's loops: the fault point, then a beat (an incarnation that blocks at once never
+/// beats, so `/healthz` keeps naming it after its restart). Does nothing for an unwatched relay.
+#[derive(Clone, Default)]
+struct Pulse {
+    heart: Option<Arc<Heart>>,
+    faults: Option<Faults>,
+}
+
+impl Pulse {
+    fn turn(&self) {
+        if let Some(faults) = &self.faults {
+            faults.hit(FaultPoint::RelayLoop);
+        }
+        if let Some(heart) = &self.heart {
+            heart.beat();
+        }
+    }
+}
+
 /// The relay of one `serve`, on its own Arbiter.
 pub struct RelayHandle {
     stop: CancellationToken,
@@ -142,11 +199,21 @@ pub struct RelayHandle {
 
 /// Starts the relay on an Arbiter of its own.
 pub fn start(deps: RelayDeps) -> RelayHandle {
+    start_with(deps, None)
+}
+
+/// [`start`], as a liveness unit: it beats a heart in `watch.liveness`, which the service's watchdog
+/// watches (and restarts it by [`RelayHandle::abort`] and a new start).
+pub fn start_watched(deps: RelayDeps, watch: Watch) -> RelayHandle {
+    start_with(deps, Some(watch))
+}
+
+fn start_with(deps: RelayDeps, watch: Option<Watch>) -> RelayHandle {
     let (stop, arbiter) = (CancellationToken::new(), new_arbiter());
     let (finished, done) = tokio::sync::oneshot::channel();
     let theirs = stop.clone();
     let spawned = arbiter.spawn(async move {
-        run(deps, theirs).await;
+        run_with(deps, theirs, watch).await;
         let _nobody_waits = finished.send(());
     });
     if !spawned {
@@ -176,12 +243,22 @@ impl RelayHandle {
 /// The relay until `stop`: passes under the lock, restarted with a capped backoff after a failure or a
 /// panic (a pass runs in a task of its own, whose `JoinError` is observed), and the backlog figures.
 pub async fn run(deps: RelayDeps, stop: CancellationToken) {
+    run_with(deps, stop, None).await;
+}
+
+async fn run_with(deps: RelayDeps, stop: CancellationToken, watch: Option<Watch>) {
+    let heart = watch
+        .as_ref()
+        .map(|watch| Arc::new(watch.liveness.register("relay", Unit::Relay, heartbeat_deadline(&deps.database))));
+    let pulse = Pulse { heart: heart.clone(), faults: watch.map(|watch| watch.faults) };
     let deps = Arc::new(deps);
     let stats = tokio::spawn(refresh_backlog(deps.clone(), stop.clone()));
     let mut backoff = Backoff::capped(RETRY_MIN, RETRY_MAX);
     while !stop.is_cancelled() {
-        let pass = tokio::spawn(hold_and_relay(deps.clone(), stop.clone()));
-        let wait = match pass.await {
+        pulse.turn();
+        let pass = tokio::spawn(hold_and_relay(deps.clone(), pulse.clone(), stop.clone())).await;
+        pulse.turn();
+        let wait = match pass {
             Ok(Ok(())) => {
                 backoff.reset();
                 continue;
@@ -209,17 +286,22 @@ pub async fn run(deps: RelayDeps, stop: CancellationToken) {
     }
     deps.metrics.set_holder(false);
     stats.abort();
+    // Stopped as told: the heart leaves the registry (every pass, and its clone, has ended).
+    if let Some(heart) = heart.and_then(|heart| Arc::into_inner(heart)) {
+        heart.retire();
+    }
 }
 
 /// One session: waits for the lock, then relays until `stop` or a failure. Returns how many events it
 /// relayed with a failure, so a pass that made progress resets the backoff.
-async fn hold_and_relay(deps: Arc<RelayDeps>, stop: CancellationToken) -> Result<(), (RelayError, u64)> {
+async fn hold_and_relay(deps: Arc<RelayDeps>, pulse: Pulse, stop: CancellationToken) -> Result<(), (RelayError, u64)> {
     let mut session = RelaySession::open(&deps.database).await.map_err(|e| (e.into(), 0))?;
     loop {
         if stop.is_cancelled() {
             session.close();
             return Ok(());
         }
+        pulse.turn();
         if session.try_lock().await.map_err(|e| (e.into(), 0))? {
             break;
         }
@@ -230,7 +312,7 @@ async fn hold_and_relay(deps: Arc<RelayDeps>, stop: CancellationToken) -> Result
     }
     tracing::info!(exchange = %deps.exchange, "holding the change-event relay lock; relaying");
     deps.metrics.set_holder(true);
-    let mut pass = Pass { deps: &deps, session: &session, relayed: 0 };
+    let mut pass = Pass { deps: &deps, session: &session, pulse: &pulse, relayed: 0 };
     let outcome = pass.relay(&stop).await;
     let relayed = pass.relayed;
     deps.metrics.set_holder(false);
@@ -247,6 +329,7 @@ struct InFlight {
 struct Pass<'a> {
     deps: &'a RelayDeps,
     session: &'a RelaySession,
+    pulse: &'a Pulse,
     relayed: u64,
 }
 
@@ -255,9 +338,12 @@ impl Pass<'_> {
         let tuning = self.deps.tuning;
         let channel = open_channel(&self.deps.broker).await?;
         let outcome = self.publish_until_stopped(&channel, tuning, stop).await;
-        // A failed pass abandons the channel: confirms it still owes no longer matter, the rows stay.
-        if let Err(error) = channel.close(200, "relay pass ended".into()).await {
-            tracing::debug!(%error, "closing the relay channel failed");
+        // A failed pass abandons the channel: confirms it still owes no longer matter, the rows stay. A
+        // broker that does not answer gets the channel's deadline, like every other wait of a turn.
+        match tokio::time::timeout(CHANNEL_DEADLINE, channel.close(200, "relay pass ended".into())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "closing the relay channel failed"),
+            Err(_) => tracing::debug!("closing the relay channel timed out"),
         }
         outcome
     }
@@ -270,16 +356,24 @@ impl Pass<'_> {
     ) -> Result<(), RelayError> {
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let (mut cursor, mut forward_reads) = (0_i64, 0_u32);
+        let mut idle_wait = tuning.idle_poll;
         while !stop.is_cancelled() {
+            self.pulse.turn();
             if self.session.is_closed() {
                 return Err(StoreError::Unavailable("the relay session ended".to_owned()).into());
             }
             let rows = self.session.next_batch(cursor, tuning.batch).await?;
             let full = rows.len() as i64 == tuning.batch;
+            let found_none = rows.is_empty();
             if let Some(last) = rows.last() {
                 cursor = last.seq;
-                let confirms =
-                    publish(channel, &self.deps.exchange, &rows, tuning.publish_window, tuning.per_message).await?;
+                // Writing a batch to a connection RabbitMQ stopped reading (flow control, a frozen path)
+                // waits as long as a missing confirm may.
+                let publishing =
+                    publish(channel, &self.deps.exchange, &rows, tuning.publish_window, tuning.per_message);
+                let confirms = tokio::time::timeout(CONFIRM_DEADLINE, publishing)
+                    .await
+                    .map_err(|_| RelayError::Broker(QueueError::Timeout(CONFIRM_DEADLINE)))??;
                 in_flight.push_back(InFlight { seqs: rows.iter().map(|r| r.seq).collect(), confirms });
             }
             drop(rows);
@@ -294,9 +388,13 @@ impl Pass<'_> {
                 (cursor, forward_reads) = (0, 0);
             }
             if cursor == 0 && !full {
+                idle_wait = if found_none { idle_wait } else { tuning.idle_poll };
                 tokio::select! {
-                    () = tokio::time::sleep(tuning.idle_poll) => {}
+                    () = tokio::time::sleep(idle_wait) => {}
                     () = stop.cancelled() => {}
+                }
+                if found_none {
+                    idle_wait = (idle_wait * 2).min(tuning.idle_poll_max.max(tuning.idle_poll));
                 }
             }
         }
@@ -307,8 +405,10 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// Waits for a batch's confirms (in publish order), then deletes its rows.
+    /// Waits for a batch's confirms (in publish order), then deletes its rows. A turn of its own: a pass
+    /// settling several batches in a row beats between them.
     async fn settle(&mut self, batch: InFlight) -> Result<(), RelayError> {
+        self.pulse.turn();
         let confirmed = async {
             for confirm in batch.confirms {
                 if !confirm.await?.is_ack() {

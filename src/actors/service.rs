@@ -1,6 +1,7 @@
 //! The actors of one `entrasync serve`, started by role, watched, and stopped in order.
 //!
 //! The watchdog (a loop on an Arbiter of its own) checks the [`Liveness`] registry every second: a part
+//! (the coordinator, the history recorder, a sync worker's consume loops, the change-event relay)
 //! that died (panicked, or its loop ended) or stopped beating beyond its deadline is restarted on a fresh
 //! Arbiter, with a capped backoff between restarts of the same part, and counted in
 //! `entrasync_actor_restarts_total{actor, cause}`. The old Arbiter is stopped; if its thread is blocked
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::coordinator::{Coordinator, Leave, Supervised};
 use super::liveness::{Down, Liveness, Unit};
 use super::recorder::{Flush, HistoryRecorder, RecorderHandle};
-use super::relay::{self, RelayDeps, RelayHandle};
+use super::relay::{self, RelayDeps, RelayHandle, Watch};
 use super::runtime::new_arbiter;
 use super::worker::dead_letter::DeadLetters;
 use super::worker::{Channels, Drain, SyncWorker, WorkerDeps};
@@ -47,8 +48,6 @@ pub struct Service {
     units: Arc<Mutex<Units>>,
     watchdog: Option<(Arbiter, CancellationToken)>,
     liveness: Liveness,
-    /// The change-event relay (every instance; one at a time publishes): docs/events-relay.md.
-    relay: Option<RelayHandle>,
 }
 
 /// What the watchdog may replace: the current address and Arbiter of each part.
@@ -57,6 +56,8 @@ struct Units {
     /// Index = the worker's [`Unit::Worker`] number.
     workers: Vec<WorkerSlot>,
     recorder: Option<(Addr<HistoryRecorder>, Arbiter)>,
+    /// The change-event relay (every instance; one at a time publishes): docs/events-relay.md.
+    relay: Option<RelayHandle>,
 }
 
 struct WorkerSlot {
@@ -101,6 +102,10 @@ impl Starter {
             SyncWorker::start_in_arbiter(&arbiter.handle(), move |_| SyncWorker::new(deps, class, index, slot, theirs));
         WorkerSlot { class, index, addr, arbiter, channels }
     }
+
+    fn relay(&self) -> RelayHandle {
+        relay::start_watched(RelayDeps::of(&self.shared), Watch::of(&self.shared))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,7 +141,8 @@ impl Service {
         }
 
         let coordinator = settings.has_role(Role::Scheduler).then(|| starter.coordinator());
-        let units = Arc::new(Mutex::new(Units { coordinator, workers, recorder: Some(recorder) }));
+        let relay = Some(starter.relay());
+        let units = Arc::new(Mutex::new(Units { coordinator, workers, recorder: Some(recorder), relay }));
         let stop = CancellationToken::new();
         let arbiter = new_arbiter();
         let liveness = shared.liveness.clone();
@@ -144,8 +150,7 @@ impl Service {
         if !spawned {
             tracing::error!("cannot start the watchdog; parts that die are not restarted");
         }
-        let relay = Some(relay::start(RelayDeps::of(&shared)));
-        Ok(Service { units, watchdog: Some((arbiter, stop)), liveness, relay })
+        Ok(Service { units, watchdog: Some((arbiter, stop)), liveness })
     }
 
     fn units(&self) -> MutexGuard<'_, Units> {
@@ -180,6 +185,7 @@ impl Service {
             coordinator: units.coordinator.take(),
             workers: std::mem::take(&mut units.workers),
             recorder: units.recorder.take(),
+            relay: units.relay.take(),
         }
     }
 
@@ -188,7 +194,7 @@ impl Service {
     /// abandoned (what it left is recovered like a crash: leases expire, jobs are redelivered).
     pub async fn shutdown(mut self) {
         self.stop_watchdog();
-        let Units { coordinator, workers, recorder } = self.take_units();
+        let Units { coordinator, workers, recorder, relay } = self.take_units();
         let drains = workers.iter().map(|slot| slot.addr.send(Drain));
         step("workers drained", DRAIN_DEADLINE, join_all(drains)).await;
         if let Some((addr, arbiter)) = coordinator {
@@ -199,7 +205,7 @@ impl Service {
         if let Some((recorder, _)) = &recorder {
             step("history recorder flushed", STEP_DEADLINE, recorder.send(Flush)).await;
         }
-        if let Some(relay) = self.relay.take() {
+        if let Some(relay) = relay {
             relay.stop(STEP_DEADLINE).await;
         }
         for slot in workers {
@@ -216,8 +222,8 @@ impl Service {
     /// (leases expire, unacknowledged jobs are redelivered, the run locks' sessions end).
     pub fn abort(mut self) {
         self.stop_watchdog();
-        let Units { coordinator, workers, recorder } = self.take_units();
-        if let Some(relay) = self.relay.take() {
+        let Units { coordinator, workers, recorder, relay } = self.take_units();
+        if let Some(relay) = relay {
             relay.abort();
         }
         let coordinator = coordinator.map(|(_, arbiter)| arbiter);
@@ -302,6 +308,13 @@ fn restart(starter: &Starter, units: &Mutex<Units>, unit: Unit) {
             // them: the broker redelivers their jobs to the new worker or another instance.
             old.channels.close_all();
             old.arbiter.stop();
+        }
+        Unit::Relay => {
+            // The old relay's lock goes with its Postgres session, which a blocked thread no longer
+            // drives: the server ends it (idle) before the heart's deadline, so the new relay takes over.
+            if let Some(old) = units.relay.replace(starter.relay()) {
+                old.abort();
+            }
         }
         Unit::Watchdog => {}
     }

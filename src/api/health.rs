@@ -9,8 +9,9 @@ use super::AppState;
 use crate::actors::liveness::Liveness;
 
 /// Alive while every part of the service beats within its deadline (coordinator, history recorder,
-/// consume loops, the watchdog); 503 naming the wedged or dead parts otherwise. An outage of Postgres or
-/// RabbitMQ is not a wedge (the parts keep turning and failing): that is `/readyz`'s to report.
+/// consume loops, change-event relay, the watchdog); 503 naming the wedged or dead parts otherwise. An
+/// outage of Postgres or RabbitMQ is not a wedge (the parts keep turning and failing): that is `/readyz`'s
+/// to report.
 pub async fn healthz(liveness: Option<web::Data<Liveness>>) -> HttpResponse {
     let wedged = liveness.map(|liveness| liveness.wedged()).unwrap_or_default();
     if wedged.is_empty() {

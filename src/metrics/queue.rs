@@ -85,6 +85,8 @@ pub enum ActorKind {
     Consumer,
     /// The service's watchdog, which restarts the others (nothing restarts it; `/healthz` reports it).
     Watchdog,
+    /// The change-event relay (restarted by the watchdog).
+    Relay,
 }
 
 impl ActorKind {
@@ -96,16 +98,18 @@ impl ActorKind {
             ActorKind::HistoryRecorder => "history_recorder",
             ActorKind::Consumer => "consumer",
             ActorKind::Watchdog => "watchdog",
+            ActorKind::Relay => "relay",
         }
     }
 
-    pub const ALL: [ActorKind; 6] = [
+    pub const ALL: [ActorKind; 7] = [
         ActorKind::Coordinator,
         ActorKind::TenantSupervisor,
         ActorKind::SyncWorker,
         ActorKind::HistoryRecorder,
         ActorKind::Consumer,
         ActorKind::Watchdog,
+        ActorKind::Relay,
     ];
 }
 

@@ -1,5 +1,7 @@
 //! Applies one prepared page inside the caller's transaction: compare markers (one query), write only
-//! what changed (bulk), merge membership, stage deletions for the round's end, mark what a full round saw.
+//! what changed (bulk), then merge membership, stage deletions for the round's end, mark what a full round
+//! saw. Object rows are written before membership rows, so a group new in the batch has its `created`
+//! event before its `member_added` ones (docs/events.md, "Ordering").
 
 use std::collections::HashMap;
 
@@ -64,11 +66,14 @@ pub const REASON_PERMANENT: &str = "permanently deleted in Entra ID";
 pub const REASON_FILTERED: &str = "out of scope";
 pub const REASON_NOT_LISTED: &str = "absent from a full listing";
 
-/// Applies a page in two pipelined round trips (plus one in the rare case of tombstones): the
-/// statements that need only the page (marker lookup, unstaging, superseding, membership) are sent
-/// together, then the writes that depend on the stored markers. Statements with nothing to do are not
-/// sent. New objects are copied in (`COPY`), and because the lookup says which objects this run created,
-/// they need no seen or changed marks: a new tenant's first round writes each object once.
+/// Applies a page in two pipelined round trips, plus one for a page with membership slices and one when
+/// those changed groups stored before this run (or the page had tombstones): the statements that need
+/// only the page (marker lookup, unstaging, superseding) are sent together, then the writes that depend
+/// on the stored markers, then the membership merge, whose statements must follow the object writes (the
+/// triggers write events in statement order) and whose outcome says which stored groups changed.
+/// Statements with nothing to do are not sent. New objects are copied in (`COPY`), and because the lookup
+/// says which objects this run created, they need no seen or changed marks: a new tenant's first round
+/// writes each object once.
 pub async fn apply_page(
     tx: &Transaction<'_>,
     target: PageTarget,
@@ -141,15 +146,12 @@ pub(super) async fn apply_batch(
     // earlier in the run (or a held one) is not deleted.
     let groups_with_adds: Vec<Uuid> =
         if reconciling && hints.restored_groups { added.group_ids.clone() } else { Vec::new() };
-    let (stored, reconciled_before, (), _superseded, gained, lost) = futures::try_join!(
+    let (stored, reconciled_before, (), _superseded) = futures::try_join!(
         objects::stored_states(tx, tenant_id, class, run_id, &asked),
         run_scratch::seen_among(tx, run_id, &groups_with_adds),
         run_scratch::unstage_deletions(tx, run_id, if hints.staged_deletions { &present } else { &[] }),
         held_deletions::supersede(tx, tenant_id, class, if hints.held_deletions { &present } else { &[] }),
-        members::add(tx, tenant_id, &added),
-        members::remove(tx, tenant_id, &removed),
     )?;
-    outcome.member_rows = (gained.len() + lost.len()) as u64;
     let stored = if known.is_empty() {
         stored
     } else {
@@ -185,8 +187,6 @@ pub(super) async fn apply_batch(
         }
     }
     let created_in_run = |group: &Uuid| stored.get(group).is_none_or(|state| state.created_in_run);
-    // A group this run created holds only memberships this run added: nothing of it to mark or count.
-    changed_ids.extend(gained.into_iter().chain(lost).filter(|group| !created_in_run(group)));
     let restored: std::collections::HashSet<Uuid> = if reconciling {
         page.objects.iter().filter(|o| stored.get(&o.id).is_some_and(|s| s.deleted)).map(|o| o.id).collect()
     } else {
@@ -267,7 +267,7 @@ pub(super) async fn apply_batch(
     }
 
     // Round trip 2: the writes. Tombstones bypass the guard (nothing stored is lost by them) and are
-    // written at once. The COPY goes first; the statements after it queue behind it on the connection.
+    // written at once. (The COPY is prepared first, so the statements after it may run before it.)
     let (inserted, updated, tombstoned, (), newly_changed, newly_seen, (), _filtered_seen, ()) = futures::try_join!(
         objects::insert_new(tx, tenant_id, class, run_id, &inserts),
         objects::upsert(tx, tenant_id, class, &updates),
@@ -282,9 +282,18 @@ pub(super) async fn apply_batch(
     outcome.object_rows = inserted + updated + tombstoned;
     outcome.newly_changed = inserted + newly_changed;
     outcome.newly_listed = if full { inserted + newly_seen + snapshot_newly_seen } else { 0 };
+
+    // Round trip 3: membership, after the object rows (a sequence of its own: pipelined with them, a
+    // statement already prepared would run before the COPY, which prepares first).
+    let (gained, lost) =
+        futures::try_join!(members::add(tx, tenant_id, &added), members::remove(tx, tenant_id, &removed))?;
+    outcome.member_rows = (gained.len() + lost.len()) as u64;
+    // A group this run created holds only memberships this run added: nothing of it to count. Tombstones
+    // are counted apart: `ON CONFLICT DO NOTHING` makes the two inserts count the union once.
+    let mut changed_later: Vec<Uuid> = gained.into_iter().chain(lost).filter(|group| !created_in_run(group)).collect();
     if tombstoned > 0 {
-        // Counted apart: `ON CONFLICT DO NOTHING` makes the two inserts count the union once.
-        outcome.newly_changed += run_scratch::record_changed(tx, run_id, &tombstones).await?;
+        changed_later.extend_from_slice(&tombstones);
     }
+    outcome.newly_changed += run_scratch::record_changed(tx, run_id, &changed_later).await?;
     Ok((outcome, marks))
 }

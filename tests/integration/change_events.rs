@@ -139,10 +139,32 @@ async fn every_kind_carries_its_fields_in_order_per_object() {
         .collect();
     let stored: BTreeSet<(String, String)> = memberships.iter().map(|(g, m)| (g.to_string(), m.to_string())).collect();
     assert_eq!(announced, stored, "member_added names the group (object_id) and the member");
-    for event in added {
+    // A group's `created` comes before its memberships, those its own batch wrote included.
+    let created_seq: BTreeMap<&str, i64> =
+        of_kind(&first, "group", "created").iter().map(|e| (e.object_id(), e.seq)).collect();
+    for event in &added {
         assert_head(event, &tenant);
         assert!(["user", "group", "device"].contains(&event.body["member"]["class"].as_str().unwrap_or_default()));
+        let created = created_seq[event.object_id()];
+        assert!(
+            created < event.seq,
+            "group {}: created (seq {created}) after a member_added (seq {})",
+            event.object_id(),
+            event.seq
+        );
     }
+    let same_transaction: i64 = client
+        .query_one(
+            "SELECT count(*) FROM change_outbox c JOIN change_outbox m
+               ON m.tenant_id = c.tenant_id AND m.body->>'object_id' = c.body->>'object_id' AND m.created_at = c.created_at
+             WHERE c.tenant_id = $1 AND c.body->>'kind' = 'created' AND c.body->>'class' = 'group'
+               AND m.body->>'kind' = 'member_added'",
+            &[&tenant.tenant_id],
+        )
+        .await
+        .expect("memberships written with their group")
+        .get(0);
+    assert!(same_transaction > 0, "no group had members in its own batch: the order above proves nothing");
     assert_eq!(first.len(), first.iter().map(|e| e.event_id).collect::<HashSet<_>>().len(), "keys are distinct");
 
     // Changes in the directory: an update, soft deletions, a permanent deletion of a member, memberships.

@@ -1,5 +1,5 @@
-//! Liveness through the real `serve`: the coordinator, the history recorder and the consume loops beat a
-//! heart; the watchdog restarts one that stops beating or dies, counts it in
+//! Liveness through the real `serve`: the coordinator, the history recorder, the consume loops and the
+//! change-event relay beat a heart; the watchdog restarts one that stops beating or dies, counts it in
 //! `entrasync_actor_restarts_total{actor, cause}`, and `/healthz` answers 503 naming the wedged part until
 //! it beats again. Wedges and panics are injected through `Application::faults` (code only, as a bug would
 //! do them: a wedge blocks the part's thread, which no timeout inside it can end). The recorder test needs
@@ -338,5 +338,56 @@ async fn the_recorder_keeps_writing_other_runs_history_while_one_write_hangs() {
         all_synced_after(&pool, &[victim], released, Duration::from_secs(90)).await,
         "the victim did not sync again after its row was released"
     );
+    app.handle.stop(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_relay_is_named_and_restarted_and_events_flow_again() {
+    use crate::change_events_relay::{outbox_rows, write_events, Collector};
+
+    let world = World::start().await;
+    let app = start(&settings(&world)).await;
+    let consumer = Collector::start(&world.amqp.prefix, "liveness", "#", Default::default()).await;
+    consumer.consume().await;
+    let pool = world.pool.clone();
+    let delivered = |count: usize| {
+        let (consumer, pool) = (&consumer, pool.clone());
+        move || {
+            let pool = pool.clone();
+            async move { consumer.snapshot().len() >= count && outbox_rows(&pool).await == 0 }
+        }
+    };
+    write_events(&pool, 50).await;
+    assert!(eventually(Duration::from_secs(30), delivered(50)).await, "the relay does not relay at start");
+    assert_eq!(healthz(&app.address).await, (200, Vec::new()), "healthy while relaying");
+
+    // The relay's thread blocks at its next turn (within 100 ms: a caught-up relay polls), as a blocking
+    // call would: its deadlines cannot end that. Events written meanwhile wait in the outbox.
+    app.faults.arm(FaultPoint::RelayLoop, Fault::Wedge);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    write_events(&pool, 50).await;
+    let named = || async { healthz(&app.address).await == (503, vec!["relay".to_owned()]) };
+    assert!(eventually(Duration::from_secs(80), named).await, "/healthz: {:?}", healthz(&app.address).await);
+    let restarted = || async { restarts(&app.metrics, "relay", "stuck") >= 1 };
+    assert!(eventually(Duration::from_secs(30), restarted).await, "the wedged relay was not restarted");
+    assert_eq!(outbox_rows(&pool).await, 50, "a wedged relay (and its successor, wedged too) relays nothing");
+    assert_eq!(consumer.snapshot().len(), 50);
+    // Still armed: the new relay blocks at its first turn, so it never beat and stays reported.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(healthz(&app.address).await.0, 503, "a restarted relay that never beat is still wedged");
+
+    // Unblocked, the new relay takes the lock (the server ended the wedged one's idle session) and relays.
+    app.faults.clear(FaultPoint::RelayLoop);
+    let healthy = || async { healthz(&app.address).await == (200, Vec::new()) };
+    assert!(eventually(Duration::from_secs(60), healthy).await, "/healthz: {:?}", healthz(&app.address).await);
+    assert!(
+        eventually(Duration::from_secs(60), delivered(100)).await,
+        "events did not flow after the relay's restart: {} received, {} in the outbox",
+        consumer.snapshot().len(),
+        outbox_rows(&pool).await
+    );
+    write_events(&pool, 50).await;
+    assert!(eventually(Duration::from_secs(30), delivered(150)).await, "new events are relayed too");
+    consumer.close().await;
     app.handle.stop(true).await;
 }
