@@ -12,14 +12,19 @@ export RUST_TEST_THREADS="${RUST_TEST_THREADS:-3}"
 # recovery deadlines (60 s after a freeze, two minutes of chaos): they run in a pass of their own, two at a
 # time, after everything else, instead of beside the whole suite.
 HEAVY=(chaos_smoke:: reliability_hangs:: service_liveness::)
+# Tests that restart the shared RabbitMQ (rabbitmqctl stop_app / start_app) break every other test's
+# connections: they run last, alone, one at a time.
+BROKER=(change_events_rebuild::)
 if [ "$#" -gt 0 ]; then
     cargo test --locked --workspace --all-targets "$@"
 else
     skip=()
-    for module in "${HEAVY[@]}"; do skip+=(--skip "$module"); done
+    for module in "${HEAVY[@]}" "${BROKER[@]}"; do skip+=(--skip "$module"); done
     cargo test --locked --workspace --all-targets -- "${skip[@]}"
     echo "== fault-injection tests: ${HEAVY[*]}"
     cargo test --locked -p entrasync --test integration -- --test-threads 2 "${HEAVY[@]}"
+    echo "== RabbitMQ restart tests, alone: ${BROKER[*]}"
+    cargo test --locked -p entrasync --test integration -- --test-threads 1 "${BROKER[@]}"
 fi
 
 echo "== tests/python/msgraph_sdk_check.sh"

@@ -1,28 +1,159 @@
 //! The proof of issue 17's change events: random mutations in the Graph emulator go through the real
 //! service — two `entrasync serve` child processes with every role, reaching RabbitMQ through a fault
-//! proxy — while the instance that relays is killed with SIGKILL (twice) and RabbitMQ connections are cut
-//! (the client's view of a RabbitMQ restart). A consumer of its own queue takes every event; rebuilding
-//! each tenant's objects and memberships from the events alone (deduplicated on `event_id`, applied by
-//! `seq` per object and per membership) gives exactly what the store holds.
+//! proxy — while the instance that relays is killed with SIGKILL (twice), RabbitMQ connections are cut,
+//! and RabbitMQ itself is restarted (`rabbitmqctl stop_app`, `start_app`: every connection closes, the
+//! broker is gone for a few seconds, durable queues come back). A consumer of its own durable queue
+//! takes every event, reconnecting after the restart; rebuilding each tenant's objects and memberships
+//! from the events alone (deduplicated on `event_id`, applied by `seq` per object and per membership)
+//! gives exactly what the store holds.
+//!
+//! The restart disturbs every other test using RabbitMQ: tests/run.sh runs this module alone, after the
+//! others. Without a usable `rabbitmqctl` it skips loudly (fails under `CI`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use entrasync::chaos::proxy::TcpProxy;
 use entrasync::store::audit::Actor;
 use entrasync::store::tenants::{self, FirstRound, TenantChanges};
 use entrasync::store::Pool;
-use lapin::types::FieldTable;
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use crate::change_events_relay::{outbox_rows, Collector, Received};
+use crate::change_events_relay::{outbox_rows, Received};
 use crate::service_support::World;
 use crate::support::app::{binary, free_port, ChildGuard};
-use crate::support::eventually;
+use crate::support::rabbitmq_restart::{RabbitMq, DOWN_FOR};
+use crate::support::{eventually, eventually_some, AMQP_URL};
+
+/// A consumer of its own durable quorum queue bound to `{prefix}.changes` with `#`, as a downstream
+/// product would run one (docs/events-relay.md): manual acks, and a new connection whenever the old one
+/// ends (a RabbitMQ restart closes it). After the first it declares the queue passively, so a queue lost
+/// in the restart stops it instead of being created again, empty.
+struct Consumer {
+    received: Arc<Mutex<Vec<Received>>>,
+    /// Connections that ended and were replaced.
+    reconnects: Arc<AtomicUsize>,
+    /// The last reason a reconnection failed (for failure messages).
+    last_error: Arc<Mutex<String>>,
+    queue: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Consumer {
+    async fn start(prefix: &str) -> Consumer {
+        let connection = lapin::Connection::connect(AMQP_URL, Default::default()).await.expect("connect");
+        let channel = connection.create_channel().await.expect("channel");
+        let exchange = format!("{prefix}.changes");
+        let durable = lapin::options::ExchangeDeclareOptions { durable: true, ..Default::default() };
+        channel
+            .exchange_declare(exchange.as_str().into(), lapin::ExchangeKind::Topic, durable, FieldTable::default())
+            .await
+            .expect("the changes exchange, as the service declares it");
+        let queue = format!("{prefix}.test.rebuild");
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+        let options = QueueDeclareOptions { durable: true, ..Default::default() };
+        channel.queue_declare(queue.as_str().into(), options, arguments).await.expect("queue");
+        let bind = QueueBindOptions::default();
+        channel
+            .queue_bind(queue.as_str().into(), exchange.as_str().into(), "#".into(), bind, FieldTable::default())
+            .await
+            .expect("bind");
+        let (received, reconnects, last_error) = (Arc::default(), Arc::new(AtomicUsize::new(0)), Arc::default());
+        let task = tokio::spawn(consume(
+            (connection, channel),
+            queue.clone(),
+            Arc::clone(&received),
+            Arc::clone(&reconnects),
+            Arc::clone(&last_error),
+        ));
+        Consumer { received, reconnects, last_error, queue, task }
+    }
+
+    fn snapshot(&self) -> Vec<Received> {
+        self.received.lock().expect("lock").clone()
+    }
+
+    async fn close(self) {
+        self.task.abort();
+        if let Ok(connection) = lapin::Connection::connect(AMQP_URL, Default::default()).await {
+            if let Ok(channel) = connection.create_channel().await {
+                let _ = channel.queue_delete(self.queue.as_str().into(), Default::default()).await;
+            }
+            let _ = connection.close(200, "test done".into()).await;
+        }
+    }
+}
+
+/// Consumes until aborted: records each event (one per message: the service runs with
+/// `amqp.events_per_message` 1), acks it, and connects again whenever the connection ends.
+async fn consume(
+    first: (lapin::Connection, lapin::Channel),
+    queue: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    reconnects: Arc<AtomicUsize>,
+    last_error: Arc<Mutex<String>>,
+) {
+    let mut open = Some(first);
+    loop {
+        let (connection, channel) = match open.take() {
+            Some(open) => open,
+            None => match reopen(&queue).await {
+                Ok(open) => open,
+                Err(error) => {
+                    *last_error.lock().expect("lock") = error.to_string();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
+        };
+        let subscribed = async {
+            channel.basic_qos(500, Default::default()).await?;
+            let options = BasicConsumeOptions::default();
+            channel.basic_consume(queue.as_str().into(), "".into(), options, FieldTable::default()).await
+        };
+        if let Ok(mut deliveries) = subscribed.await {
+            while let Some(Ok(delivery)) = deliveries.next().await {
+                let body: Value = serde_json::from_slice(&delivery.data).expect("JSON body");
+                let message_id = delivery.properties.message_id().as_ref().map(ToString::to_string).unwrap_or_default();
+                received.lock().expect("lock").push(Received {
+                    seq: body["seq"].as_i64().expect("seq"),
+                    event_id: body["event_id"].as_str().unwrap_or_default().to_owned(),
+                    message_id,
+                    routing_key: delivery.routing_key.to_string(),
+                    persistent: *delivery.properties.delivery_mode() == Some(2),
+                    content_type: String::new(),
+                    body,
+                });
+                // Unacknowledged when the connection went: the queue delivers it again (a duplicate).
+                if delivery.ack(BasicAckOptions::default()).await.is_err() {
+                    break;
+                }
+            }
+        }
+        drop(connection);
+        reconnects.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A new connection and channel to the consumer's queue, which must still exist.
+async fn reopen(queue: &str) -> Result<(lapin::Connection, lapin::Channel), lapin::Error> {
+    let connection = lapin::Connection::connect(AMQP_URL, Default::default()).await?;
+    let channel = connection.create_channel().await?;
+    let passive = QueueDeclareOptions { passive: true, durable: true, ..Default::default() };
+    channel.queue_declare(queue.into(), passive, FieldTable::default()).await?;
+    Ok((connection, channel))
+}
 
 /// One `entrasync serve` child process on a known port.
 struct Serve {
@@ -151,13 +282,45 @@ async fn stored(pool: &Pool, tenant_id: i64) -> (Objects, Members) {
     (objects, rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// A burst of mutations on every tenant, returned once its first events are in the outbox (plus 150 ms:
+/// with RabbitMQ slowed, the relay has them published and unconfirmed). Returns the mutations made.
+async fn burst_into_the_outbox(
+    world: &World,
+    tenants: &[entrasync::demo::emulated::EmulatedTenant],
+    rng: &mut StdRng,
+) -> usize {
+    let state = world.sim.state();
+    let mut mutations = 0;
+    for tenant in tenants {
+        let burst = graph_sim::mutate::MutationBatch { seed: rng.random(), count: 150 };
+        state.random_mutations(&tenant.sim_tenant, &burst).expect("mutations");
+        mutations += burst.count;
+    }
+    let _burst_written = eventually(Duration::from_secs(15), || async { outbox_rows(&world.pool).await > 0 }).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    mutations
+}
+
 async fn running_runs(pool: &Pool) -> i64 {
     let client = pool.get().await.expect("connection");
     client.query_one("SELECT count(*) FROM sync_runs WHERE status = 'running'", &[]).await.expect("runs").get(0)
 }
 
+/// What the test does to the service while it syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// SIGKILL of the instance holding the relay lock, with a batch in flight; it is started again.
+    KillRelay,
+    /// Every connection to RabbitMQ through the proxy closed, new ones refused, for 3 s.
+    Cut,
+    /// `rabbitmqctl stop_app`, and `start_app` [`DOWN_FOR`] later while mutations go on.
+    Restart,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_tenant_rebuilt_from_its_events_equals_the_store_after_kills_and_rabbitmq_cuts() {
+async fn every_tenant_rebuilt_from_its_events_equals_the_store_after_kills_cuts_and_a_rabbitmq_restart() {
+    let test_started = Instant::now();
+    let Some(mut rabbitmq) = RabbitMq::control("change_events_rebuild") else { return };
     let world = World::start().await;
     let mut tenants = Vec::new();
     for seed in [171, 172, 173] {
@@ -173,8 +336,7 @@ async fn every_tenant_rebuilt_from_its_events_equals_the_store_after_kills_and_r
             .expect("tenant");
         tenants.push(tenant);
     }
-    let consumer = Collector::start(&world.amqp.prefix, "rebuild", "#", FieldTable::default()).await;
-    consumer.consume().await;
+    let consumer = Consumer::start(&world.amqp.prefix).await;
 
     let mq = TcpProxy::start("127.0.0.1:5672".parse().expect("address")).await.expect("proxy");
     let log_dir = std::env::temp_dir().join(format!("entrasync-rebuild-{}", world.amqp.prefix));
@@ -200,59 +362,80 @@ async fn every_tenant_rebuilt_from_its_events_equals_the_store_after_kills_and_r
         assert!(serve.ready(&http).await, "{} ready (log {})", serve.name, serve.log.display());
     }
 
-    // Mutations throughout; faults at 10 s (kill the relaying instance), 25 s (cut RabbitMQ), 40 s (kill again).
+    // Mutations throughout; faults at 10 s (kill the relaying instance), 22 s (cut RabbitMQ), 32 s (restart
+    // RabbitMQ, down for 5 s while mutations and rounds go on), 48 s (kill again).
     let state = world.sim.state();
     let mut rng = StdRng::seed_from_u64(17);
     let started = Instant::now();
-    let mut faults =
-        vec![(Duration::from_secs(10), "kill"), (Duration::from_secs(25), "cut"), (Duration::from_secs(40), "kill")];
+    let mut faults: Vec<(Duration, Fault)> =
+        [(10, Fault::KillRelay), (22, Fault::Cut), (32, Fault::Restart), (48, Fault::KillRelay)]
+            .into_iter()
+            .map(|(at, fault)| (Duration::from_secs(at), fault))
+            .collect();
     let mut killed: Vec<String> = Vec::new();
-    let mut mutations = 0;
-    while started.elapsed() < Duration::from_secs(55) {
+    let (mut mutations, mut mutations_while_down) = (0, 0);
+    let (mut broker_back_at, mut waited_in_outbox): (Option<Instant>, Option<i64>) = (None, None);
+    while started.elapsed() < Duration::from_secs(60) {
         let tenant = &tenants[rng.random_range(0..tenants.len())];
         let batch = graph_sim::mutate::MutationBatch { seed: rng.random(), count: rng.random_range(5..=40) };
         state.random_mutations(&tenant.sim_tenant, &batch).expect("mutations");
         mutations += batch.count;
+        if let Some(at) = broker_back_at {
+            mutations_while_down += batch.count;
+            if Instant::now() >= at {
+                waited_in_outbox = Some(outbox_rows(&world.pool).await);
+                rabbitmq.start_app().await;
+                broker_back_at = None;
+            }
+        }
         if faults.first().is_some_and(|(at, _)| started.elapsed() >= *at) {
             let (_, fault) = faults.remove(0);
             match fault {
-                "kill" => {
-                    // The holder first (a scrape reads RabbitMQ, slow once delayed). Then a burst on every
-                    // tenant with RabbitMQ slowed so confirms lag, and the kill as soon as the burst's events
-                    // reach the outbox: the relay dies with a batch in flight.
-                    let mut holder = None;
-                    for (index, serve) in instances.iter().enumerate() {
-                        if serve.holds_relay(&http).await {
-                            holder = Some(index);
+                Fault::KillRelay => {
+                    // The holder first (a scrape reads RabbitMQ, slow once delayed; after the restart the
+                    // relay may still be in its backoff). Then a burst on every tenant with RabbitMQ slowed so
+                    // confirms lag, and the kill as soon as the burst's events reach the outbox: the relay
+                    // dies with a batch in flight.
+                    let holder = eventually_some(Duration::from_secs(30), || async {
+                        for (index, serve) in instances.iter().enumerate() {
+                            if serve.holds_relay(&http).await {
+                                return Some(index);
+                            }
                         }
-                    }
+                        None
+                    })
+                    .await;
                     let index = holder.expect("one instance holds the relay lock");
                     mq.delay(Duration::from_millis(400));
-                    for tenant in &tenants {
-                        let burst = graph_sim::mutate::MutationBatch { seed: rng.random(), count: 150 };
-                        state.random_mutations(&tenant.sim_tenant, &burst).expect("mutations");
-                        mutations += burst.count;
-                    }
-                    let pool = world.pool.clone();
-                    let _burst_written =
-                        eventually(Duration::from_secs(15), || async { outbox_rows(&pool).await > 0 }).await;
-                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    mutations += burst_into_the_outbox(&world, &tenants, &mut rng).await;
                     instances[index].kill9();
                     killed.push(instances[index].name.clone());
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     mq.restore();
                     instances[index].spawn();
                 }
-                _ => {
+                Fault::Cut => {
                     mq.cut();
                     tokio::time::sleep(Duration::from_secs(3)).await;
                     mq.restore();
+                }
+                Fault::Restart => {
+                    // Like a kill: the broker goes while the relay has a burst's events in flight.
+                    mq.delay(Duration::from_millis(400));
+                    mutations += burst_into_the_outbox(&world, &tenants, &mut rng).await;
+                    rabbitmq.stop_app().await;
+                    mq.restore();
+                    broker_back_at = Some(Instant::now() + DOWN_FOR);
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..800))).await;
     }
+    assert!(faults.is_empty() && broker_back_at.is_none(), "every fault ran, RabbitMQ is back: {faults:?}");
     assert_eq!(killed.len(), 2, "the relaying instance was killed twice");
+    assert!(mutations_while_down > 0, "mutations went on while RabbitMQ was down");
+    let consumer_reconnects = consumer.reconnects.load(Ordering::Relaxed);
+    assert!(consumer_reconnects >= 1, "the restart closed the consumer's connection");
     for serve in &instances {
         assert!(serve.ready(&http).await, "{} ready again (log {})", serve.name, serve.log.display());
     }
@@ -262,7 +445,7 @@ async fn every_tenant_rebuilt_from_its_events_equals_the_store_after_kills_and_r
     let quiet_since = chrono::Utc::now();
     let pool = world.pool.clone();
     let ids: Vec<i64> = tenants.iter().map(|t| t.tenant_id).collect();
-    let settled = eventually(Duration::from_secs(180), || async {
+    let settled = eventually(Duration::from_secs(120), || async {
         let runs = crate::service_support::stored_runs(&pool).await;
         let synced = ids.iter().all(|id| {
             ["user", "group", "device"].iter().all(|class| {
@@ -274,7 +457,12 @@ async fn every_tenant_rebuilt_from_its_events_equals_the_store_after_kills_and_r
         synced && running_runs(&pool).await == 0 && outbox_rows(&pool).await == 0
     })
     .await;
-    assert!(settled, "every class synced after the mutations and the outbox drained (logs in {})", log_dir.display());
+    assert!(
+        settled,
+        "every class synced after the mutations and the outbox drained (logs in {}; consumer: {})",
+        log_dir.display(),
+        consumer.last_error.lock().expect("lock")
+    );
     let mut last = usize::MAX;
     while last != consumer.snapshot().len() {
         last = consumer.snapshot().len();
@@ -295,8 +483,12 @@ async fn every_tenant_rebuilt_from_its_events_equals_the_store_after_kills_and_r
         models.entry(tenant_id).or_default().apply(event);
     }
     eprintln!(
-        "rebuild: {mutations} mutations, {} events received, {duplicates} duplicates, instances killed: {killed:?}",
-        received.len()
+        "rebuild: {mutations} mutations ({mutations_while_down} while RabbitMQ was down, {} events in the outbox when \
+         it came back), {} events received, {duplicates} duplicates, consumer reconnected {consumer_reconnects} \
+         times, instances killed: {killed:?}, {:.0} s",
+        waited_in_outbox.unwrap_or(-1),
+        received.len(),
+        test_started.elapsed().as_secs_f64()
     );
     assert!(received.len() > 500, "a real stream of events: {}", received.len());
     for tenant in &tenants {

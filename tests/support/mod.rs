@@ -7,6 +7,7 @@
 pub mod app;
 pub mod browser;
 pub mod private_postgres;
+pub mod rabbitmq_restart;
 
 use std::time::Duration;
 
