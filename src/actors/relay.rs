@@ -287,7 +287,7 @@ async fn run_with(deps: RelayDeps, stop: CancellationToken, watch: Option<Watch>
     deps.metrics.set_holder(false);
     stats.abort();
     // Stopped as told: the heart leaves the registry (every pass, and its clone, has ended).
-    if let Some(heart) = heart.and_then(|heart| Arc::into_inner(heart)) {
+    if let Some(heart) = heart.and_then(Arc::into_inner) {
         heart.retire();
     }
 }
