@@ -361,8 +361,9 @@ async fn a_wedged_relay_is_named_and_restarted_and_events_flow_again() {
     assert!(eventually(Duration::from_secs(30), delivered(50)).await, "the relay does not relay at start");
     assert_eq!(healthz(&app.address).await, (200, Vec::new()), "healthy while relaying");
 
-    // The relay's thread blocks at its next turn (within 100 ms: a caught-up relay polls), as a blocking
-    // call would: its deadlines cannot end that. Events written meanwhile wait in the outbox.
+    // The relay's thread blocks at its next turn (within a second: a caught-up relay polls at least that
+    // often), as a blocking call would: its deadlines cannot end that. A turn hits the fault before it
+    // reads, so events written after arming wait in the outbox.
     app.faults.arm(FaultPoint::RelayLoop, Fault::Wedge);
     tokio::time::sleep(Duration::from_secs(1)).await;
     write_events(&pool, 50).await;
