@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 use uuid::Uuid;
 
 use super::connect::{self, Purpose};
@@ -40,6 +40,9 @@ pub struct RelaySession {
     client: Client,
     driver: JoinHandle<Result<(), tokio_postgres::Error>>,
     locked: bool,
+    /// The read and the delete, prepared once per session (not once per batch).
+    next: Statement,
+    delete: Statement,
 }
 
 impl RelaySession {
@@ -53,7 +56,13 @@ impl RelaySession {
         within(client.batch_execute("SET application_name = 'entrasync events relay'"))
             .await
             .during("naming the relay session")?;
-        Ok(RelaySession { client, driver, locked: false })
+        let next = within(client.prepare(include_str!("sql/outbox_relay_next.sql")))
+            .await
+            .during("preparing the relay's statements")?;
+        let delete = within(client.prepare(include_str!("sql/outbox_relay_delete.sql")))
+            .await
+            .during("preparing the relay's statements")?;
+        Ok(RelaySession { client, driver, locked: false, next, delete })
     }
 
     /// Whether the session's connection has ended (and with it any lock it held).
@@ -80,28 +89,30 @@ impl RelaySession {
 
     /// Up to `limit` rows with a `seq` above `after`, in `seq` order.
     pub async fn next_batch(&self, after: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
-        let rows = within(self.client.query(include_str!("sql/outbox_relay_next.sql"), &[&after, &limit]))
+        let rows = within(self.client.query(&self.next, &[&after, &limit]))
             .await
             .during("reading the next outbox rows")?;
         rows.into_iter()
             .map(|row| {
-                let body: String = row.try_get(3)?;
+                let seq: i64 = row.try_get(0)?;
+                let body: &str = row.try_get(3)?;
                 Ok(OutboxRow {
-                    seq: row.try_get(0)?,
+                    seq,
                     event_id: row.try_get(1)?,
                     routing_key: row.try_get(2)?,
-                    body: body.into_bytes(),
+                    body: with_seq(body, seq),
                 })
             })
             .collect()
     }
 
-    /// Deletes the rows RabbitMQ confirmed; returns how many went.
+    /// Deletes the rows RabbitMQ confirmed (`seqs` ascending, as read); returns how many went.
     pub async fn delete(&self, seqs: &[i64]) -> Result<u64, StoreError> {
         if seqs.is_empty() {
             return Ok(0);
         }
-        within(self.client.execute("DELETE FROM change_outbox WHERE seq = ANY($1)", &[&seqs]))
+        let (starts, ends) = ranges(seqs);
+        within(self.client.execute(&self.delete, &[&starts, &ends]))
             .await
             .during("deleting relayed outbox rows")
     }
@@ -111,6 +122,37 @@ impl RelaySession {
         drop(self.client);
         self.driver.abort();
     }
+}
+
+/// The event document's text (`jsonb` output: `{"key": value, …}`) with `"seq"` added as its first
+/// field, as `body || jsonb_build_object('seq', seq)` gave it (a consumer reads fields by name, so
+/// their order is no part of the contract). Bodies are objects (the triggers build them so); anything
+/// else is passed on as it is.
+fn with_seq(body: &str, seq: i64) -> Vec<u8> {
+    let Some(rest) = body.strip_prefix('{') else { return body.as_bytes().to_vec() };
+    let mut merged = Vec::with_capacity(body.len() + 32);
+    merged.extend_from_slice(b"{\"seq\": ");
+    merged.extend_from_slice(seq.to_string().as_bytes());
+    if !rest.trim_start().starts_with('}') {
+        merged.extend_from_slice(b", ");
+    }
+    merged.extend_from_slice(rest.as_bytes());
+    merged
+}
+
+/// Ascending `seqs` as inclusive ranges of consecutive values (starts, ends).
+fn ranges(seqs: &[i64]) -> (Vec<i64>, Vec<i64>) {
+    let (mut starts, mut ends) = (Vec::new(), Vec::<i64>::new());
+    for &seq in seqs {
+        match ends.last_mut() {
+            Some(end) if seq == *end + 1 => *end = seq,
+            _ => {
+                starts.push(seq);
+                ends.push(seq);
+            }
+        }
+    }
+    (starts, ends)
 }
 
 async fn within<T>(
@@ -189,4 +231,23 @@ pub async fn fill_for_bench(pool: &Pool, events: i64, tenants: i64) -> Result<u6
     // Its own statement: VACUUM refuses to run in the implicit transaction of a multi-statement string.
     client.batch_execute("VACUUM ANALYZE change_outbox").await.during("filling the outbox")?;
     Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ranges, with_seq};
+
+    #[test]
+    fn seq_becomes_the_first_field() {
+        let merged = with_seq(r#"{"kind": "updated", "object": {"a": 1}}"#, 42);
+        assert_eq!(String::from_utf8(merged).expect("utf-8"), r#"{"seq": 42, "kind": "updated", "object": {"a": 1}}"#);
+        let value: serde_json::Value = serde_json::from_slice(&with_seq("{}", 7)).expect("json");
+        assert_eq!(value, serde_json::json!({"seq": 7}));
+    }
+
+    #[test]
+    fn consecutive_seqs_make_one_range() {
+        assert_eq!(ranges(&[3, 4, 5, 9, 10, 12]), (vec![3, 9, 12], vec![5, 10, 12]));
+        assert_eq!(ranges(&[]), (vec![], vec![]));
+    }
 }
