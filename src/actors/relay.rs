@@ -10,7 +10,8 @@
 //! are re-published (same `event_id`), never skipped.
 //!
 //! Memory is bounded by [`Tuning::batch`] × [`Tuning::in_flight_batches`] rows whatever the backlog: a
-//! batch is read only when fewer than that many wait for their confirms.
+//! batch is read only when fewer than that many wait for their confirms (and the next batch is read
+//! while one is published).
 //!
 //! In `serve` the relay is a liveness unit ([`start_watched`]): every turn of its loops — a restart, a lock
 //! attempt, a batch read, each batch settled — beats its heart, and every wait inside a turn has a
@@ -357,24 +358,40 @@ impl Pass<'_> {
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let (mut cursor, mut forward_reads) = (0_i64, 0_u32);
         let mut idle_wait = tuning.idle_poll;
+        let (session, mut ahead) = (self.session, None);
         while !stop.is_cancelled() {
             self.pulse.turn();
             if self.session.is_closed() {
                 return Err(StoreError::Unavailable("the relay session ended".to_owned()).into());
             }
-            let rows = self.session.next_batch(cursor, tuning.batch).await?;
+            let rows = match ahead.take() {
+                Some(rows) => rows,
+                None => session.next_batch(cursor, tuning.batch).await?,
+            };
             let full = rows.len() as i64 == tuning.batch;
             let found_none = rows.is_empty();
             if let Some(last) = rows.last() {
                 cursor = last.seq;
+                // The next read, when it will be forward from here, runs in Postgres while this batch is
+                // published (bench-events: Postgres and the relay took turns before).
+                let forward = full && forward_reads + 1 < tuning.rescan_every;
+                let read_ahead = async {
+                    if forward {
+                        Some(session.next_batch(cursor, tuning.batch).await)
+                    } else {
+                        None
+                    }
+                };
                 // Writing a batch to a connection RabbitMQ stopped reading (flow control, a frozen path)
                 // waits as long as a missing confirm may.
-                let publishing =
-                    publish(channel, &self.deps.exchange, &rows, tuning.publish_window, tuning.per_message);
-                let confirms = tokio::time::timeout(CONFIRM_DEADLINE, publishing)
-                    .await
-                    .map_err(|_| RelayError::Broker(QueueError::Timeout(CONFIRM_DEADLINE)))??;
+                let publishing = tokio::time::timeout(
+                    CONFIRM_DEADLINE,
+                    publish(channel, &self.deps.exchange, &rows, tuning.publish_window, tuning.per_message),
+                );
+                let (published, next) = tokio::join!(publishing, read_ahead);
+                let confirms = published.map_err(|_| RelayError::Broker(QueueError::Timeout(CONFIRM_DEADLINE)))??;
                 in_flight.push_back(InFlight { seqs: rows.iter().map(|r| r.seq).collect(), confirms });
+                ahead = next.transpose()?;
             }
             drop(rows);
             forward_reads += 1;
