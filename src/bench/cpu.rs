@@ -13,7 +13,7 @@ use crate::store::bench::backends;
 use crate::store::Pool;
 
 /// utime + stime of a process in clock ticks; `None` when it is gone or unreadable.
-fn ticks(pid: &str) -> Option<u64> {
+pub(super) fn ticks(pid: &str) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces: fields count from after its closing parenthesis.
     let rest = stat.rsplit_once(')')?.1;

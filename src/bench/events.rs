@@ -5,10 +5,12 @@
 //! with `#` takes every event, until the outbox is empty. Reported: events/s, this process's peak RSS
 //! over the relay (and before it), and CPU seconds of this process, the Postgres backends of the scratch
 //! database and the RabbitMQ server (`beam.smp`) over the relay. Run it twice with different `--events`
-//! to see the memory stay flat.
+//! to see the memory stay flat. `--rounds` measures something else: sync rounds with events off, with a
+//! consumer draining the queue and with a stopped consumer holding a backlog ([`super::events_rounds`]).
 //!
 //! ```sh
 //! entrasync bench-events --events 500000
+//! entrasync bench-events --rounds
 //! ```
 
 use std::time::{Duration, Instant};
@@ -43,15 +45,43 @@ pub struct EventsBenchArgs {
     /// Batches waiting for their confirms at most.
     #[arg(long, default_value_t = Tuning::default().in_flight_batches)]
     pub in_flight: usize,
-    /// Events per AMQP message (`amqp.events_per_message`): 1, or envelopes of up to this many.
-    #[arg(long, default_value_t = 1)]
-    pub per_message: usize,
+    /// Events per AMQP message: 1, or envelopes of up to this many (default: `amqp.events_per_message`).
+    #[arg(long)]
+    pub per_message: Option<usize>,
     /// The bound queue is a quorum queue (as the job queues are) instead of a classic durable one.
     #[arg(long)]
     pub quorum: bool,
     /// Print one JSON object instead of a Markdown table.
     #[arg(long)]
     pub json: bool,
+    /// Instead of the relay's throughput: sync rounds with events off, with a consumer draining the
+    /// queue, and with a stopped consumer whose queue holds `--backlog` events (src/bench/events_rounds.rs).
+    #[arg(long)]
+    pub rounds: bool,
+    /// `--rounds`: users in the generated tenant.
+    #[arg(long, default_value_t = 100_000)]
+    pub users: usize,
+    /// `--rounds`: size of the emulator's mutation batch before the delta round (28,000: ~10,000 user changes).
+    #[arg(long, default_value_t = 28_000)]
+    pub delta_mutations: usize,
+    /// `--rounds`: how often each condition runs (in a rotating order).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// `--rounds`: events waiting in the stopped consumer's queue before its first run (default: an hour
+    /// at 1,000 events/s).
+    #[arg(long, default_value_t = 3_600_000)]
+    pub backlog: u64,
+    /// `--rounds`: objects per delta page.
+    #[arg(long, default_value_t = 200)]
+    pub page_size: usize,
+    /// `--rounds`: the binary that runs `graph-sim` and the relay child; this executable by default.
+    #[arg(long)]
+    pub emulator_bin: Option<std::path::PathBuf>,
+    /// Internal: run only the relay (and `--consume-queue`'s consumer) until stdin closes.
+    #[arg(long, hide = true)]
+    pub relay_child: bool,
+    #[arg(long, hide = true)]
+    pub consume_queue: Option<String>,
 }
 
 /// One run's figures.
@@ -76,6 +106,34 @@ pub struct EventsFigures {
 }
 
 pub async fn run(args: EventsBenchArgs, settings: Settings) -> anyhow::Result<String> {
+    let per_message = args.per_message.unwrap_or(usize::from(settings.amqp.events_per_message)).max(1);
+    if args.relay_child {
+        return super::events_child::run(settings, per_message, args.consume_queue).await;
+    }
+    if args.rounds {
+        let exe = match &args.emulator_bin {
+            Some(path) => path.clone(),
+            None => std::env::current_exe().context("locating this executable")?,
+        };
+        let plan = super::events_rounds::Plan {
+            users: args.users,
+            delta_mutations: args.delta_mutations,
+            repeats: args.repeats,
+            backlog_events: args.backlog,
+            per_message,
+            quorum: args.quorum,
+            page_size: args.page_size,
+            batch_objects: settings.sync.batch_objects,
+            exe,
+        };
+        let report = super::events_rounds::run(plan, settings).await?;
+        return Ok(if args.json {
+            serde_json::to_string(&report).context("the JSON report")? + "\n"
+        } else {
+            report.markdown()
+        });
+    }
+    let args = EventsBenchArgs { per_message: Some(per_message), ..args };
     anyhow::ensure!(
         args.events > 0 && args.batch > 0 && args.in_flight > 0,
         "--events, --batch and --in-flight must be positive"
@@ -136,7 +194,7 @@ async fn measure(args: &EventsBenchArgs, db: &ScratchDatabase, broker: &Broker) 
     let tuning = Tuning {
         batch: args.batch,
         in_flight_batches: args.in_flight,
-        per_message: args.per_message,
+        per_message: args.per_message.unwrap_or(1),
         ..Tuning::default()
     };
     let deps = RelayDeps {
@@ -192,13 +250,13 @@ async fn measure(args: &EventsBenchArgs, db: &ScratchDatabase, broker: &Broker) 
         rabbitmq_cpu_s: split.emulator_s,
         batch: args.batch,
         in_flight: args.in_flight,
-        per_message: args.per_message,
+        per_message: args.per_message.unwrap_or(1),
         queue_type: if args.quorum { "quorum" } else { "classic" },
     })
 }
 
 /// The RabbitMQ server's process on this machine (`beam.smp`), if there is one.
-fn beam_pid() -> Option<u32> {
+pub(super) fn beam_pid() -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
         let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
         let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;

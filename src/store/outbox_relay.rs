@@ -89,9 +89,8 @@ impl RelaySession {
 
     /// Up to `limit` rows with a `seq` above `after`, in `seq` order.
     pub async fn next_batch(&self, after: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
-        let rows = within(self.client.query(&self.next, &[&after, &limit]))
-            .await
-            .during("reading the next outbox rows")?;
+        let rows =
+            within(self.client.query(&self.next, &[&after, &limit])).await.during("reading the next outbox rows")?;
         rows.into_iter()
             .map(|row| {
                 let seq: i64 = row.try_get(0)?;
@@ -112,9 +111,7 @@ impl RelaySession {
             return Ok(0);
         }
         let (starts, ends) = ranges(seqs);
-        within(self.client.execute(&self.delete, &[&starts, &ends]))
-            .await
-            .during("deleting relayed outbox rows")
+        within(self.client.execute(&self.delete, &[&starts, &ends])).await.during("deleting relayed outbox rows")
     }
 
     /// Closes the session, releasing the lock.

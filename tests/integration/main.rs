@@ -16,6 +16,7 @@ mod api_secrets;
 mod api_store;
 mod api_tags;
 mod api_v1;
+mod bench_events;
 mod bench_fleet_budget;
 mod bench_fleet_smoke;
 mod bench_smoke;

@@ -9,6 +9,7 @@ pub mod backends;
 pub mod chaos;
 pub mod copy;
 pub mod db_stats;
+pub mod events;
 pub mod history;
 pub mod nesting;
 pub mod row_versions;
