@@ -2,7 +2,8 @@
 """Consumes entrasync change events (docs/events.md) with a stock AMQP client, pika.
 
 It declares its own durable queue, binds it to the `<prefix>.changes` topic exchange with the routing
-patterns it wants, acknowledges each event only after applying it, skips events it has already applied
+patterns it wants, unwraps envelopes (a message carries up to 100 events by default), acknowledges
+each message only after applying its events, skips events it has already applied
 (the same `event_id` can arrive twice: delivery is at least once) and keeps, per object and per
 membership, the state of the event with the highest `seq` (events of one object arrive in `seq` order;
 after a redelivery an older one can arrive again and is then ignored).
@@ -99,7 +100,8 @@ def main():
             continue
         last_event = time.monotonic()
         document = json.loads(body)
-        # With amqp.events_per_message above 1 a message is an envelope of consecutive events.
+        # A message is an envelope of consecutive events (amqp.events_per_message, 100 by default), or
+        # one event when that setting is 1: the AMQP type says which.
         events = document["events"] if properties.type == "entrasync.events" else [document]
         for event in events:
             if directory.apply(event):
