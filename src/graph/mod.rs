@@ -24,6 +24,7 @@ mod error;
 mod organization;
 mod probe;
 mod retry;
+mod select;
 
 pub use auth::token_url;
 pub use budget::{

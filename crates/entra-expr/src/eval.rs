@@ -230,6 +230,12 @@ impl Evaluator<'_, '_> {
     fn text(&self, call: &Call, index: usize) -> Result<Option<String>> {
         match call.arg(index) {
             Some(Node::Str(s)) => Ok(Some(s.to_string())),
+            // A string attribute is copied once, not into a value and then out of it.
+            Some(Node::Attr(name)) => match self.source.get(name) {
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => Ok(single(call.func, &from_json(other))?.map(Cow::into_owned)),
+                None => Ok(None),
+            },
             Some(node) => {
                 let value = self.eval(node)?;
                 Ok(single(call.func, &value)?.map(Cow::into_owned))
@@ -580,7 +586,7 @@ impl Evaluator<'_, '_> {
             }
             None => Cow::Borrowed(""),
         };
-        let mut out = String::new();
+        let mut out = String::with_capacity(64);
         let mut first = true;
         let mut push = |part: &str| {
             if part.is_empty() {
@@ -620,12 +626,15 @@ impl Evaluator<'_, '_> {
     /// only the chosen value is evaluated (A23).
     fn switch(&self, call: &Call) -> Result<Value> {
         let source = self.arg(call, 0)?;
-        let source_text = source.as_text().map(Cow::into_owned).unwrap_or_default();
+        let source_text = source.as_text().unwrap_or_default();
         let mut index = 2;
         while index + 1 < call.args.len() {
-            let key = self.arg(call, index)?;
-            let key_text = key.as_text().unwrap_or_default();
-            if key_text == source_text {
+            // Literal keys (the usual case) are compared in place.
+            let matched = match call.arg(index) {
+                Some(Node::Str(key)) => **key == *source_text,
+                _ => self.arg(call, index)?.as_text().unwrap_or_default() == source_text,
+            };
+            if matched {
                 return self.arg(call, index + 1);
             }
             index += 2;
