@@ -8,6 +8,10 @@
 //! An expression that fails for one object (an `Item` index past the end, say) does not fail the
 //! round: its result is taken as null (so its default applies on creation) and a warning names the
 //! tenant, class and target (the first ten per policy, then every power of two).
+//!
+//! `mapped` is written straight into its canonical JSON text (mappings kept sorted by target, so the
+//! keys come out in the order `sync::marker::canonical_json` sorts them, byte for byte the same text):
+//! no map of values is built, and the text is hashed into the marker and stored as it is.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,7 +25,9 @@ use super::validate::{attribute_name, target_name};
 use super::{MappingError, MappingProblem};
 use crate::model::mapping::{ApplyWhen, MappingSet, MappingSource};
 use crate::model::ObjectClass;
+use crate::store::wire::JsonText;
 use crate::store::{self, Pool};
+use crate::sync::marker::{write_canonical, write_string};
 use crate::sync::{Admission, ObjectPolicy, PassThrough, Reads};
 
 /// What expressions see besides the object: the time (fixed when the policy is compiled, so one
@@ -45,6 +51,7 @@ impl PolicyContext {
 pub struct TenantPolicy {
     class: ObjectClass,
     scope: Scope,
+    /// Sorted by target (bytes), the order of `mapped`'s keys in canonical text.
     mappings: Vec<Compiled>,
     /// Whether any mapping applies always: then `mapped` is an object (maybe empty), else `None`, so a
     /// set with only create-time mappings or only scoping leaves every change marker as it was.
@@ -58,6 +65,8 @@ pub struct TenantPolicy {
 #[derive(Debug)]
 struct Compiled {
     target: String,
+    /// `"target":` as JSON, written before the value in `mapped`.
+    key_json: Vec<u8>,
     source: Source,
     default: Option<Value>,
     apply: ApplyWhen,
@@ -71,11 +80,46 @@ enum Source {
     None,
 }
 
-enum Outcome {
-    Value(Value),
+enum Outcome<'a> {
+    Value(Produced<'a>),
     Null,
     Omit,
     IgnoreObject,
+}
+
+/// A mapping's non-null result: borrowed where it is a constant or an attribute, so it is copied only
+/// into `mapped`'s text.
+enum Produced<'a> {
+    Json(&'a Value),
+    Expr(ExprValue),
+}
+
+impl Produced<'_> {
+    /// Appends the canonical text of [`Produced::to_json`]'s value.
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Produced::Json(value) => write_canonical(out, value),
+            Produced::Expr(ExprValue::Str(text)) => write_string(out, text),
+            Produced::Expr(ExprValue::Multi(values)) => {
+                out.push(b'[');
+                for (index, value) in values.iter().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    write_string(out, value);
+                }
+                out.push(b']');
+            }
+            Produced::Expr(other) => write_canonical(out, &other.to_json()),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Produced::Json(value) => (*value).clone(),
+            Produced::Expr(value) => value.to_json(),
+        }
+    }
 }
 
 /// Compiles `set` with the current time; every problem at once when it does not compile.
@@ -149,8 +193,12 @@ pub fn compile_at(
             }
         };
         if let Some(source) = source {
+            let mut key_json = Vec::with_capacity(mapping.target.len() + 3);
+            write_string(&mut key_json, &mapping.target);
+            key_json.push(b':');
             mappings.push(Compiled {
                 target: mapping.target.clone(),
+                key_json,
                 source,
                 default: mapping.default_if_null.clone().map(Value::String),
                 apply: mapping.apply,
@@ -168,14 +216,20 @@ pub fn compile_at(
         Some(scope) if problems.is_empty() => Ok(TenantPolicy {
             class,
             reads: attributes_read(&scope, &mappings),
-            scope,
             has_always: mappings.iter().any(|m| m.apply == ApplyWhen::Always && !matches!(m.source, Source::None)),
-            mappings,
+            // Evaluation order does not matter (each mapping sees only the object); the output's does.
+            mappings: sorted_by_target(mappings),
+            scope,
             context,
             failures: AtomicU64::new(0),
         }),
         _ => Err(problems),
     }
+}
+
+fn sorted_by_target(mut mappings: Vec<Compiled>) -> Vec<Compiled> {
+    mappings.sort_by(|a, b| a.target.cmp(&b.target));
+    mappings
 }
 
 /// Every attribute the scope's clauses and the mappings reference (Direct sources and `[name]`s in
@@ -233,19 +287,19 @@ impl TenantPolicy {
         self.failures.load(Ordering::Relaxed)
     }
 
-    fn evaluate(&self, mapping: &Compiled, attrs: &Map<String, Value>, context: &Context<'_>) -> Outcome {
+    fn evaluate<'a>(&self, mapping: &'a Compiled, attrs: &'a Map<String, Value>, context: &Context<'_>) -> Outcome<'a> {
         match &mapping.source {
             Source::None => Outcome::Null,
-            Source::Constant(value) => Outcome::Value(value.clone()),
+            Source::Constant(value) => Outcome::Value(Produced::Json(value)),
             Source::Direct(name) => match lookup(attrs, name) {
                 None | Some(Value::Null) => Outcome::Null,
-                Some(value) => Outcome::Value(value.clone()),
+                Some(value) => Outcome::Value(Produced::Json(value)),
             },
             Source::Expression(expression) => match expression.evaluate(attrs, context) {
                 Ok(ExprValue::IgnoreObject) => Outcome::IgnoreObject,
                 Ok(ExprValue::Drop | ExprValue::IgnoreAttribute) => Outcome::Omit,
                 Ok(value) if value.is_null() => Outcome::Null,
-                Ok(value) => Outcome::Value(value.to_json()),
+                Ok(value) => Outcome::Value(Produced::Expr(value)),
                 Err(error) => {
                     self.failed(mapping, &error);
                     Outcome::Null
@@ -283,16 +337,22 @@ impl ObjectPolicy for TenantPolicy {
         }
         let mut context = Context::at(self.context.now);
         context.default_domain = self.context.default_domain.as_deref();
-        let mut mapped = Map::new();
+        // `mapped`'s canonical text, keys in the mappings' (sorted) order.
+        let mut mapped = Vec::with_capacity(192);
+        mapped.push(b'{');
         let mut on_create = Map::new();
         for mapping in &self.mappings {
             match (self.evaluate(mapping, attrs, &context), mapping.apply) {
                 (Outcome::IgnoreObject, _) => return Admission::Filter,
                 (Outcome::Value(value), ApplyWhen::Always) => {
-                    mapped.insert(mapping.target.clone(), value);
+                    if mapped.len() > 1 {
+                        mapped.push(b',');
+                    }
+                    mapped.extend_from_slice(&mapping.key_json);
+                    value.write(&mut mapped);
                 }
                 (Outcome::Value(value), ApplyWhen::OnCreate) => {
-                    on_create.insert(mapping.target.clone(), value);
+                    on_create.insert(mapping.target.clone(), value.to_json());
                 }
                 (Outcome::Null, _) => {
                     if let Some(default) = &mapping.default {
@@ -302,8 +362,9 @@ impl ObjectPolicy for TenantPolicy {
                 (Outcome::Omit, _) => {}
             }
         }
+        mapped.push(b'}');
         Admission::Admit {
-            mapped: self.has_always.then_some(Value::Object(mapped)),
+            mapped: self.has_always.then(|| JsonText::from_json_bytes(mapped)),
             on_create: (!on_create.is_empty()).then_some(Value::Object(on_create)),
         }
     }
@@ -316,6 +377,7 @@ mod tests {
 
     use super::*;
     use crate::model::mapping::{AttributeMapping, ScopeClause, ScopeGroup, ScopeOperator};
+    use crate::sync::marker::canonical_json;
 
     fn mapping(target: &str, source: MappingSource, default: Option<&str>, apply: ApplyWhen) -> AttributeMapping {
         AttributeMapping { target: target.to_owned(), source, default_if_null: default.map(str::to_owned), apply }
@@ -440,10 +502,62 @@ mod tests {
         assert_eq!(
             admission,
             Admission::Admit {
-                mapped: Some(json!({"mailNickname": "ada@contoso.com", "company": "Contoso", "alias": "Ada.Lovelace"})),
+                mapped: Some(canonical_json(
+                    &json!({"mailNickname": "ada@contoso.com", "company": "Contoso", "alias": "Ada.Lovelace"})
+                )),
                 on_create: Some(json!({"office": "HQ", "firstName": "Ada", "country": "DE"})),
             }
         );
+    }
+
+    /// `mapped` is written as text directly; it must be byte for byte the canonical text of the map of
+    /// values it stands for (else every stored marker would change once), whatever the declared order
+    /// of the targets and the kinds of values.
+    #[test]
+    fn mapped_text_is_the_canonical_text_of_the_results() {
+        let set = MappingSet {
+            mappings: vec![
+                mapping("zeta", expression(r#"Join(" ", [givenName], "\"q\" é 😀 \\")"#), None, ApplyWhen::Always),
+                mapping("Upper", direct("proxyAddresses"), None, ApplyWhen::Always),
+                mapping("alpha", expression(r#"Split([mail], "@")"#), None, ApplyWhen::Always),
+                mapping("count", expression("Count([proxyAddresses])"), None, ApplyWhen::Always),
+                mapping("flag", expression(r#"CBool("true")"#), None, ApplyWhen::Always),
+                mapping("when", expression(r#"CDate("2025-08-10T10:00:00Z")"#), None, ApplyWhen::Always),
+                mapping("half", expression(r#"CDate(DateFromNum(0))"#), None, ApplyWhen::Always),
+                mapping("nested", direct("onPremisesExtensionAttributes"), None, ApplyWhen::Always),
+                mapping("number", direct("n"), None, ApplyWhen::Always),
+                mapping("company", MappingSource::Constant { value: "Con\"to\u{1}so".into() }, None, ApplyWhen::Always),
+                mapping("missing", direct("absent"), Some("d"), ApplyWhen::Always),
+                mapping("a.b:c-d_e", expression("[givenName]"), None, ApplyWhen::Always),
+                mapping("created", expression("[givenName]"), None, ApplyWhen::OnCreate),
+            ],
+            scoping: vec![],
+        };
+        let p = policy(&set);
+        let attrs = object(json!({
+            "givenName": "Ada", "mail": "ada@contoso.com", "proxyAddresses": ["SMTP:a@b", "smtp:c@d"],
+            "onPremisesExtensionAttributes": {"z": 1, "a": [true, null, 2.5]}, "n": -12.5e3,
+        }));
+        let Admission::Admit { mapped: Some(mapped), on_create } = p.admit(ObjectClass::User, &attrs) else {
+            panic!("admitted with mapped attributes")
+        };
+        // The reference: each result as a JSON value, in a map, serialised canonically.
+        let context = Context::at(at_noon().now);
+        let mut expected = Map::new();
+        for m in &p.mappings {
+            if m.apply == ApplyWhen::Always {
+                if let Outcome::Value(value) = p.evaluate(m, &attrs, &context) {
+                    expected.insert(m.target.clone(), value.to_json());
+                }
+            }
+        }
+        assert_eq!(expected.len(), 11, "{expected:?}");
+        assert_eq!(mapped, canonical_json(&Value::Object(expected)));
+        let parsed: Value = serde_json::from_slice(mapped.as_bytes()).expect("mapped is JSON");
+        assert_eq!(parsed["zeta"], json!("Ada \"q\" é 😀 \\"));
+        assert_eq!(parsed["company"], json!("Con\"to\u{1}so"));
+        assert_eq!(parsed["alpha"], json!(["ada", "contoso.com"]));
+        assert_eq!(on_create, Some(json!({"missing": "d", "created": "Ada"})));
     }
 
     #[test]
@@ -459,7 +573,10 @@ mod tests {
             .admit(ObjectClass::User, &object(json!({"accountEnabled": false, "proxyAddresses": ["SMTP:a@b"]})));
         assert_eq!(
             admission,
-            Admission::Admit { mapped: Some(json!({"enabled": false, "addresses": ["SMTP:a@b"]})), on_create: None }
+            Admission::Admit {
+                mapped: Some(canonical_json(&json!({"enabled": false, "addresses": ["SMTP:a@b"]}))),
+                on_create: None
+            }
         );
     }
 
@@ -539,7 +656,10 @@ mod tests {
         let admission = p.admit(ObjectClass::User, &object(json!({"proxyAddresses": ["a"], "mail": "m"})));
         assert_eq!(
             admission,
-            Admission::Admit { mapped: Some(json!({"mail": "m"})), on_create: Some(json!({"third": "none"})) }
+            Admission::Admit {
+                mapped: Some(canonical_json(&json!({"mail": "m"}))),
+                on_create: Some(json!({"third": "none"}))
+            }
         );
         assert_eq!(p.evaluation_failures(), 1);
     }
@@ -559,7 +679,7 @@ mod tests {
         assert_eq!(p.admit(ObjectClass::User, &object(json!({"userType": "Guest"}))), Admission::Filter);
         assert_eq!(
             p.admit(ObjectClass::User, &object(json!({"userType": "Member", "mail": "m"}))),
-            Admission::Admit { mapped: Some(json!({"x": "m"})), on_create: None }
+            Admission::Admit { mapped: Some(canonical_json(&json!({"x": "m"}))), on_create: None }
         );
     }
 

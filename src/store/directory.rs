@@ -103,7 +103,7 @@ pub async fn get_object(
             // The effective mapped attributes: create-time values overlaid with what mappings write always.
             "SELECT attrs,
                     CASE WHEN mapped IS NULL AND mapped_on_create IS NULL THEN NULL
-                         ELSE coalesce(mapped_on_create, '{}'::jsonb) || coalesce(mapped, '{}'::jsonb) END,
+                         ELSE coalesce(mapped_on_create, '{}'::jsonb) || coalesce(mapped::jsonb, '{}'::jsonb) END,
                     deleted_at, delete_reason FROM directory_objects
              WHERE tenant_id = $1 AND object_class = $2::text::object_class AND object_id = $3",
             &[&tenant_id, &class.as_str(), &object_id],

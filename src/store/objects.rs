@@ -28,14 +28,15 @@ pub struct ObjectWrites<'a> {
     pub ids: Vec<Uuid>,
     pub markers: Vec<i64>,
     pub attrs: Vec<&'a JsonText>,
-    pub mapped: Vec<Option<&'a Value>>,
+    /// Canonical JSON text, as the marker hashed it.
+    pub mapped: Vec<Option<&'a JsonText>>,
     /// What mappings write only when the object is first stored: used by [`insert_new`] alone (an
     /// update never touches `mapped_on_create`).
     pub on_create: Vec<Option<&'a Value>>,
 }
 
 impl<'a> ObjectWrites<'a> {
-    pub fn push(&mut self, id: Uuid, marker: i64, attrs: &'a JsonText, mapped: Option<&'a Value>) {
+    pub fn push(&mut self, id: Uuid, marker: i64, attrs: &'a JsonText, mapped: Option<&'a JsonText>) {
         self.push_new(id, marker, attrs, mapped, None);
     }
 
@@ -45,7 +46,7 @@ impl<'a> ObjectWrites<'a> {
         id: Uuid,
         marker: i64,
         attrs: &'a JsonText,
-        mapped: Option<&'a Value>,
+        mapped: Option<&'a JsonText>,
         on_create: Option<&'a Value>,
     ) {
         self.ids.push(id);
@@ -158,7 +159,7 @@ const COPY_NEW_OBJECTS: &str = "COPY directory_objects (tenant_id, object_class,
      mapped_on_create, created_run) FROM STDIN (FORMAT binary)";
 /// Never executed: prepared only for its parameter types, in COPY_NEW_OBJECTS' column order.
 const COPY_TYPES: &str =
-    "SELECT $1::bigint, $2::object_class, $3::uuid, $4::bigint, $5::jsonb, $6::jsonb, $7::jsonb, $8::uuid";
+    "SELECT $1::bigint, $2::object_class, $3::uuid, $4::bigint, $5::jsonb, $6::json, $7::jsonb, $8::uuid";
 
 /// Records restorable deletions of objects never stored (created and soft-deleted between rounds):
 /// the store knows every object Graph reported, even one known only as deleted. Returns rows written.
@@ -286,7 +287,7 @@ pub async fn write_mapped(
     class: ObjectClass,
     ids: &[Uuid],
     markers: &[i64],
-    mapped: &[Option<&Value>],
+    mapped: &[Option<&JsonText>],
 ) -> Result<u64, StoreError> {
     let (Some(lowest), Some(highest)) = (ids.iter().min(), ids.iter().max()) else {
         return Ok(0);

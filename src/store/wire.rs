@@ -5,10 +5,16 @@
 use bytes::{BufMut, BytesMut};
 use tokio_postgres::types::{to_sql_checked, IsNull, Kind, ToSql, Type};
 
-/// A JSON text, sent as `jsonb`. Postgres parses it on arrival, so text that is not JSON is refused
-/// with an error (the statement fails, nothing is stored), never stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A JSON text, sent as `jsonb` or `json` (the `mapped` column, V58). Postgres checks it on arrival, so
+/// text that is not JSON is refused with an error (the statement fails, nothing is stored), never stored.
+#[derive(Clone, PartialEq, Eq)]
 pub struct JsonText(Vec<u8>);
+
+impl std::fmt::Debug for JsonText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JsonText({})", String::from_utf8_lossy(&self.0))
+    }
+}
 
 impl JsonText {
     /// Wraps bytes that hold one JSON text (e.g. the canonical form the marker was computed over).
@@ -25,14 +31,17 @@ impl JsonText {
 const JSONB_VERSION: u8 = 1;
 
 impl ToSql for JsonText {
-    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.put_u8(JSONB_VERSION);
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        // json's binary format is the text alone.
+        if *ty == Type::JSONB {
+            out.put_u8(JSONB_VERSION);
+        }
         out.put_slice(&self.0);
         Ok(IsNull::No)
     }
 
     fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSONB
+        *ty == Type::JSONB || *ty == Type::JSON
     }
 
     to_sql_checked!();

@@ -8,6 +8,8 @@
 use serde_json::{Map, Value};
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
+use crate::store::wire::JsonText;
+
 /// Drops top-level `null` properties: "unset" has one representation.
 pub fn canonical_attrs(mut attrs: Map<String, Value>) -> Map<String, Value> {
     attrs.retain(|_, value| !value.is_null());
@@ -24,32 +26,41 @@ pub struct Canonical {
 }
 
 /// The canonical form and marker of an object's stored state: its canonical attributes and, when
-/// mappings produced any, its mapped attributes (so a mapping change rewrites the row).
-pub fn canonicalize(attrs: &Map<String, Value>, mapped: Option<&Value>) -> Canonical {
+/// mappings produced any, its mapped attributes' canonical text ([`canonical_json`]), so a mapping
+/// change rewrites the row.
+pub fn canonicalize(attrs: &Map<String, Value>, mapped: Option<&JsonText>) -> Canonical {
     let mut attrs_json = Vec::with_capacity(512);
     write_object(&mut attrs_json, attrs.iter());
     Canonical { marker: marker_of(&attrs_json, mapped), attrs_json }
 }
 
 /// The marker of an object whose canonical attribute text is already at hand (a parsed page writes it
-/// directly, `graph::CanonicalJson`): the same value [`canonicalize`] computes.
-pub fn marker_of(attrs_json: &[u8], mapped: Option<&Value>) -> i64 {
+/// directly, `graph::CanonicalJson`): the same value [`canonicalize`] computes. `mapped` is canonical
+/// text too (the policy writes it so), hashed and stored as it is: never serialised twice.
+pub fn marker_of(attrs_json: &[u8], mapped: Option<&JsonText>) -> i64 {
     let digest = match mapped {
         // One shot: the same xxh3-64 as the streaming hasher over the same bytes.
         None => xxh3_64(attrs_json),
         Some(mapped) => {
             let mut hasher = Xxh3::new();
             hasher.update(attrs_json);
-            let mut buffer = Vec::with_capacity(128);
             // A separator no JSON text starts with keeps (attrs, mapped) pairs unambiguous.
-            buffer.push(0);
-            write_canonical(&mut buffer, mapped);
-            hasher.update(&buffer);
+            hasher.update(&[0]);
+            hasher.update(mapped.as_bytes());
             hasher.digest()
         }
     };
     // Stored as Postgres bigint: the same 64 bits, reinterpreted.
     digest as i64
+}
+
+/// A JSON value as canonical text (keys sorted at every level, array order kept): the form mapped
+/// attributes are hashed and stored in. Policies that build their output as values use this; the
+/// compiled mapping policy writes the same bytes directly.
+pub fn canonical_json(value: &Value) -> JsonText {
+    let mut out = Vec::with_capacity(128);
+    write_canonical(&mut out, value);
+    JsonText::from_json_bytes(out)
 }
 
 fn write_object<'a>(out: &mut Vec<u8>, entries: impl Iterator<Item = (&'a String, &'a Value)>) {
@@ -67,7 +78,8 @@ fn write_object<'a>(out: &mut Vec<u8>, entries: impl Iterator<Item = (&'a String
     out.push(b'}');
 }
 
-fn write_canonical(out: &mut Vec<u8>, value: &Value) {
+/// Appends the canonical text of `value` (see [`canonical_json`]).
+pub fn write_canonical(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -88,7 +100,8 @@ fn write_canonical(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-fn write_string(out: &mut Vec<u8>, text: &str) {
+/// Appends `text` as a JSON string, escaped as serde_json escapes it (the canonical form's strings).
+pub fn write_string(out: &mut Vec<u8>, text: &str) {
     // serde_json's escaping is deterministic; writing into a Vec cannot fail.
     serde_json::to_writer(&mut *out, text).unwrap_or_default();
 }
@@ -97,7 +110,7 @@ fn write_string(out: &mut Vec<u8>, text: &str) {
 mod tests {
     use super::*;
 
-    fn marker(attrs: &Map<String, Value>, mapped: Option<&Value>) -> i64 {
+    fn marker(attrs: &Map<String, Value>, mapped: Option<&JsonText>) -> i64 {
         canonicalize(attrs, mapped).marker
     }
     use serde_json::json;
@@ -131,7 +144,7 @@ mod tests {
         for variant in variants {
             assert_ne!(marker(&base, None), marker(&object(variant.clone()), None), "{variant}");
         }
-        assert_ne!(marker(&base, None), marker(&base, Some(&json!({"tag": "a"}))));
+        assert_ne!(marker(&base, None), marker(&base, Some(&canonical_json(&json!({"tag": "a"})))));
     }
 
     #[test]
@@ -157,6 +170,11 @@ mod tests {
         assert_eq!(canonical, r#"{"displayName":"Cameron White","givenName":"Cameron","surname":"White"}"#);
         assert_eq!(marker(&attrs, None), xxhash_rust::xxh3::xxh3_64(canonical.as_bytes()) as i64);
         assert_eq!(canonicalize(&attrs, None).attrs_json, canonical.as_bytes());
+        // With mapped attributes: the attributes' text, a zero byte, the mapped text (keys sorted).
+        let mapped = canonical_json(&json!({"upn": "cw", "alias": "Cameron.White"}));
+        assert_eq!(mapped.as_bytes(), br#"{"alias":"Cameron.White","upn":"cw"}"#);
+        let hashed = [canonical.as_bytes(), b"\0", mapped.as_bytes()].concat();
+        assert_eq!(marker(&attrs, Some(&mapped)), xxhash_rust::xxh3::xxh3_64(&hashed) as i64);
     }
 
     #[test]

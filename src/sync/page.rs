@@ -20,7 +20,8 @@ pub struct PreparedObject {
     pub marker: i64,
     /// Canonical JSON text of the attributes: hashed for the marker and stored as it is.
     pub attrs: JsonText,
-    pub mapped: Option<Value>,
+    /// Canonical JSON text of the mapped attributes (hashed into the marker and stored as it is).
+    pub mapped: Option<JsonText>,
     /// Written only when the object is first stored (see [`Admission::Admit`]).
     pub on_create: Option<Value>,
 }
@@ -199,6 +200,7 @@ pub(crate) fn graph_shaped_user_page() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::marker::canonical_json;
     use crate::sync::policy::PassThrough;
     use serde_json::json;
 
@@ -272,7 +274,7 @@ mod tests {
         impl ObjectPolicy for OnlyNamedKeep {
             fn admit(&self, _class: ObjectClass, attrs: &serde_json::Map<String, Value>) -> Admission {
                 if attrs.get("displayName") == Some(&json!("keep")) {
-                    Admission::Admit { mapped: Some(json!({"tag": "kept"})), on_create: None }
+                    Admission::Admit { mapped: Some(canonical_json(&json!({"tag": "kept"}))), on_create: None }
                 } else {
                     Admission::Filter
                 }
@@ -284,7 +286,7 @@ mod tests {
         ];
         let page = prepare(ObjectClass::Group, items, &OnlyNamedKeep);
         assert_eq!(page.filtered, vec![uuid(B)]);
-        assert_eq!(page.objects[0].mapped, Some(json!({"tag": "kept"})));
+        assert_eq!(page.objects[0].mapped.as_ref().map(JsonText::as_bytes), Some(&br#"{"tag":"kept"}"#[..]));
         assert_eq!(page.members.len(), 1);
         assert_eq!(page.members[0].group_id, uuid(A));
     }

@@ -4,15 +4,18 @@
 use serde_json::{Map, Value};
 
 use crate::model::ObjectClass;
+use crate::store::wire::JsonText;
 
 /// What the policy decided for one object.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
     /// Store the object. `mapped`: what the mappings applied always produce (`None`: no mappings
-    /// apply); it is part of the object's change marker. `on_create`: what applies only when the object
-    /// is first stored (mappings applied only during creation, defaults for null results); written once,
-    /// never compared. The effective mapped attributes are `on_create` overlaid with `mapped`.
-    Admit { mapped: Option<Value>, on_create: Option<Value> },
+    /// apply), as a JSON object in canonical text (`marker::canonical_json`: keys sorted), which is
+    /// hashed into the object's change marker and stored as it is. `on_create`: what applies only when
+    /// the object is first stored (mappings applied only during creation, defaults for null results);
+    /// written once, never compared. The effective mapped attributes are `on_create` overlaid with
+    /// `mapped`.
+    Admit { mapped: Option<JsonText>, on_create: Option<Value> },
     /// Outside the scoping filter: not stored, counted as filtered (and removed if stored before).
     Filter,
 }

@@ -7,7 +7,6 @@
 
 use chrono::Utc;
 use futures::{SinkExt, StreamExt};
-use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -20,6 +19,7 @@ use super::recorder::{RunRecorder, RunStarted};
 use super::round::{conclude, record_failure, report_progress, settle_deletions, RoundReport};
 use crate::model::{ObjectClass, RunCounts, SyncMode, Trigger};
 use crate::store::objects::{self, LiveObject};
+use crate::store::wire::JsonText;
 use crate::store::{held_deletions, remap, run_scratch, Pool};
 
 /// What a re-map needs: the store, the policy to apply, where its history goes.
@@ -48,7 +48,7 @@ pub struct RemapRequest {
 #[derive(Debug, Default, PartialEq)]
 pub struct RemapBatch {
     /// Admitted objects whose marker changed: (id, new marker, new mapped attributes).
-    pub writes: Vec<(Uuid, i64, Option<Value>)>,
+    pub writes: Vec<(Uuid, i64, Option<JsonText>)>,
     /// Admitted objects (a held deletion of one is superseded).
     pub admitted: Vec<Uuid>,
     /// Live objects the scoping filter now leaves out.
@@ -266,7 +266,7 @@ async fn apply<R: RunRecorder>(
     };
     let ids: Vec<Uuid> = batch.writes.iter().map(|w| w.0).collect();
     let markers: Vec<i64> = batch.writes.iter().map(|w| w.1).collect();
-    let mapped: Vec<Option<&Value>> = batch.writes.iter().map(|w| w.2.as_ref()).collect();
+    let mapped: Vec<Option<&JsonText>> = batch.writes.iter().map(|w| w.2.as_ref()).collect();
     let reasons = vec![REASON_FILTERED.to_owned(); batch.filtered.len()];
     let permanent = vec![false; batch.filtered.len()];
     let superseding: &[Uuid] = if any_held { &batch.admitted } else { &[] };
@@ -294,14 +294,14 @@ async fn apply<R: RunRecorder>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::marker::canonical_attrs;
+    use crate::sync::marker::{canonical_attrs, canonical_json};
     use crate::sync::policy::PassThrough;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn stored(id: u128, attrs: Value, mapped: Option<&Value>) -> LiveObject {
         let Value::Object(attrs) = attrs else { panic!("object") };
         let attrs = canonical_attrs(attrs);
-        let marker = canonicalize(&attrs, mapped).marker;
+        let marker = canonicalize(&attrs, mapped.map(canonical_json).as_ref()).marker;
         LiveObject { object_id: Uuid::from_u128(id), marker, attrs }
     }
 
@@ -311,7 +311,7 @@ mod tests {
             match attrs.get("department").and_then(Value::as_str) {
                 Some("gone") => Admission::Filter,
                 Some(department) => Admission::Admit {
-                    mapped: Some(json!({ "tag": department })),
+                    mapped: Some(canonical_json(&json!({ "tag": department }))),
                     on_create: Some(json!({ "created": true })),
                 },
                 None => Admission::Admit { mapped: None, on_create: None },
@@ -334,13 +334,14 @@ mod tests {
             stored(5, json!({"displayName": "y"}), None),
         ];
         let batch = prepare_batch(ObjectClass::User, &DepartmentTag, &objects);
-        let written: Vec<(u128, Option<Value>)> = batch.writes.iter().map(|w| (w.0.as_u128(), w.2.clone())).collect();
-        assert_eq!(written, vec![(1, Some(json!({"tag": "sales"}))), (3, None)]);
+        let written: Vec<(u128, Option<JsonText>)> =
+            batch.writes.iter().map(|w| (w.0.as_u128(), w.2.clone())).collect();
+        assert_eq!(written, vec![(1, Some(canonical_json(&json!({"tag": "sales"})))), (3, None)]);
         assert_eq!(batch.filtered, vec![Uuid::from_u128(4)]);
         assert_eq!(batch.admitted.len(), 4);
         // The new marker is the one a round computes for the same attributes and mapping.
         let Value::Object(attrs) = json!({"department": "sales"}) else { panic!("object") };
-        assert_eq!(batch.writes[0].1, canonicalize(&attrs, Some(&json!({"tag": "sales"}))).marker);
+        assert_eq!(batch.writes[0].1, canonicalize(&attrs, Some(&canonical_json(&json!({"tag": "sales"})))).marker);
     }
 
     #[test]

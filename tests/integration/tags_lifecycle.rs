@@ -16,6 +16,7 @@ use entrasync::store::objects::{self, ObjectWrites};
 use entrasync::store::tags::{self, CreateMapping, CreateTag, DeleteMapping, TagKind, TagTarget};
 use entrasync::store::wire::JsonText;
 use entrasync::store::Pool;
+use entrasync::sync::marker::canonical_json;
 use entrasync::sync::PgRunRecorder;
 use entrasync::tags::{run_tag_sync, TagSyncOptions, TagSyncReport, TagSyncRequest};
 use serde_json::{json, Value};
@@ -37,10 +38,12 @@ fn custom(key: &str) -> TagTarget {
 async fn store_objects(pool: &Pool, tenant_id: i64, class: ObjectClass, objects: &[(Uuid, Value, Option<Value>)]) {
     let texts: Vec<JsonText> =
         objects.iter().map(|(_, attrs, _)| JsonText::from_json_bytes(serde_json::to_vec(attrs).unwrap())).collect();
+    let mapped: Vec<Option<JsonText>> =
+        objects.iter().map(|(_, _, mapped)| mapped.as_ref().map(canonical_json)).collect();
     let mut writes = ObjectWrites::default();
-    for (i, (id, _, mapped)) in objects.iter().enumerate() {
+    for (i, (id, _, _)) in objects.iter().enumerate() {
         // A fresh marker: the store writes only objects whose marker changed.
-        writes.push(*id, rand::random::<i64>(), &texts[i], mapped.as_ref());
+        writes.push(*id, rand::random::<i64>(), &texts[i], mapped[i].as_ref());
     }
     let client = pool.get().await.unwrap();
     objects::upsert(&client, tenant_id, class, &writes).await.expect("store objects");

@@ -8,7 +8,7 @@ SELECT DISTINCT $4::bigint, $5::text, $6::text, lower(coalesce($6::text, '')), v
 FROM directory_objects o
 CROSS JOIN LATERAL (
     SELECT coalesce(
-        nullif((coalesce(o.mapped_on_create, '{}'::jsonb) || coalesce(o.mapped, '{}'::jsonb)) -> $8::text,
+        nullif((coalesce(o.mapped_on_create, '{}'::jsonb) || coalesce(o.mapped::jsonb, '{}'::jsonb)) -> $8::text,
                'null'::jsonb),
         o.attrs #> $7::text[]) AS j
 ) AS s
