@@ -94,8 +94,9 @@ impl Consumer {
     }
 }
 
-/// Consumes until aborted: records each event (one per message: the service runs with
-/// `amqp.events_per_message` 1), acks it, and connects again whenever the connection ends.
+/// Consumes until aborted: records each event of each message (envelopes of up to
+/// `amqp.events_per_message`, the default), acks the message, and connects again whenever the connection
+/// ends.
 async fn consume(
     first: (lapin::Connection, lapin::Channel),
     queue: String,
@@ -125,15 +126,25 @@ async fn consume(
             while let Some(Ok(delivery)) = deliveries.next().await {
                 let body: Value = serde_json::from_slice(&delivery.data).expect("JSON body");
                 let message_id = delivery.properties.message_id().as_ref().map(ToString::to_string).unwrap_or_default();
-                received.lock().expect("lock").push(Received {
-                    seq: body["seq"].as_i64().expect("seq"),
-                    event_id: body["event_id"].as_str().unwrap_or_default().to_owned(),
-                    message_id,
-                    routing_key: delivery.routing_key.to_string(),
-                    persistent: *delivery.properties.delivery_mode() == Some(2),
-                    content_type: String::new(),
-                    body,
-                });
+                // An envelope (the default) or, with `amqp.events_per_message` 1, one event.
+                let events = match body.get("events").and_then(Value::as_array) {
+                    Some(events) => events.clone(),
+                    None => vec![body],
+                };
+                {
+                    let mut received = received.lock().expect("lock");
+                    for event in events {
+                        received.push(Received {
+                            seq: event["seq"].as_i64().expect("seq"),
+                            event_id: event["event_id"].as_str().unwrap_or_default().to_owned(),
+                            message_id: message_id.clone(),
+                            routing_key: delivery.routing_key.to_string(),
+                            persistent: *delivery.properties.delivery_mode() == Some(2),
+                            content_type: String::new(),
+                            body: event,
+                        });
+                    }
+                }
                 // Unacknowledged when the connection went: the queue delivers it again (a duplicate).
                 if delivery.ack(BasicAckOptions::default()).await.is_err() {
                     break;
