@@ -36,6 +36,13 @@ impl ScratchDatabase {
         self.pool.close();
         store::drop_database(&self.settings).await.with_context(|| format!("dropping {}", self.name))
     }
+
+    /// Drops the database at a benchmark's end; a failure is logged, not fatal (the figures are taken).
+    pub async fn drop_or_warn(self) {
+        if let Err(error) = self.drop_database().await {
+            tracing::warn!(error = format!("{error:#}"), "could not drop the benchmark database");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -149,9 +149,7 @@ pub async fn run(args: EventsBenchArgs, settings: Settings) -> anyhow::Result<St
         tracing::warn!(%error, "could not delete the benchmark's exchanges");
     }
     broker.close().await;
-    if let Err(error) = db.drop_database().await {
-        tracing::warn!(error = format!("{error:#}"), "could not drop the benchmark database");
-    }
+    db.drop_or_warn().await;
     let figures = outcome?;
     Ok(if args.json { serde_json::to_string(&figures).context("the JSON summary")? + "\n" } else { markdown(&figures) })
 }

@@ -152,9 +152,7 @@ async fn once(
         }
         Err(error) => Err(error),
     };
-    if let Err(error) = db.drop_database().await {
-        tracing::warn!(error = format!("{error:#}"), "could not drop the benchmark database");
-    }
+    db.drop_or_warn().await;
     outcome
 }
 

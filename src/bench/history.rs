@@ -48,9 +48,7 @@ const CHUNK: u64 = 10_000;
 pub async fn run(args: HistoryBenchArgs, settings: Settings) -> anyhow::Result<String> {
     let db = ScratchDatabase::create(&settings.database).await?;
     let outcome = measure(&db.pool, &args).await;
-    if let Err(error) = db.drop_database().await {
-        tracing::warn!(error = format!("{error:#}"), "could not drop the benchmark database");
-    }
+    db.drop_or_warn().await;
     outcome
 }
 

@@ -84,9 +84,7 @@ pub async fn run(args: NestingBenchArgs, settings: Settings) -> anyhow::Result<S
         tracing::info!(database = %db.name, "kept the benchmark database");
         return outcome.map(|report| format!("{report}database kept: {}\n", db.name));
     }
-    if let Err(error) = db.drop_database().await {
-        tracing::warn!(error = format!("{error:#}"), "could not drop the benchmark database");
-    }
+    db.drop_or_warn().await;
     outcome
 }
 

@@ -185,9 +185,7 @@ async fn timed(deps: &RemapDeps<'_, PgRunRecorder>, request: &RemapRequest) -> a
 async fn run_once(settings: &Settings, args: &RemapBenchArgs, batch_objects: usize) -> anyhow::Result<RemapRun> {
     let db = ScratchDatabase::create(&settings.database).await?;
     let outcome = measure(&db.pool, args, batch_objects).await;
-    if let Err(error) = db.drop_database().await {
-        tracing::warn!(error = format!("{error:#}"), "could not drop the benchmark database");
-    }
+    db.drop_or_warn().await;
     outcome
 }
 

@@ -86,9 +86,7 @@ pub async fn run_once(exe: &Path, base: &DatabaseSettings, plan: &RunPlan) -> an
         }
         Err(error) => Err(error),
     };
-    if let Err(error) = db.drop_database().await {
-        tracing::warn!(error = format!("{error:#}"), "could not drop the benchmark database");
-    }
+    db.drop_or_warn().await;
     outcome
 }
 

@@ -22,13 +22,13 @@ use entrasync::store::audit::Actor;
 use entrasync::store::tenants::{self, FirstRound, TenantChanges};
 use entrasync::store::Pool;
 use futures::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use crate::change_events_relay::{outbox_rows, Received};
+use crate::change_events_relay::{bound_queue, outbox_rows, Received};
 use crate::service_support::World;
 use crate::support::app::{binary, free_port, ChildGuard};
 use crate::support::rabbitmq_restart::{RabbitMq, DOWN_FOR};
@@ -50,24 +50,9 @@ struct Consumer {
 
 impl Consumer {
     async fn start(prefix: &str) -> Consumer {
-        let connection = lapin::Connection::connect(AMQP_URL, Default::default()).await.expect("connect");
-        let channel = connection.create_channel().await.expect("channel");
-        let exchange = format!("{prefix}.changes");
-        let durable = lapin::options::ExchangeDeclareOptions { durable: true, ..Default::default() };
-        channel
-            .exchange_declare(exchange.as_str().into(), lapin::ExchangeKind::Topic, durable, FieldTable::default())
-            .await
-            .expect("the changes exchange, as the service declares it");
-        let queue = format!("{prefix}.test.rebuild");
         let mut arguments = FieldTable::default();
         arguments.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
-        let options = QueueDeclareOptions { durable: true, ..Default::default() };
-        channel.queue_declare(queue.as_str().into(), options, arguments).await.expect("queue");
-        let bind = QueueBindOptions::default();
-        channel
-            .queue_bind(queue.as_str().into(), exchange.as_str().into(), "#".into(), bind, FieldTable::default())
-            .await
-            .expect("bind");
+        let (connection, channel, queue) = bound_queue(prefix, "rebuild", "#", arguments).await;
         let (received, reconnects, last_error) = (Arc::default(), Arc::new(AtomicUsize::new(0)), Arc::default());
         let task = tokio::spawn(consume(
             (connection, channel),

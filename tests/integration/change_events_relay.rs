@@ -45,29 +45,36 @@ pub struct Collector {
     channel: lapin::Channel,
 }
 
+/// A connection, a channel and the durable queue `{prefix}.test.{name}` bound to `{prefix}.changes` with
+/// `pattern` (the exchange declared as the service declares it, in case the service has not yet).
+pub async fn bound_queue(
+    prefix: &str,
+    name: &str,
+    pattern: &str,
+    arguments: FieldTable,
+) -> (lapin::Connection, lapin::Channel, String) {
+    let connection = lapin::Connection::connect(AMQP_URL, Default::default()).await.expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    let exchange = format!("{prefix}.changes");
+    let durable = lapin::options::ExchangeDeclareOptions { durable: true, ..Default::default() };
+    channel
+        .exchange_declare(exchange.as_str().into(), lapin::ExchangeKind::Topic, durable, FieldTable::default())
+        .await
+        .expect("the changes exchange, as the service declares it");
+    let queue = format!("{prefix}.test.{name}");
+    let options = QueueDeclareOptions { durable: true, ..Default::default() };
+    channel.queue_declare(queue.as_str().into(), options, arguments).await.expect("queue");
+    let bind = QueueBindOptions::default();
+    channel
+        .queue_bind(queue.as_str().into(), exchange.as_str().into(), pattern.into(), bind, FieldTable::default())
+        .await
+        .expect("bind");
+    (connection, channel, queue)
+}
+
 impl Collector {
     pub async fn start(prefix: &str, name: &str, pattern: &str, arguments: FieldTable) -> Collector {
-        let connection = lapin::Connection::connect(AMQP_URL, Default::default()).await.expect("connect");
-        let channel = connection.create_channel().await.expect("channel");
-        let exchange = format!("{prefix}.changes");
-        let durable = lapin::options::ExchangeDeclareOptions { durable: true, ..Default::default() };
-        channel
-            .exchange_declare(exchange.as_str().into(), lapin::ExchangeKind::Topic, durable, FieldTable::default())
-            .await
-            .expect("the changes exchange, as the service declares it");
-        let queue = format!("{prefix}.test.{name}");
-        let options = QueueDeclareOptions { durable: true, ..Default::default() };
-        channel.queue_declare(queue.as_str().into(), options, arguments).await.expect("queue");
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                exchange.as_str().into(),
-                pattern.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("bind");
+        let (connection, channel, queue) = bound_queue(prefix, name, pattern, arguments).await;
         Collector { received: Arc::default(), queue, connection, channel }
     }
 

@@ -103,9 +103,7 @@ pub async fn run_once(setup: &Setup, shape: Shape) -> anyhow::Result<ScenarioFig
     let started = Instant::now();
     let db = ScratchDatabase::create(&setup.database).await?;
     let outcome = with_database(setup, shape, &db, started).await;
-    if let Err(error) = db.drop_database().await {
-        tracing::warn!(error = format!("{error:#}"), "could not drop the benchmark database");
-    }
+    db.drop_or_warn().await;
     outcome
 }
 
