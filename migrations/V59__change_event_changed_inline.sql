@@ -1,10 +1,11 @@
 -- The `changed` list of an `updated` event, computed in the trigger's own statement instead of by
 -- change_event_changed (V57) once per row. That SQL function cannot be inlined (it has a FROM), so every
--- updated row started a query of its own, with a UNION of the two key sets: ~300 µs of Postgres CPU per
--- row of a delta round with events on (bench-events --rounds: a delta round 6× slower than with events
--- off). Here the keys of the two states are paired by a FULL JOIN of jsonb_each, a lateral subquery of
--- the one statement: same names, same order, same comparison (a key missing on one side differs from any
--- value, JSON null included). Measured on 10,000 rows of 30 attributes: 2.8–5.3 s → 0.79 s.
+-- updated row started a query of its own, with a UNION of the two key sets. Here the keys of the two
+-- states are paired by a FULL JOIN of jsonb_each, a lateral subquery of the one statement: same names,
+-- same order, same comparison (a key missing on one side differs from any value, JSON null included).
+-- Measured alone on 10,000 rows of 30 attributes: 2.8-5.3 s -> 0.79 s. A delta round with events on
+-- hardly changed with it (bench-events --rounds: Postgres 3.38 -> 3.29 CPU-s): its cost is elsewhere
+-- (docs/events-relay.md).
 CREATE OR REPLACE FUNCTION change_events_objects_updated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NOT change_events_any_on() THEN
