@@ -222,10 +222,12 @@ impl Harness {
         Broker::start(&amqp)
     }
 
+    /// A relay's own pool: a relay the test kills takes the connections made on its Arbiter with it, and
+    /// the test's pool must not hand those out.
     fn deps(&self, broker: &Broker, metrics: &EventsMetrics, tuning: Tuning) -> RelayDeps {
         RelayDeps {
             database: self.settings.database.clone(),
-            pool: self.pool.clone(),
+            pool: self.db.pool(),
             broker: broker.clone(),
             metrics: metrics.clone(),
             exchange: broker.topology().changes_exchange(),
