@@ -15,14 +15,19 @@ HEAVY=(chaos_smoke:: reliability_hangs:: service_liveness::)
 # Tests that restart the shared RabbitMQ (rabbitmqctl stop_app / start_app) break every other test's
 # connections: they run last, alone, one at a time.
 BROKER=(change_events_rebuild::)
+# Tests that measure scheduling delays against a deadline: they pass alone but not beside the heaviest
+# tests of the main pass on two cores, so they run alone too.
+ALONE=(service_fairness::)
 if [ "$#" -gt 0 ]; then
     cargo test --locked --workspace --all-targets "$@"
 else
     skip=()
-    for module in "${HEAVY[@]}" "${BROKER[@]}"; do skip+=(--skip "$module"); done
+    for module in "${HEAVY[@]}" "${BROKER[@]}" "${ALONE[@]}"; do skip+=(--skip "$module"); done
     cargo test --locked --workspace --all-targets -- "${skip[@]}"
     echo "== fault-injection tests: ${HEAVY[*]}"
     cargo test --locked -p entrasync --test integration -- --test-threads 2 "${HEAVY[@]}"
+    echo "== timing tests, alone: ${ALONE[*]}"
+    cargo test --locked -p entrasync --test integration -- --test-threads 1 "${ALONE[@]}"
     echo "== RabbitMQ restart tests, alone: ${BROKER[*]}"
     cargo test --locked -p entrasync --test integration -- --test-threads 1 "${BROKER[@]}"
 fi
