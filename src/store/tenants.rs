@@ -88,8 +88,20 @@ pub struct TenantChanges {
 const COLUMNS: &str = "id, name, entra_tenant_id, cloud, custom_login_url, custom_graph_url, credential_profile_id, \
      enabled, full_scan_next_run, blocked";
 
-/// How long switching events on waits for the directory writes in flight (see [`update`]).
-const SWITCH_ON_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '30s'";
+/// How long switching events waits for the directory writes in flight (see [`lock_directory_for_switch`]).
+const SWITCH_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '30s'";
+
+/// Taken before a tenant's event switch changes, and before the tenant row, in the order writers take
+/// them. Switching on emits a snapshot per class (migrations/V57) that consumers take as their baseline:
+/// a batch already writing without events must commit before it, or its change would be neither in an
+/// event nor, perhaps, in the store when a consumer reads it. And the first switch on or the last off
+/// changes the form of the change-event triggers (migrations/V60), which needs this lock anyway. It waits
+/// for the writes in flight and holds new ones for the few milliseconds of the switch; readers never wait.
+async fn lock_directory_for_switch(db: &impl GenericClient) -> Result<(), StoreError> {
+    db.batch_execute(SWITCH_LOCK_TIMEOUT).await?;
+    db.batch_execute("LOCK TABLE directory_objects, group_members IN SHARE ROW EXCLUSIVE MODE").await?;
+    Ok(())
+}
 
 fn custom_urls(cloud: &Cloud) -> (Option<&str>, Option<&str>) {
     match cloud {
@@ -221,14 +233,12 @@ pub async fn update(
 ) -> Result<Option<Tenant>, StoreError> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
-    if changes.change_events == Some(true) && events_in(&transaction, id).await?.is_some_and(|e| !e.change_events) {
-        // Switching on emits a snapshot per class (the trigger in migrations/V57) that consumers take as
-        // their baseline. A batch already writing without events must commit before it, or its change
-        // would be neither in an event nor, perhaps, in the store when a consumer reads it: the SHARE lock
-        // waits for the writes in flight (and holds new ones for the few milliseconds of this
-        // transaction). Taken before the tenant row, in the order writers take them.
-        transaction.batch_execute(SWITCH_ON_LOCK_TIMEOUT).await?;
-        transaction.batch_execute("LOCK TABLE directory_objects, group_members IN SHARE MODE").await?;
+    let switching = match changes.change_events {
+        Some(wanted) => events_in(&transaction, id).await?.is_some_and(|e| e.change_events != wanted),
+        None => false,
+    };
+    if switching {
+        lock_directory_for_switch(&transaction).await?;
     }
     let Some(before) = get_in(&transaction, id, "FOR UPDATE").await? else { return Ok(None) };
     let Some(before_events) = events_in(&transaction, id).await? else { return Ok(None) };
@@ -279,6 +289,9 @@ pub async fn delete(pool: &Pool, id: i64, actor: &Actor) -> Result<bool, StoreEr
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
     // The row lock makes a concurrent history insert (its foreign key check) wait, then fail.
+    if events_in(&transaction, id).await?.is_some_and(|e| e.change_events) {
+        lock_directory_for_switch(&transaction).await?;
+    }
     let Some(before) = get_in(&transaction, id, "FOR UPDATE").await? else { return Ok(false) };
     // Its objects and memberships go without an event each (docs/events.md "Tenant deletion").
     transaction.execute("UPDATE tenants SET change_events = false WHERE id = $1", &[&id]).await?;

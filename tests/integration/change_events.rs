@@ -289,6 +289,69 @@ async fn nothing_is_written_for_a_tenant_with_the_switch_off() {
     assert_eq!(outbox(&world, &on).await.len(), before, "no event for a tenant's deletion");
 }
 
+async fn switch_off(world: &SyncWorld, tenant: &SyncTenant) {
+    let changes = TenantChanges { change_events: Some(false), ..TenantChanges::default() };
+    tenants::update(&world.pool, tenant.tenant_id, &changes, &Actor::new("test"))
+        .await
+        .expect("switch events off")
+        .expect("tenant");
+}
+
+/// How many of the change-event triggers copy the rows a statement writes (migrations/V60): 5 while some
+/// tenant has events on, 0 otherwise.
+async fn capturing_triggers(world: &SyncWorld) -> i64 {
+    let client = world.pool.get().await.expect("connection");
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_trigger
+             WHERE tgrelid IN ('directory_objects'::regclass, 'group_members'::regclass)
+               AND tgname LIKE 'change\\_events\\_%' AND (tgnewtable IS NOT NULL OR tgoldtable IS NOT NULL)",
+            &[],
+        )
+        .await
+        .expect("triggers");
+    row.get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_triggers_copy_written_rows_only_while_some_tenant_has_events_on() {
+    let world = SyncWorld::start().await;
+    let first = world.tenant(spec(174, 30, 6, 8), 10).await;
+    let second = world.tenant(spec(175, 30, 6, 8), 10).await;
+    assert_eq!(capturing_triggers(&world).await, 0, "dormant while every tenant is off");
+    world.round_all(&first).await;
+    assert!(outbox(&world, &first).await.is_empty());
+
+    switch_on(&world, &first, FirstRound::Objects).await;
+    assert_eq!(capturing_triggers(&world).await, 5, "the first switch on makes them capture");
+    switch_on(&world, &second, FirstRound::Objects).await;
+    switch_off(&world, &first).await;
+    assert_eq!(capturing_triggers(&world).await, 5, "still capturing: the second tenant has events on");
+    world.round_all(&second).await;
+    let second_events = outbox(&world, &second).await;
+    assert!(
+        of_kind(&second_events, "user", "created").len() == 30,
+        "the tenant still on has its events: {}",
+        second_events.len()
+    );
+
+    switch_off(&world, &second).await;
+    assert_eq!(capturing_triggers(&world).await, 0, "the last switch off makes them dormant");
+    world.mutate(&second, 175);
+    world.round_all(&second).await;
+    assert_eq!(outbox(&world, &second).await.len(), second_events.len(), "nothing written while dormant");
+
+    // A switch made in SQL, and a tenant deleted with events on, are followed too.
+    let client = world.pool.get().await.expect("connection");
+    client
+        .execute("UPDATE tenants SET change_events = true WHERE id = $1", &[&first.tenant_id])
+        .await
+        .expect("switch in SQL");
+    assert_eq!(capturing_triggers(&world).await, 5);
+    client.execute("DELETE FROM tenants WHERE id = $1", &[&first.tenant_id]).await.expect("delete in SQL");
+    assert_eq!(capturing_triggers(&world).await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_pages_and_unchanged_rescans_emit_nothing() {
     let world = SyncWorld::start().await;
