@@ -170,6 +170,22 @@ pub fn markdown(summary: &FleetSummary) -> String {
             u.cpu.service * 1000.0 / u.runs.runs.max(1) as f64,
         )
         .unwrap_or_default();
+        match &u.statements {
+            Some(statements) => {
+                writeln!(
+                    out,
+                    "\n| statement (pg_stat_statements, costliest first) | calls per run | ms per run |\n|---|---|---|"
+                )
+                .unwrap_or_default();
+                for s in statements {
+                    let query: String = s.query.chars().take(140).collect();
+                    writeln!(out, "| `{}` | {:.2} | {:.3} |", query.replace('|', "\\|"), s.calls_per_run, s.ms_per_run)
+                        .unwrap_or_default();
+                }
+            }
+            None => writeln!(out, "(no statement breakdown: the server does not load pg_stat_statements)")
+                .unwrap_or_default(),
+        }
     }
     for s in [&summary.fleet, &summary.big].into_iter().flatten() {
         writeln!(

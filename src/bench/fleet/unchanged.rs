@@ -4,6 +4,7 @@
 //! Postgres CPU per run that changes nothing). The counters start once the new instances consume, so
 //! their start-up is not counted; the benchmark's own polls (4 a second) are, as in the full pass.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -18,7 +19,11 @@ use super::scenario::{self, Setup, Shape, BACKENDS_EXIT, HEALTH_EVERY, POLL_EVER
 use crate::bench::database::ScratchDatabase;
 use crate::bench::emulator::ChildEmulator;
 use crate::model::SyncMode;
+use crate::store::bench::statements::{self, StatementTotals};
 use crate::store::runs::{self, ModeTally};
+
+/// How many statements the report lists, the costliest first.
+const STATEMENTS_LISTED: usize = 15;
 
 /// The figures of one unchanged pass.
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +33,16 @@ pub struct UnchangedPass {
     pub runs: ModeTally,
     pub cpu: CpuSeconds,
     pub db: DbActivity,
+    /// Where Postgres spent its time, when the server loads `pg_stat_statements`.
+    pub statements: Option<Vec<StatementCost>>,
+}
+
+/// One normalized statement's share of the pass, per run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatementCost {
+    pub query: String,
+    pub calls_per_run: f64,
+    pub ms_per_run: f64,
 }
 
 impl UnchangedPass {
@@ -63,6 +78,7 @@ pub async fn measure(
 
     let pids: Vec<u32> = instances.iter().filter_map(ServiceInstance::pid).collect();
     let db_before = DbActivity::snapshot(&db.pool).await?;
+    let statements_before = statements::totals(&db.pool).await.context("reading pg_stat_statements")?;
     let before = CpuSample::take(&pids, emulator.pid());
     let clock = Instant::now();
     queue.publish_jobs(entra_ids, SyncMode::Delta).await?;
@@ -94,6 +110,35 @@ pub async fn measure(
         instance.stop().await;
     }
     tokio::time::sleep(BACKENDS_EXIT).await;
+    let statements_after = statements::totals(&db.pool).await.context("reading pg_stat_statements")?;
     let db = db_before.until(&DbActivity::snapshot(&db.pool).await?);
-    Ok(UnchangedPass { wall_s, runs, cpu, db })
+    let statements =
+        statements_before.zip(statements_after).map(|(before, after)| costliest(&before, &after, runs.runs.max(1)));
+    Ok(UnchangedPass { wall_s, runs, cpu, db, statements })
+}
+
+/// The statements that took the most time between two readings, per run.
+fn costliest(
+    before: &HashMap<i64, StatementTotals>,
+    after: &HashMap<i64, StatementTotals>,
+    runs: u64,
+) -> Vec<StatementCost> {
+    let runs = runs as f64;
+    let mut costs: Vec<StatementCost> = after
+        .iter()
+        .filter_map(|(id, now)| {
+            let (calls, time_ms) = match before.get(id) {
+                Some(then) => (now.calls.saturating_sub(then.calls), now.time_ms - then.time_ms),
+                None => (now.calls, now.time_ms),
+            };
+            (calls > 0).then(|| StatementCost {
+                query: now.query.split_whitespace().collect::<Vec<_>>().join(" "),
+                calls_per_run: calls as f64 / runs,
+                ms_per_run: time_ms / runs,
+            })
+        })
+        .collect();
+    costs.sort_by(|a, b| b.ms_per_run.total_cmp(&a.ms_per_run));
+    costs.truncate(STATEMENTS_LISTED);
+    costs
 }

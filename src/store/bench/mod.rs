@@ -1,9 +1,9 @@
 //! The SQL only the benchmarks (`entrasync bench`, `entrasync bench-fleet`) run, never the service: the
 //! COPY limit of a round's rows ([`copy`]), row-version counting ([`row_versions`]), the periodic
-//! `ANALYZE` ([`analyze`]), the run-history progress and audit ([`run_history`]) and the
-//! `pg_stat_database` counters ([`db_stats`]) the chaos run's audit ([`chaos`]) and the backends serving the
-//! database ([`backends`]). The benchmarks measure, orchestrate and report; the
-//! statements stay here.
+//! `ANALYZE` ([`analyze`]), the run-history progress and audit ([`run_history`]), the `pg_stat_database`
+//! counters ([`db_stats`]), the chaos run's audit ([`chaos`]), the backends serving the database
+//! ([`backends`]) and the time per statement ([`statements`]). The benchmarks measure, orchestrate and
+//! report; the statements stay here.
 
 pub mod backends;
 pub mod chaos;
@@ -14,6 +14,7 @@ pub mod history;
 pub mod nesting;
 pub mod row_versions;
 pub mod run_history;
+pub mod statements;
 
 use super::{During, Pool, StoreError};
 
