@@ -288,10 +288,10 @@ pub async fn update(
 pub async fn delete(pool: &Pool, id: i64, actor: &Actor) -> Result<bool, StoreError> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
-    // The row lock makes a concurrent history insert (its foreign key check) wait, then fail.
     if events_in(&transaction, id).await?.is_some_and(|e| e.change_events) {
         lock_directory_for_switch(&transaction).await?;
     }
+    // The row lock makes a concurrent history insert (its foreign key check) wait, then fail.
     let Some(before) = get_in(&transaction, id, "FOR UPDATE").await? else { return Ok(false) };
     // Its objects and memberships go without an event each (docs/events.md "Tenant deletion").
     transaction.execute("UPDATE tenants SET change_events = false WHERE id = $1", &[&id]).await?;
