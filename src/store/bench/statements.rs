@@ -26,7 +26,8 @@ pub async fn totals(pool: &Pool) -> Result<Option<HashMap<i64, StatementTotals>>
     let client = pool.get().await?;
     let loaded: bool = client
         .query_one(
-            "SELECT 'pg_stat_statements' = ANY (string_to_array(current_setting('shared_preload_libraries'), ','))",
+            "SELECT EXISTS (SELECT 1 FROM unnest(string_to_array(current_setting('shared_preload_libraries'), ',')) l \
+             WHERE trim(l) = 'pg_stat_statements')",
             &[],
         )
         .await?
