@@ -216,7 +216,7 @@ impl Handler<RunNow> for TenantSupervisor {
                 .ok_or_else(|| format!("tenant {tenant_id} does not exist"))?;
             let job = SyncJob::new(tenant.entra_tenant_id, request.class, request.mode, request.trigger);
             shared.broker.publish(&job).await.map_err(|e| e.to_string())?;
-            crate::store::schedule::mark_enqueued(&shared.pool, tenant_id, request.class, request.mode)
+            crate::store::schedule::mark_enqueued(&shared.pool, tenant_id, request.class, request.mode, job.job_id)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(job.job_id)

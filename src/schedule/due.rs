@@ -129,7 +129,8 @@ fn decide(schedule: &TenantSchedule, class: &ClassState, policy: &Policy) -> Dec
     // While the last job waits in the queue (every worker busy, e.g. rounds in Graph backoff), another
     // would only queue behind it and run back to back with it.
     let untaken = class.last_enqueued_at.filter(|enqueued| {
-        class.latest_run_started_at.is_none_or(|started| started < *enqueued)
+        !class.last_job_taken
+            && class.latest_run_started_at.is_none_or(|started| started < *enqueued)
             && now - *enqueued < delta(policy.delta_requeue_after)
     });
     if let Some(enqueued) = untaken {
@@ -259,6 +260,7 @@ mod tests {
             latest_run_started_at: Some(at(now - 60)),
             latest_run_ended: true,
             latest_run_touched_at: Some(at(now - 59)),
+            last_job_taken: false,
         };
         TenantSchedule {
             now: at(now),
@@ -296,6 +298,12 @@ mod tests {
         s.now = at(1000 + 300);
         s.classes[0].latest_run_started_at = Some(at(1001));
         assert_eq!(modes(&plan(&s, &policy())), vec![SyncMode::Delta]);
+        // The run that took it started (by the worker's clock) before the enqueue was stamped (after the
+        // broker's confirm) but recorded the job: taken all the same.
+        s.classes[0].latest_run_started_at = Some(at(999));
+        s.classes[0].last_job_taken = true;
+        assert_eq!(modes(&plan(&s, &policy())), vec![SyncMode::Delta], "the run recorded the job");
+        s.classes[0].last_job_taken = false;
         // A class that never ran (its first full job failed to publish, say) is not held back.
         s.classes[0].latest_run_started_at = None;
         s.classes[0].last_enqueued_at = None;

@@ -41,7 +41,7 @@ pub async fn enqueue_due(
         let span = tracing::info_span!("enqueue", tenant = tenant_id, class = %due.class, job = %job.job_id);
         async {
             broker.publish(&job).await?;
-            schedule::mark_enqueued(pool, tenant_id, due.class, due.mode).await?;
+            schedule::mark_enqueued(pool, tenant_id, due.class, due.mode, job.job_id).await?;
             tracing::info!(mode = %due.mode, reason = due.reason, "sync job enqueued");
             Ok::<(), ScheduleError>(())
         }

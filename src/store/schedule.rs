@@ -30,6 +30,9 @@ pub struct ClassState {
     pub latest_run_ended: bool,
     /// The latest run's last write (start, resume, progress, end): a resumed run keeps its first start.
     pub latest_run_touched_at: Option<DateTime<Utc>>,
+    /// A run recorded the last job enqueued as its own: taken, even when that run's start (the worker's
+    /// clock) is earlier than `last_enqueued_at` (stamped after the broker's confirm).
+    pub last_job_taken: bool,
 }
 
 /// A tenant's schedule inputs; `None` from [`load`] when the tenant no longer exists.
@@ -80,21 +83,30 @@ fn class_state(row: &Row) -> Result<ClassState, StoreError> {
         latest_run_started_at: row.try_get(15)?,
         latest_run_ended: row.try_get(16)?,
         latest_run_touched_at: row.try_get(17)?,
+        last_job_taken: row.try_get(18)?,
     })
 }
 
-/// Remembers that a job of `mode` was just published for (tenant, class).
-pub async fn mark_enqueued(pool: &Pool, tenant_id: i64, class: ObjectClass, mode: SyncMode) -> Result<(), StoreError> {
+/// Remembers that the job `job_id` of `mode` was just published for (tenant, class).
+pub async fn mark_enqueued(
+    pool: &Pool,
+    tenant_id: i64,
+    class: ObjectClass,
+    mode: SyncMode,
+    job_id: uuid::Uuid,
+) -> Result<(), StoreError> {
     let client = pool.get().await.during("marking a job enqueued")?;
     let full = mode == SyncMode::Full;
     client
         .execute(
-            "INSERT INTO sync_schedules AS s (tenant_id, object_class, last_enqueued_at, last_full_enqueued_at)
-             VALUES ($1, $2::text::object_class, now(), CASE WHEN $3 THEN now() END)
+            "INSERT INTO sync_schedules AS s
+                 (tenant_id, object_class, last_enqueued_at, last_full_enqueued_at, last_enqueued_job_id)
+             VALUES ($1, $2::text::object_class, now(), CASE WHEN $3 THEN now() END, $4)
              ON CONFLICT (tenant_id, object_class) DO UPDATE
                  SET last_enqueued_at = now(),
-                     last_full_enqueued_at = CASE WHEN $3 THEN now() ELSE s.last_full_enqueued_at END",
-            &[&tenant_id, &class.as_str(), &full],
+                     last_full_enqueued_at = CASE WHEN $3 THEN now() ELSE s.last_full_enqueued_at END,
+                     last_enqueued_job_id = $4",
+            &[&tenant_id, &class.as_str(), &full, &job_id],
         )
         .await
         .during("marking a job enqueued")?;

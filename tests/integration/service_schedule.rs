@@ -283,3 +283,49 @@ async fn a_released_lock_is_free_at_once_and_its_session_is_reused() {
     assert!(!again.is_lost(), "expected the lock on the fresh session to be alive");
     assert!(theirs.try_acquire(tenant, ObjectClass::User).await.unwrap().is_none(), "held on the fresh session");
 }
+
+/// The race behind `service_fairness`'s 9 s gaps: a worker can start the run of a job before the
+/// supervisor stamps the enqueue (after the broker's confirm). The job the run recorded counts as taken,
+/// whatever the two timestamps say; a newer job does not.
+#[tokio::test]
+async fn the_last_job_counts_as_taken_once_a_run_recorded_it_even_if_that_run_started_before_the_stamp() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool();
+    let tenant = create_tenants(&pool, 1).await[0];
+    let user = |state: &schedule::TenantSchedule| {
+        state.classes.iter().find(|c| c.class == ObjectClass::User).cloned().expect("user class")
+    };
+    let taken_job = uuid::Uuid::new_v4();
+    schedule::mark_enqueued(&pool, tenant, ObjectClass::User, SyncMode::Delta, taken_job).await.unwrap();
+    let before = user(&schedule::load(&pool, tenant).await.unwrap().unwrap());
+    assert!(!before.last_job_taken, "no run has recorded the job yet");
+
+    let client = pool.get().await.unwrap();
+    let run = entrasync::model::RunStarted {
+        run_id: uuid::Uuid::new_v4(),
+        tenant_id: tenant,
+        class: ObjectClass::User,
+        mode: SyncMode::Delta,
+        trigger: Trigger::Schedule,
+        // Earlier than the enqueue stamp, as a worker that beat the supervisor's stamp writes it.
+        started_at: chrono::Utc::now() - chrono::TimeDelta::seconds(5),
+        resumed: false,
+        reason: None,
+        counts: Default::default(),
+        instance_id: None,
+        job_id: Some(taken_job),
+    };
+    runs::insert_started(&client, &run).await.unwrap();
+    let after = user(&schedule::load(&pool, tenant).await.unwrap().unwrap());
+    assert!(
+        after.latest_run_started_at < after.last_enqueued_at,
+        "the run's start is before the stamp: {:?} vs {:?}",
+        after.latest_run_started_at,
+        after.last_enqueued_at
+    );
+    assert!(after.last_job_taken, "the run recorded the last job enqueued");
+
+    schedule::mark_enqueued(&pool, tenant, ObjectClass::User, SyncMode::Delta, uuid::Uuid::new_v4()).await.unwrap();
+    let newer = user(&schedule::load(&pool, tenant).await.unwrap().unwrap());
+    assert!(!newer.last_job_taken, "a newer job no run has recorded is not taken");
+}

@@ -84,7 +84,7 @@ pub async fn sync(
         state.broker.publish(&job).await.map_err(|e| {
             ApiError::upstream(format!("RabbitMQ did not accept the sync job for {class}: {e}; try again"))
         })?;
-        schedule::mark_enqueued(&state.pool, tenant.id, class, mode).await?;
+        schedule::mark_enqueued(&state.pool, tenant.id, class, mode, job.job_id).await?;
         jobs.push(QueuedJob { job_id: job.job_id, class: class.as_str().to_owned(), mode: mode.as_str().to_owned() });
     }
     let client = state.pool.get().await.map_err(StoreError::from)?;

@@ -3,7 +3,8 @@
 -- (src/store/run_lock.rs), so a held lock shows the class is running right now. The latest run (by start)
 -- tells whether the last sync job enqueued has been taken and ended, whatever its outcome (re-maps and
 -- tag syncs do not take sync jobs); its last write (a resume, progress, the end) says whether a job took it
--- after the last enqueue.
+-- after the last enqueue. A run that recorded the last job enqueued (sync_run_jobs) took it, whatever the
+-- clocks say.
 SELECT c.class::text,
        t.enabled AND NOT t.blocked,
        t.full_scan_next_run,
@@ -24,7 +25,8 @@ SELECT c.class::text,
        t.entra_tenant_id,
        latest.started_at,
        latest.finished_at IS NOT NULL,
-       latest.updated_at
+       latest.updated_at,
+       EXISTS (SELECT 1 FROM sync_run_jobs j WHERE j.job_id = s.last_enqueued_job_id)
 FROM tenants t
 CROSS JOIN unnest($2::text[], $3::int4[]) AS c(class, lock_key)
 LEFT JOIN LATERAL (SELECT r.started_at, r.finished_at, r.updated_at FROM sync_runs r
