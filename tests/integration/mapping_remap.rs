@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use entrasync::mapping::load_policy;
-use entrasync::model::mapping::{ApplyWhen, AttributeMapping, MappingSet, MappingSource};
+use entrasync::model::mapping::{
+    ApplyWhen, AttributeMapping, MappingSet, MappingSource, ScopeClause, ScopeGroup, ScopeOperator,
+};
 use entrasync::model::{ObjectClass, SyncMode, Trigger};
 use entrasync::queue::{publish_remap, SyncJob};
 use entrasync::store::audit::Actor;
@@ -18,7 +20,7 @@ use serde_json::{json, Value};
 
 use crate::service_support::{start_observed_service, World};
 use crate::support::eventually_some;
-use crate::sync_support::{spec, SyncTenant, SyncWorld, NO_GUARD};
+use crate::sync_support::{spec, StopAfterBatch, SyncTenant, SyncWorld, NO_GUARD};
 
 pub fn mapping(target: &str, source: MappingSource, apply: ApplyWhen) -> AttributeMapping {
     AttributeMapping { target: target.to_owned(), source, default_if_null: None, apply }
@@ -304,4 +306,97 @@ async fn a_remap_on_a_one_connection_pool_reads_in_each_batch_and_writes_the_sam
         let alias = [text(&attrs, "givenName"), text(&attrs, "surname")].into_iter().flatten().collect::<Vec<_>>();
         assert_eq!(mapped["alias"], json!(alias.join("-")), "{attrs}");
     }
+}
+
+/// A re-map stopped after two committed batches (a worker that dies mid-run) resumes from its checkpoint
+/// as the same run: no object is written twice, the filtered ones are staged and deleted once, and the
+/// resumed run's counts are exact.
+#[tokio::test]
+async fn an_interrupted_remap_resumes_with_exact_counts_and_writes_no_object_twice() {
+    let world = SyncWorld::start().await;
+    let tenant = world.tenant(spec(1404, 60, 0, 0), 10).await;
+    let class = ObjectClass::User;
+    let actor = Actor::new("test");
+    let alias = |separator: &str| {
+        mapping("alias", expression(&format!(r#"Join("{separator}", [givenName], [surname])"#)), ApplyWhen::Always)
+    };
+    let first = MappingSet { mappings: vec![alias(".")], scoping: vec![] };
+    mappings::put(&world.pool, &actor, tenant.tenant_id, class, &first, None).await.expect("mappings");
+    mapped_round(&world, &tenant, class).await;
+
+    // Keep one department in scope: the others' objects are filtered out (and deleted: no guard here).
+    let client = world.pool.get().await.expect("connection");
+    let departments: Vec<Option<String>> = client
+        .query(
+            "SELECT attrs->>'department' FROM directory_objects
+             WHERE tenant_id = $1 AND object_class = 'user' AND deleted_at IS NULL",
+            &[&tenant.tenant_id],
+        )
+        .await
+        .expect("departments")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let in_department = |kept: &str| departments.iter().filter(|d| d.as_deref() == Some(kept)).count() as u64;
+    let kept = departments.iter().flatten().max_by_key(|d| in_department(d)).cloned().expect("a department");
+    let in_scope = in_department(&kept);
+    let live = departments.len() as u64;
+    assert!(in_scope > 0 && in_scope < live, "{in_scope} of {live} in scope");
+    let second = MappingSet {
+        mappings: vec![alias("-")],
+        scoping: vec![ScopeGroup {
+            clauses: vec![ScopeClause {
+                attribute: "department".into(),
+                operator: ScopeOperator::Equals,
+                value: Some(kept.clone()),
+            }],
+        }],
+    };
+    mappings::put(&world.pool, &actor, tenant.tenant_id, class, &second, None).await.expect("new mappings");
+
+    let policy = load_policy(&world.pool, tenant.tenant_id, class).await.expect("policy");
+    let request = RemapRequest {
+        tenant_id: tenant.tenant_id,
+        class,
+        trigger: Trigger::Manual,
+        guard: NO_GUARD,
+        instance_id: None,
+        batch_objects: 7,
+        job_id: None,
+    };
+    let stopping = StopAfterBatch::new(PgRunRecorder::new(world.pool.clone()), 2);
+    let deps = RemapDeps { pool: &world.pool, policy: policy.as_ref(), recorder: &stopping };
+    tokio::select! {
+        outcome = run_remap(&deps, &request) => panic!("the re-map ended before its second batch: {outcome:?}"),
+        () = stopping.reached.notified() => {}
+    }
+    let rewritten: i64 = client
+        .query_one(
+            "SELECT count(*) FROM directory_objects WHERE tenant_id = $1 AND mapped->>'alias' LIKE '%-%'",
+            &[&tenant.tenant_id],
+        )
+        .await
+        .expect("rewritten")
+        .get(0);
+    assert!(rewritten > 0 && (rewritten as u64) < in_scope, "two batches of 7 rewrote {rewritten} of {in_scope}");
+
+    let recorder = PgRunRecorder::new(world.pool.clone());
+    let deps = RemapDeps { pool: &world.pool, policy: policy.as_ref(), recorder: &recorder };
+    let report = run_remap(&deps, &request).await.expect("resumed re-map");
+    assert!(report.resumed, "{report:?}");
+    let counts = report.counts;
+    assert_eq!(counts.total, live, "every object examined once by the run that finished: {counts:?}");
+    assert_eq!(counts.changed, in_scope, "every object in scope written exactly once: {counts:?}");
+    assert_eq!(counts.filtered, live - in_scope, "{counts:?}");
+    assert_eq!(counts.deleted, live - in_scope, "{counts:?}");
+    let stored = mapped_columns(&world.pool, tenant.tenant_id, class).await;
+    assert_eq!(stored.len() as u64, in_scope);
+    for (id, mapped, _) in &stored {
+        let alias = mapped.as_ref().and_then(|m| m.get("alias")).and_then(Value::as_str).unwrap_or_default();
+        assert!(alias.contains('-') || alias.is_empty(), "{id}: {mapped:?}");
+    }
+    let history = runs_of(&world.pool, tenant.tenant_id, class).await;
+    let remaps: Vec<_> = history.iter().filter(|r| r.mode == "remap").collect();
+    assert_eq!(remaps.len(), 1, "one run, resumed: {remaps:?}");
+    assert_eq!(remaps[0].status, "success", "{:?}", remaps[0]);
 }
