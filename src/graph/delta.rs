@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer as _};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -400,26 +401,56 @@ impl GraphClient {
         sender: mpsc::Sender<Result<DeltaPage, GraphError>>,
         canonical: Arc<AtomicBool>,
     ) {
+        let graph_root = tenant.cloud.graph_url().to_owned();
         let mut url = match request.start {
-            DeltaStart::Initial { select } => initial_url(tenant.cloud.graph_url(), request.class, &select),
+            DeltaStart::Initial { select } => initial_url(&graph_root, request.class, &select),
             DeltaStart::Link(link) => link,
         };
+        // The page still being parsed while the next one is fetched; pages are handed out in order.
+        let mut parsing: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             // Prefetch, bounded: a slot frees when the caller takes a page, so at most the caller's
             // pages and `prefetch` more exist at once.
-            let Ok(permit) = sender.reserve().await else {
+            let Ok(permit) = sender.clone().reserve_owned().await else {
                 return; // the caller dropped the stream
             };
             let canonical = canonical.load(Ordering::Relaxed);
-            let page = self.fetch_page_as(&tenant, &url, request.class, request.priority, canonical).await;
-            let follow = match &page {
-                Ok(DeltaPage { next: PageLink::Next(next), .. }) => Some(next.clone()),
-                _ => None,
+            let (body, stats) = match self.fetch_body(&tenant, &url, request.class, request.priority).await {
+                Ok(fetched) => fetched,
+                Err(error) => {
+                    permit.send(finish(parsing.take()).await.and(Err(error)));
+                    return;
+                }
             };
-            permit.send(page);
-            match follow {
-                Some(next) => url = next,
-                None => return,
+            let ahead = next_link_ahead(&body).filter(|next| check_same_origin(&graph_root, next).is_ok());
+            let (root, page_url) = (graph_root.clone(), url.clone());
+            let parse = move || parse_fetched(&root, &page_url, &body, stats, canonical);
+            match ahead {
+                // The next request goes out while this page is parsed: the two overlap instead of
+                // queueing behind each other (Graph writes the links before the objects).
+                Some(next) => {
+                    let before = parsing.take();
+                    parsing = Some(tokio::spawn(async move {
+                        let page = tokio::task::spawn_blocking(parse).await.unwrap_or_else(|error| {
+                            Err(GraphError::Unexpected(anyhow::anyhow!("parsing a delta page failed: {error}")))
+                        });
+                        permit.send(finish(before).await.and(page));
+                    }));
+                    url = next;
+                }
+                // The last page, or links after the objects: the page is parsed before anything else.
+                None => {
+                    let page = finish(parsing.take()).await.and_then(|()| parse());
+                    let follow = match &page {
+                        Ok(DeltaPage { next: PageLink::Next(next), .. }) => Some(next.clone()),
+                        _ => None,
+                    };
+                    permit.send(page);
+                    match follow {
+                        Some(next) => url = next,
+                        None => return,
+                    }
+                }
             }
         }
     }
@@ -444,13 +475,91 @@ impl GraphClient {
         priority: RequestPriority,
         canonical: bool,
     ) -> Result<DeltaPage, GraphError> {
+        let (body, stats) = self.fetch_body(tenant, url, class, priority).await?;
+        parse_fetched(tenant.cloud.graph_url(), url, &body, stats, canonical)
+    }
+
+    /// Fetches one page's body (retries and throttling included), from the tenant's Graph host only.
+    async fn fetch_body(
+        &self,
+        tenant: &GraphTenant,
+        url: &str,
+        class: ObjectClass,
+        priority: RequestPriority,
+    ) -> Result<(bytes::Bytes, RequestStats), GraphError> {
         check_same_origin(tenant.cloud.graph_url(), url)?;
         let mut stats = RequestStats::default();
         let body = self.get_graph(tenant, url, class, priority, &mut stats).await?;
-        let (items, next) = if canonical { parse_page_canonical(url, &body)? } else { parse_page(url, &body)? };
-        check_same_origin(tenant.cloud.graph_url(), next.url())?;
-        tracing::debug!(items = items.len(), last = next.is_delta(), requests = stats.requests, "graph delta page");
-        Ok(DeltaPage { items, next, stats })
+        Ok((body, stats))
+    }
+}
+
+/// Parses a fetched page; `canonical`: objects as canonical text ([`parse_page_canonical`]).
+fn parse_fetched(
+    graph_root: &str,
+    url: &str,
+    body: &[u8],
+    stats: RequestStats,
+    canonical: bool,
+) -> Result<DeltaPage, GraphError> {
+    let (items, next) = if canonical { parse_page_canonical(url, body)? } else { parse_page(url, body)? };
+    check_same_origin(graph_root, next.url())?;
+    tracing::debug!(items = items.len(), last = next.is_delta(), requests = stats.requests, "graph delta page");
+    Ok(DeltaPage { items, next, stats })
+}
+
+/// Waits for the previous page's parse to have handed its page out. A parse task that panicked handed
+/// nothing out: the page after it must not go out either (the caller would skip a page), so it becomes
+/// an error that ends the round.
+async fn finish(parsing: Option<tokio::task::JoinHandle<()>>) -> Result<(), GraphError> {
+    match parsing {
+        Some(parsing) => parsing.await.map_err(|error| {
+            GraphError::Unexpected(anyhow::anyhow!("parsing the previous delta page failed: {error}"))
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The page's `@odata.nextLink` when it comes before `value`, as Graph (and the emulator) write it: read
+/// without reading the objects, so the next request can go out while this page is parsed. `None` for a
+/// last page (`@odata.deltaLink`), for links written after the objects, and for anything malformed: the
+/// page is then parsed before the next request, and the full parse decides (it refuses a page with both
+/// links or a repeated one, whatever this read).
+fn next_link_ahead(body: &[u8]) -> Option<String> {
+    struct LinksAhead<'a>(&'a mut Option<String>);
+
+    impl<'de> Visitor<'de> for LinksAhead<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a delta page object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                match key.as_ref() {
+                    "@odata.nextLink" => *self.0 = Some(map.next_value()?),
+                    // The objects start (or this is a last page): stop reading here.
+                    "value" => return Err(de::Error::custom("the objects start")),
+                    "@odata.deltaLink" => {
+                        *self.0 = None;
+                        return Err(de::Error::custom("a last page"));
+                    }
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            // No `value` at all: the full parse refuses the page; nothing to fetch ahead.
+            *self.0 = None;
+            Ok(())
+        }
+    }
+
+    let mut found = None;
+    // Stopping early is an error to serde; what was read before it is the answer.
+    match serde_json::Deserializer::from_slice(body).deserialize_map(LinksAhead(&mut found)) {
+        Ok(()) | Err(_) => found,
     }
 }
 
@@ -522,6 +631,31 @@ mod tests {
      "alternativeSecurityIds": [{"type": 2,"identityProvider": null,"key": "base64Y3YxN2E1MWFlYw=="}]}
   ]
 }"#;
+
+    #[test]
+    fn the_next_link_is_read_ahead_only_when_it_comes_before_the_objects() {
+        let link = |body: &str| next_link_ahead(body.as_bytes());
+        assert!(
+            link(S1).is_some_and(|l| l.starts_with("https://graph.microsoft.com/v1.0/users/delta?$skiptoken=oEBwdSP6"))
+        );
+        assert!(link(S7).is_some_and(|l| l.contains("$skiptoken=pqwS")));
+        assert_eq!(link(S4_CHANGES), None, "a last page has nothing ahead");
+        assert_eq!(link(S4_EMPTY), None);
+        let after =
+            r#"{"value":[{"id":"a"}],"@odata.nextLink":"https://graph.microsoft.com/v1.0/users/delta?$skiptoken=x"}"#;
+        assert_eq!(link(after), None, "links after the objects: parsed first");
+        let both = r#"{"@odata.nextLink":"https://graph.microsoft.com/n","@odata.deltaLink":"https://graph.microsoft.com/d","value":[]}"#;
+        assert_eq!(link(both), None, "both links: the full parse refuses the page");
+        for malformed in [
+            "",
+            "[]",
+            "{",
+            r#"{"@odata.nextLink":1,"value":[]}"#,
+            r#"{"@odata.nextLink":"https://graph.microsoft.com/n"}"#,
+        ] {
+            assert_eq!(link(malformed), None, "{malformed}");
+        }
+    }
 
     #[test]
     fn initial_page_with_next_link_and_a_permanent_removal() {
