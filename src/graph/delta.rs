@@ -331,8 +331,10 @@ fn page_link(next_link: Option<String>, delta_link: Option<String>) -> Result<Pa
 
 /// The stream of a round's pages; ends after the page with the deltaLink, or after an error.
 ///
-/// A background task fetches page k+1 while the caller holds page k, and
-/// fetches nothing more until page k+1 is taken: at most two pages exist at once. Dropping the
+/// A background task fetches the next pages while the caller holds page k, up to the request's
+/// `prefetch` more, and fetches nothing beyond that until the caller takes one. A page's
+/// `@odata.nextLink` is read before its objects are parsed, so the next request goes out while the
+/// page is parsed on a blocking thread; pages are handed out in order all the same. Dropping the
 /// stream stops the task.
 pub struct DeltaPages {
     receiver: mpsc::Receiver<Result<DeltaPage, GraphError>>,
