@@ -78,6 +78,19 @@ pub async fn mapped_columns(
     rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
 }
 
+/// A manual re-map of (tenant, class) in batches of 7, without a deletion guard.
+fn manual_remap(tenant_id: i64, class: ObjectClass) -> RemapRequest {
+    RemapRequest {
+        tenant_id,
+        class,
+        trigger: Trigger::Manual,
+        guard: NO_GUARD,
+        instance_id: None,
+        batch_objects: 7,
+        job_id: None,
+    }
+}
+
 /// A round with the tenant's stored policy.
 async fn mapped_round(world: &SyncWorld, tenant: &SyncTenant, class: ObjectClass) {
     let policy = load_policy(&world.pool, tenant.tenant_id, class).await.expect("policy");
@@ -222,15 +235,7 @@ async fn create_time_values_are_written_at_insertion_and_kept_by_later_rounds_an
     let policy = load_policy(&world.pool, tenant.tenant_id, class).await.expect("policy");
     let recorder = PgRunRecorder::new(world.pool.clone());
     let deps = RemapDeps { pool: &world.pool, policy: policy.as_ref(), recorder: &recorder };
-    let request = RemapRequest {
-        tenant_id: tenant.tenant_id,
-        class,
-        trigger: Trigger::Manual,
-        guard: NO_GUARD,
-        instance_id: None,
-        batch_objects: 7,
-        job_id: None,
-    };
+    let request = manual_remap(tenant.tenant_id, class);
     let report = run_remap(&deps, &request).await.expect("remap");
     assert_eq!(report.mode, SyncMode::Remap);
     let after = mapped_columns(&world.pool, tenant.tenant_id, class).await;
@@ -279,15 +284,7 @@ async fn a_remap_on_a_one_connection_pool_reads_in_each_batch_and_writes_the_sam
     // The history goes through the service's recorder, which has connections of its own.
     let recorder = PgRunRecorder::new(world.pool.clone());
     let deps = RemapDeps { pool: &single, policy: policy.as_ref(), recorder: &recorder };
-    let request = RemapRequest {
-        tenant_id: tenant.tenant_id,
-        class,
-        trigger: Trigger::Manual,
-        guard: NO_GUARD,
-        instance_id: None,
-        batch_objects: 7,
-        job_id: None,
-    };
+    let request = manual_remap(tenant.tenant_id, class);
     let report = run_remap(&deps, &request).await.expect("remap");
     let live = mapped_columns(&world.pool, tenant.tenant_id, class).await;
     assert_eq!(report.counts.total, live.len() as u64, "{:?}", report.counts);
@@ -355,15 +352,7 @@ async fn an_interrupted_remap_resumes_with_exact_counts_and_writes_no_object_twi
     mappings::put(&world.pool, &actor, tenant.tenant_id, class, &second, None).await.expect("new mappings");
 
     let policy = load_policy(&world.pool, tenant.tenant_id, class).await.expect("policy");
-    let request = RemapRequest {
-        tenant_id: tenant.tenant_id,
-        class,
-        trigger: Trigger::Manual,
-        guard: NO_GUARD,
-        instance_id: None,
-        batch_objects: 7,
-        job_id: None,
-    };
+    let request = manual_remap(tenant.tenant_id, class);
     let stopping = StopAfterBatch::new(PgRunRecorder::new(world.pool.clone()), 2);
     let deps = RemapDeps { pool: &world.pool, policy: policy.as_ref(), recorder: &stopping };
     tokio::select! {
