@@ -31,13 +31,21 @@ impl MemberEntries {
 }
 
 /// Adds memberships not stored yet; returns the groups that gained a member (one entry per row written).
-pub async fn add(db: &impl GenericClient, tenant_id: i64, entries: &MemberEntries) -> Result<Vec<Uuid>, StoreError> {
+/// `fresh[i]`: entry `i`'s group has no membership stored before this run (it was created by it), so
+/// the entry is inserted without looking for it first; the result is the same either way.
+pub async fn add(
+    db: &impl GenericClient,
+    tenant_id: i64,
+    entries: &MemberEntries,
+    fresh: &[bool],
+) -> Result<Vec<Uuid>, StoreError> {
     if entries.is_empty() {
         return Ok(Vec::new());
     }
     let statement = db.prepare_cached(include_str!("sql/members_add.sql")).await?;
-    let rows =
-        db.query(&statement, &[&tenant_id, &entries.group_ids, &entries.member_ids, &entries.member_classes]).await?;
+    let rows = db
+        .query(&statement, &[&tenant_id, &entries.group_ids, &entries.member_ids, &entries.member_classes, &fresh])
+        .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 

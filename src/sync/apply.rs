@@ -285,8 +285,10 @@ pub(super) async fn apply_batch(
 
     // Round trip 3: membership, after the object rows (a sequence of its own: pipelined with them, a
     // statement already prepared would run before the COPY, which prepares first).
+    // A group this run created has only the memberships this run wrote: the insert need not look first.
+    let fresh: Vec<bool> = added.group_ids.iter().map(created_in_run).collect();
     let (gained, lost) =
-        futures::try_join!(members::add(tx, tenant_id, &added), members::remove(tx, tenant_id, &removed))?;
+        futures::try_join!(members::add(tx, tenant_id, &added, &fresh), members::remove(tx, tenant_id, &removed))?;
     outcome.member_rows = (gained.len() + lost.len()) as u64;
     // A group this run created holds only memberships this run added: nothing of it to count. Tombstones
     // are counted apart: `ON CONFLICT DO NOTHING` makes the two inserts count the union once.

@@ -144,6 +144,30 @@ async fn membership_slices_merge_across_pages_and_replays_add_nothing() {
     );
 }
 
+/// The references of a group the run created skip the existence probe (`members_add.sql`): a page the
+/// same run applies again (a resumed batch) must still write no membership a second time.
+#[tokio::test]
+async fn a_page_replayed_by_the_run_that_created_its_group_writes_no_membership_twice() {
+    let env = env().await;
+    let run = Uuid::new_v4();
+    let first = env.apply(ObjectClass::Group, run, vec![group(11, &[1, 2, 3], &[])]).await;
+    assert_eq!(first.member_rows, 3, "{first:?}");
+    let versions = || async {
+        let client = env.pool.get().await.expect("connection");
+        let rows = client
+            .query("SELECT member_id, xmin::text FROM group_members WHERE tenant_id = $1 ORDER BY 1", &[&env.tenant_id])
+            .await
+            .expect("memberships");
+        rows.iter().map(|r| (r.get::<_, Uuid>(0), r.get::<_, String>(1))).collect::<Vec<_>>()
+    };
+    let before = versions().await;
+    let replay = env.apply(ObjectClass::Group, run, vec![group(11, &[1, 2, 3, 4], &[])]).await;
+    assert_eq!(replay.member_rows, 1, "only the new member is written: {replay:?}");
+    let after = versions().await;
+    assert_eq!(after.len(), 4);
+    assert_eq!(&after[..3], &before[..], "the three memberships already written keep their row versions");
+}
+
 #[tokio::test]
 async fn a_soft_deletion_waits_for_the_round_end_and_a_plain_object_restores_it() {
     let env = env().await;

@@ -171,7 +171,7 @@ async fn a_tag_sync_assigns_values_from_attributes_and_groups_and_records_a_hist
     let mut entries = MemberEntries::default();
     entries.push(engineers, ada, "user");
     entries.push(engineers, bob, "user");
-    members::add(&pool.get().await.unwrap(), tenant, &entries).await.unwrap();
+    members::add(&pool.get().await.unwrap(), tenant, &entries, &[false, false]).await.unwrap();
     let client = pool.get().await.unwrap();
     client
         .execute(
