@@ -465,20 +465,8 @@ impl GraphClient {
         class: ObjectClass,
         priority: RequestPriority,
     ) -> Result<DeltaPage, GraphError> {
-        self.fetch_page_as(tenant, url, class, priority, false).await
-    }
-
-    /// Fetches and parses one page; `canonical`: objects as canonical text ([`parse_page_canonical`]).
-    async fn fetch_page_as(
-        &self,
-        tenant: &GraphTenant,
-        url: &str,
-        class: ObjectClass,
-        priority: RequestPriority,
-        canonical: bool,
-    ) -> Result<DeltaPage, GraphError> {
         let (body, stats) = self.fetch_body(tenant, url, class, priority).await?;
-        parse_fetched(tenant.cloud.graph_url(), url, &body, stats, canonical)
+        parse_fetched(tenant.cloud.graph_url(), url, &body, stats, false)
     }
 
     /// Fetches one page's body (retries and throttling included), from the tenant's Graph host only.
