@@ -9,7 +9,7 @@ use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use super::page::PreparedPage;
-use super::snapshot::{Known, SeenMarks, Snapshot};
+use super::snapshot::{BatchMarks, Known, Snapshot};
 use crate::model::{ObjectClass, SyncMode};
 use crate::store::members::MemberEntries;
 use crate::store::objects::{self, ObjectWrites};
@@ -102,7 +102,7 @@ pub(super) async fn apply_batch(
     page: &PreparedPage,
     hints: PageHints,
     snapshot: Option<&Snapshot<'_>>,
-) -> Result<(PageOutcome, SeenMarks), StoreError> {
+) -> Result<(PageOutcome, BatchMarks), StoreError> {
     let PageTarget { tenant_id, class, run_id, mode } = target;
     let full = mode == SyncMode::Full;
     // A restored group is listed like a new one, with every current member and no removals: in a delta
@@ -129,6 +129,7 @@ pub(super) async fn apply_batch(
                     Known::Stored(_, state) => {
                         known.insert(id, state);
                     }
+                    Known::Absent => {}
                     Known::Ask(_) => asked.push(id),
                 }
             }
@@ -236,7 +237,7 @@ pub(super) async fn apply_batch(
     outcome.staged_deletions = delete_ids.len() as u64;
 
     // Snapshot path: the seen marks are bits in memory, and what this batch adds to them one chunk row.
-    let (mut marks, mut chunk, mut snapshot_newly_seen) = (SeenMarks::default(), Vec::new(), 0);
+    let (mut marks, mut chunk, mut snapshot_newly_seen) = (BatchMarks::default(), Vec::new(), 0);
     if let Some(snapshot) = snapshot {
         let mut mark = |id: Uuid, listed: bool| {
             let first = match snapshot.index(&id) {
@@ -279,6 +280,11 @@ pub(super) async fn apply_batch(
         run_scratch::mark_seen(tx, run_id, &filtered_seen),
         run_scratch::record_seen_chunk(tx, run_id, &chunk),
     )?;
+    if snapshot.is_some() {
+        // Stored from now on, though outside the snapshot: later batches ask the store for them.
+        marks.inserted = inserts.ids;
+        marks.inserted.extend_from_slice(&tombstones);
+    }
     outcome.object_rows = inserted + updated + tombstoned;
     outcome.newly_changed = inserted + newly_changed;
     outcome.newly_listed = if full { inserted + newly_seen + snapshot_newly_seen } else { 0 };

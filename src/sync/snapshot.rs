@@ -9,6 +9,8 @@
 //! Memory: 24 bytes per object (id and marker), four bits (seen, soft-deleted, created by this run, ask
 //! the store) and at most 4 bytes of the radix index that finds an id in one or two cache lines, reserved from a per-instance [`SnapshotBudget`] as the rows arrive; a snapshot that would
 //! exceed it is dropped and the round takes the streaming path (a marker probe and a seen row per object).
+//! The ids the run inserts are remembered too (a fingerprint each, see [`Inserted`]), so an id in neither
+//! is known to be new without a lookup: a new tenant's first round asks the store nothing.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -161,24 +163,30 @@ impl Bits {
 pub(super) enum Known {
     /// Stored as the snapshot says (its index, for the seen mark).
     Stored(usize, StoredState),
-    /// The snapshot cannot say: ask the store (an object not in the snapshot, or one that may have
-    /// changed outside this run: a deletion held for an operator may be allowed while the round runs).
+    /// Not stored: outside the snapshot, and this run has not inserted it since.
+    Absent,
+    /// The snapshot cannot say: ask the store (an object this run may have inserted since the snapshot
+    /// was read, or one that may have changed outside this run: a deletion held for an operator may be
+    /// allowed while the round runs).
     Ask(Option<usize>),
 }
 
-/// The seen marks a batch adds, set in memory once its transaction has committed.
+/// What a batch adds to the snapshot, set in memory once its transaction has committed: its seen marks
+/// and the ids it inserted.
 #[derive(Debug, Default)]
-pub(super) struct SeenMarks {
+pub(super) struct BatchMarks {
     /// Snapshot entries the batch saw first.
     pub(super) indices: Vec<usize>,
     /// Stored objects outside the snapshot the batch saw first (rare: rows the store gained after the
     /// snapshot was read that this run did not create, such as its own tombstones restored).
     pub(super) extra: Vec<Uuid>,
+    /// Objects and tombstones the batch inserted: stored from now on, though outside the snapshot.
+    pub(super) inserted: Vec<Uuid>,
 }
 
-impl SeenMarks {
+impl BatchMarks {
     pub(super) fn is_empty(&self) -> bool {
-        self.indices.is_empty() && self.extra.is_empty()
+        self.indices.is_empty() && self.extra.is_empty() && self.inserted.is_empty()
     }
 }
 
@@ -197,7 +205,8 @@ pub(super) struct Snapshot<'b> {
     ask: Bits,
     seen_count: u64,
     extra_seen: HashSet<Uuid>,
-    _lease: Lease<'b>,
+    inserted: Inserted,
+    lease: Lease<'b>,
 }
 
 impl<'b> Snapshot<'b> {
@@ -268,7 +277,8 @@ impl<'b> Snapshot<'b> {
             entries,
             seen_count: 0,
             extra_seen: HashSet::new(),
-            _lease: lease,
+            inserted: Inserted::default(),
+            lease,
         };
         for id in &deleted_ids {
             if let Some(index) = snapshot.index(id) {
@@ -288,7 +298,7 @@ impl<'b> Snapshot<'b> {
         let exact = (snapshot.entries.capacity() * std::mem::size_of::<Entry>()) as u64
             + 4 * snapshot.seen.bytes()
             + snapshot.index.bytes();
-        snapshot._lease.shrink_to(exact);
+        snapshot.lease.shrink_to(exact);
         tracing::debug!(objects = len, bytes = exact, "snapshot read");
         Ok(Some(snapshot))
     }
@@ -323,6 +333,7 @@ impl<'b> Snapshot<'b> {
     /// What the snapshot knows of `id`.
     pub(super) fn known(&self, id: &Uuid) -> Known {
         match self.index(id) {
+            None if self.inserted.surely_not(id) => Known::Absent,
             None => Known::Ask(None),
             Some(index) if self.ask.get(index) => Known::Ask(Some(index)),
             Some(index) => Known::Stored(
@@ -347,13 +358,14 @@ impl<'b> Snapshot<'b> {
     }
 
     /// Sets a committed batch's marks.
-    pub(super) fn mark(&mut self, marks: SeenMarks) {
+    pub(super) fn mark(&mut self, marks: BatchMarks) {
         for index in marks.indices {
             if self.seen.set(index) {
                 self.seen_count += 1;
             }
         }
         self.extra_seen.extend(marks.extra);
+        self.inserted.add(&marks.inserted, &mut self.lease);
     }
 
     /// Stored objects the listing saw that the run did not create.
@@ -374,6 +386,56 @@ impl<'b> Snapshot<'b> {
 
     pub(super) fn len(&self) -> usize {
         self.entries.len()
+    }
+}
+
+/// The ids a run inserted since its snapshot was read, as 64-bit fingerprints: an id outside the snapshot
+/// whose fingerprint is not here is not stored (nothing else inserts rows of the (tenant, class) while the
+/// run holds it), so a new tenant's first round looks nothing up. Two ids sharing a fingerprint only
+/// make the second one asked. 9 bytes per slot, 9–19 per inserted id, reserved from the budget; when it
+/// cannot grow, the set is given up and every id outside the snapshot is asked again, as the streaming
+/// path does.
+#[derive(Debug, Default)]
+struct Inserted {
+    fingerprints: HashSet<u64>,
+    given_up: bool,
+    reserved: u64,
+}
+
+impl Inserted {
+    const BYTES_PER_SLOT: u64 = 9;
+
+    fn fingerprint(id: &Uuid) -> u64 {
+        let (high, low) = id.as_u64_pair();
+        high ^ low
+    }
+
+    fn surely_not(&self, id: &Uuid) -> bool {
+        !self.given_up && !self.fingerprints.contains(&Self::fingerprint(id))
+    }
+
+    fn add(&mut self, ids: &[Uuid], lease: &mut Lease<'_>) {
+        if self.given_up || ids.is_empty() {
+            return;
+        }
+        // The table grows to the next power of two at 7/8 full.
+        let wanted = (self.fingerprints.len() + ids.len()).saturating_mul(8) / 7;
+        let bytes = (wanted.next_power_of_two() as u64).saturating_mul(Self::BYTES_PER_SLOT);
+        if bytes > self.reserved {
+            if !lease.grow(bytes - self.reserved) {
+                tracing::info!(
+                    inserted = self.fingerprints.len(),
+                    "the inserted ids outgrow the budget: new ids are looked up"
+                );
+                self.given_up = true;
+                lease.shrink_to(lease.bytes.saturating_sub(self.reserved));
+                self.reserved = 0;
+                self.fingerprints = HashSet::new();
+                return;
+            }
+            self.reserved = bytes;
+        }
+        self.fingerprints.extend(ids.iter().map(Self::fingerprint));
     }
 }
 
@@ -465,6 +527,37 @@ mod tests {
         assert_eq!(budget.in_use_bytes(), 0);
         budget.set_limit_mb(0);
         assert!(!Lease::empty(&budget).grow(1));
+    }
+
+    #[test]
+    fn an_inserted_id_is_asked_for_and_so_is_one_sharing_its_fingerprint() {
+        let budget = SnapshotBudget::new(1 << 20);
+        let mut lease = Lease::empty(&budget);
+        let mut inserted = Inserted::default();
+        let (a, b) = (Uuid::from_u64_pair(5, 9), Uuid::from_u64_pair(7, 13));
+        assert!(inserted.surely_not(&a));
+        inserted.add(&[a], &mut lease);
+        assert!(!inserted.surely_not(&a), "inserted: asked");
+        assert!(inserted.surely_not(&b));
+        let twin = Uuid::from_u64_pair(5 ^ 0xff, 9 ^ 0xff);
+        assert!(!inserted.surely_not(&twin), "the same fingerprint: asked, never taken for absent");
+        assert_eq!(budget.in_use_bytes(), lease.bytes, "the set's memory is reserved");
+    }
+
+    #[test]
+    fn inserted_ids_over_the_budget_are_given_up_and_then_everything_is_asked() {
+        let budget = SnapshotBudget::new(4_096);
+        let mut lease = Lease::empty(&budget);
+        let mut inserted = Inserted::default();
+        let few: Vec<Uuid> = (0..10).map(|_| Uuid::new_v4()).collect();
+        inserted.add(&few, &mut lease);
+        assert!(budget.in_use_bytes() > 0);
+        let many: Vec<Uuid> = (0..1_000).map(|_| Uuid::new_v4()).collect();
+        inserted.add(&many, &mut lease);
+        assert_eq!(budget.in_use_bytes(), 0, "the set's memory goes back");
+        assert!(!inserted.surely_not(&Uuid::new_v4()), "given up: every id is asked");
+        inserted.add(&few, &mut lease);
+        assert_eq!(budget.in_use_bytes(), 0, "and it does not grow again");
     }
 
     #[test]
