@@ -124,6 +124,32 @@ fn write_members(out: &mut Vec<u8>, dir: &Directory, slice: &[(u32, bool)]) {
     out.push(b']');
 }
 
+/// A group's next `budget` members@delta entries after `after` (none for other classes, or without
+/// `members` selected), and whether more follow.
+fn member_slice(
+    dir: &Directory,
+    state: &DeltaState,
+    obj: ObjectRef,
+    full: bool,
+    after: Option<u32>,
+    budget: usize,
+) -> (Vec<(u32, bool)>, bool) {
+    if obj.class != ObjectClass::Group || !state.select.members {
+        return (Vec::new(), false);
+    }
+    let membership = &dir.members[obj.index as usize];
+    let mut entries: Box<dyn Iterator<Item = (u32, bool)>> = if state.initial {
+        Box::new(membership.current_after(after).map(|m| (m, true)))
+    } else if full {
+        Box::new(membership.full_listing_after(state.since, after))
+    } else {
+        Box::new(membership.changes_after(state.since, after))
+    };
+    let slice: Vec<(u32, bool)> = entries.by_ref().take(budget).collect();
+    let more = entries.next().is_some();
+    (slice, more)
+}
+
 fn position_to_index(state: &DeltaState, position: u32) -> u32 {
     match &state.filter {
         Some(indexes) => indexes[position as usize],
@@ -151,20 +177,26 @@ pub fn delta_page(dir: &Directory, state: &DeltaState, plan: &PagePlan) -> Delta
         mix64(state.since ^ (u64::from(state.cursor) << 20) ^ u64::from(state.page)) ^ state.upto ^ dir.seed,
     );
     let replay = plan.replay_rate > 0.0;
-    // Replay across pages: the last object before this page shows up again.
+    let mut member_budget = plan.member_page_size.max(1);
+    // Replay across pages: the last object before this page shows up again; a group with its first
+    // slice of members again, so a client sees memberships it has already written in an earlier batch.
     if replay && state.cursor > 0 && state.member_after.is_none() && rng.chance(plan.replay_rate) {
         let obj = ObjectRef::new(class, position_to_index(state, state.cursor - 1));
         let rec = &records[obj.index as usize];
-        if let Shape::Full | Shape::Changed = shape(dir, state, obj, rec) {
+        if let shape @ (Shape::Full | Shape::Changed) = shape(dir, state, obj, rec) {
             write_head(&mut out, dir, obj);
             write_props(&mut out, dir, state, obj, rec, false);
+            let (slice, _) = member_slice(dir, state, obj, matches!(shape, Shape::Full), None, member_budget);
+            if !slice.is_empty() {
+                write_members(&mut out, dir, &slice);
+                member_budget = member_budget.saturating_sub(slice.len()).max(1);
+            }
             out.push(b'}');
             objects += 1;
         }
     }
     let mut position = state.cursor;
     let mut member_after = state.member_after;
-    let mut member_budget = plan.member_page_size.max(1);
     while position < total && objects < plan.page_size {
         let obj = ObjectRef::new(class, position_to_index(state, position));
         let rec = &records[obj.index as usize];
@@ -182,22 +214,9 @@ pub fn delta_page(dir: &Directory, state: &DeltaState, plan: &PagePlan) -> Delta
             }
             shape @ (Shape::Full | Shape::Changed) => {
                 let full = matches!(shape, Shape::Full);
-                let mut slice: Vec<(u32, bool)> = Vec::new();
-                let mut more = false;
-                if class == ObjectClass::Group && state.select.members {
-                    let membership = &dir.members[obj.index as usize];
-                    let mut entries: Box<dyn Iterator<Item = (u32, bool)>> = if state.initial {
-                        Box::new(membership.current_after(member_after).map(|m| (m, true)))
-                    } else if full {
-                        Box::new(membership.full_listing_after(state.since, member_after))
-                    } else {
-                        Box::new(membership.changes_after(state.since, member_after))
-                    };
-                    slice.extend(entries.by_ref().take(member_budget));
-                    more = entries.next().is_some();
-                    if slice.is_empty() && more && objects > 0 {
-                        break; // no member budget left on this page: the group starts the next one
-                    }
+                let (slice, more) = member_slice(dir, state, obj, full, member_after, member_budget);
+                if slice.is_empty() && more && objects > 0 {
+                    break; // no member budget left on this page: the group starts the next one
                 }
                 write_head(&mut out, dir, obj);
                 write_props(&mut out, dir, state, obj, rec, !full && plan.minimal);
