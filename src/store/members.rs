@@ -1,9 +1,11 @@
 //! Group membership (`group_members`), merged from `members@delta` slices.
 
 use deadpool_postgres::GenericClient;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{During, StoreError};
 
 /// Membership entries as parallel columns (bound as arrays).
 #[derive(Debug, Default)]
@@ -47,6 +49,34 @@ pub async fn add(
         .query(&statement, &[&tenant_id, &entries.group_ids, &entries.member_ids, &entries.member_classes, &fresh])
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Inserts memberships the caller knows are not stored (of groups its run created, never written by it)
+/// by binary `COPY`: no probe, no conflict check. Returns the rows inserted. Should one exist after all,
+/// the primary key refuses the COPY and the transaction fails; nothing is overwritten.
+pub async fn insert_new(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant_id: i64,
+    entries: &MemberEntries,
+) -> Result<u64, StoreError> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    const DURING: &str = "inserting a batch of new memberships";
+    // Never executed: prepared only for its parameter types, in the COPY's column order.
+    let types = tx.prepare_cached("SELECT $1::bigint, $2::uuid, $3::uuid, $4::text").await.during(DURING)?;
+    let sink = tx
+        .copy_in("COPY group_members (tenant_id, group_id, member_id, member_class) FROM STDIN (FORMAT binary)")
+        .await
+        .during(DURING)?;
+    let writer = BinaryCopyInWriter::new(sink, types.params());
+    futures::pin_mut!(writer);
+    for i in 0..entries.len() {
+        let row: [&(dyn ToSql + Sync); 4] =
+            [&tenant_id, &entries.group_ids[i], &entries.member_ids[i], &entries.member_classes[i]];
+        writer.as_mut().write(&row).await.during(DURING)?;
+    }
+    writer.finish().await.during(DURING)
 }
 
 /// Removes memberships; returns the groups that lost a member (one entry per row deleted).

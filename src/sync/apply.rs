@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
+use super::fingerprints::Fingerprints;
 use super::page::PreparedPage;
 use super::snapshot::{BatchMarks, Known, Snapshot};
 use crate::model::{ObjectClass, SyncMode};
@@ -89,19 +90,21 @@ pub async fn apply_page_with(
     page: &PreparedPage,
     hints: PageHints,
 ) -> Result<PageOutcome, StoreError> {
-    Ok(apply_batch(tx, target, page, hints, None).await?.0)
+    Ok(apply_batch(tx, target, page, hints, None, None).await?.0)
 }
 
 /// [`apply_page_with`], comparing with a re-scan snapshot when the round holds one: stored states come
 /// from it (the store is asked only for ids it cannot answer for), and a full round's seen marks become
-/// one chunk row instead of a row per object. The marks are returned, for the caller to set in the
-/// snapshot once the transaction has committed.
+/// one chunk row instead of a row per object. With `written`, the memberships of a group this run
+/// created are copied in when the fingerprints say the run has not written them yet. The marks are
+/// returned, for the caller to remember once the transaction has committed.
 pub(super) async fn apply_batch(
     tx: &Transaction<'_>,
     target: PageTarget,
     page: &PreparedPage,
     hints: PageHints,
     snapshot: Option<&Snapshot<'_>>,
+    written: Option<&Fingerprints<'_>>,
 ) -> Result<(PageOutcome, BatchMarks), StoreError> {
     let PageTarget { tenant_id, class, run_id, mode } = target;
     let full = mode == SyncMode::Full;
@@ -291,11 +294,28 @@ pub(super) async fn apply_batch(
 
     // Round trip 3: membership, after the object rows (a sequence of its own: pipelined with them, a
     // statement already prepared would run before the COPY, which prepares first).
-    // A group this run created has only the memberships this run wrote: the insert need not look first.
-    let fresh: Vec<bool> = added.group_ids.iter().map(created_in_run).collect();
-    let (gained, lost) =
-        futures::try_join!(members::add(tx, tenant_id, &added, &fresh), members::remove(tx, tenant_id, &removed))?;
-    outcome.member_rows = (gained.len() + lost.len()) as u64;
+    // A group this run created has only the memberships this run wrote: the insert need not look first,
+    // and those the run surely has not written (`written`) are copied in.
+    let (mut copied, mut merged, mut fresh) = (MemberEntries::default(), MemberEntries::default(), Vec::new());
+    for ((group, member), class) in added.group_ids.iter().zip(&added.member_ids).zip(&added.member_classes) {
+        let created = created_in_run(group);
+        if let Some(written) = written.filter(|_| created) {
+            let print = Fingerprints::of_pair(group, member);
+            marks.memberships.push(print);
+            if written.surely_absent(print) {
+                copied.push(*group, *member, class);
+                continue;
+            }
+        }
+        merged.push(*group, *member, class);
+        fresh.push(created);
+    }
+    let (copied, gained, lost) = futures::try_join!(
+        members::insert_new(tx, tenant_id, &copied),
+        members::add(tx, tenant_id, &merged, &fresh),
+        members::remove(tx, tenant_id, &removed)
+    )?;
+    outcome.member_rows = copied + (gained.len() + lost.len()) as u64;
     // A group this run created holds only memberships this run added: nothing of it to count. Tombstones
     // are counted apart: `ON CONFLICT DO NOTHING` makes the two inserts count the union once.
     let mut changed_later: Vec<Uuid> = gained.into_iter().chain(lost).filter(|group| !created_in_run(group)).collect();

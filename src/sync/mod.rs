@@ -11,6 +11,7 @@
 mod apply;
 mod batch;
 mod error;
+mod fingerprints;
 mod guard;
 mod held;
 pub mod marker;

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::apply::{apply_batch, PageHints, PageTarget, REASON_NOT_LISTED};
 use super::batch::{Batches, PageBatch, PREFETCH_PAGES};
 use super::error::SyncError;
+use super::fingerprints::Fingerprints;
 use super::guard::{short_listing, DeletionGuard};
 use super::page::{prepare, PreparedPage};
 use super::policy::ObjectPolicy;
@@ -77,6 +78,9 @@ struct Run<'b> {
     resumed: bool,
     /// A full round's re-scan snapshot (`None`: the streaming path; see [`choose_path`]).
     snapshot: Option<Snapshot<'b>>,
+    /// A group round's memberships written for the groups it created, when this stream started the
+    /// run: a resumed run's earlier streams wrote memberships it does not know of.
+    written: Option<Fingerprints<'b>>,
     /// The page hints, when the run's start transaction read them (the first stream takes them).
     hints: Option<PageHints>,
 }
@@ -177,6 +181,9 @@ async fn choose_path<'b>(pool: &Pool, budget: &'b SnapshotBudget, run: &mut Run<
     // The old snapshot's memory goes back first.
     run.snapshot = None;
     let t = run.target;
+    // After a restart as full the run's earlier memberships are no longer "created by it" (their groups'
+    // marks are forgotten): what this stream remembers is still all it wrote for the groups it creates.
+    run.written = (t.class == ObjectClass::Group && !run.resumed).then(|| Fingerprints::new(budget));
     if t.mode != SyncMode::Full {
         return Ok(());
     }
@@ -232,8 +239,15 @@ async fn begin<'b, R: RunRecorder>(
             let target =
                 PageTarget { tenant_id: request.tenant_id, class: request.class, run_id: checkpoint.run_id, mode };
             tracing::info!(run_id = %checkpoint.run_id, pages = checkpoint.counts.pages, "resuming a checkpointed run");
-            let run =
-                Run { target, counts: checkpoint.counts, reason: None, resumed: true, snapshot: None, hints: None };
+            let run = Run {
+                target,
+                counts: checkpoint.counts,
+                reason: None,
+                resumed: true,
+                snapshot: None,
+                written: None,
+                hints: None,
+            };
             (run, link)
         }
         None => start_run(&transaction, request, &cursor, mode, reason).await?,
@@ -312,7 +326,18 @@ async fn start_run<'b>(
     let target = PageTarget { tenant_id: request.tenant_id, class: request.class, run_id, mode };
     cursors::checkpoint(db, request.tenant_id, request.class, run_id, mode, None, &RunCounts::default()).await?;
     let link = if mode == SyncMode::Delta { cursor.delta_link.clone() } else { None };
-    Ok((Run { target, counts: RunCounts::default(), reason, resumed: false, snapshot: None, hints: None }, link))
+    Ok((
+        Run {
+            target,
+            counts: RunCounts::default(),
+            reason,
+            resumed: false,
+            snapshot: None,
+            written: None,
+            hints: None,
+        },
+        link,
+    ))
 }
 
 /// Drops an interrupted delta run's checkpoint and scratch state and ends it in the history as cancelled,
@@ -468,7 +493,9 @@ async fn apply_and_report<R: RunRecorder>(
     // The claim and the page's first statements travel together; the claim still runs first (one
     // connection executes in order), and if it fails nothing of the page commits.
     let snapshot = run.snapshot.as_ref();
-    let apply = async { Ok::<_, SyncError>(apply_batch(&transaction, run.target, prepared, *hints, snapshot).await?) };
+    let written = run.written.as_ref();
+    let apply =
+        async { Ok::<_, SyncError>(apply_batch(&transaction, run.target, prepared, *hints, snapshot, written).await?) };
     let ((), (outcome, mut marks)) = futures::try_join!(claim(&transaction, run), apply)?;
     // Set before the commit: if the commit fails the round stops, and a new stream asks the store again.
     hints.staged_deletions |= outcome.staged_deletions > 0;
@@ -512,8 +539,11 @@ async fn apply_and_report<R: RunRecorder>(
     };
     transaction.commit().await?;
     run.counts = counts;
-    // Only what committed is marked: a batch that failed leaves the snapshot as the store has it.
-    if let Some(snapshot) = run.snapshot.as_mut().filter(|_| !marks.is_empty()) {
+    // Only what committed is remembered: a batch that failed leaves the snapshot as the store has it.
+    if let Some(written) = run.written.as_mut() {
+        written.add(&marks.memberships);
+    }
+    if let Some(snapshot) = run.snapshot.as_mut() {
         snapshot.mark(marks);
     }
     tracing::debug!(

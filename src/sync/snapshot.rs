@@ -9,7 +9,7 @@
 //! Memory: 24 bytes per object (id and marker), four bits (seen, soft-deleted, created by this run, ask
 //! the store) and at most 4 bytes of the radix index that finds an id in one or two cache lines, reserved from a per-instance [`SnapshotBudget`] as the rows arrive; a snapshot that would
 //! exceed it is dropped and the round takes the streaming path (a marker probe and a seen row per object).
-//! The ids the run inserts are remembered too (a fingerprint each, see [`Inserted`]), so an id in neither
+//! The ids the run inserts are remembered too (a fingerprint each, [`Fingerprints`]), so an id in neither
 //! is known to be new without a lookup: a new tenant's first round asks the store nothing.
 
 use std::collections::HashSet;
@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::apply::PageTarget;
 use super::error::SyncError;
+use super::fingerprints::Fingerprints;
 use crate::store::objects::{self, StoredState};
 use crate::store::{run_scratch, Pool};
 
@@ -87,17 +88,21 @@ impl SnapshotBudget {
 
 /// Memory reserved from a budget, released when dropped.
 #[derive(Debug)]
-struct Lease<'b> {
+pub(super) struct Lease<'b> {
     budget: &'b SnapshotBudget,
     bytes: u64,
 }
 
 impl<'b> Lease<'b> {
-    fn empty(budget: &'b SnapshotBudget) -> Self {
+    pub(super) fn empty(budget: &'b SnapshotBudget) -> Self {
         Self { budget, bytes: 0 }
     }
 
-    fn grow(&mut self, bytes: u64) -> bool {
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub(super) fn grow(&mut self, bytes: u64) -> bool {
         let granted = self.budget.try_reserve(bytes);
         if granted {
             self.bytes += bytes;
@@ -171,8 +176,8 @@ pub(super) enum Known {
     Ask(Option<usize>),
 }
 
-/// What a batch adds to the snapshot, set in memory once its transaction has committed: its seen marks
-/// and the ids it inserted.
+/// What a batch adds to what the round remembers, set in memory once its transaction has committed: its
+/// seen marks and the ids it inserted (the snapshot's), the memberships it wrote (the round's).
 #[derive(Debug, Default)]
 pub(super) struct BatchMarks {
     /// Snapshot entries the batch saw first.
@@ -182,12 +187,9 @@ pub(super) struct BatchMarks {
     pub(super) extra: Vec<Uuid>,
     /// Objects and tombstones the batch inserted: stored from now on, though outside the snapshot.
     pub(super) inserted: Vec<Uuid>,
-}
-
-impl BatchMarks {
-    pub(super) fn is_empty(&self) -> bool {
-        self.indices.is_empty() && self.extra.is_empty() && self.inserted.is_empty()
-    }
+    /// Fingerprints of the memberships it wrote for groups the run created (group rounds, not the
+    /// snapshot's: the round keeps them).
+    pub(super) memberships: Vec<u64>,
 }
 
 /// The (tenant, class)'s stored objects when the round (or its resumption) started, and what the listing
@@ -205,8 +207,9 @@ pub(super) struct Snapshot<'b> {
     ask: Bits,
     seen_count: u64,
     extra_seen: HashSet<Uuid>,
-    inserted: Inserted,
-    lease: Lease<'b>,
+    /// The ids this run inserted since the snapshot was read (new objects and tombstones).
+    inserted: Fingerprints<'b>,
+    _lease: Lease<'b>,
 }
 
 impl<'b> Snapshot<'b> {
@@ -277,8 +280,8 @@ impl<'b> Snapshot<'b> {
             entries,
             seen_count: 0,
             extra_seen: HashSet::new(),
-            inserted: Inserted::default(),
-            lease,
+            inserted: Fingerprints::new(budget),
+            _lease: lease,
         };
         for id in &deleted_ids {
             if let Some(index) = snapshot.index(id) {
@@ -298,7 +301,7 @@ impl<'b> Snapshot<'b> {
         let exact = (snapshot.entries.capacity() * std::mem::size_of::<Entry>()) as u64
             + 4 * snapshot.seen.bytes()
             + snapshot.index.bytes();
-        snapshot.lease.shrink_to(exact);
+        snapshot._lease.shrink_to(exact);
         tracing::debug!(objects = len, bytes = exact, "snapshot read");
         Ok(Some(snapshot))
     }
@@ -333,7 +336,7 @@ impl<'b> Snapshot<'b> {
     /// What the snapshot knows of `id`.
     pub(super) fn known(&self, id: &Uuid) -> Known {
         match self.index(id) {
-            None if self.inserted.surely_not(id) => Known::Absent,
+            None if self.inserted.surely_absent(Fingerprints::of_id(id)) => Known::Absent,
             None => Known::Ask(None),
             Some(index) if self.ask.get(index) => Known::Ask(Some(index)),
             Some(index) => Known::Stored(
@@ -365,7 +368,8 @@ impl<'b> Snapshot<'b> {
             }
         }
         self.extra_seen.extend(marks.extra);
-        self.inserted.add(&marks.inserted, &mut self.lease);
+        let inserted: Vec<u64> = marks.inserted.iter().map(Fingerprints::of_id).collect();
+        self.inserted.add(&inserted);
     }
 
     /// Stored objects the listing saw that the run did not create.
@@ -386,56 +390,6 @@ impl<'b> Snapshot<'b> {
 
     pub(super) fn len(&self) -> usize {
         self.entries.len()
-    }
-}
-
-/// The ids a run inserted since its snapshot was read, as 64-bit fingerprints: an id outside the snapshot
-/// whose fingerprint is not here is not stored (nothing else inserts rows of the (tenant, class) while the
-/// run holds it), so a new tenant's first round looks nothing up. Two ids sharing a fingerprint only
-/// make the second one asked. 9 bytes per slot, 9–19 per inserted id, reserved from the budget; when it
-/// cannot grow, the set is given up and every id outside the snapshot is asked again, as the streaming
-/// path does.
-#[derive(Debug, Default)]
-struct Inserted {
-    fingerprints: HashSet<u64>,
-    given_up: bool,
-    reserved: u64,
-}
-
-impl Inserted {
-    const BYTES_PER_SLOT: u64 = 9;
-
-    fn fingerprint(id: &Uuid) -> u64 {
-        let (high, low) = id.as_u64_pair();
-        high ^ low
-    }
-
-    fn surely_not(&self, id: &Uuid) -> bool {
-        !self.given_up && !self.fingerprints.contains(&Self::fingerprint(id))
-    }
-
-    fn add(&mut self, ids: &[Uuid], lease: &mut Lease<'_>) {
-        if self.given_up || ids.is_empty() {
-            return;
-        }
-        // The table grows to the next power of two at 7/8 full.
-        let wanted = (self.fingerprints.len() + ids.len()).saturating_mul(8) / 7;
-        let bytes = (wanted.next_power_of_two() as u64).saturating_mul(Self::BYTES_PER_SLOT);
-        if bytes > self.reserved {
-            if !lease.grow(bytes - self.reserved) {
-                tracing::info!(
-                    inserted = self.fingerprints.len(),
-                    "the inserted ids outgrow the budget: new ids are looked up"
-                );
-                self.given_up = true;
-                lease.shrink_to(lease.bytes.saturating_sub(self.reserved));
-                self.reserved = 0;
-                self.fingerprints = HashSet::new();
-                return;
-            }
-            self.reserved = bytes;
-        }
-        self.fingerprints.extend(ids.iter().map(Self::fingerprint));
     }
 }
 
@@ -527,37 +481,6 @@ mod tests {
         assert_eq!(budget.in_use_bytes(), 0);
         budget.set_limit_mb(0);
         assert!(!Lease::empty(&budget).grow(1));
-    }
-
-    #[test]
-    fn an_inserted_id_is_asked_for_and_so_is_one_sharing_its_fingerprint() {
-        let budget = SnapshotBudget::new(1 << 20);
-        let mut lease = Lease::empty(&budget);
-        let mut inserted = Inserted::default();
-        let (a, b) = (Uuid::from_u64_pair(5, 9), Uuid::from_u64_pair(7, 13));
-        assert!(inserted.surely_not(&a));
-        inserted.add(&[a], &mut lease);
-        assert!(!inserted.surely_not(&a), "inserted: asked");
-        assert!(inserted.surely_not(&b));
-        let twin = Uuid::from_u64_pair(5 ^ 0xff, 9 ^ 0xff);
-        assert!(!inserted.surely_not(&twin), "the same fingerprint: asked, never taken for absent");
-        assert_eq!(budget.in_use_bytes(), lease.bytes, "the set's memory is reserved");
-    }
-
-    #[test]
-    fn inserted_ids_over_the_budget_are_given_up_and_then_everything_is_asked() {
-        let budget = SnapshotBudget::new(4_096);
-        let mut lease = Lease::empty(&budget);
-        let mut inserted = Inserted::default();
-        let few: Vec<Uuid> = (0..10).map(|_| Uuid::new_v4()).collect();
-        inserted.add(&few, &mut lease);
-        assert!(budget.in_use_bytes() > 0);
-        let many: Vec<Uuid> = (0..1_000).map(|_| Uuid::new_v4()).collect();
-        inserted.add(&many, &mut lease);
-        assert_eq!(budget.in_use_bytes(), 0, "the set's memory goes back");
-        assert!(!inserted.surely_not(&Uuid::new_v4()), "given up: every id is asked");
-        inserted.add(&few, &mut lease);
-        assert_eq!(budget.in_use_bytes(), 0, "and it does not grow again");
     }
 
     #[test]

@@ -168,6 +168,34 @@ async fn a_page_replayed_by_the_run_that_created_its_group_writes_no_membership_
     assert_eq!(&after[..3], &before[..], "the three memberships already written keep their row versions");
 }
 
+/// A first round copies the memberships of the groups it created in without a check
+/// (`members::insert_new`); should one be stored after all, the primary key refuses the whole COPY and its
+/// transaction writes nothing.
+#[tokio::test]
+async fn copied_memberships_are_refused_whole_when_one_is_stored() {
+    let env = env().await;
+    env.apply(ObjectClass::Group, Uuid::new_v4(), vec![group(12, &[1], &[])]).await;
+    let entries = |members: &[u8]| {
+        let mut entries = members::MemberEntries::default();
+        for member in members {
+            entries.push(Uuid::parse_str(&id(12)).expect("id"), Uuid::parse_str(&id(*member)).expect("id"), "user");
+        }
+        entries
+    };
+    let mut client = env.pool.get().await.expect("connection");
+    let tx = client.transaction().await.expect("transaction");
+    assert_eq!(members::insert_new(&tx, env.tenant_id, &entries(&[2, 3])).await.expect("copy"), 2);
+    tx.commit().await.expect("commit");
+
+    let tx = client.transaction().await.expect("transaction");
+    let refused = members::insert_new(&tx, env.tenant_id, &entries(&[4, 1])).await;
+    assert!(refused.is_err(), "member 1 is stored: the COPY must fail, not skip it: {refused:?}");
+    drop(tx);
+    let stored = env.members().await;
+    let expected: Vec<(String, String)> = [1, 2, 3].iter().map(|m| (id(12), id(*m))).collect();
+    assert_eq!(stored, expected, "member 4 was not written");
+}
+
 #[tokio::test]
 async fn a_soft_deletion_waits_for_the_round_end_and_a_plain_object_restores_it() {
     let env = env().await;
