@@ -79,12 +79,15 @@ pub async fn insert_new(
     writer.finish().await.during(DURING)
 }
 
+/// The removal statement (`$1` tenant, `$2` groups, `$3` members), public for the test of its plan.
+pub const REMOVE_SQL: &str = include_str!("sql/members_remove.sql");
+
 /// Removes memberships; returns the groups that lost a member (one entry per row deleted).
 pub async fn remove(db: &impl GenericClient, tenant_id: i64, entries: &MemberEntries) -> Result<Vec<Uuid>, StoreError> {
     if entries.is_empty() {
         return Ok(Vec::new());
     }
-    let statement = db.prepare_cached(include_str!("sql/members_remove.sql")).await?;
+    let statement = db.prepare_cached(REMOVE_SQL).await?;
     let rows = db.query(&statement, &[&tenant_id, &entries.group_ids, &entries.member_ids]).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }

@@ -196,6 +196,38 @@ async fn copied_memberships_are_refused_whole_when_one_is_stored() {
     assert_eq!(stored, expected, "member 4 was not written");
 }
 
+/// A removal slice of thousands of pairs, on a partition without statistics, is still a probe per pair:
+/// as a plain `DELETE … USING unnest(…)` it was planned as a merge join that sorted every membership of the
+/// tenant (a second per statement at 1,000,000 memberships).
+#[tokio::test]
+async fn a_large_removal_slice_is_planned_as_a_probe_per_pair() {
+    let env = env().await;
+    let client = env.pool.get().await.expect("connection");
+    client
+        .execute(
+            "INSERT INTO group_members (tenant_id, group_id, member_id, member_class) \
+             SELECT $1, md5('g' || g)::uuid, md5('m' || m)::uuid, 'user' \
+             FROM generate_series(1, 200) g, generate_series(1, 200) m",
+            &[&env.tenant_id],
+        )
+        .await
+        .expect("memberships");
+    let rows = client
+        .query("SELECT group_id, member_id FROM group_members WHERE tenant_id = $1 LIMIT 5000", &[&env.tenant_id])
+        .await
+        .expect("pairs");
+    let groups: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    let members: Vec<Uuid> = rows.iter().map(|r| r.get(1)).collect();
+    let plan = client
+        .query(&format!("EXPLAIN {}", members::REMOVE_SQL), &[&env.tenant_id, &groups, &members])
+        .await
+        .expect("plan");
+    let plan: Vec<String> = plan.iter().map(|r| r.get(0)).collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("Tid Scan"), "each pair's row is deleted by its ctid:\n{plan}");
+    assert!(!plan.contains("Join") && !plan.contains("Seq Scan"), "no join over the tenant's memberships:\n{plan}");
+}
+
 #[tokio::test]
 async fn a_soft_deletion_waits_for_the_round_end_and_a_plain_object_restores_it() {
     let env = env().await;
