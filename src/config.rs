@@ -211,7 +211,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     spec(
         "sync.batch_objects",
         "ENTRASYNC_SYNC_BATCH_OBJECTS",
-        "1000",
+        "5000",
         "delta pages are written in batches of at least this many objects, one transaction each (1: every page)",
     ),
     spec(
