@@ -5,7 +5,7 @@
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{count_cached, execute_cached, StoreError};
+use super::{count_cached, execute_cached, During, StoreError};
 use crate::model::ObjectClass;
 
 /// Marks objects as listed by this (full) run; returns how many no earlier page had listed. Duplicates
@@ -41,6 +41,32 @@ pub async fn mark_members_seen(
     )
     .await?;
     Ok(())
+}
+
+/// Marks memberships the caller knows this run has not marked yet, by binary `COPY` (no conflict check).
+/// Should one be marked after all, the primary key refuses the COPY and the transaction fails.
+pub async fn copy_members_seen(
+    tx: &deadpool_postgres::Transaction<'_>,
+    run_id: Uuid,
+    group_ids: &[Uuid],
+    member_ids: &[Uuid],
+) -> Result<u64, StoreError> {
+    if group_ids.is_empty() {
+        return Ok(0);
+    }
+    const DURING: &str = "marking a batch of memberships seen";
+    // Never executed: prepared only for its parameter types, in the COPY's column order.
+    let types = tx.prepare_cached("SELECT $1::uuid, $2::uuid, $3::uuid").await.during(DURING)?;
+    let sink = tx
+        .copy_in("COPY sync_run_seen_members (run_id, group_id, member_id) FROM STDIN (FORMAT binary)")
+        .await
+        .during(DURING)?;
+    let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, types.params());
+    futures::pin_mut!(writer);
+    for (group_id, member_id) in group_ids.iter().zip(member_ids) {
+        writer.as_mut().write(&[&run_id, group_id, member_id]).await.during(DURING)?;
+    }
+    writer.finish().await.during(DURING)
 }
 
 /// Objects listed by this (full) run so far: those it marked seen and those it created. `may_have_created`

@@ -96,7 +96,8 @@ pub async fn apply_page_with(
 /// [`apply_page_with`], comparing with a re-scan snapshot when the round holds one: stored states come
 /// from it (the store is asked only for ids it cannot answer for), and a full round's seen marks become
 /// one chunk row instead of a row per object. With `written`, the memberships of a group this run
-/// created are copied in when the fingerprints say the run has not written them yet. The marks are
+/// created, and the seen marks of a stored group's memberships, are copied in when the fingerprints say
+/// the stream has not written them yet. The marks are
 /// returned, for the caller to remember once the transaction has committed.
 pub(super) async fn apply_batch(
     tx: &Transaction<'_>,
@@ -197,14 +198,27 @@ pub(super) async fn apply_batch(
         Default::default()
     };
     outcome.restored_groups = restored.len() as u64;
-    let (mut seen_groups, mut seen_members) = (Vec::new(), Vec::new());
+    // A listed membership of a stored group is marked seen (the sweep keeps it): copied in when `written`
+    // says the stream has surely not marked it yet, else through `ON CONFLICT`.
+    let (mut seen_groups, mut seen_members, mut new_seen) = (Vec::new(), Vec::new(), (Vec::new(), Vec::new()));
+    let mut seen_prints = Vec::new();
     for (group, member) in added.group_ids.iter().zip(&added.member_ids) {
         let marks =
             if full { !created_in_run(group) } else { restored.contains(group) || reconciled_before.contains(group) };
-        if marks {
-            seen_groups.push(*group);
-            seen_members.push(*member);
+        if !marks {
+            continue;
         }
+        if let Some(written) = written {
+            let print = Fingerprints::of_pair(group, member);
+            seen_prints.push(print);
+            if written.surely_absent(print) {
+                new_seen.0.push(*group);
+                new_seen.1.push(*member);
+                continue;
+            }
+        }
+        seen_groups.push(*group);
+        seen_members.push(*member);
     }
 
     // Deletions wait for the round's end (deletion guard); only those that would change a row count.
@@ -283,6 +297,7 @@ pub(super) async fn apply_batch(
         run_scratch::mark_seen(tx, run_id, &filtered_seen),
         run_scratch::record_seen_chunk(tx, run_id, &chunk),
     )?;
+    marks.memberships = seen_prints;
     if snapshot.is_some() {
         // Stored from now on, though outside the snapshot: later batches ask the store for them.
         marks.inserted = inserts.ids;
@@ -310,10 +325,12 @@ pub(super) async fn apply_batch(
         merged.push(*group, *member, class);
         fresh.push(created);
     }
-    let (copied, gained, lost) = futures::try_join!(
+    // Two COPYs on one connection run one after the other, whichever is polled first.
+    let (copied, gained, lost, _newly_seen) = futures::try_join!(
         members::insert_new(tx, tenant_id, &copied),
         members::add(tx, tenant_id, &merged, &fresh),
-        members::remove(tx, tenant_id, &removed)
+        members::remove(tx, tenant_id, &removed),
+        run_scratch::copy_members_seen(tx, run_id, &new_seen.0, &new_seen.1),
     )?;
     outcome.member_rows = copied + (gained.len() + lost.len()) as u64;
     // A group this run created holds only memberships this run added: nothing of it to count. Tombstones

@@ -78,8 +78,8 @@ struct Run<'b> {
     resumed: bool,
     /// A full round's re-scan snapshot (`None`: the streaming path; see [`choose_path`]).
     snapshot: Option<Snapshot<'b>>,
-    /// A group round's memberships written for the groups it created, when this stream started the
-    /// run: a resumed run's earlier streams wrote memberships it does not know of.
+    /// A group round's memberships written for the groups it created or marked seen for stored ones,
+    /// when this stream started the run: a resumed run's earlier streams wrote rows it does not know of.
     written: Option<Fingerprints<'b>>,
     /// The page hints, when the run's start transaction read them (the first stream takes them).
     hints: Option<PageHints>,

@@ -187,8 +187,8 @@ pub(super) struct BatchMarks {
     pub(super) extra: Vec<Uuid>,
     /// Objects and tombstones the batch inserted: stored from now on, though outside the snapshot.
     pub(super) inserted: Vec<Uuid>,
-    /// Fingerprints of the memberships it wrote for groups the run created (group rounds, not the
-    /// snapshot's: the round keeps them).
+    /// Fingerprints of the memberships it wrote for groups the run created or marked seen for stored
+    /// ones (group rounds, not the snapshot's: the round keeps them).
     pub(super) memberships: Vec<u64>,
 }
 

@@ -68,3 +68,25 @@ async fn replays_duplicates_and_empty_pages_cost_no_extra_row_writes() {
         "expected no row version to move when a full round lists unchanged objects"
     );
 }
+
+/// A re-scan of groups marks each listed membership seen once, also when Graph lists a group's members
+/// again on a later page: a stream copies its marks in while its fingerprints prove them new, and a
+/// replayed membership must take the checked path (a second copy of it would fail the batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_rescan_with_replayed_members_marks_each_membership_once() {
+    let world = SyncWorld::start().await;
+    let tenant = world.tenant(spec(62, 200, 30, 0), 3).await;
+    world.round(&tenant, ObjectClass::Group).await;
+    let quirks = SettingsPatch { replay_rate: Some(0.5), ..SettingsPatch::default() };
+    world.sim.state().update_settings(&tenant.sim_tenant, &quirks).expect("quirks");
+    let served = || world.sim.state().tenant_counters(&tenant.sim_tenant).expect("counters").objects_served;
+    let (served_before, before) = (served(), world.row_versions(&tenant).await);
+
+    let mut request = world.request(&tenant, ObjectClass::Group);
+    request.force_full = true;
+    let report = world.try_round(&request).await.expect("re-scan");
+    assert_eq!((report.counts.rows_written, report.counts.changed, report.counts.deleted), (0, 0, 0), "{report:?}");
+    assert!(served() - served_before > 35, "groups were replayed: {} served for 30", served() - served_before);
+    assert_eq!(row_writes(&before, &world.row_versions(&tenant).await), 0, "nothing was written");
+    world.assert_converged(&tenant, ObjectClass::Group, true).await;
+}
