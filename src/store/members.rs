@@ -1,11 +1,10 @@
 //! Group membership (`group_members`), merged from `members@delta` slices.
 
 use deadpool_postgres::GenericClient;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::{During, StoreError};
+use super::{copy_in_binary, StoreError};
 
 /// Membership entries as parallel columns (bound as arrays).
 #[derive(Debug, Default)]
@@ -62,21 +61,17 @@ pub async fn insert_new(
     if entries.is_empty() {
         return Ok(0);
     }
-    const DURING: &str = "inserting a batch of new memberships";
-    // Never executed: prepared only for its parameter types, in the COPY's column order.
-    let types = tx.prepare_cached("SELECT $1::bigint, $2::uuid, $3::uuid, $4::text").await.during(DURING)?;
-    let sink = tx
-        .copy_in("COPY group_members (tenant_id, group_id, member_id, member_class) FROM STDIN (FORMAT binary)")
-        .await
-        .during(DURING)?;
-    let writer = BinaryCopyInWriter::new(sink, types.params());
-    futures::pin_mut!(writer);
-    for i in 0..entries.len() {
-        let row: [&(dyn ToSql + Sync); 4] =
-            [&tenant_id, &entries.group_ids[i], &entries.member_ids[i], &entries.member_classes[i]];
-        writer.as_mut().write(&row).await.during(DURING)?;
-    }
-    writer.finish().await.during(DURING)
+    let rows = (0..entries.len()).map(|i| -> [&(dyn ToSql + Sync); 4] {
+        [&tenant_id, &entries.group_ids[i], &entries.member_ids[i], &entries.member_classes[i]]
+    });
+    copy_in_binary(
+        tx,
+        "COPY group_members (tenant_id, group_id, member_id, member_class) FROM STDIN (FORMAT binary)",
+        "SELECT $1::bigint, $2::uuid, $3::uuid, $4::text",
+        "inserting a batch of new memberships",
+        rows,
+    )
+    .await
 }
 
 /// The removal statement (`$1` tenant, `$2` groups, `$3` members), public for the test of its plan.

@@ -126,6 +126,27 @@ pub(crate) async fn execute_cached(
     Ok(db.execute(&statement, params).await?)
 }
 
+/// Binary `COPY … FROM STDIN` of `rows` within `tx`, for writes whose caller knows the rows are new (no
+/// conflict check: a row that exists after all makes the primary key refuse the COPY and the transaction
+/// fail). `types` is a statement prepared only for its parameter types, in the COPY's column order, and
+/// never executed. Returns the rows written.
+pub(crate) async fn copy_in_binary<'r, const N: usize>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    copy: &str,
+    types: &str,
+    during: &'static str,
+    rows: impl IntoIterator<Item = [&'r (dyn tokio_postgres::types::ToSql + Sync); N]>,
+) -> Result<u64, StoreError> {
+    let types = tx.prepare_cached(types).await.during(during)?;
+    let sink = tx.copy_in(copy).await.during(during)?;
+    let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, types.params());
+    futures::pin_mut!(writer);
+    for row in rows {
+        writer.as_mut().write(&row).await.during(during)?;
+    }
+    writer.finish().await.during(during)
+}
+
 /// Runs a cached statement whose one row holds one `bigint` count (`count(*)`, a counting function).
 pub(crate) async fn count_cached(
     db: &impl deadpool_postgres::GenericClient,

@@ -4,12 +4,11 @@ use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-
 use super::wire::{EnumLabel, JsonText};
-use super::{count_cached, execute_cached, During, StoreError};
+use super::{copy_in_binary, count_cached, execute_cached, During, StoreError};
 use crate::model::ObjectClass;
 
 /// What the store holds for an object: enough to decide whether a page's version needs a write.
@@ -130,34 +129,26 @@ pub async fn insert_new(
     if writes.is_empty() {
         return Ok(0);
     }
-    // The column types, enum included, as the server knows them (cached per connection).
-    let types = tx.prepare_cached(COPY_TYPES).await.during("inserting a batch of new objects")?;
-    let sink = tx.copy_in(COPY_NEW_OBJECTS).await.during("inserting a batch of new objects")?;
-    let writer = BinaryCopyInWriter::new(sink, types.params());
-    futures::pin_mut!(writer);
     let class = EnumLabel(class.as_str());
-    for i in 0..writes.len() {
-        writer
-            .as_mut()
-            .write(&[
-                &tenant_id,
-                &class,
-                &writes.ids[i],
-                &writes.markers[i],
-                writes.attrs[i],
-                &writes.mapped[i],
-                &writes.on_create[i],
-                &run_id,
-            ])
-            .await
-            .during("inserting a batch of new objects")?;
-    }
-    writer.finish().await.during("inserting a batch of new objects")
+    let rows = (0..writes.len()).map(|i| -> [&(dyn ToSql + Sync); 8] {
+        [
+            &tenant_id,
+            &class,
+            &writes.ids[i],
+            &writes.markers[i],
+            writes.attrs[i],
+            &writes.mapped[i],
+            &writes.on_create[i],
+            &run_id,
+        ]
+    });
+    copy_in_binary(tx, COPY_NEW_OBJECTS, COPY_TYPES, "inserting a batch of new objects", rows).await
 }
 
 const COPY_NEW_OBJECTS: &str = "COPY directory_objects (tenant_id, object_class, object_id, marker, attrs, mapped, \
      mapped_on_create, created_run) FROM STDIN (FORMAT binary)";
-/// Never executed: prepared only for its parameter types, in COPY_NEW_OBJECTS' column order.
+/// The column types, enum included, as the server knows them (prepared and cached per connection, never
+/// executed), in COPY_NEW_OBJECTS' column order.
 const COPY_TYPES: &str =
     "SELECT $1::bigint, $2::object_class, $3::uuid, $4::bigint, $5::jsonb, $6::json, $7::jsonb, $8::uuid";
 

@@ -3,9 +3,10 @@
 //! objects changed so far.
 
 use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::{count_cached, execute_cached, During, StoreError};
+use super::{copy_in_binary, count_cached, execute_cached, StoreError};
 use crate::model::ObjectClass;
 
 /// Marks objects as listed by this (full) run; returns how many no earlier page had listed. Duplicates
@@ -54,19 +55,18 @@ pub async fn copy_members_seen(
     if group_ids.is_empty() {
         return Ok(0);
     }
-    const DURING: &str = "marking a batch of memberships seen";
-    // Never executed: prepared only for its parameter types, in the COPY's column order.
-    let types = tx.prepare_cached("SELECT $1::uuid, $2::uuid, $3::uuid").await.during(DURING)?;
-    let sink = tx
-        .copy_in("COPY sync_run_seen_members (run_id, group_id, member_id) FROM STDIN (FORMAT binary)")
-        .await
-        .during(DURING)?;
-    let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, types.params());
-    futures::pin_mut!(writer);
-    for (group_id, member_id) in group_ids.iter().zip(member_ids) {
-        writer.as_mut().write(&[&run_id, group_id, member_id]).await.during(DURING)?;
-    }
-    writer.finish().await.during(DURING)
+    let rows = group_ids
+        .iter()
+        .zip(member_ids)
+        .map(|(group_id, member_id)| -> [&(dyn ToSql + Sync); 3] { [&run_id, group_id, member_id] });
+    copy_in_binary(
+        tx,
+        "COPY sync_run_seen_members (run_id, group_id, member_id) FROM STDIN (FORMAT binary)",
+        "SELECT $1::uuid, $2::uuid, $3::uuid",
+        "marking a batch of memberships seen",
+        rows,
+    )
+    .await
 }
 
 /// Objects listed by this (full) run so far: those it marked seen and those it created. `may_have_created`
