@@ -97,8 +97,8 @@ pub async fn apply_page_with(
 /// from it (the store is asked only for ids it cannot answer for), and a full round's seen marks become
 /// one chunk row instead of a row per object. With `written`, the memberships of a group this run
 /// created, and the seen marks of a stored group's memberships, are copied in when the fingerprints say
-/// the stream has not written them yet. The marks are
-/// returned, for the caller to remember once the transaction has committed.
+/// the stream has not written them yet. The marks are returned, for the caller to remember once the
+/// transaction has committed.
 pub(super) async fn apply_batch(
     tx: &Transaction<'_>,
     target: PageTarget,

@@ -181,8 +181,8 @@ async fn choose_path<'b>(pool: &Pool, budget: &'b SnapshotBudget, run: &mut Run<
     // The old snapshot's memory goes back first.
     run.snapshot = None;
     let t = run.target;
-    // After a restart as full the run's earlier memberships are no longer "created by it" (their groups'
-    // marks are forgotten): what this stream remembers is still all it wrote for the groups it creates.
+    // After a restart as full the run's earlier groups are no longer "created by it" and its seen rows are
+    // forgotten: what this stream remembers is still everything of the run's that it could collide with.
     run.written = (t.class == ObjectClass::Group && !run.resumed).then(|| Fingerprints::new(budget));
     if t.mode != SyncMode::Full {
         return Ok(());
