@@ -208,17 +208,13 @@ pub(super) async fn apply_batch(
         if !marks {
             continue;
         }
-        if let Some(written) = written {
-            let print = Fingerprints::of_pair(group, member);
-            seen_prints.push(print);
-            if written.surely_absent(print) {
-                new_seen.0.push(*group);
-                new_seen.1.push(*member);
-                continue;
-            }
+        if proven_new(written, group, member, &mut seen_prints) {
+            new_seen.0.push(*group);
+            new_seen.1.push(*member);
+        } else {
+            seen_groups.push(*group);
+            seen_members.push(*member);
         }
-        seen_groups.push(*group);
-        seen_members.push(*member);
     }
 
     // Deletions wait for the round's end (deletion guard); only those that would change a row count.
@@ -314,16 +310,12 @@ pub(super) async fn apply_batch(
     let (mut copied, mut merged, mut fresh) = (MemberEntries::default(), MemberEntries::default(), Vec::new());
     for ((group, member), class) in added.group_ids.iter().zip(&added.member_ids).zip(&added.member_classes) {
         let created = created_in_run(group);
-        if let Some(written) = written.filter(|_| created) {
-            let print = Fingerprints::of_pair(group, member);
-            marks.memberships.push(print);
-            if written.surely_absent(print) {
-                copied.push(*group, *member, class);
-                continue;
-            }
+        if proven_new(written.filter(|_| created), group, member, &mut marks.memberships) {
+            copied.push(*group, *member, class);
+        } else {
+            merged.push(*group, *member, class);
+            fresh.push(created);
         }
-        merged.push(*group, *member, class);
-        fresh.push(created);
     }
     // Two COPYs on one connection run one after the other, whichever is polled first.
     let (copied, gained, lost, _newly_seen) = futures::try_join!(
@@ -341,4 +333,14 @@ pub(super) async fn apply_batch(
     }
     outcome.newly_changed += run_scratch::record_changed(tx, run_id, &changed_later).await?;
     Ok((outcome, marks))
+}
+
+/// Whether `written` proves the stream has not written the membership yet (it can then be copied in
+/// unchecked). Its fingerprint goes to `prints` whenever there is a set, for the stream to remember once
+/// the batch commits, whichever path it takes.
+fn proven_new(written: Option<&Fingerprints<'_>>, group: &Uuid, member: &Uuid, prints: &mut Vec<u64>) -> bool {
+    let Some(written) = written else { return false };
+    let print = Fingerprints::of_pair(group, member);
+    prints.push(print);
+    written.surely_absent(print)
 }

@@ -41,9 +41,9 @@ impl<'b> Fingerprints<'b> {
         self.lease.is_some() && !self.prints.contains(&print)
     }
 
-    pub(super) fn add(&mut self, prints: &[u64]) {
+    pub(super) fn add(&mut self, prints: impl ExactSizeIterator<Item = u64>) {
         let Some(lease) = self.lease.as_mut() else { return };
-        if prints.is_empty() {
+        if prints.len() == 0 {
             return;
         }
         // The table grows to the next power of two at 7/8 full.
@@ -70,7 +70,7 @@ mod tests {
         let mut written = Fingerprints::new(&budget);
         let (a, b) = (Uuid::from_u64_pair(5, 9), Uuid::from_u64_pair(7, 13));
         assert!(written.surely_absent(Fingerprints::of_id(&a)));
-        written.add(&[Fingerprints::of_id(&a)]);
+        written.add([Fingerprints::of_id(&a)].into_iter());
         assert!(!written.surely_absent(Fingerprints::of_id(&a)), "added: checked");
         assert!(written.surely_absent(Fingerprints::of_id(&b)));
         let twin = Uuid::from_u64_pair(5 ^ 0xff, 9 ^ 0xff);
@@ -88,13 +88,13 @@ mod tests {
     fn keys_over_the_budget_are_given_up_and_then_every_key_is_checked() {
         let budget = SnapshotBudget::new(4_096);
         let mut written = Fingerprints::new(&budget);
-        let prints = |n: usize| -> Vec<u64> { (0..n).map(|_| Fingerprints::of_id(&Uuid::new_v4())).collect() };
-        written.add(&prints(10));
+        let prints = |n: usize| (0..n).map(|_| Fingerprints::of_id(&Uuid::new_v4()));
+        written.add(prints(10));
         assert!(budget.in_use_bytes() > 0);
-        written.add(&prints(1_000));
+        written.add(prints(1_000));
         assert_eq!(budget.in_use_bytes(), 0, "the set's memory goes back");
         assert!(!written.surely_absent(Fingerprints::of_id(&Uuid::new_v4())), "given up: every key is checked");
-        written.add(&prints(10));
+        written.add(prints(10));
         assert_eq!(budget.in_use_bytes(), 0, "and it does not grow again");
     }
 }

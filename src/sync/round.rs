@@ -541,7 +541,7 @@ async fn apply_and_report<R: RunRecorder>(
     run.counts = counts;
     // Only what committed is remembered: a batch that failed leaves the snapshot as the store has it.
     if let Some(written) = run.written.as_mut() {
-        written.add(&marks.memberships);
+        written.add(marks.memberships.iter().copied());
     }
     if let Some(snapshot) = run.snapshot.as_mut() {
         snapshot.mark(marks);

@@ -368,8 +368,7 @@ impl<'b> Snapshot<'b> {
             }
         }
         self.extra_seen.extend(marks.extra);
-        let inserted: Vec<u64> = marks.inserted.iter().map(Fingerprints::of_id).collect();
-        self.inserted.add(&inserted);
+        self.inserted.add(marks.inserted.iter().map(Fingerprints::of_id));
     }
 
     /// Stored objects the listing saw that the run did not create.
