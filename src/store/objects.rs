@@ -181,6 +181,22 @@ pub async fn live_count(db: &impl GenericClient, tenant_id: i64, class: ObjectCl
     count_cached(db, sql, &[&tenant_id, &class.as_str()]).await
 }
 
+/// Live objects of the (tenant, class) among `ids` (a primary-key probe each).
+pub async fn live_count_among(
+    db: &impl GenericClient,
+    tenant_id: i64,
+    class: ObjectClass,
+    ids: &[Uuid],
+) -> Result<u64, StoreError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let sql = "SELECT count(*) FROM directory_objects \
+               WHERE tenant_id = $1 AND object_class = $2::text::object_class AND object_id = ANY($3::uuid[]) \
+                 AND deleted_at IS NULL";
+    count_cached(db, sql, &[&tenant_id, &class.as_str(), &ids]).await
+}
+
 /// Live objects of the (tenant, class), counted up to `cap`: enough for a threshold, and cheap whatever
 /// the tenant's size (a full count reads every row: ~1 s at 1,000,000 objects).
 pub async fn live_count_up_to(

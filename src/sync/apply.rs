@@ -123,21 +123,29 @@ pub(super) async fn apply_batch(
         .chain(page.filtered.iter().copied())
         .collect();
     let present: Vec<Uuid> = page.objects.iter().map(|o| o.id).collect();
-    // With a snapshot, only the ids it cannot answer for are looked up.
-    let (mut known, asked) = match snapshot {
-        None => (HashMap::new(), ids),
+    // With a snapshot, only the ids it cannot answer for are looked up. Where an id is in the snapshot
+    // is kept, for its seen mark and its restore.
+    let (mut known, mut indices) = (HashMap::new(), HashMap::new());
+    let asked = match snapshot {
+        None => ids,
         Some(snapshot) => {
-            let (mut known, mut asked) = (HashMap::new(), Vec::new());
+            let mut asked = Vec::new();
             for id in ids {
                 match snapshot.known(&id) {
-                    Known::Stored(_, state) => {
+                    Known::Stored(index, state) => {
                         known.insert(id, state);
+                        indices.insert(id, index);
                     }
                     Known::Absent => {}
-                    Known::Ask(_) => asked.push(id),
+                    Known::Ask(index) => {
+                        if let Some(index) = index {
+                            indices.insert(id, index);
+                        }
+                        asked.push(id);
+                    }
                 }
             }
-            (known, asked)
+            asked
         }
     };
     // Membership: slices are merged, never taken as the whole list.
@@ -169,6 +177,7 @@ pub(super) async fn apply_batch(
     // recorded as changed in the run's scratch tables, which count each object once.
     let (mut inserts, mut updates) = (ObjectWrites::default(), ObjectWrites::default());
     let (mut seen_ids, mut changed_ids) = (Vec::new(), Vec::new());
+    let mut marks = BatchMarks::default();
     for object in &page.objects {
         let Some(state) = stored.get(&object.id) else {
             // Create-time values are written here only: an update (or a restore) never touches them.
@@ -183,6 +192,12 @@ pub(super) async fn apply_batch(
         };
         if full && !state.created_in_run || reconciling && state.deleted {
             seen_ids.push(object.id);
+        }
+        if state.deleted {
+            match indices.get(&object.id) {
+                Some(index) => marks.restored.push(*index),
+                None => marks.restored_outside += 1,
+            }
         }
         if state.marker != object.marker || state.deleted {
             updates.push(object.id, object.marker, &object.attrs, object.mapped.as_ref());
@@ -250,10 +265,10 @@ pub(super) async fn apply_batch(
     outcome.staged_deletions = delete_ids.len() as u64;
 
     // Snapshot path: the seen marks are bits in memory, and what this batch adds to them one chunk row.
-    let (mut marks, mut chunk, mut snapshot_newly_seen) = (BatchMarks::default(), Vec::new(), 0);
+    let (mut chunk, mut snapshot_newly_seen) = (Vec::new(), 0);
     if let Some(snapshot) = snapshot {
         let mut mark = |id: Uuid, listed: bool| {
-            let first = match snapshot.index(&id) {
+            let first = match indices.get(&id).copied().or_else(|| snapshot.index(&id)) {
                 Some(index) => {
                     !snapshot.seen_at(index) && {
                         marks.indices.push(index);
@@ -295,6 +310,7 @@ pub(super) async fn apply_batch(
     )?;
     marks.memberships = seen_prints;
     if snapshot.is_some() {
+        marks.created = inserted;
         // Stored from now on, though outside the snapshot: later batches ask the store for them.
         marks.inserted = inserts.ids;
         marks.inserted.extend_from_slice(&tombstones);

@@ -147,6 +147,15 @@ impl Bits {
         index < self.len && self.words[index / 64] & (1u64 << (index % 64)) != 0
     }
 
+    /// Clears the bit; true if it was set.
+    fn clear(&mut self, index: usize) -> bool {
+        let was_set = self.get(index);
+        if was_set {
+            self.words[index / 64] &= !(1u64 << (index % 64));
+        }
+        was_set
+    }
+
     /// Sets the bit; true if it was clear. An index out of range is ignored.
     fn set(&mut self, index: usize) -> bool {
         if index >= self.len {
@@ -190,6 +199,12 @@ pub(super) struct BatchMarks {
     /// Fingerprints of the memberships it wrote for groups the run created or marked seen for stored
     /// ones (group rounds, not the snapshot's: the round keeps them).
     pub(super) memberships: Vec<u64>,
+    /// Snapshot entries the batch restored (soft-deleted, listed again): live from now on.
+    pub(super) restored: Vec<usize>,
+    /// Objects outside the snapshot the batch restored (its own tombstones, listed again).
+    pub(super) restored_outside: u64,
+    /// New objects the batch created (live, `created_run` this run).
+    pub(super) created: u64,
 }
 
 /// The (tenant, class)'s stored objects when the round (or its resumption) started, and what the listing
@@ -207,6 +222,13 @@ pub(super) struct Snapshot<'b> {
     ask: Bits,
     seen_count: u64,
     extra_seen: HashSet<Uuid>,
+    /// Live objects the snapshot answers for (not soft-deleted, no held deletion) when it was read, and
+    /// those the run made live since (created or restored): with the held ones counted by the store, the
+    /// live count at the round's end without reading every row again (`live_count`).
+    live_at_load: u64,
+    went_live: u64,
+    /// Objects the run created: before the snapshot was read (a resumed run) and since.
+    created_count: u64,
     /// The ids this run inserted since the snapshot was read (new objects and tombstones).
     inserted: Fingerprints<'b>,
     _lease: Lease<'b>,
@@ -280,6 +302,9 @@ impl<'b> Snapshot<'b> {
             entries,
             seen_count: 0,
             extra_seen: HashSet::new(),
+            live_at_load: 0,
+            went_live: 0,
+            created_count: created_ids.len() as u64,
             inserted: Fingerprints::new(budget),
             _lease: lease,
         };
@@ -298,6 +323,8 @@ impl<'b> Snapshot<'b> {
                 snapshot.ask.set(index);
             }
         }
+        snapshot.live_at_load =
+            (0..len).filter(|index| !snapshot.deleted.get(*index) && !snapshot.ask.get(*index)).count() as u64;
         let exact = (snapshot.entries.capacity() * std::mem::size_of::<Entry>()) as u64
             + 4 * snapshot.seen.bytes()
             + snapshot.index.bytes();
@@ -369,6 +396,32 @@ impl<'b> Snapshot<'b> {
         }
         self.extra_seen.extend(marks.extra);
         self.inserted.add(marks.inserted.iter().map(Fingerprints::of_id));
+        // An entry with a held deletion is counted by the store at the end, whatever the run did to it.
+        for index in marks.restored {
+            if !self.ask.get(index) && self.deleted.clear(index) {
+                self.went_live += 1;
+            }
+        }
+        self.went_live += marks.restored_outside + marks.created;
+        self.created_count += marks.created;
+    }
+
+    /// The live objects stored now, but for those with a deletion held for an operator when the snapshot
+    /// was read (their rows may change outside the run: [`Self::held_ids`], for the store to count).
+    /// Exact because only the run writes the (tenant, class)'s rows while it holds the lock, and its
+    /// deletions wait for the round's end.
+    pub(super) fn live_count_but_held(&self) -> u64 {
+        self.live_at_load + self.went_live
+    }
+
+    /// The entries with a deletion held for an operator when the snapshot was read.
+    pub(super) fn held_ids(&self) -> Vec<Uuid> {
+        (0..self.entries.len()).filter(|index| self.ask.get(*index)).map(|index| self.entries[index].id).collect()
+    }
+
+    /// Objects the run created (`created_run`), as the store would count them.
+    pub(super) fn created_count(&self) -> u64 {
+        self.created_count
     }
 
     /// Stored objects the listing saw that the run did not create.
