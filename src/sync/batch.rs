@@ -6,7 +6,8 @@ use futures::{Stream, StreamExt};
 
 use crate::graph::{DeltaItem, DeltaPage, DeltaPages, GraphError, PageLink};
 
-/// Pages the Graph client fetches ahead while a batch is written: about one batch of default pages.
+/// Pages the Graph client fetches ahead while a batch is gathered and written: a fifth of a default batch
+/// (25 pages measured no different, docs/benchmarks.md "Stop 22").
 pub const PREFETCH_PAGES: usize = 5;
 
 /// Pages to apply in one transaction.
