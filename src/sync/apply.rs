@@ -193,7 +193,8 @@ pub(super) async fn apply_batch(
         if full && !state.created_in_run || reconciling && state.deleted {
             seen_ids.push(object.id);
         }
-        if state.deleted {
+        // The snapshot counts the objects the run makes live (`Snapshot::live_count_but_held`).
+        if state.deleted && snapshot.is_some() {
             match indices.get(&object.id) {
                 Some(index) => marks.restored.push(*index),
                 None => marks.restored_outside += 1,

@@ -618,7 +618,7 @@ async fn live_now(db: &impl GenericClient, t: PageTarget, snapshot: Option<&Snap
     let Some(snapshot) = snapshot else {
         return Ok(objects::live_count(db, t.tenant_id, t.class).await?);
     };
-    let held = objects::live_count_among(db, t.tenant_id, t.class, &snapshot.held_ids()).await?;
+    let held = objects::live_count_among(db, t.tenant_id, t.class, snapshot.held_ids()).await?;
     let live = snapshot.live_count_but_held() + held;
     // Debug builds (every test's round) hold the snapshot's arithmetic to the store's own counts.
     if cfg!(debug_assertions) {

@@ -201,7 +201,8 @@ pub(super) struct BatchMarks {
     pub(super) memberships: Vec<u64>,
     /// Snapshot entries the batch restored (soft-deleted, listed again): live from now on.
     pub(super) restored: Vec<usize>,
-    /// Objects outside the snapshot the batch restored (its own tombstones, listed again).
+    /// Objects outside the snapshot the batch restored: tombstones the run wrote, listed again (Graph may
+    /// report removals in a full listing; the emulator does not).
     pub(super) restored_outside: u64,
     /// New objects the batch created (live, `created_run` this run).
     pub(super) created: u64,
@@ -222,11 +223,12 @@ pub(super) struct Snapshot<'b> {
     ask: Bits,
     seen_count: u64,
     extra_seen: HashSet<Uuid>,
-    /// Live objects the snapshot answers for (not soft-deleted, no held deletion) when it was read, and
-    /// those the run made live since (created or restored): with the held ones counted by the store, the
-    /// live count at the round's end without reading every row again (`live_count`).
-    live_at_load: u64,
-    went_live: u64,
+    /// Live objects but those with a held deletion: the snapshot's when it was read, plus those the run
+    /// made live since (created or restored). With the held ones counted by the store, the live count at
+    /// the round's end without reading every row again (`live_count`).
+    live_but_held: u64,
+    /// The entries with a deletion held for an operator when the snapshot was read (their `ask` bits).
+    held: Vec<Uuid>,
     /// Objects the run created: before the snapshot was read (a resumed run) and since.
     created_count: u64,
     /// The ids this run inserted since the snapshot was read (new objects and tombstones).
@@ -302,8 +304,8 @@ impl<'b> Snapshot<'b> {
             entries,
             seen_count: 0,
             extra_seen: HashSet::new(),
-            live_at_load: 0,
-            went_live: 0,
+            live_but_held: 0,
+            held: Vec::new(),
             created_count: created_ids.len() as u64,
             inserted: Fingerprints::new(budget),
             _lease: lease,
@@ -323,9 +325,11 @@ impl<'b> Snapshot<'b> {
                 snapshot.ask.set(index);
             }
         }
-        snapshot.live_at_load =
+        snapshot.live_but_held =
             (0..len).filter(|index| !snapshot.deleted.get(*index) && !snapshot.ask.get(*index)).count() as u64;
+        snapshot.held = held;
         let exact = (snapshot.entries.capacity() * std::mem::size_of::<Entry>()) as u64
+            + (snapshot.held.capacity() * std::mem::size_of::<Uuid>()) as u64
             + 4 * snapshot.seen.bytes()
             + snapshot.index.bytes();
         snapshot._lease.shrink_to(exact);
@@ -399,10 +403,10 @@ impl<'b> Snapshot<'b> {
         // An entry with a held deletion is counted by the store at the end, whatever the run did to it.
         for index in marks.restored {
             if !self.ask.get(index) && self.deleted.clear(index) {
-                self.went_live += 1;
+                self.live_but_held += 1;
             }
         }
-        self.went_live += marks.restored_outside + marks.created;
+        self.live_but_held += marks.restored_outside + marks.created;
         self.created_count += marks.created;
     }
 
@@ -411,12 +415,12 @@ impl<'b> Snapshot<'b> {
     /// Exact because only the run writes the (tenant, class)'s rows while it holds the lock, and its
     /// deletions wait for the round's end.
     pub(super) fn live_count_but_held(&self) -> u64 {
-        self.live_at_load + self.went_live
+        self.live_but_held
     }
 
     /// The entries with a deletion held for an operator when the snapshot was read.
-    pub(super) fn held_ids(&self) -> Vec<Uuid> {
-        (0..self.entries.len()).filter(|index| self.ask.get(*index)).map(|index| self.entries[index].id).collect()
+    pub(super) fn held_ids(&self) -> &[Uuid] {
+        &self.held
     }
 
     /// Objects the run created (`created_run`), as the store would count them.
