@@ -37,11 +37,7 @@ fn mode_from_text(text: &str) -> SyncMode {
 }
 
 /// Loads the cursor; `None` when the tenant does not exist.
-pub async fn load(
-    db: &impl GenericClient,
-    tenant_id: i64,
-    class: ObjectClass,
-) -> Result<Option<CursorState>, StoreError> {
+pub async fn load(db: &impl super::Db, tenant_id: i64, class: ObjectClass) -> Result<Option<CursorState>, StoreError> {
     let statement = db
         .prepare_cached(
             "SELECT t.full_scan_next_run AND (c.last_full_scan_at IS NULL OR c.last_full_scan_at < t.full_scan_requested_at), \
@@ -107,7 +103,7 @@ pub async fn claim_run(
 
 /// Records the checkpoint of a run in progress (its start when `next_link` is `None`).
 pub async fn checkpoint(
-    db: &impl GenericClient,
+    db: &impl super::Db,
     tenant_id: i64,
     class: ObjectClass,
     run_id: Uuid,

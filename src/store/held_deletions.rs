@@ -25,7 +25,7 @@ pub async fn hold_pending(
 }
 
 /// Whether anything is held for a tenant and class (a page need not supersede anything otherwise).
-pub async fn any_held(db: &impl GenericClient, tenant_id: i64, class: ObjectClass) -> Result<bool, StoreError> {
+pub async fn any_held(db: &impl super::Db, tenant_id: i64, class: ObjectClass) -> Result<bool, StoreError> {
     let statement = db
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM held_deletions \

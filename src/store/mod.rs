@@ -10,6 +10,7 @@ pub mod consent;
 pub mod credentials;
 pub mod cursors;
 mod database;
+mod db;
 pub mod directory;
 mod error;
 pub mod held_deletions;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, RecyclingMethod, Runtime, Timeouts};
 
 pub use database::{drop_database, ensure_database_exists, recreate_database};
+pub use db::Db;
 pub use error::{DbFailure, During, StoreError};
 
 use crate::config::DatabaseSettings;

@@ -59,13 +59,13 @@ impl PostgresBudgetCoordinator {
 
 /// Takes up to `wanted` units of the bucket in the caller's transaction (a sync run's start): the row stays
 /// locked until that transaction ends, and a rollback takes nothing.
-pub async fn lease_in(db: &impl GenericClient, bucket: &BucketSpec, wanted: u32) -> Result<Grant, StoreError> {
+pub async fn lease_in(db: &impl super::Db, bucket: &BucketSpec, wanted: u32) -> Result<Grant, StoreError> {
     modify_in(db, bucket, |state| state.take(bucket, wanted)).await
 }
 
 /// Locks the bucket's row, refills it for the time since its refresh, applies `change`, stores the result.
 async fn modify_in<T>(
-    db: &impl GenericClient,
+    db: &impl super::Db,
     bucket: &BucketSpec,
     change: impl FnOnce(TokenBucket) -> (T, TokenBucket),
 ) -> Result<T, StoreError> {

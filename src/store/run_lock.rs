@@ -14,14 +14,17 @@
 //! backend start), so the lock is free at once and the job it gives back can resume the run, instead of
 //! waiting for `idle_session_timeout` (a connection frozen in the network can leave the server's end open).
 
+use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+mod open;
 mod start;
 
+pub use open::OpenStart;
 pub use start::{Begun, ProfileVersion, Requests, RunStart};
 
 use super::connect::{self, Purpose};
@@ -61,6 +64,8 @@ struct Session {
     lost: CancellationToken,
     /// The job start's and end's statements, prepared on first use (`start`).
     prepared: tokio::sync::OnceCell<start::Prepared>,
+    /// The statements a run's start prepared in a job start's open transaction (`open`).
+    cached: open::Cache,
 }
 
 impl Session {
@@ -105,7 +110,7 @@ impl RunLocks {
             None => try_lock(connect(&self.settings).await?).await.during("taking a run lock")?,
         };
         if locked {
-            Ok(Some(RunLock { session, home: self.idle.clone() }))
+            Ok(Some(RunLock { session, home: self.idle.clone(), start: AtomicU8::new(open::CLOSED) }))
         } else {
             put_back(&self.idle, session);
             Ok(None)
@@ -159,7 +164,7 @@ async fn connect(settings: &DatabaseSettings) -> Result<Session, StoreError> {
     // session, and early enough for the job given back to resume the run within a minute.
     let period = connect::run_lock_idle_limit(settings) / 6;
     tokio::spawn(heartbeat(Arc::downgrade(&client), lost.clone(), period, settings.clone(), backend));
-    Ok(Session { client, lost, prepared: tokio::sync::OnceCell::new() })
+    Ok(Session { client, lost, prepared: tokio::sync::OnceCell::new(), cached: open::Cache::default() })
 }
 
 /// A session's identity on the server: a pid alone could be reused by a later session.
@@ -229,10 +234,15 @@ async fn heartbeat(
     }
 }
 
-/// A held run lock. Dropping it without [`RunLock::release`] closes its connection, which releases the lock.
+/// A held run lock. Dropping it without [`RunLock::release`] closes its connection, which releases the lock
+/// (and rolls back a job start still open on it).
 pub struct RunLock {
     session: Session,
     home: Arc<Mutex<Vec<Session>>>,
+    /// Whether the job start's transaction ([`RunLocks::begin`]) is still open on the session (`open`): a
+    /// sync run's start joins it ([`RunLock::open_start`]); anything else ends it first
+    /// ([`RunLock::commit_start`]).
+    start: AtomicU8,
 }
 
 impl RunLock {
@@ -260,10 +270,10 @@ impl RunLock {
 
     /// Releases the lock; its session is kept for the next lock only when the unlock answered in time.
     pub async fn release(self) {
-        let unlocked = tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            self.session.client.simple_query("SELECT pg_advisory_unlock_all()"),
-        )
+        let unlocked = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            self.commit_start().await?;
+            self.session.client.simple_query("SELECT pg_advisory_unlock_all()").await.during("releasing a run lock")
+        })
         .await;
         if matches!(unlocked, Ok(Ok(_))) {
             put_back(&self.home, self.session);
@@ -292,6 +302,7 @@ pub async fn close_orphaned_runs(pool: &super::Pool) -> Result<u64, StoreError> 
 /// Closes the `running` runs of (tenant, class) as `failed: interrupted`: called by the new holder of
 /// the run lock, so they can only be left over from a holder that is gone.
 pub async fn close_interrupted(lock: &RunLock, tenant_id: i64, class: ObjectClass) -> Result<u64, StoreError> {
+    lock.commit_start().await?;
     let closed = lock
         .session
         .client

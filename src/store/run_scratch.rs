@@ -122,14 +122,14 @@ pub async fn stage_deletions(
 }
 
 /// Whether the run has staged any deletion (a page need not unstage anything otherwise).
-pub async fn has_staged_deletions(db: &impl GenericClient, run_id: Uuid) -> Result<bool, StoreError> {
+pub async fn has_staged_deletions(db: &impl super::Db, run_id: Uuid) -> Result<bool, StoreError> {
     let statement =
         db.prepare_cached("SELECT EXISTS (SELECT 1 FROM sync_run_pending_deletions WHERE run_id = $1)").await?;
     Ok(db.query_one(&statement, &[&run_id]).await?.get(0))
 }
 
 /// Whether the run marked any object seen: in a delta round, only groups it restored are marked.
-pub async fn has_seen(db: &impl GenericClient, run_id: Uuid) -> Result<bool, StoreError> {
+pub async fn has_seen(db: &impl super::Db, run_id: Uuid) -> Result<bool, StoreError> {
     let statement = db.prepare_cached("SELECT EXISTS (SELECT 1 FROM sync_run_seen_objects WHERE run_id = $1)").await?;
     Ok(db.query_one(&statement, &[&run_id]).await?.get(0))
 }

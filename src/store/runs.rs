@@ -12,7 +12,7 @@ use crate::model::{RunCounts, RunFinished, RunStarted, SyncMode};
 /// behind it. Only a later start reopens it (a resume): a start event held up in a stalled connection and
 /// delivered after the run finished (its retry on another connection landed first, or the run was
 /// resumed elsewhere) must not reopen it.
-pub async fn insert_started(db: &impl GenericClient, run: &RunStarted) -> Result<(), StoreError> {
+pub async fn insert_started(db: &impl super::Db, run: &RunStarted) -> Result<(), StoreError> {
     let statement = db
         .prepare_cached(
             "INSERT INTO sync_runs (id, tenant_id, object_class, mode, trigger, status, started_at, instance_id, \

@@ -21,6 +21,7 @@ mod recorder;
 mod remap;
 mod round;
 mod snapshot;
+mod start;
 
 pub use crate::model::RunCounts;
 pub use apply::{apply_page, apply_page_with, PageHints, PageOutcome, PageTarget};
@@ -33,5 +34,5 @@ pub use page::{prepare, MemberChange, PreparedObject, PreparedPage};
 pub use policy::{Admission, ObjectPolicy, PassThrough, Reads};
 pub use recorder::{PgRunRecorder, RecorderError, RunFinished, RunProgress, RunRecorder, RunStarted};
 pub use remap::{prepare_batch, run_remap, RemapBatch, RemapDeps, RemapRequest};
-pub use round::{run_round, run_round_with, RoundDeps, RoundReport, RoundRequest};
+pub use round::{run_round, run_round_joining, run_round_with, RoundDeps, RoundReport, RoundRequest};
 pub use snapshot::{SnapshotBudget, DEFAULT_BUDGET_MB};

@@ -3,7 +3,6 @@
 //! last.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use deadpool_postgres::GenericClient;
@@ -17,15 +16,14 @@ use super::fingerprints::Fingerprints;
 use super::guard::{short_listing, DeletionGuard};
 use super::page::{prepare, PreparedPage};
 use super::policy::ObjectPolicy;
-use super::recorder::{RunFinished, RunProgress, RunRecorder, RunStarted};
+use super::recorder::{RunFinished, RunProgress, RunRecorder};
 use super::snapshot::{Snapshot, SnapshotBudget};
+use super::start::{self, Started};
 use crate::graph::{DeltaRequest, GraphClient, GraphError, GraphTenant, PageLink, RequestPriority};
 use crate::model::RunCounts;
 use crate::model::{ObjectClass, RunStatus, SyncMode, Trigger};
-use crate::store::{cursors, held_deletions, objects, rate_budget, run_scratch, runs, Pool, StoreError};
-
-/// Graph keeps delta tokens for 7 days; an older stored link is replaced by a full round.
-const MAX_DELTA_LINK_AGE: Duration = Duration::from_secs(6 * 24 * 3600);
+use crate::store::run_lock::OpenStart;
+use crate::store::{cursors, held_deletions, objects, run_scratch, runs, Pool};
 
 /// What a round needs that outlives it: shared by every round of a worker.
 pub struct RoundDeps<'a, R: RunRecorder> {
@@ -71,18 +69,24 @@ pub struct RoundReport {
 }
 
 /// The state of the run while pages flow.
-struct Run<'b> {
-    target: PageTarget,
-    counts: RunCounts,
-    reason: Option<String>,
-    resumed: bool,
+pub(super) struct Run<'b> {
+    pub(super) target: PageTarget,
+    pub(super) counts: RunCounts,
+    pub(super) reason: Option<String>,
+    pub(super) resumed: bool,
     /// A full round's re-scan snapshot (`None`: the streaming path; see [`choose_path`]).
     snapshot: Option<Snapshot<'b>>,
     /// A group round's memberships written for the groups it created or marked seen for stored ones,
     /// when this stream started the run: a resumed run's earlier streams wrote rows it does not know of.
     written: Option<Fingerprints<'b>>,
     /// The page hints, when the run's start transaction read them (the first stream takes them).
-    hints: Option<PageHints>,
+    pub(super) hints: Option<PageHints>,
+}
+
+impl Run<'_> {
+    pub(super) fn new(target: PageTarget, counts: RunCounts, reason: Option<String>, resumed: bool) -> Self {
+        Run { target, counts, reason, resumed, snapshot: None, written: None, hints: None }
+    }
 }
 
 /// How the last transaction of a run ended it.
@@ -101,31 +105,46 @@ pub async fn run_round<R: RunRecorder>(
     run_round_with(deps, request, SnapshotBudget::instance()).await
 }
 
+/// [`run_round`] for a worker holding the run lock: the run's start joins the job start's transaction
+/// when it is still open on the lock's session (`open`), so both commit as one.
+pub async fn run_round_joining<R: RunRecorder>(
+    deps: &RoundDeps<'_, R>,
+    request: &RoundRequest,
+    open: Option<OpenStart<'_>>,
+) -> Result<RoundReport, SyncError> {
+    let span = round_span(request);
+    drive(deps, request, SnapshotBudget::instance(), open).instrument(span).await
+}
+
 /// [`run_round`] with the snapshot memory taken from `budget` (benchmarks and tests choose theirs).
 pub async fn run_round_with<R: RunRecorder>(
     deps: &RoundDeps<'_, R>,
     request: &RoundRequest,
     budget: &SnapshotBudget,
 ) -> Result<RoundReport, SyncError> {
-    let span = tracing::info_span!(
+    drive(deps, request, budget, None).instrument(round_span(request)).await
+}
+
+fn round_span(request: &RoundRequest) -> tracing::Span {
+    tracing::info_span!(
         "sync_round",
         tenant_id = request.tenant_id,
         class = %request.class,
         run_id = tracing::field::Empty,
         mode = tracing::field::Empty,
-    );
-    drive(deps, request, budget).instrument(span).await
+    )
 }
 
 async fn drive<R: RunRecorder>(
     deps: &RoundDeps<'_, R>,
     request: &RoundRequest,
     budget: &SnapshotBudget,
+    open: Option<OpenStart<'_>>,
 ) -> Result<RoundReport, SyncError> {
-    let (mut run, mut start_link, client) = begin(deps, request).await?;
-    // A delta stream goes on with the start's connection (one pool checkout less, and each checkout is a
-    // round trip); a full round gives it back while it reads its snapshot.
-    let mut spare = (run.target.mode == SyncMode::Delta).then_some(client);
+    let Started { mut run, link: mut start_link, client } = start::begin(deps, request, open).await?;
+    // A delta stream goes on with the start's pooled connection (one pool checkout less, and each checkout
+    // may be a round trip); a full round gives it back while it reads its snapshot.
+    let mut spare = client.filter(|_| run.target.mode == SyncMode::Delta);
     let span = tracing::Span::current();
     span.record("run_id", tracing::field::display(run.target.run_id));
     span.record("mode", tracing::field::display(run.target.mode));
@@ -205,197 +224,6 @@ async fn choose_path<'b>(pool: &Pool, budget: &'b SnapshotBudget, run: &mut Run<
     Ok(())
 }
 
-/// Resumes the checkpointed run, or starts a new one in the right mode, in one transaction: the cursor,
-/// the new run's checkpoint, and — when the recorder lets the round write its rows — the run's start row
-/// and the page hints. Returns the link to start from (`None`: a full listing from the beginning) and the
-/// connection, which a delta stream goes on with.
-async fn begin<'b, R: RunRecorder>(
-    deps: &RoundDeps<'_, R>,
-    request: &RoundRequest,
-) -> Result<(Run<'b>, Option<String>, deadpool_postgres::Object), SyncError> {
-    let in_round = deps.recorder.rows_in_round();
-    let mut client = deps.pool.get().await?;
-    let mut transaction = client.transaction().await?;
-    let mut cursor = cursors::load(&transaction, request.tenant_id, request.class)
-        .await?
-        .ok_or(SyncError::TenantNotFound(request.tenant_id))?;
-    let (mode, reason) = choose_mode(request, &cursor);
-    // Finishing an interrupted delta run would leave the full scan that is now due undone.
-    if let Some(checkpoint) = cursor.in_progress.take_if(|c| c.mode == SyncMode::Delta && mode == SyncMode::Full) {
-        transaction.rollback().await?;
-        supersede(deps.recorder, &mut client, request, &checkpoint, reason.as_deref().unwrap_or_default()).await?;
-        transaction = client.transaction().await?;
-    }
-    let (mut run, link) = match &cursor.in_progress {
-        Some(checkpoint) => {
-            let link = match (checkpoint.mode, checkpoint.next_link.clone()) {
-                (_, Some(next)) => Some(next),
-                (SyncMode::Delta, None) => cursor.delta_link.clone(),
-                // A round never leaves a re-map's or tag sync's checkpoint; if one is there, start over as full.
-                (SyncMode::Full | SyncMode::Remap | SyncMode::TagSync, None) => None,
-            };
-            // A delta run without any link to continue from can only start over as full.
-            let mode = if link.is_none() { SyncMode::Full } else { checkpoint.mode };
-            let target =
-                PageTarget { tenant_id: request.tenant_id, class: request.class, run_id: checkpoint.run_id, mode };
-            tracing::info!(run_id = %checkpoint.run_id, pages = checkpoint.counts.pages, "resuming a checkpointed run");
-            let run = Run {
-                target,
-                counts: checkpoint.counts,
-                reason: None,
-                resumed: true,
-                snapshot: None,
-                written: None,
-                hints: None,
-            };
-            (run, link)
-        }
-        None => start_run(&transaction, request, &cursor, mode, reason).await?,
-    };
-    let started = RunStarted {
-        run_id: run.target.run_id,
-        tenant_id: run.target.tenant_id,
-        class: run.target.class,
-        mode: run.target.mode,
-        trigger: request.trigger,
-        started_at: Utc::now(),
-        resumed: run.resumed,
-        reason: run.reason.clone(),
-        counts: run.counts,
-        instance_id: request.instance_id.clone(),
-        job_id: request.job_id,
-    };
-    // The tenant's first budget lease rides on this transaction instead of taking one of its own.
-    let budget = deps.graph.rate_budget();
-    let lease = budget.and_then(|b| b.run_start_lease(&request.graph_tenant));
-    let leasing = async {
-        match &lease {
-            Some((bucket, wanted)) => rate_budget::lease_in(&transaction, bucket, *wanted).await.map(Some),
-            None => Ok(None),
-        }
-    };
-    let grant = if in_round {
-        let (hints, (), grant) = futures::try_join!(
-            page_hints(&transaction, run.target, run.resumed),
-            runs::insert_started(&transaction, &started),
-            leasing,
-        )?;
-        run.hints = Some(hints);
-        grant
-    } else {
-        leasing.await?
-    };
-    transaction.commit().await?;
-    if let (Some(budget), Some((bucket, _)), Some(grant)) = (budget, &lease, grant) {
-        budget.credit(&bucket.key, grant);
-    }
-    if in_round {
-        deps.recorder.started_in_round(&started).await;
-    } else {
-        deps.recorder.started(&started).await?;
-    }
-    Ok((run, link, client))
-}
-
-/// What the first batch of a stream needs to know of the run's scratch state. Held deletions are only
-/// created at a round's end and this (tenant, class) runs nowhere else; staged ones only by this run's
-/// pages. What is absent now stays absent until a page stages some. A run that starts now has no
-/// scratch state at all.
-async fn page_hints(db: &impl GenericClient, t: PageTarget, resumed: bool) -> Result<PageHints, StoreError> {
-    if !resumed {
-        let held_deletions = held_deletions::any_held(db, t.tenant_id, t.class).await?;
-        return Ok(PageHints { staged_deletions: false, held_deletions, restored_groups: false });
-    }
-    let (staged_deletions, held_deletions, restored_groups) = futures::try_join!(
-        run_scratch::has_staged_deletions(db, t.run_id),
-        held_deletions::any_held(db, t.tenant_id, t.class),
-        restored_groups_marked(db, t),
-    )?;
-    Ok(PageHints { staged_deletions, held_deletions, restored_groups })
-}
-
-/// A new run of `mode`, checkpointed before its first page.
-async fn start_run<'b>(
-    db: &impl GenericClient,
-    request: &RoundRequest,
-    cursor: &cursors::CursorState,
-    mode: SyncMode,
-    reason: Option<String>,
-) -> Result<(Run<'b>, Option<String>), SyncError> {
-    let run_id = Uuid::new_v4();
-    let target = PageTarget { tenant_id: request.tenant_id, class: request.class, run_id, mode };
-    cursors::checkpoint(db, request.tenant_id, request.class, run_id, mode, None, &RunCounts::default()).await?;
-    let link = if mode == SyncMode::Delta { cursor.delta_link.clone() } else { None };
-    Ok((
-        Run {
-            target,
-            counts: RunCounts::default(),
-            reason,
-            resumed: false,
-            snapshot: None,
-            written: None,
-            hints: None,
-        },
-        link,
-    ))
-}
-
-/// Drops an interrupted delta run's checkpoint and scratch state and ends it in the history as cancelled,
-/// so a full scan can start in its place. What its pages applied stays (it is true).
-async fn supersede<R: RunRecorder>(
-    recorder: &R,
-    client: &mut deadpool_postgres::Object,
-    request: &RoundRequest,
-    checkpoint: &cursors::RunCheckpoint,
-    why_full: &str,
-) -> Result<(), SyncError> {
-    let transaction = client.transaction().await?;
-    let claimed =
-        cursors::claim_run(&transaction, request.tenant_id, request.class, checkpoint.run_id, checkpoint.counts.pages)
-            .await?;
-    if !claimed {
-        return Err(SyncError::RunMovedOn { run_id: checkpoint.run_id });
-    }
-    run_scratch::clear(&transaction, checkpoint.run_id).await?;
-    cursors::abandon_run(&transaction, request.tenant_id, request.class).await?;
-    transaction.commit().await?;
-    let reason = format!("superseded by a full scan ({why_full})");
-    tracing::info!(run_id = %checkpoint.run_id, %reason, "an interrupted delta run gives way to a full scan");
-    let finished = RunFinished {
-        run_id: checkpoint.run_id,
-        tenant_id: request.tenant_id,
-        class: request.class,
-        mode: SyncMode::Delta,
-        status: RunStatus::Cancelled,
-        counts: checkpoint.counts,
-        reason: Some(reason),
-        error: None,
-        finished_at: Utc::now(),
-    };
-    recorder.finished(&finished).await?;
-    Ok(())
-}
-
-fn choose_mode(request: &RoundRequest, cursor: &cursors::CursorState) -> (SyncMode, Option<String>) {
-    let too_old =
-        cursor.delta_link_at.is_some_and(|at| (Utc::now() - at).to_std().unwrap_or_default() > MAX_DELTA_LINK_AGE);
-    let reason = if request.force_full {
-        Some("full scan forced by the caller")
-    } else if cursor.delta_link.is_none() {
-        Some("no delta token stored yet")
-    } else if cursor.full_scan_requested {
-        Some("full scan requested for the tenant")
-    } else if too_old {
-        Some("the stored delta token is older than 6 days")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => (SyncMode::Full, Some(reason.to_owned())),
-        None => (SyncMode::Delta, None),
-    }
-}
-
 /// Streams and applies pages, a batch per transaction, until the deltaLink page has committed (the
 /// stream fetches the next pages while a batch is written).
 async fn stream_pages<R: RunRecorder>(
@@ -414,7 +242,7 @@ async fn stream_pages<R: RunRecorder>(
     let mut hints = match run.hints.take() {
         Some(hints) => hints,
         // A resumed stream (restarted as full) asks the store again.
-        None => page_hints(&client, run.target, true).await?,
+        None => start::page_hints(&client, run.target, true).await?,
     };
     let class = run.target.class;
     let mut upcoming = next_prepared(&mut batches, class, &deps.policy).await;
@@ -696,15 +524,6 @@ async fn restart_as_full<R: RunRecorder>(
     transaction.commit().await?;
     report_progress(deps.recorder, run.target, run.counts, run.reason.clone()).await;
     Ok(())
-}
-
-/// Whether a delta group run restored groups before it was resumed (the only objects it marks seen).
-async fn restored_groups_marked(db: &impl GenericClient, t: PageTarget) -> Result<bool, StoreError> {
-    if t.mode == SyncMode::Delta && t.class == ObjectClass::Group {
-        run_scratch::has_seen(db, t.run_id).await
-    } else {
-        Ok(false)
-    }
 }
 
 /// Locks the run's checkpoint for this transaction, or stops if someone else advanced the run.

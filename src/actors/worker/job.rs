@@ -24,7 +24,7 @@ use crate::store::runs::{self, JobRun};
 use crate::store::{admin_jobs, remap};
 use crate::store::{schedule, tenants, Pool, StoreError};
 use crate::sync::{
-    run_round, DeletionGuard, ObjectPolicy, PassThrough, RecorderError, RoundDeps, RoundRequest, RunFinished,
+    run_round_joining, DeletionGuard, ObjectPolicy, PassThrough, RecorderError, RoundDeps, RoundRequest, RunFinished,
     RunRecorder, RunStarted, SyncError,
 };
 
@@ -206,6 +206,11 @@ async fn run_job(deps: &WorkerDeps, job: &LockedJob, stop: &CancellationToken) -
             run_locked(deps, sync, &tenant, force_full, &lock, &start, stop).await
         }
         LockedJob::Remap(remap_job) => {
+            // The job's start commits before the re-map writes anything elsewhere (`store::run_lock::open`).
+            if !committed_start(&lock).await {
+                lock.release().await;
+                return Settlement::Requeue;
+            }
             // This re-map applies the mappings as they are now: it covers every re-map asked for so far.
             if let Err(error) = remap::take_request(pool, tenant.id, class).await {
                 tracing::warn!(%error, "cannot clear the pending re-map request; one more re-map will run");
@@ -279,7 +284,12 @@ async fn run_locked(
     let policy = if start.has_mappings {
         match load_policy(pool, tenant.id, class).await {
             Ok(policy) => policy,
-            Err(error) => return policy_not_loaded(deps, &key, tenant, mode, &error).await.into(),
+            Err(error) => {
+                if !committed_start(lock).await {
+                    return Settlement::Requeue.into();
+                }
+                return policy_not_loaded(deps, &key, tenant, mode, &error).await.into();
+            }
         }
     } else {
         Arc::new(PassThrough) as Arc<dyn ObjectPolicy>
@@ -294,6 +304,9 @@ async fn run_locked(
             // Only an operator can fix this: a failed run shows it, the schedule counts it towards
             // quarantine, and the job is dropped (requeueing would loop forever).
             tracing::warn!(%error, "tenant cannot be synced");
+            if !committed_start(lock).await {
+                return Settlement::Requeue.into();
+            }
             if let Err(history) = record_failed_run(deps, &key, tenant, mode, &error.to_string()).await {
                 tracing::warn!(error = %history, "the failed run was not recorded; job requeued");
                 return Settlement::Requeue.into();
@@ -324,7 +337,8 @@ async fn run_locked(
     let round_deps = RoundDeps { pool, graph: &deps.graph, policy, recorder: &recorder };
     let started = Instant::now();
     let outcome = tokio::select! {
-        outcome = run_round(&round_deps, &request) => outcome,
+        // The run's start joins the job's start, still open on the lock's session: one transaction.
+        outcome = run_round_joining(&round_deps, &request, lock.open_start()) => outcome,
         () = lock.lost() => {
             tracing::warn!("run lock lost; round stopped at its last checkpoint");
             return Settlement::Requeue.into();
@@ -376,6 +390,18 @@ async fn run_locked(
             // The round recorded the failed run; the schedule retries (and quarantines if it persists).
             record_failure(pool, tenant.id, class, &error.to_string(), quarantine_after).await;
             Settlement::Ack.into()
+        }
+    }
+}
+
+/// Commits the job's start before the job writes on other connections (`store::run_lock::open`); false
+/// when that failed (the lock counts as lost, the job is given back).
+async fn committed_start(lock: &RunLock) -> bool {
+    match lock.commit_start().await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(%error, "cannot commit the job's start; job requeued");
+            false
         }
     }
 }

@@ -4,13 +4,17 @@
 //! Start ([`RunLocks::begin`]): `BEGIN`, the tenant with the job's state and the lock
 //! (`run_start_claim.sql`), then everything the run needs before Graph with its start bookkeeping
 //! (`run_start_state.sql`: close interrupted runs, take the coalesced rerun request, mapping presence,
-//! credential profile version, user count, schedule state), `COMMIT` — pipelined. The second statement
-//! reads with a snapshot taken after the first took the lock, so it sees the previous holder's last
-//! commit, exactly as the separate statements did; it acts only if this session holds the lock.
+//! credential profile version, user count, schedule state) — pipelined. The second statement reads with a
+//! snapshot taken after the first took the lock, so it sees the previous holder's last commit, exactly as
+//! the separate statements did; it acts only if this session holds the lock. Without the lock the start
+//! commits at once; with it the transaction stays open for the run's start to join (`open`), and the job
+//! start commits with the run's start.
 //!
 //! End ([`RunLock::release_taking_requests`]): `BEGIN`, `pg_advisory_unlock_all()`, the take of both
 //! coalesced requests (`run_end_take_requests.sql`), `COMMIT`: the take reads after the release, as
 //! `schedule::take_rerun` did after `release`.
+
+use std::sync::atomic::AtomicU8;
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
@@ -133,15 +137,15 @@ impl RunLocks {
         // Sent in this order in one flush (the statements are prepared): one transaction, one round trip.
         let claim_params: [&(dyn ToSql + Sync); 3] = [&ask.entra_tenant, &ask.job_id, &key];
         let state_params: [&(dyn ToSql + Sync); 5] = [&ask.entra_tenant, &class, &key, &ask.take_rerun, &cap];
-        let ((), claim, state, ()) = futures::try_join!(
+        // The transaction stays open when the lock is taken: the run's start joins it (`open`).
+        let ((), claim, state) = futures::try_join!(
             client.batch_execute("BEGIN"),
             client.query_opt(&prepared.claim, &claim_params),
             client.query_opt(&prepared.state, &state_params),
-            client.batch_execute("COMMIT"),
         )
         .during("starting a job")?;
         let Some(claim) = claim else {
-            put_back(&self.idle, session);
+            self.end_unlocked(session).await?;
             return Ok(Begun::UnknownTenant);
         };
         let tenant = tenants::from_row(&claim)?;
@@ -153,9 +157,15 @@ impl RunLocks {
         };
         let locked: bool = claim.try_get(12)?;
         let locked = match (locked, state) {
-            (true, Some(state)) => Some(Box::new((RunLock { session, home: self.idle.clone() }, start_of(&state)?))),
+            (true, Some(state)) => {
+                let start = start_of(&state)?;
+                Some(Box::new((
+                    RunLock { session, home: self.idle.clone(), start: AtomicU8::new(super::open::OPEN) },
+                    start,
+                )))
+            }
             (false, None) => {
-                put_back(&self.idle, session);
+                self.end_unlocked(session).await?;
                 None
             }
             // The lock and the state disagree (cannot happen: the state statement checks the lock). The
@@ -167,6 +177,15 @@ impl RunLocks {
             }
         };
         Ok(Begun::Found { tenant, job, locked })
+    }
+}
+
+impl RunLocks {
+    /// Ends a job start that took no lock (it wrote nothing) and keeps the session for the next one.
+    async fn end_unlocked(&self, session: Session) -> Result<(), StoreError> {
+        session.client.batch_execute("COMMIT").await.during("starting a job")?;
+        put_back(&self.idle, session);
+        Ok(())
     }
 }
 
@@ -199,6 +218,7 @@ impl RunLock {
     /// requests stay stored for the caller to take the usual way.
     pub async fn release_taking_requests(self, tenant_id: i64, class: ObjectClass) -> Option<Requests> {
         let taken = async {
+            self.commit_start().await?;
             let prepared = self.session.prepared().await?;
             let client = &self.session.client;
             let class = class.as_str();

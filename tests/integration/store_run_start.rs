@@ -1,0 +1,128 @@
+//! A job's start and its run's start are one transaction (issue 16, target 5): the job start leaves its
+//! transaction open on the run-lock session when it took the lock, the run's start writes in it and
+//! commits both; anything else a job does first commits it, and a run start abandoned half-way is rolled
+//! back, never committed.
+
+use entrasync::model::{Cloud, ObjectClass, RunCounts, SyncMode};
+use entrasync::store::run_lock::{Begun, RunLock, RunLocks, RunStart};
+use entrasync::store::{audit, cursors, tenants, Pool};
+use uuid::Uuid;
+
+use crate::support::TestDb;
+
+/// The `application_name` of run-lock sessions (`store::connect`).
+const RUN_LOCK_SESSION: &str = "entrasync run lock";
+
+async fn tenant(pool: &Pool) -> (i64, Uuid) {
+    let entra = Uuid::new_v4();
+    let new = tenants::NewTenant {
+        name: "run start".to_owned(),
+        entra_tenant_id: entra,
+        cloud: Cloud::Global,
+        credential_profile_id: None,
+        enabled: true,
+        full_scan_next_run: true,
+    };
+    (tenants::create(pool, &new, &audit::Actor::new("test")).await.expect("create tenant").id, entra)
+}
+
+async fn locked(locks: &RunLocks, entra: Uuid) -> (RunLock, RunStart) {
+    match locks.begin(entra, ObjectClass::User, Uuid::new_v4(), true, 501).await.expect("job start") {
+        Begun::Found { locked: Some(locked), .. } => *locked,
+        Begun::Found { locked: None, .. } => panic!("expected the free lock to be taken"),
+        Begun::UnknownTenant => panic!("expected the tenant to be found"),
+    }
+}
+
+/// The run checkpointed by the start, as another connection sees it.
+async fn checkpointed(pool: &Pool, tenant_id: i64) -> Option<Uuid> {
+    let client = pool.get().await.expect("connection");
+    let cursor = cursors::load(&client, tenant_id, ObjectClass::User).await.expect("cursor").expect("tenant");
+    cursor.in_progress.map(|checkpoint| checkpoint.run_id)
+}
+
+async fn checkpoint_in(lock: &RunLock, tenant_id: i64, run_id: Uuid) {
+    let open = lock.open_start().expect("the job start's transaction is open after the lock was taken");
+    cursors::checkpoint(&open, tenant_id, ObjectClass::User, run_id, SyncMode::Full, None, &RunCounts::default())
+        .await
+        .expect("checkpoint in the open start");
+    open.commit().await.expect("commit");
+}
+
+#[tokio::test]
+async fn a_runs_start_commits_with_its_jobs_start_and_an_abandoned_one_is_rolled_back() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool();
+    let (tenant_id, entra) = tenant(&pool).await;
+    let locks = RunLocks::new(db.settings().database);
+
+    // Written in the open start: invisible elsewhere until the commit, then there.
+    let (lock, _) = locked(&locks, entra).await;
+    let run_id = Uuid::new_v4();
+    let open = lock.open_start().expect("open start");
+    cursors::checkpoint(&open, tenant_id, ObjectClass::User, run_id, SyncMode::Full, None, &RunCounts::default())
+        .await
+        .expect("checkpoint");
+    assert_eq!(checkpointed(&pool, tenant_id).await, None, "expected nothing visible before the commit");
+    open.commit().await.expect("commit");
+    assert_eq!(checkpointed(&pool, tenant_id).await, Some(run_id), "expected the start committed");
+    assert!(lock.open_start().is_none(), "a committed start cannot be joined again");
+    lock.release().await;
+
+    // Abandoned half-way (its round was cancelled): the release rolls it back.
+    let (lock, _) = locked(&locks, entra).await;
+    let abandoned = Uuid::new_v4();
+    let open = lock.open_start().expect("open start");
+    cursors::checkpoint(&open, tenant_id, ObjectClass::User, abandoned, SyncMode::Full, None, &RunCounts::default())
+        .await
+        .expect("checkpoint");
+    drop(open);
+    lock.release().await;
+    assert_eq!(checkpointed(&pool, tenant_id).await, Some(run_id), "expected the abandoned start rolled back");
+
+    // The released session is reused with no transaction left over: the next start commits normally.
+    let (lock, _) = locked(&locks, entra).await;
+    let next = Uuid::new_v4();
+    checkpoint_in(&lock, tenant_id, next).await;
+    assert_eq!(checkpointed(&pool, tenant_id).await, Some(next), "expected the reused session's start committed");
+    lock.release().await;
+
+    // Work of the job other than a run's start commits the job's start first.
+    let (lock, _) = locked(&locks, entra).await;
+    lock.commit_start().await.expect("commit the job start");
+    assert!(lock.open_start().is_none(), "expected no open start after it committed");
+    lock.release().await;
+}
+
+#[tokio::test]
+async fn a_job_start_that_takes_no_lock_commits_at_once() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool();
+    let (tenant_id, entra) = tenant(&pool).await;
+    let (holder, other) = (RunLocks::new(db.settings().database), RunLocks::new(db.settings().database));
+
+    let (lock, _) = locked(&holder, entra).await;
+    lock.commit_start().await.expect("commit the holder's start");
+    match other.begin(entra, ObjectClass::User, Uuid::new_v4(), true, 501).await.expect("job start") {
+        Begun::Found { locked: None, .. } => {}
+        _ => panic!("expected the held lock not to be taken twice"),
+    }
+    let client = pool.get().await.expect("connection");
+    let open: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = $1 AND state <> 'idle'",
+            &[&RUN_LOCK_SESSION],
+        )
+        .await
+        .expect("sessions")
+        .get(0);
+    assert_eq!(open, 0, "expected every run-lock session idle, none left in a transaction");
+    // The other's next start takes the lock and commits its run's start.
+    lock.release().await;
+    let (lock, _) = locked(&other, entra).await;
+    let run_id = Uuid::new_v4();
+    checkpoint_in(&lock, tenant_id, run_id).await;
+    assert_eq!(checkpointed(&pool, tenant_id).await, Some(run_id));
+    lock.release().await;
+}
