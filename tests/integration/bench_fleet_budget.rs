@@ -5,21 +5,25 @@
 //! stopped. Before the job's bookkeeping was folded (tenant, job state, lock, interrupted runs, rerun
 //! request, mappings, credentials, user count and schedule state in one transaction on the lock's
 //! session; the run's start row with its checkpoint; its end row with the last batch; the release with
-//! the coalesced requests) such a run cost ~47 transactions as the benchmark counts them; now ~7.
+//! the coalesced requests) such a run cost ~47 transactions as the benchmark counts them; since the run's
+//! start joined the job's start (stop 23), ~4 with this test's share of session start-up.
 
 use crate::support::app::binary;
 use crate::support::{AMQP_URL, POSTGRES_ADMIN_URL};
 
 const TENANTS: u64 = 50;
-/// Transactions per unchanged run, at most (`pg_stat_database` counts commits and rollbacks). A run: the
-/// job's start on the lock session, the run's start (with the tenant's first rate-budget lease), the batch
-/// with the run's end, the release; the app's bucket is leased once per `lease_batch` runs, and a pooled
-/// connection is checked with an empty query (itself a transaction) only after a second unused. Measured
-/// 2026-12-06 with 200 tenants: 5.0 (8.0 before the lease and the pool check changed; 47 before the job's
-/// bookkeeping was folded); this test's 50 tenants: 5.8 (9.2 before). The rest is room for what runs
-/// beside the jobs and is counted too: the benchmark's polls (4 a second), the change-event relay's idle
-/// polls, heartbeats.
-const BUDGET: f64 = 7.5;
+/// The service's transactions per unchanged run, at most (`pg_stat_database` counts commits and
+/// rollbacks; the benchmark's own polls are left out). A run: the job's start on the lock session joined
+/// by the run's start (with the tenant's first rate-budget lease), the batch with the run's end, the
+/// release: 3. The rest is room for the app's bucket, leased once per `lease_batch` runs, and the
+/// change-event relay's idle polls. Measured 2026-12-07 (stop 23): 3.92 with the sessions' start-up
+/// below (5.8 before the run's start joined the job's, 9.2 before the lease and the pool check changed,
+/// ~47 before the job's bookkeeping was folded).
+const BUDGET: f64 = 3.25;
+/// Transactions a new session costs before its first job (the instance starts with none, and how many it
+/// opens depends on how many jobs overlap): a run-lock session asks who it is, prepares its statements
+/// and looks up their types, each an implicit transaction. Measured: ~9.
+const PER_NEW_SESSION: f64 = 12.0;
 
 #[test]
 fn an_unchanged_run_commits_at_most_its_budget_of_transactions() {
@@ -60,12 +64,16 @@ fn an_unchanged_run_commits_at_most_its_budget_of_transactions() {
     assert_eq!(pass["runs"]["succeeded"], TENANTS, "{summary}");
     assert_eq!(pass["runs"]["changed"], 0, "nothing changed: {summary}");
     let transactions = pass["db"]["transactions"].as_u64().expect("transactions counted");
-    let per_run = transactions as f64 / TENANTS as f64;
-    eprintln!("an unchanged run: {per_run:.2} transactions");
+    let polls = pass["bench_transactions"].as_u64().expect("the benchmark's own transactions counted");
+    let sessions = pass["db"]["sessions"].as_u64().expect("sessions counted");
+    let per_run = transactions.saturating_sub(polls) as f64 / TENANTS as f64;
+    let allowed = BUDGET + PER_NEW_SESSION * sessions as f64 / TENANTS as f64;
+    eprintln!("an unchanged run: {per_run:.2} transactions, {sessions} new sessions, {allowed:.2} allowed");
     assert!(
-        per_run <= BUDGET,
-        "an unchanged run committed {per_run:.1} transactions ({transactions} for {TENANTS} runs), over the \
-         budget of {BUDGET}: {summary}"
+        per_run <= allowed,
+        "an unchanged run committed {per_run:.2} transactions ({transactions} for {TENANTS} runs, {polls} of them \
+         the benchmark's), over the budget of {BUDGET} and {PER_NEW_SESSION} per new session ({sessions}): \
+         {summary}"
     );
     assert!(per_run >= 2.0, "the count cannot be this low ({per_run:.1}): is the database the one measured?");
 
