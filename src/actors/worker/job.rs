@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::credentials;
 use super::metered::MeteredRecorder;
 use super::WorkerDeps;
+use super::{credentials, tenant_size};
 use crate::access::{unstored_tenant, AccessError};
 use crate::backoff::{retry_transient, Patience};
 use crate::graph::{GraphTenant, RequestPriority, TenantSize};
@@ -151,9 +151,11 @@ pub async fn process(deps: &WorkerDeps, class: ObjectClass, body: &[u8], stop: &
 async fn run_job(deps: &WorkerDeps, job: &LockedJob, stop: &CancellationToken) -> Settlement {
     let pool = &deps.shared.pool;
     let class = job.class();
+    // The tenant's live users are counted only when its Graph size is not known here (`tenant_size`).
+    let known_size = tenant_size::known(job.tenant());
     // One transaction on the lock's session: the tenant, the job's runs, the lock, and under it what the
     // run needs before Graph (store::run_lock::begin).
-    let Some(begun) = patiently(stop, || begin(deps, job)).await else {
+    let Some(begun) = patiently(stop, || begin(deps, job, known_size.is_none())).await else {
         return Settlement::Requeue;
     };
     let Begun::Found { tenant, job: recorded, locked } = begun else {
@@ -181,7 +183,7 @@ async fn run_job(deps: &WorkerDeps, job: &LockedJob, stop: &CancellationToken) -
             if patiently(stop, || request_rerun(pool, tenant.id, job)).await.is_none() {
                 return Settlement::Requeue;
             }
-            match patiently(stop, || begin(deps, job)).await {
+            match patiently(stop, || begin(deps, job, known_size.is_none())).await {
                 None => return Settlement::Requeue,
                 Some(Begun::Found { locked: Some(locked), .. }) => locked,
                 Some(Begun::Found { job: JobRun::Settled, .. }) => {
@@ -201,9 +203,8 @@ async fn run_job(deps: &WorkerDeps, job: &LockedJob, stop: &CancellationToken) -
     }
     let outcome = match job {
         LockedJob::Sync(sync) => {
-            // This run covers every sync request made so far (taken with the lock); a full request wins.
-            let force_full = sync.mode == SyncMode::Full || start.rerun == Some(SyncMode::Full);
-            run_locked(deps, sync, &tenant, force_full, &lock, &start, stop).await
+            let size = known_size.unwrap_or_else(|| counted_size(sync.tenant, &start));
+            run_locked(deps, sync, &tenant, &lock, &start, size, stop).await
         }
         LockedJob::Remap(remap_job) => {
             // The job's start commits before the re-map writes anything elsewhere (`store::run_lock::open`).
@@ -237,10 +238,10 @@ async fn run_job(deps: &WorkerDeps, job: &LockedJob, stop: &CancellationToken) -
     settlement
 }
 
-/// The job's first statement (see [`run_job`]).
-async fn begin(deps: &WorkerDeps, job: &LockedJob) -> Result<Begun, StoreError> {
+/// The job's first statement (see [`run_job`]); `count_users`: the tenant's size is not known here.
+async fn begin(deps: &WorkerDeps, job: &LockedJob, count_users: bool) -> Result<Begun, StoreError> {
     let take_rerun = matches!(job, LockedJob::Sync(_));
-    let users_cap = TenantSize::USERS_THAT_DECIDE;
+    let users_cap = if count_users { TenantSize::USERS_THAT_DECIDE } else { 0 };
     deps.shared.run_locks.begin(job.tenant(), job.class(), job.job_id(), take_rerun, users_cap).await
 }
 
@@ -270,15 +271,17 @@ async fn run_locked(
     deps: &WorkerDeps,
     job: &SyncJob,
     tenant: &tenants::Tenant,
-    force_full: bool,
     lock: &RunLock,
     start: &RunStart,
+    size: TenantSize,
     stop: &CancellationToken,
 ) -> Outcome {
     let pool = &deps.shared.pool;
     let class = job.object_class;
     let quarantine_after = deps.failures.quarantine_after;
     let key = JobKey { job_id: job.job_id, class, trigger: job.trigger };
+    // This run covers every sync request made so far (taken with the lock); a full request wins.
+    let force_full = job.mode == SyncMode::Full || start.rerun == Some(SyncMode::Full);
     let mode = if force_full { SyncMode::Full } else { job.mode };
     // Without a stored set the policy is PassThrough (what load_policy answers), without reading it.
     let policy = if start.has_mappings {
@@ -294,7 +297,7 @@ async fn run_locked(
     } else {
         Arc::new(PassThrough) as Arc<dyn ObjectPolicy>
     };
-    let graph_tenant = match graph_tenant_at(deps, tenant, start).await {
+    let graph_tenant = match graph_tenant_at(deps, tenant, start, size).await {
         Ok(graph_tenant) => graph_tenant,
         Err(error) if !is_permanent(&error) => {
             tracing::warn!(%error, "cannot read the tenant's credentials; job requeued");
@@ -406,15 +409,21 @@ async fn committed_start(lock: &RunLock) -> bool {
     }
 }
 
+/// The tenant's size from the user count read with the lock, kept for the next runs (`tenant_size`).
+fn counted_size(entra_tenant: uuid::Uuid, start: &RunStart) -> TenantSize {
+    let size = TenantSize::from_user_count(start.users);
+    tenant_size::keep(entra_tenant, size);
+    size
+}
+
 /// The Graph view of the tenant: its credentials from the process's cache while the profile's row is
-/// unchanged (else read and decrypted as `access::graph_tenant` does), its size from the user count
-/// read with the lock.
+/// unchanged (else read and decrypted as `access::graph_tenant` does), and its size.
 async fn graph_tenant_at(
     deps: &WorkerDeps,
     tenant: &tenants::Tenant,
     start: &RunStart,
+    size: TenantSize,
 ) -> Result<GraphTenant, AccessError> {
-    let size = TenantSize::from_user_count(start.users);
     if let Some(credentials) = start.profile.as_ref().and_then(credentials::cached) {
         let tenant_id = tenant.entra_tenant_id.to_string();
         return Ok(GraphTenant { cloud: tenant.cloud.clone(), tenant_id, credentials, size });

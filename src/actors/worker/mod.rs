@@ -12,6 +12,7 @@ pub mod metered;
 mod permission_check;
 mod remap;
 mod tag_sync;
+mod tenant_size;
 
 use std::sync::{Arc, Mutex};
 
