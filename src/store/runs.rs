@@ -205,6 +205,19 @@ pub struct ModeTally {
     pub changed: u64,
 }
 
+impl ModeTally {
+    /// The runs since `earlier` was tallied (`pairs` stays the distinct pairs of all runs).
+    pub fn since(&self, earlier: &ModeTally) -> ModeTally {
+        ModeTally {
+            runs: self.runs.saturating_sub(earlier.runs),
+            running: self.running,
+            succeeded: self.succeeded.saturating_sub(earlier.succeeded),
+            pairs: self.pairs,
+            changed: self.changed.saturating_sub(earlier.changed),
+        }
+    }
+}
+
 /// Tallies the runs of `mode`.
 pub async fn mode_tally(pool: &Pool, mode: SyncMode) -> Result<ModeTally, StoreError> {
     let client = pool.get().await.during("tallying runs")?;

@@ -75,6 +75,11 @@ pub struct FleetArgs {
     /// changes nothing (the fixed cost of a small run: transactions and Postgres CPU per run).
     #[arg(long)]
     pub unchanged_pass: bool,
+    /// Before the measured unchanged pass, run one unmeasured with the same instances: the measured runs
+    /// find their sessions open and the per-process caches filled, as in a long-running fleet (implies
+    /// `--unchanged-pass`).
+    #[arg(long)]
+    pub warm_unchanged_pass: bool,
     /// Print the summary as one JSON object instead of a Markdown table.
     #[arg(long)]
     pub json: bool,
@@ -110,7 +115,8 @@ pub async fn run(args: FleetArgs, settings: Settings) -> anyhow::Result<FleetRep
         emulator_workers: args.emulator_workers,
         seed: args.seed,
         timeout: Duration::from_secs(args.timeout_secs),
-        unchanged_pass: args.unchanged_pass,
+        unchanged_pass: args.unchanged_pass || args.warm_unchanged_pass,
+        warm_unchanged_pass: args.warm_unchanged_pass,
     };
     let shapes = [
         Shape { label: summary::FLEET, tenants: args.tenants, users_per_tenant: args.users_per_tenant },

@@ -55,6 +55,8 @@ pub struct Setup {
     pub timeout: Duration,
     /// Measure a pass of unchanged delta runs after the full one ([`super::unchanged`]).
     pub unchanged_pass: bool,
+    /// Warm the instances with an unmeasured unchanged pass first.
+    pub warm_unchanged_pass: bool,
 }
 
 /// The figures of one measurement.

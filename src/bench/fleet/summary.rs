@@ -155,9 +155,10 @@ pub fn markdown(summary: &FleetSummary) -> String {
         let Some(u) = &m.unchanged else { continue };
         writeln!(
             out,
-            "\nrun {} {} unchanged pass: {} delta runs ({} successful, {} objects changed) in {:.2} s; Postgres {} transactions ({:.2} per run; **{:.2} per run** without the benchmark's own {}), {:.2} CPU-s (**{:.2} ms per run**); service {:.2} CPU-s ({:.2} ms per run)",
+            "\nrun {} {} {}unchanged pass: {} delta runs ({} successful, {} objects changed) in {:.2} s; Postgres {} transactions ({:.2} per run; **{:.2} per run** without the benchmark's own {}), {:.2} CPU-s (**{:.2} ms per run**); service {:.2} CPU-s ({:.2} ms per run)",
             m.run,
             m.shape.label,
+            if u.warm { "warm " } else { "" },
             u.runs.runs,
             u.runs.succeeded,
             u.runs.changed,

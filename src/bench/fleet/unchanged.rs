@@ -33,6 +33,8 @@ pub struct UnchangedPass {
     pub runs: ModeTally,
     pub cpu: CpuSeconds,
     pub db: DbActivity,
+    /// The instances ran one unmeasured unchanged pass first (`--warm-unchanged-pass`).
+    pub warm: bool,
     /// Transactions of those the benchmark itself sent to the scratch database (its progress polls and
     /// its closing readings), not the service's.
     pub bench_transactions: u64,
@@ -83,6 +85,18 @@ pub async fn measure(
     entra_ids: &[Uuid],
 ) -> anyhow::Result<UnchangedPass> {
     let mut instances = scenario::start_fleet(setup, spec, queue).await?;
+    let expected = shape.tenants as u64;
+    let warm = match setup.warm_unchanged_pass {
+        true => {
+            queue.publish_jobs(entra_ids, SyncMode::Delta).await?;
+            let warm = wait_for_runs(setup, db, queue, &mut instances, expected, None).await?.0;
+            // An idle backend reports its counters within a second, or 10 s after its last report when
+            // that was less than a second ago: the warm pass's are all in before the measured one starts.
+            tokio::time::sleep(STATS_REPORTED).await;
+            Some(warm)
+        }
+        false => None,
+    };
 
     let pids: Vec<u32> = instances.iter().filter_map(ServiceInstance::pid).collect();
     let db_before = DbActivity::snapshot(&db.pool).await?;
@@ -90,21 +104,54 @@ pub async fn measure(
     let before = CpuSample::take(&pids, emulator.pid());
     let clock = Instant::now();
     queue.publish_jobs(entra_ids, SyncMode::Delta).await?;
-    let expected = shape.tenants as u64;
-    let mut checked = Instant::now();
-    // The polls below, and three readings: the opening snapshot's own (counted by the closing one) and
+    let (runs, polls) = wait_for_runs(setup, db, queue, &mut instances, expected, warm.as_ref()).await?;
+    // The polls, and three readings: the opening snapshot's own (counted by the closing one) and
     // pg_stat_statements' before and after. (A pooled connection idle for over a second adds an empty
     // query, so this is a floor.)
-    let mut bench_transactions = 3;
-    let runs = loop {
+    let bench_transactions = polls + 3;
+    let wall_s = clock.elapsed().as_secs_f64();
+    let cpu = before.until(&CpuSample::take(&pids, emulator.pid()));
+    for instance in instances {
+        instance.stop().await;
+    }
+    tokio::time::sleep(BACKENDS_EXIT).await;
+    let statements_after = statements::totals(&db.pool).await.context("reading pg_stat_statements")?;
+    let db = db_before.until(&DbActivity::snapshot(&db.pool).await?);
+    let statements =
+        statements_before.zip(statements_after).map(|(before, after)| costliest(&before, &after, runs.runs.max(1)));
+    Ok(UnchangedPass { wall_s, runs, cpu, db, warm: warm.is_some(), bench_transactions, statements })
+}
+
+/// How long after their last transaction idle backends have reported their counters (Postgres'
+/// `PGSTAT_IDLE_INTERVAL`, 10 s, and a margin).
+const STATS_REPORTED: std::time::Duration = std::time::Duration::from_secs(11);
+
+/// Polls until `expected` delta runs more than `before` (a warm pass's) ended; returns those runs and how
+/// many polls it took (each one a transaction of the benchmark's).
+async fn wait_for_runs(
+    setup: &Setup,
+    db: &ScratchDatabase,
+    queue: &JobQueue,
+    instances: &mut [ServiceInstance],
+    expected: u64,
+    before: Option<&ModeTally>,
+) -> anyhow::Result<(ModeTally, u64)> {
+    let clock = Instant::now();
+    let mut checked = Instant::now();
+    let mut polls = 0;
+    loop {
         let tally = runs::mode_tally(&db.pool, SyncMode::Delta).await.context("reading the delta runs")?;
-        bench_transactions += 1;
+        polls += 1;
+        let tally = match before {
+            Some(before) => tally.since(before),
+            None => tally,
+        };
         if tally.runs >= expected && tally.running == 0 {
-            break tally;
+            return Ok((tally, polls));
         }
         if checked.elapsed() >= HEALTH_EVERY {
             checked = Instant::now();
-            for instance in &mut instances {
+            for instance in instances.iter_mut() {
                 instance.ensure_running()?;
             }
             let dead = queue.dead_letters().await?;
@@ -116,18 +163,7 @@ pub async fn measure(
             bail!("{} of {expected} delta runs finished within {:?}", tally.runs - tally.running, setup.timeout);
         }
         tokio::time::sleep(POLL_EVERY).await;
-    };
-    let wall_s = clock.elapsed().as_secs_f64();
-    let cpu = before.until(&CpuSample::take(&pids, emulator.pid()));
-    for instance in instances {
-        instance.stop().await;
     }
-    tokio::time::sleep(BACKENDS_EXIT).await;
-    let statements_after = statements::totals(&db.pool).await.context("reading pg_stat_statements")?;
-    let db = db_before.until(&DbActivity::snapshot(&db.pool).await?);
-    let statements =
-        statements_before.zip(statements_after).map(|(before, after)| costliest(&before, &after, runs.runs.max(1)));
-    Ok(UnchangedPass { wall_s, runs, cpu, db, bench_transactions, statements })
 }
 
 /// The statements that took the most time between two readings, per run.
