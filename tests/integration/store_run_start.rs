@@ -126,3 +126,32 @@ async fn a_job_start_that_takes_no_lock_commits_at_once() {
     assert_eq!(checkpointed(&pool, tenant_id).await, Some(run_id));
     lock.release().await;
 }
+
+#[tokio::test]
+async fn a_job_start_finds_its_pairs_running_runs_by_their_own_index_whatever_the_history() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool();
+    let (tenant_id, entra) = tenant(&pool).await;
+    let client = pool.get().await.expect("connection");
+    // Runs as the service writes them: inserted running, then finished (no ANALYZE, as on a fresh server).
+    client
+        .batch_execute(&format!(
+            "INSERT INTO sync_runs (id, tenant_id, object_class, mode, trigger, status, started_at) \
+             SELECT gen_random_uuid(), {tenant_id}, 'user', 'delta', 'schedule', 'running', \
+                    now() - i * interval '5 minutes' FROM generate_series(1, 2000) i; \
+             UPDATE sync_runs SET status = 'success', finished_at = now() WHERE tenant_id = {tenant_id}"
+        ))
+        .await
+        .expect("history");
+    let state = include_str!("../../src/store/sql/run_start_state.sql");
+    let plan = client
+        .query(&format!("EXPLAIN {state}"), &[&entra, &"user", &0x5359_4e00_i32, &true, &501_i64])
+        .await
+        .expect("plan");
+    let plan: Vec<String> = plan.iter().map(|row| row.get(0)).collect();
+    let plan = plan.join("\n");
+    // sync_runs_by_kind (status, class, …) would visit an entry of every run of the class that finished
+    // since the table was last vacuumed, whichever its tenant.
+    assert!(plan.contains("sync_runs_running_by_pair"), "the pair's running runs by their own index:\n{plan}");
+    assert!(!plan.contains("sync_runs_by_kind"), "no scan of the class's runs across tenants:\n{plan}");
+}
