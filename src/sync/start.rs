@@ -57,10 +57,10 @@ pub(super) async fn begin<'b, R: RunRecorder>(
     let lease = deps.graph.rate_budget().and_then(|budget| budget.run_start_lease(&request.graph_tenant));
     let lease = lease.as_ref().map(|(bucket, wanted)| (bucket, *wanted));
     if let Some(open) = open {
-        let opened = open_run(deps, request, &open, lease).await;
-        // Committed whatever happened: a failed statement's transaction is rolled back by its COMMIT.
+        // On an error `open` is dropped uncommitted: the job's release rolls the whole start back.
+        let opened = open_run(deps, request, &open, lease).await?;
         open.commit().await?;
-        match opened? {
+        match opened {
             Opened::Run(opening) => {
                 let Opening { run, link, started, grant } = *opening;
                 announce(deps, lease, grant, &started).await?;

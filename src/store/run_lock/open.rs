@@ -66,8 +66,7 @@ impl RunLock {
 }
 
 impl OpenStart<'_> {
-    /// Commits the job's and the run's start. A transaction a failed statement aborted is rolled back by
-    /// its `COMMIT`; the statement's own error has already stopped the run.
+    /// Commits the job's and the run's start; dropped instead, the start is rolled back at the release.
     pub async fn commit(self) -> Result<(), StoreError> {
         let lock = self.lock;
         std::mem::forget(self);
