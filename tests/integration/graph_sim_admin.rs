@@ -194,7 +194,9 @@ async fn a_million_user_directory_generates_with_large_groups() {
     assert_eq!(info.users, 1_000_000, "expected the million users asked for");
     let truth = sim.state().truth(&info.tenant_id, ObjectClass::Group).expect("truth");
     let largest = truth.memberships.values().filter(|m| m.len() < 1_000_000).map(Vec::len).max().unwrap_or(0);
-    assert!(largest >= 50_000, "a group of 50,000+ members besides All Company, got {largest}");
+    // Group 1 draws 50,000–60,000 members with replacement from the million (graph-sim's generate.rs):
+    // ~2.5 % of the draws repeat, so it holds 48,700 distinct members or more, whatever the tenant's seed.
+    assert!(largest >= 48_000, "a group of ~50,000+ members besides All Company, got {largest}");
 }
 
 #[tokio::test]

@@ -29,7 +29,8 @@ pub struct GenerateSummary {
     pub elapsed_ms: u128,
 }
 
-/// Sizes: most groups are small, a few are large, and (given enough users) one is 50,000+ strong.
+/// Sizes: most groups are small, a few are large, and (given enough users) one draws 50,000+ members
+/// (with replacement: a million users give it ~48,700 distinct or more).
 fn group_size(rng: &mut SplitMix, index: u32, users: u64) -> u64 {
     let size = match index {
         0 => users, // "All Company"
