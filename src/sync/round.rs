@@ -1,6 +1,6 @@
-//! One sync round for one (tenant, class): pick the mode, stream Graph's delta pages, apply each batch of
-//! pages with its checkpoint in one transaction, and finish (sweep, deletion guard, deltaLink) with the
-//! last.
+//! One sync round for one (tenant, class): start or resume its run (`start`: the mode, the checkpoint),
+//! stream Graph's delta pages, apply each batch of pages with its checkpoint in one transaction, and finish
+//! (sweep, deletion guard, deltaLink) with the last.
 
 use std::sync::Arc;
 
@@ -112,8 +112,7 @@ pub async fn run_round_joining<R: RunRecorder>(
     request: &RoundRequest,
     open: Option<OpenStart<'_>>,
 ) -> Result<RoundReport, SyncError> {
-    let span = round_span(request);
-    drive(deps, request, SnapshotBudget::instance(), open).instrument(span).await
+    drive(deps, request, SnapshotBudget::instance(), open).instrument(round_span(request)).await
 }
 
 /// [`run_round`] with the snapshot memory taken from `budget` (benchmarks and tests choose theirs).
