@@ -15,9 +15,11 @@ HEAVY=(chaos_smoke:: reliability_hangs:: service_liveness::)
 # Tests that restart the shared RabbitMQ (rabbitmqctl stop_app / start_app) break every other test's
 # connections: they run last, alone, one at a time.
 BROKER=(change_events_rebuild::)
-# Tests that measure scheduling delays against a deadline: they pass alone but not beside the heaviest
-# tests of the main pass on two cores, so they run alone too.
-ALONE=(service_fairness::)
+# Tests that measure scheduling delays against a deadline, or count a database's transactions
+# (`pg_stat_database`): they pass alone, also beside busy loops, but not always beside the heaviest tests
+# of the main pass on two cores (the idle relay's count and the unchanged run's went from 28 and 3.3 to
+# 75–84 and 4.1 there, for a reason not found yet), so they run alone too.
+ALONE=(service_fairness:: bench_fleet_budget:: change_events_relay::a_relay_over_an_empty_outbox_backs_off)
 if [ "$#" -gt 0 ]; then
     cargo test --locked --workspace --all-targets "$@"
 else

@@ -575,13 +575,20 @@ async fn transactions(pool: &Pool) -> i64 {
     client.query_one(sql, &[]).await.expect("database statistics").get(0)
 }
 
-/// [`transactions`] once every backend has reported: an idle backend reports within a second of its last
-/// statement, or, when its last report was too recent or the statistics were busy (a loaded machine),
-/// after Postgres' `PGSTAT_IDLE_INTERVAL` of 10 s. A reading that looks stable for a second or two can
-/// still miss transactions that land later: CI once counted 75 for an idle relay that way.
+/// [`transactions`] once the statistics have settled: a backend reports its transactions up to a second
+/// after its last statement, and later on a busy machine. Reads until two reads 1.5 s apart differ by no
+/// more than a read itself costs (the pool's check and the query: 3 measured), for 30 s at most.
 async fn settled_transactions(pool: &Pool) -> i64 {
-    tokio::time::sleep(Duration::from_secs(11)).await;
-    transactions(pool).await
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut last = transactions(pool).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = transactions(pool).await;
+        if now - last <= 4 || tokio::time::Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
 }
 
 /// An instance whose tenants emit nothing polls its empty outbox less and less often, down to once a
