@@ -72,6 +72,7 @@ impl GraphSim {
     pub fn start(options: SimOptions) -> Result<RunningSim, StartError> {
         options.tenant_defaults.validate().map_err(StartError::Settings)?;
         let clock = options.clock.clone().unwrap_or_default();
+        identity::prepare_signing_key();
         let identity = Arc::new(Identity::new(clock.clone()));
         let state = Arc::new(SimState::new(
             clock,

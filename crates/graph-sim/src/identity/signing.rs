@@ -26,9 +26,15 @@ impl SigningKey {
     }
 }
 
+static KEY: OnceLock<Option<SigningKey>> = OnceLock::new();
+
+/// Whether this process has generated (or tried to generate) its key yet.
+pub(super) fn generated() -> bool {
+    KEY.get().is_some()
+}
+
 /// The process-wide signing key; `None` only if key generation failed (logged).
 pub(super) fn signing_key() -> Option<&'static SigningKey> {
-    static KEY: OnceLock<Option<SigningKey>> = OnceLock::new();
     KEY.get_or_init(|| match generate() {
         Ok(key) => Some(key),
         Err(e) => {
