@@ -227,9 +227,7 @@ pub async fn sweep_members(db: &impl GenericClient, run_id: Uuid, tenant_id: i64
 
 /// Forgets what a full listing saw (it restarts from the beginning): seen rows and seen chunks.
 pub async fn forget_seen(db: &impl GenericClient, run_id: Uuid) -> Result<(), StoreError> {
-    execute_cached(db, "DELETE FROM sync_run_seen_objects WHERE run_id = $1", &[&run_id]).await?;
-    execute_cached(db, "DELETE FROM sync_run_seen_members WHERE run_id = $1", &[&run_id]).await?;
-    execute_cached(db, "DELETE FROM sync_run_seen_chunks WHERE run_id = $1", &[&run_id]).await?;
+    execute_cached(db, include_str!("sql/run_scratch_forget_seen.sql"), &[&run_id]).await?;
     Ok(())
 }
 
@@ -257,9 +255,7 @@ pub async fn forget_created(
 
 /// Removes every scratch row of a finished run.
 pub async fn clear(db: &impl GenericClient, run_id: Uuid) -> Result<(), StoreError> {
-    forget_seen(db, run_id).await?;
-    execute_cached(db, "DELETE FROM sync_run_pending_deletions WHERE run_id = $1", &[&run_id]).await?;
-    execute_cached(db, "DELETE FROM sync_run_changed_objects WHERE run_id = $1", &[&run_id]).await?;
+    execute_cached(db, include_str!("sql/run_scratch_clear.sql"), &[&run_id]).await?;
     Ok(())
 }
 

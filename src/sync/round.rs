@@ -496,9 +496,12 @@ pub(super) async fn settle_deletions(
             )),
         });
     }
-    let applied = run_scratch::apply_pending_deletions(db, run_id, tenant_id, class).await?;
-    counts.deleted += applied.objects;
-    counts.rows_written += applied.objects + applied.memberships;
+    // Nothing pending (most runs): applying would delete nothing, so it is not asked for.
+    if deletions > 0 {
+        let applied = run_scratch::apply_pending_deletions(db, run_id, tenant_id, class).await?;
+        counts.deleted += applied.objects;
+        counts.rows_written += applied.objects + applied.memberships;
+    }
     Ok(Ending { status: RunStatus::Success, reason: None })
 }
 

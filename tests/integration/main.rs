@@ -64,6 +64,7 @@ mod service_schedule;
 mod service_supervision;
 mod service_support;
 mod service_worker;
+mod store_run_scratch;
 mod store_run_start;
 mod store_sessions;
 #[path = "../support/mod.rs"]
