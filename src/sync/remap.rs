@@ -16,7 +16,7 @@ use super::guard::DeletionGuard;
 use super::marker::canonicalize;
 use super::policy::{Admission, ObjectPolicy};
 use super::recorder::{RunRecorder, RunStarted};
-use super::round::{conclude, record_failure, report_progress, settle_deletions, RoundReport};
+use super::round::{conclude, record_failure, report_progress, settle_deletions, Pending, RoundReport};
 use crate::model::{ObjectClass, RunCounts, SyncMode, Trigger};
 use crate::store::objects::{self, LiveObject};
 use crate::store::wire::JsonText;
@@ -256,7 +256,8 @@ async fn apply<R: RunRecorder>(
         Read::Batch { last, batch } => (last, batch),
         Read::End => {
             let mut counts = run.counts;
-            let ending = settle_deletions(&transaction, request.guard, run.target, None, &mut counts).await?;
+            let ending =
+                settle_deletions(&transaction, request.guard, run.target, None, Pending::Count, &mut counts).await?;
             remap::finish(&transaction, tenant_id, class, run_id).await?;
             run_scratch::clear(&transaction, run_id).await?;
             transaction.commit().await?;

@@ -350,8 +350,9 @@ async fn apply_and_report<R: RunRecorder>(
                 snapshot.mark(std::mem::take(&mut marks));
             }
             let snapshot = run.snapshot.as_ref();
-            let ending =
-                finish(&transaction, request, run.target, snapshot, delta_link, reconcile_members, &mut counts).await?;
+            let end =
+                RoundEnd { delta_link, restored_groups: reconcile_members, staged_deletions: hints.staged_deletions };
+            let ending = finish(&transaction, request, run.target, snapshot, end, &mut counts).await?;
             // The end row commits with the run's last batch when the recorder lets the round write it.
             let recorded = if deps.recorder.rows_in_round() {
                 let reason = ending.reason.clone().or(run.reason.clone());
@@ -386,18 +387,25 @@ async fn apply_and_report<R: RunRecorder>(
     Ok(ending)
 }
 
+/// What the last batch knows of its round as the round ends.
+struct RoundEnd<'a> {
+    delta_link: &'a str,
+    /// A delta group round restored groups, whose memberships it reconciles like a full round's.
+    restored_groups: bool,
+    /// The run may have staged deletions (`PageHints::staged_deletions`): false only when no page did.
+    staged_deletions: bool,
+}
+
 /// The end of a round, in the last page's transaction: sweep (full), guards, deletions, deltaLink.
-/// `restored_groups`: a delta group round restored groups, whose memberships it reconciles like a full
-/// round's.
 async fn finish(
     db: &impl GenericClient,
     request: &RoundRequest,
     target: PageTarget,
     snapshot: Option<&Snapshot<'_>>,
-    delta_link: &str,
-    restored_groups: bool,
+    end: RoundEnd<'_>,
     counts: &mut RunCounts,
 ) -> Result<Ending, SyncError> {
+    let RoundEnd { delta_link, restored_groups, staged_deletions } = end;
     let PageTarget { tenant_id, class, run_id, mode } = target;
     let full = mode == SyncMode::Full;
     // A full round needs the exact live count (short-listing guard); a delta round only as far as the
@@ -426,15 +434,17 @@ async fn finish(
         };
     }
 
-    let ending = settle_deletions(db, request.guard, target, exact_live, counts).await?;
+    // A full round's sweep stages deletions above; a delta round's only come from its pages.
+    let pending = if full || staged_deletions { Pending::Count } else { Pending::None };
+    let ending = settle_deletions(db, request.guard, target, exact_live, pending, counts).await?;
 
     if class == ObjectClass::Group && (full || restored_groups) {
         let groups = run_scratch::sweep_members(db, run_id, tenant_id).await?;
         counts.rows_written += groups.len() as u64;
         counts.changed += run_scratch::record_changed(db, run_id, &groups).await?;
     }
-    cursors::complete(db, tenant_id, class, delta_link, full).await?;
-    run_scratch::clear(db, run_id).await?;
+    // Independent statements, sent together: one round trip.
+    futures::try_join!(cursors::complete(db, tenant_id, class, delta_link, full), run_scratch::clear(db, run_id))?;
     Ok(ending)
 }
 
@@ -463,6 +473,15 @@ async fn live_now(db: &impl GenericClient, t: PageTarget, snapshot: Option<&Snap
     Ok(live)
 }
 
+/// Whether a run's end must count its staged deletions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pending {
+    /// The run may have staged some: count them.
+    Count,
+    /// No page of the run staged any, and nothing else stages a run's deletions.
+    None,
+}
+
 /// The deletion guard at the end of a run (a round's or a re-map's), in its last transaction: the run's
 /// staged deletions are held for an operator when they reach the guard's limit, applied otherwise.
 /// `exact_live`: the live objects stored, when the caller counted them already.
@@ -471,10 +490,14 @@ pub(super) async fn settle_deletions(
     guard: DeletionGuard,
     target: PageTarget,
     exact_live: Option<u64>,
+    pending: Pending,
     counts: &mut RunCounts,
 ) -> Result<Ending, SyncError> {
     let PageTarget { tenant_id, class, run_id, .. } = target;
-    let deletions = run_scratch::pending_deletion_count(db, run_id, tenant_id, class).await?;
+    let deletions = match pending {
+        Pending::Count => run_scratch::pending_deletion_count(db, run_id, tenant_id, class).await?,
+        Pending::None => 0,
+    };
     let stored_for_guard = match exact_live {
         Some(stored) => stored,
         None => objects::live_count_up_to(db, tenant_id, class, guard.stored_that_decides(deletions)).await?,
