@@ -37,6 +37,18 @@ pub struct CpuSplit {
     pub postgres_s: f64,
 }
 
+impl CpuSplit {
+    /// What entrasync's side costs: the syncing process and Postgres. The emulator stands in for Graph,
+    /// whose pages are produced on Microsoft's machines.
+    pub fn ours_s(&self) -> f64 {
+        self.syncing_s + self.postgres_s
+    }
+
+    pub fn total_s(&self) -> f64 {
+        self.syncing_s + self.emulator_s + self.postgres_s
+    }
+}
+
 /// Counters taken before a round.
 pub struct CpuSample {
     own: Option<u64>,

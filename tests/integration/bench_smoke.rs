@@ -29,6 +29,10 @@ fn assert_round_figures(summary: &serde_json::Value, objects: u64) {
     assert_eq!(summary["rescan_row_versions"], 0, "{summary}");
     assert!(summary["delta_changes"].as_u64().is_some_and(|n| n > 0), "{summary}");
     assert!(summary["copy_s"].as_f64().is_some_and(|s| s > 0.0), "{summary}");
+    // CPU-seconds over the round's window ÷ cores cannot exceed its wall time (but for tick rounding).
+    let (floor, rescan) = (summary["rescan_cpu_floor_s"].as_f64(), summary["rescan_s"].as_f64());
+    assert!(floor.zip(rescan).is_some_and(|(f, r)| f >= 0.0 && f <= r + 0.05), "{summary}");
+    assert!(summary["rescan_own_cpu_speedup"].as_f64().is_some_and(f64::is_finite), "{summary}");
 }
 
 #[test]
