@@ -87,12 +87,11 @@ pub async fn measure(
 ) -> anyhow::Result<UnchangedPass> {
     let mut instances = scenario::start_fleet(setup, spec, queue).await?;
     let expected = shape.tenants as u64;
-    let warm = match setup.warm_unchanged_pass {
-        true => {
-            queue.publish_jobs(entra_ids, SyncMode::Delta).await?;
-            Some(wait_for_runs(setup, db, queue, &mut instances, expected, None).await?.0)
-        }
-        false => None,
+    let warm = if setup.warm_unchanged_pass {
+        queue.publish_jobs(entra_ids, SyncMode::Delta).await?;
+        Some(wait_for_runs(setup, db, queue, &mut instances, expected, None).await?.0)
+    } else {
+        None
     };
     // An idle backend reports its counters within a second, or 10 s after its last report when that was
     // less than a second ago: what came before (the benchmark's own polls, a warm pass) is all in before
