@@ -34,7 +34,8 @@ for cap in 501 0; do
   bound=${bound//\$3/1398361600}
   bound=${bound//\$4/true}
   bound=${bound//\$5/$cap}
-  printf '\\set t random(1, 1000)\nBEGIN;\nSELECT pg_try_advisory_lock(1398361600, :t);\n%s;\nCOMMIT;\nSELECT pg_advisory_unlock_all();\n' \
+  printf '\\set t random(1, 1000)\nBEGIN;\nSELECT pg_try_advisory_lock(1398361600, :t), set_config(%s, %s, true);\n%s;\nCOMMIT;\nSELECT pg_advisory_unlock_all();\n' \
+    "'entrasync.run_lock'" "'1398361600/' || :t" \
     "$bound" > "$work/start-$cap.sql"
 done
 cat > "$work/run.sql" <<'SQL'

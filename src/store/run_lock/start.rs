@@ -6,7 +6,8 @@
 //! (`run_start_state.sql`: close interrupted runs, take the coalesced rerun request, mapping presence,
 //! credential profile version, user count, schedule state) — pipelined. The second statement reads with a
 //! snapshot taken after the first took the lock, so it sees the previous holder's last commit, exactly as
-//! the separate statements did; it acts only if this session holds the lock. Without the lock the start
+//! the separate statements did; it acts only if the first took the lock (which marks it taken in a setting
+//! local to the transaction, `entrasync.run_lock`, cheaper to read than `pg_locks`). Without the lock the start
 //! commits at once; with it the transaction stays open for the run's start to join (`open`), and the job
 //! start commits with the run's start.
 //!

@@ -7,10 +7,9 @@ WITH held AS (
     SELECT t.id, t.credential_profile_id, t.quarantined_at
     FROM tenants t
     WHERE t.entra_tenant_id = $1
-      AND EXISTS (SELECT 1 FROM pg_locks l
-                  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                    AND l.pid = pg_backend_pid()
-                    AND l.classid::bigint = $3::int4 AND l.objid::bigint = (t.id & 2147483647))
+      -- Set by run_start_claim.sql in this transaction when it took this lock: cheaper than reading
+      -- pg_locks, whose every read copies the server's whole lock table.
+      AND current_setting('entrasync.run_lock', true) = $3::int4 || '/' || (t.id & 2147483647)
 ), closed AS (
     -- Runs left `running` by a holder that is gone (run_lock::close_interrupted).
     UPDATE sync_runs r
