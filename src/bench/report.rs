@@ -35,8 +35,9 @@ pub struct Summary {
     pub rescan_s: f64,
     /// Full round time ÷ re-scan time.
     pub rescan_speedup: f64,
-    /// The same for the CPU seconds of the syncing process and Postgres (the emulator left out).
-    pub rescan_own_cpu_speedup: f64,
+    /// The same for the CPU seconds of the syncing process and Postgres (the emulator left out); `None`
+    /// when a re-scan used too few clock ticks of theirs to divide by (a tiny tenant).
+    pub rescan_own_cpu_speedup: Option<f64>,
     /// The re-scan's CPU seconds in all three processes ÷ this machine's cores: no re-scan here takes less
     /// wall time, however well its processes overlap.
     pub rescan_cpu_floor_s: f64,
@@ -56,6 +57,9 @@ pub struct Summary {
     pub rescan_cpu: CpuSplit,
     pub delta_cpu: CpuSplit,
 }
+
+/// CPU seconds below which a ratio is mostly clock-tick rounding (ticks are 10 ms per process).
+const MEASURABLE_CPU_S: f64 = 0.05;
 
 /// The cores this process may run on (the benchmark's emulator and Postgres share them).
 fn cores() -> f64 {
@@ -123,7 +127,10 @@ impl Summary {
             rescan_speedup: median_of(runs, |r| {
                 r.full.elapsed.as_secs_f64() / r.rescan.elapsed.as_secs_f64().max(1e-9)
             }),
-            rescan_own_cpu_speedup: median_of(runs, |r| r.full.cpu.ours_s() / r.rescan.cpu.ours_s().max(1e-9)),
+            rescan_own_cpu_speedup: median_some(runs, |r| {
+                let rescan = r.rescan.cpu.ours_s();
+                (rescan >= MEASURABLE_CPU_S).then(|| r.full.cpu.ours_s() / rescan)
+            }),
             rescan_cpu_floor_s: median_of(runs, |r| r.rescan.cpu.total_s() / cores()),
             rescan_rows_written: max(|r| r.rescan.report.counts.rows_written),
             rescan_row_versions: max(|r| r.rescan_row_versions.total()),
@@ -214,11 +221,14 @@ pub fn markdown(runs: &[RunFigures], summary: &Summary) -> String {
         opt(s.emulator_peak_rss_mb),
         s.rescan_speedup
     ).unwrap_or_default();
+    let own_cpu = match s.rescan_own_cpu_speedup {
+        Some(ratio) => format!("costs {ratio:.2}x less CPU than the full round"),
+        None => "used too little CPU to compare with the full round".to_owned(),
+    };
     writeln!(
         out,
-        "The re-scan costs {:.2}x less CPU than the full round in the syncing process and Postgres (the emulator, \
-         Graph's stand-in, left out); its CPU-seconds in all three processes allow no re-scan under {:.2} s on {} cores.",
-        s.rescan_own_cpu_speedup,
+        "The re-scan {own_cpu} in the syncing process and Postgres (the emulator, Graph's stand-in, left out); its \
+         CPU-seconds in all three processes allow no re-scan under {:.2} s on {} cores.",
         s.rescan_cpu_floor_s,
         cores()
     )
@@ -273,7 +283,7 @@ pub struct MappingCost {
 impl MappingCost {
     pub fn of(passthrough: &[RunFigures], mapped: &[RunFigures]) -> MappingCost {
         let seconds = |r: &RunFigures| r.full.elapsed.as_secs_f64();
-        let cpu = |r: &RunFigures| r.full.cpu.syncing_s + r.full.cpu.emulator_s + r.full.cpu.postgres_s;
+        let cpu = |r: &RunFigures| r.full.cpu.total_s();
         let ratio = |of: &dyn Fn(&RunFigures) -> f64| {
             median(passthrough.iter().zip(mapped).map(|(p, m)| of(m) / of(p).max(1e-9)).collect())
         };

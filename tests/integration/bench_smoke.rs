@@ -32,7 +32,9 @@ fn assert_round_figures(summary: &serde_json::Value, objects: u64) {
     // CPU-seconds over the round's window ÷ cores cannot exceed its wall time (but for tick rounding).
     let (floor, rescan) = (summary["rescan_cpu_floor_s"].as_f64(), summary["rescan_s"].as_f64());
     assert!(floor.zip(rescan).is_some_and(|(f, r)| f >= 0.0 && f <= r + 0.05), "{summary}");
-    assert!(summary["rescan_own_cpu_speedup"].as_f64().is_some_and(f64::is_finite), "{summary}");
+    // A tiny tenant's re-scan uses a clock tick or two: no ratio rather than a meaningless one.
+    let own = &summary["rescan_own_cpu_speedup"];
+    assert!(own.is_null() || own.as_f64().is_some_and(|r| r.is_finite() && r < 1000.0), "{summary}");
 }
 
 #[test]
