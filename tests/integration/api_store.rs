@@ -395,6 +395,62 @@ async fn history_pages_by_keyset_with_filters_search_totals_and_a_stream() {
     assert_eq!(history::page(&pool, &all, 50, None).await.unwrap().total, 10);
 }
 
+/// `sync_run_counts` as a count of `sync_runs` by (tenant, class, status, mode) would give it.
+async fn counts_agree(client: &tokio_postgres::Client) -> (Vec<(i64, String, String, String, i64)>, bool) {
+    let read = |sql: &'static str| async move {
+        let rows = client.query(sql, &[]).await.unwrap();
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect::<Vec<_>>()
+    };
+    let kept = read(
+        "SELECT tenant_id, object_class::text, status::text, mode::text, runs FROM sync_run_counts
+         WHERE runs <> 0 ORDER BY 1, 2, 3, 4",
+    )
+    .await;
+    let counted = read(
+        "SELECT tenant_id, object_class::text, status::text, mode::text, count(*) FROM sync_runs
+         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+    )
+    .await;
+    let agree = kept == counted;
+    (kept, agree)
+}
+
+#[tokio::test]
+async fn the_run_counters_move_only_when_a_run_changes_cell() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool();
+    let contoso = tenant(&pool, "Contoso", None).await;
+    let client = pool.get().await.unwrap();
+    let mut runs = Vec::new();
+    for class in ["user", "group", "device", "user"] {
+        runs.push(run(&pool, contoso, class, "running", 1, None).await);
+    }
+    let update = |sql: &'static str, id: Uuid| {
+        let client = &client;
+        async move { client.execute(sql, &[&id]).await.unwrap() }
+    };
+    // A run's end, its progress (no cell changes), a statement that updates nothing, a change of mode,
+    // several runs in one statement, an error that appears.
+    update("UPDATE sync_runs SET status = 'success', finished_at = now() WHERE id = $1", runs[0]).await;
+    update("UPDATE sync_runs SET total = 7, updated_at = now() WHERE id = $1", runs[1]).await;
+    assert_eq!(update("UPDATE sync_runs SET status = 'failed' WHERE id = $1 AND false", runs[1]).await, 0);
+    update("UPDATE sync_runs SET mode = 'full' WHERE id = $1", runs[1]).await;
+    let closed = client
+        .execute("UPDATE sync_runs SET status = 'failed', error = 'interrupted' WHERE status = 'running'", &[])
+        .await
+        .unwrap();
+    assert_eq!(closed, 3);
+    update("UPDATE sync_runs SET status = 'held', mode = 'delta' WHERE id = $1", runs[3]).await;
+    let (kept, agree) = counts_agree(&client).await;
+    assert!(agree, "the counters {kept:?} disagree with the runs");
+    let total = |status: &str| HistoryFilter { status: Some(status.into()), ..HistoryFilter::default() };
+    assert_eq!(history::page(&pool, &total("failed"), 50, None).await.unwrap().total, 2);
+    assert_eq!(history::page(&pool, &total("running"), 50, None).await.unwrap().total, 0);
+    let fulls = HistoryFilter { mode: Some(SyncMode::Full), ..HistoryFilter::default() };
+    assert_eq!(history::page(&pool, &fulls, 50, None).await.unwrap().total, 1);
+    assert_eq!(history::page(&pool, &HistoryFilter::default(), 50, None).await.unwrap().total, 4);
+}
+
 #[tokio::test]
 async fn objects_are_browsed_searched_and_read_with_memberships() {
     let db = TestDb::migrated().await;
