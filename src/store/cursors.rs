@@ -82,22 +82,21 @@ pub async fn claim_run(
     run_id: Uuid,
     pages: u64,
 ) -> Result<bool, StoreError> {
+    // The claim opens every batch transaction, and also gives the batch's writes their longer limit (as
+    // `SET LOCAL` would, without a message of its own; set only when the claim finds its row).
     let statement = db
         .prepare_cached(
-            "SELECT 1 FROM sync_cursors \
+            "SELECT set_config('statement_timeout', $5, true) FROM sync_cursors \
              WHERE tenant_id = $1 AND object_class = $2::text::object_class AND run_id = $3 \
                AND COALESCE((run_counts->>'pages')::bigint, 0) = $4 \
              FOR UPDATE",
         )
         .await?;
     let pages = i64::try_from(pages).unwrap_or(i64::MAX);
-    // The claim opens every batch transaction: it also gives the batch's writes their longer limit. Both
-    // are sent before anything else of the batch, so the claim still runs first.
-    let timeout = super::set_local_statement_timeout(super::BATCH_STATEMENT_TIMEOUT);
+    let timeout = super::BATCH_STATEMENT_TIMEOUT.as_millis().to_string();
     let class = class.as_str();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&tenant_id, &class, &run_id, &pages];
-    let ((), claimed) = futures::try_join!(db.batch_execute(&timeout), db.query_opt(&statement, &params))
-        .during("claiming a run's batch")?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [&tenant_id, &class, &run_id, &pages, &timeout];
+    let claimed = db.query_opt(&statement, &params).await.during("claiming a run's batch")?;
     Ok(claimed.is_some())
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use entrasync::chaos::proxy::TcpProxy;
 use entrasync::model::{ObjectClass, SyncMode};
 use entrasync::store::run_lock::RunLocks;
-use entrasync::store::{metrics_queries, schedule, StoreError};
+use entrasync::store::{cursors, metrics_queries, schedule, StoreError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -48,6 +48,39 @@ async fn a_statement_over_statement_timeout_fails_as_a_transient_timeout_with_it
     assert_eq!(error.sqlstate(), Some("57014"));
     let text = error.to_string();
     assert!(text.contains("statement timeout") && text.contains("57014"), "{text}");
+}
+
+#[tokio::test]
+async fn a_batch_claim_gives_its_transaction_the_longer_limit_and_only_that_transaction() {
+    let db = TestDb::migrated().await;
+    let settings = settings_with(&[("ENTRASYNC_DATABASE_URL", &db.url)]);
+    let pool = entrasync::store::pool(&settings.database).expect("pool");
+    let tenant = create_tenants(&pool, 1).await[0];
+    let run_id = uuid::Uuid::new_v4();
+    let counts = entrasync::model::RunCounts::default();
+    cursors::checkpoint(
+        &pool.get().await.expect("connection"),
+        tenant,
+        ObjectClass::User,
+        run_id,
+        SyncMode::Delta,
+        None,
+        &counts,
+    )
+    .await
+    .expect("checkpoint");
+    let mut client = pool.get().await.expect("connection");
+    async fn limit(client: &impl deadpool_postgres::GenericClient) -> String {
+        client.query_one("SELECT current_setting('statement_timeout')", &[]).await.expect("show").get(0)
+    }
+    assert_eq!(limit(&client).await, "1min");
+    let transaction = client.transaction().await.expect("begin");
+    assert!(!cursors::claim_run(&transaction, tenant, ObjectClass::User, run_id, 1).await.expect("claim"));
+    assert_eq!(limit(&transaction).await, "1min", "a claim that finds the run moved on sets nothing");
+    assert!(cursors::claim_run(&transaction, tenant, ObjectClass::User, run_id, 0).await.expect("claim"));
+    assert_eq!(limit(&transaction).await, "10min", "the batch's statements may take longer");
+    transaction.commit().await.expect("commit");
+    assert_eq!(limit(&client).await, "1min", "the session's own limit is back after the batch");
 }
 
 #[tokio::test]
