@@ -13,32 +13,40 @@ use crate::model::{RunCounts, RunFinished, RunStarted, SyncMode};
 /// delivered after the run finished (its retry on another connection landed first, or the run was
 /// resumed elsewhere) must not reopen it.
 pub async fn insert_started(db: &impl super::Db, run: &RunStarted) -> Result<(), StoreError> {
+    // One statement for both rows (a run's start is a fixed cost of every run, issue 16). The job's row
+    // is written whether or not the run row changes; its foreign key is checked at the statement's end,
+    // when the run row is there.
     let statement = db
         .prepare_cached(
-            "INSERT INTO sync_runs (id, tenant_id, object_class, mode, trigger, status, started_at, instance_id, \
-                                    reason, total, changed, deleted, filtered, pages, graph_requests, \
-                                    throttled_waits) \
-             VALUES ($1, $2, $3::text::object_class, $4::text::sync_mode, $5, 'running', $6, $7, $8, \
-                     $9, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT (id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL, \
-                 mode = EXCLUDED.mode, instance_id = EXCLUDED.instance_id, \
-                 reason = COALESCE(EXCLUDED.reason, sync_runs.reason), updated_at = now() \
-             WHERE sync_runs.started_at < EXCLUDED.started_at",
+            "WITH run AS ( \
+                 INSERT INTO sync_runs (id, tenant_id, object_class, mode, trigger, status, started_at, \
+                                        instance_id, reason, total, changed, deleted, filtered, pages, \
+                                        graph_requests, throttled_waits) \
+                 VALUES ($1, $2, $3::text::object_class, $4::text::sync_mode, $5, 'running', $6, $7, $8, \
+                         $10, $11, $12, $13, $14, $15, $16) \
+                 ON CONFLICT (id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL, \
+                     mode = EXCLUDED.mode, instance_id = EXCLUDED.instance_id, \
+                     reason = COALESCE(EXCLUDED.reason, sync_runs.reason), updated_at = now() \
+                 WHERE sync_runs.started_at < EXCLUDED.started_at) \
+             INSERT INTO sync_run_jobs (job_id, run_id) SELECT $9::uuid, $1 WHERE $9::uuid IS NOT NULL \
+             ON CONFLICT DO NOTHING",
         )
         .await
         .during("recording a run start")?;
     let (class, mode, trigger) = (run.class.as_str(), run.mode.as_str(), run.trigger.as_str());
     let counts = counts_i64(&run.counts);
-    let head: [&(dyn ToSql + Sync); 8] =
-        [&run.run_id, &run.tenant_id, &class, &mode, &trigger, &run.started_at, &run.instance_id, &run.reason];
+    let head: [&(dyn ToSql + Sync); 9] = [
+        &run.run_id,
+        &run.tenant_id,
+        &class,
+        &mode,
+        &trigger,
+        &run.started_at,
+        &run.instance_id,
+        &run.reason,
+        &run.job_id,
+    ];
     db.execute(&statement, &with_counts(&head, &counts)).await.during("recording a run start")?;
-    if let Some(job_id) = run.job_id {
-        let statement = db
-            .prepare_cached("INSERT INTO sync_run_jobs (job_id, run_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .await
-            .during("recording a run start")?;
-        db.execute(&statement, &[&job_id, &run.run_id]).await.during("recording a run start")?;
-    }
     Ok(())
 }
 
