@@ -11,9 +11,9 @@
 //! commits at once; with it the transaction stays open for the run's start to join (`open`), and the job
 //! start commits with the run's start.
 //!
-//! End ([`RunLock::release_taking_requests`]): `BEGIN`, `pg_advisory_unlock_all()`, the take of both
-//! coalesced requests (`run_end_take_requests.sql`), `COMMIT`: the take reads after the release, as
-//! `schedule::take_rerun` did after `release`.
+//! End ([`RunLock::release_taking_requests`]): `BEGIN; SELECT pg_advisory_unlock_all()` (one message),
+//! the take of both coalesced requests (`run_end_take_requests.sql`), `COMMIT`: the take reads after the
+//! release, as `schedule::take_rerun` did after `release`.
 
 use std::sync::atomic::AtomicU8;
 
@@ -224,9 +224,9 @@ impl RunLock {
             let client = &self.session.client;
             let class = class.as_str();
             let params: [&(dyn ToSql + Sync); 2] = [&tenant_id, &class];
-            let ((), (), rows, ()) = futures::try_join!(
-                client.batch_execute("BEGIN"),
-                client.batch_execute("SELECT pg_advisory_unlock_all()"),
+            // `BEGIN` and the release travel as one message: three answers to wait for instead of four.
+            let ((), rows, ()) = futures::try_join!(
+                client.batch_execute("BEGIN; SELECT pg_advisory_unlock_all()"),
                 client.query(&prepared.take, &params),
                 client.batch_execute("COMMIT"),
             )
