@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{During, StoreError};
@@ -47,25 +48,29 @@ pub async fn load(db: &impl super::Db, tenant_id: i64, class: ObjectClass) -> Re
              WHERE t.id = $1",
         )
         .await.during("loading a cursor")?;
-    let Some(row) = db.query_opt(&statement, &[&tenant_id, &class.as_str()]).await.during("loading a cursor")? else {
-        return Ok(None);
-    };
-    let run_id: Option<Uuid> = row.get(3);
-    let mode: Option<String> = row.get(4);
-    let counts: Option<serde_json::Value> = row.get(6);
+    let row = db.query_opt(&statement, &[&tenant_id, &class.as_str()]).await.during("loading a cursor")?;
+    Ok(row.map(|row| from_row(&row, 0)))
+}
+
+/// A cursor from `load`'s seven columns, starting at column `first` (a job's start reads them too,
+/// `run_start_state.sql`).
+pub(super) fn from_row(row: &Row, first: usize) -> CursorState {
+    let run_id: Option<Uuid> = row.get(first + 3);
+    let mode: Option<String> = row.get(first + 4);
+    let counts: Option<serde_json::Value> = row.get(first + 6);
     let in_progress = run_id.map(|run_id| RunCheckpoint {
         run_id,
         mode: mode_from_text(mode.as_deref().unwrap_or("full")),
-        next_link: row.get(5),
+        next_link: row.get(first + 5),
         // Counts written by this code always parse; anything else restarts them from zero.
         counts: counts.and_then(|c| serde_json::from_value(c).ok()).unwrap_or_default(),
     });
-    Ok(Some(CursorState {
-        full_scan_requested: row.get::<_, Option<bool>>(0).unwrap_or(true),
-        delta_link: row.get(1),
-        delta_link_at: row.get(2),
+    CursorState {
+        full_scan_requested: row.get::<_, Option<bool>>(first).unwrap_or(true),
+        delta_link: row.get(first + 1),
+        delta_link_at: row.get(first + 2),
         in_progress,
-    }))
+    }
 }
 
 fn counts_json(counts: &RunCounts) -> Result<serde_json::Value, StoreError> {

@@ -25,7 +25,7 @@ mod open;
 mod start;
 
 pub use open::OpenStart;
-pub use start::{Begun, ProfileVersion, Requests, RunStart};
+pub use start::{Begun, ProfileVersion, Requests, RunStart, StartRead};
 
 use super::connect::{self, Purpose};
 use super::{During, StoreError};
@@ -110,7 +110,7 @@ impl RunLocks {
             None => try_lock(connect(&self.settings).await?).await.during("taking a run lock")?,
         };
         if locked {
-            Ok(Some(RunLock { session, home: self.idle.clone(), start: AtomicU8::new(open::CLOSED) }))
+            Ok(Some(RunLock { session, home: self.idle.clone(), start: AtomicU8::new(open::CLOSED), read: None }))
         } else {
             put_back(&self.idle, session);
             Ok(None)
@@ -243,6 +243,8 @@ pub struct RunLock {
     /// sync run's start joins it ([`RunLock::open_start`]); anything else ends it first
     /// ([`RunLock::commit_start`]).
     start: AtomicU8,
+    /// What the job start read for the run's start (`None` for a lock taken alone).
+    read: Option<StartRead>,
 }
 
 impl RunLock {

@@ -241,7 +241,7 @@ async fn stream_pages<R: RunRecorder>(
     let mut hints = match run.hints.take() {
         Some(hints) => hints,
         // A resumed stream (restarted as full) asks the store again.
-        None => start::page_hints(&client, run.target, true).await?,
+        None => start::page_hints(&client, run.target, true, None).await?,
     };
     let class = run.target.class;
     let mut upcoming = next_prepared(&mut batches, class, &deps.policy).await;

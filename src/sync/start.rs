@@ -2,7 +2,8 @@
 //! that commits before Graph is asked — the cursor, the new run's checkpoint, the run's start row and
 //! the page hints when the recorder lets the round write its rows, and the tenant's first budget lease.
 //! A worker's round joins the job start's transaction, still open on the run-lock session
-//! ([`OpenStart`]), so the job's start and the run's start are one transaction (issue 16, target 5).
+//! ([`OpenStart`]), so the job's start and the run's start are one transaction (issue 16, target 5); the
+//! cursor and whether deletions are held come from the job start's own read ([`StartRead`]).
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use super::recorder::{RunFinished, RunRecorder, RunStarted};
 use super::round::{RoundDeps, RoundRequest, Run};
 use crate::graph::{BucketSpec, Grant};
 use crate::model::{ObjectClass, RunCounts, RunStatus, SyncMode};
-use crate::store::run_lock::OpenStart;
+use crate::store::run_lock::{OpenStart, StartRead};
 use crate::store::{cursors, held_deletions, rate_budget, run_scratch, runs, Db, StoreError};
 
 /// Graph keeps delta tokens for 7 days; an older stored link is replaced by a full round.
@@ -58,7 +59,7 @@ pub(super) async fn begin<'b, R: RunRecorder>(
     let lease = lease.as_ref().map(|(bucket, wanted)| (bucket, *wanted));
     if let Some(open) = open {
         // On an error `open` is dropped uncommitted: the job's release rolls the whole start back.
-        let opened = open_run(deps, request, &open, lease).await?;
+        let opened = open_run(deps, request, &open, open.read(), lease).await?;
         open.commit().await?;
         match opened {
             Opened::Run(opening) => {
@@ -73,7 +74,7 @@ pub(super) async fn begin<'b, R: RunRecorder>(
     let mut superseded = false;
     loop {
         let transaction = client.transaction().await?;
-        match open_run(deps, request, &transaction, lease).await? {
+        match open_run(deps, request, &transaction, None, lease).await? {
             Opened::Run(opening) => {
                 transaction.commit().await?;
                 let Opening { run, link, started, grant } = *opening;
@@ -91,16 +92,20 @@ pub(super) async fn begin<'b, R: RunRecorder>(
     }
 }
 
-/// The start's statements, in `db`'s transaction.
+/// The start's statements, in `db`'s transaction; `read`: what the job's start already read in it.
 async fn open_run<'b, R: RunRecorder>(
     deps: &RoundDeps<'_, R>,
     request: &RoundRequest,
     db: &impl Db,
+    read: Option<&StartRead>,
     lease: Option<(&BucketSpec, u32)>,
 ) -> Result<Opened<'b>, SyncError> {
-    let cursor = cursors::load(db, request.tenant_id, request.class)
-        .await?
-        .ok_or(SyncError::TenantNotFound(request.tenant_id))?;
+    let cursor = match read {
+        Some(read) => read.cursor.clone(),
+        None => cursors::load(db, request.tenant_id, request.class)
+            .await?
+            .ok_or(SyncError::TenantNotFound(request.tenant_id))?,
+    };
     let (mode, reason) = choose_mode(request, &cursor);
     let (mut run, link) = match cursor.in_progress {
         // Finishing an interrupted delta run would leave the full scan that is now due undone.
@@ -131,8 +136,11 @@ async fn open_run<'b, R: RunRecorder>(
         }
     };
     let grant = if deps.recorder.rows_in_round() {
-        let (hints, (), grant) =
-            futures::try_join!(page_hints(db, run.target, run.resumed), runs::insert_started(db, &started), leasing)?;
+        let (hints, (), grant) = futures::try_join!(
+            page_hints(db, run.target, run.resumed, read),
+            runs::insert_started(db, &started),
+            leasing
+        )?;
         run.hints = Some(hints);
         grant
     } else {
@@ -197,17 +205,25 @@ async fn start_run<'b>(
 /// What the first batch of a stream needs to know of the run's scratch state. Held deletions are only
 /// created at a round's end and this (tenant, class) runs nowhere else; staged ones only by this run's
 /// pages. What is absent now stays absent until a page stages some. A run that starts now has no
-/// scratch state at all.
-pub(super) async fn page_hints(db: &impl Db, t: PageTarget, resumed: bool) -> Result<PageHints, StoreError> {
+/// scratch state at all. `read`: what the job's start read in this transaction (held deletions).
+pub(super) async fn page_hints(
+    db: &impl Db,
+    t: PageTarget,
+    resumed: bool,
+    read: Option<&StartRead>,
+) -> Result<PageHints, StoreError> {
+    let any_held = async {
+        match read {
+            Some(read) => Ok(read.held_deletions),
+            None => held_deletions::any_held(db, t.tenant_id, t.class).await,
+        }
+    };
     if !resumed {
-        let held_deletions = held_deletions::any_held(db, t.tenant_id, t.class).await?;
+        let held_deletions = any_held.await?;
         return Ok(PageHints { staged_deletions: false, held_deletions, restored_groups: false });
     }
-    let (staged_deletions, held_deletions, restored_groups) = futures::try_join!(
-        run_scratch::has_staged_deletions(db, t.run_id),
-        held_deletions::any_held(db, t.tenant_id, t.class),
-        restored_groups_marked(db, t),
-    )?;
+    let (staged_deletions, held_deletions, restored_groups) =
+        futures::try_join!(run_scratch::has_staged_deletions(db, t.run_id), any_held, restored_groups_marked(db, t),)?;
     Ok(PageHints { staged_deletions, held_deletions, restored_groups })
 }
 

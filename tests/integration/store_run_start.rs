@@ -4,8 +4,8 @@
 //! back, never committed.
 
 use entrasync::model::{Cloud, ObjectClass, RunCounts, SyncMode};
-use entrasync::store::run_lock::{Begun, RunLock, RunLocks, RunStart};
-use entrasync::store::{audit, cursors, tenants, Pool};
+use entrasync::store::run_lock::{Begun, RunLock, RunLocks, RunStart, StartRead};
+use entrasync::store::{audit, cursors, held_deletions, tenants, Pool};
 use uuid::Uuid;
 
 use crate::support::TestDb;
@@ -92,6 +92,57 @@ async fn a_runs_start_commits_with_its_jobs_start_and_an_abandoned_one_is_rolled
     lock.commit_start().await.expect("commit the job start");
     assert!(lock.open_start().is_none(), "expected no open start after it committed");
     lock.release().await;
+}
+
+/// What the job start read for the run's start, and what the run's start would read itself.
+async fn read_and_loaded(locks: &RunLocks, pool: &Pool, tenant_id: i64, entra: Uuid) -> (StartRead, StartRead) {
+    let (lock, _) = locked(locks, entra).await;
+    let read = lock.open_start().expect("open start").read().expect("read by the job start").clone();
+    lock.release().await;
+    let client = pool.get().await.expect("connection");
+    let cursor = cursors::load(&client, tenant_id, ObjectClass::User).await.expect("load").expect("tenant");
+    let held_deletions = held_deletions::any_held(&client, tenant_id, ObjectClass::User).await.expect("held");
+    (read, StartRead { cursor, held_deletions })
+}
+
+#[tokio::test]
+async fn the_job_start_reads_the_cursor_and_held_deletions_as_the_runs_start_would() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool();
+    let (tenant_id, entra) = tenant(&pool).await;
+    let locks = RunLocks::new(db.settings().database);
+    let same = |(read, loaded): (StartRead, StartRead)| {
+        assert_eq!(read.cursor, loaded.cursor);
+        assert_eq!(read.held_deletions, loaded.held_deletions);
+        read
+    };
+
+    // A new tenant: no cursor yet, a full scan asked for, nothing held.
+    let read = same(read_and_loaded(&locks, &pool, tenant_id, entra).await);
+    assert!(read.cursor.full_scan_requested && read.cursor.delta_link.is_none() && !read.held_deletions);
+
+    // A run in progress (with its counts), then a completed full round with a held deletion.
+    let client = pool.get().await.expect("connection");
+    let run_id = Uuid::new_v4();
+    let counts = RunCounts { pages: 3, total: 17, ..RunCounts::default() };
+    cursors::checkpoint(&client, tenant_id, ObjectClass::User, run_id, SyncMode::Full, Some("https://next"), &counts)
+        .await
+        .expect("checkpoint");
+    let read = same(read_and_loaded(&locks, &pool, tenant_id, entra).await);
+    let in_progress = read.cursor.in_progress.expect("a run in progress");
+    assert_eq!((in_progress.run_id, in_progress.counts.pages), (run_id, 3));
+    cursors::complete(&client, tenant_id, ObjectClass::User, "https://delta", true).await.expect("complete");
+    client
+        .execute(
+            "INSERT INTO held_deletions (tenant_id, object_class, run_id, object_id, permanent, reason)
+             VALUES ($1, 'user', $2, $3, false, 'test')",
+            &[&tenant_id, &run_id, &Uuid::new_v4()],
+        )
+        .await
+        .expect("hold a deletion");
+    let read = same(read_and_loaded(&locks, &pool, tenant_id, entra).await);
+    assert_eq!(read.cursor.delta_link.as_deref(), Some("https://delta"));
+    assert!(read.cursor.in_progress.is_none() && read.held_deletions);
 }
 
 #[tokio::test]

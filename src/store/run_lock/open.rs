@@ -12,7 +12,7 @@ use std::sync::{Mutex, PoisonError};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error, Row, Statement, ToStatement};
 
-use super::RunLock;
+use super::{RunLock, StartRead};
 use crate::store::{Db, During, StoreError};
 
 /// The statements prepared on one run-lock session by the run starts that joined its job starts.
@@ -66,6 +66,11 @@ impl RunLock {
 }
 
 impl OpenStart<'_> {
+    /// What the job start read for the run's start, in this transaction.
+    pub fn read(&self) -> Option<&StartRead> {
+        self.lock.read.as_ref()
+    }
+
     /// Commits the job's and the run's start; dropped instead, the start is rolled back at the release.
     pub async fn commit(self) -> Result<(), StoreError> {
         let lock = self.lock;

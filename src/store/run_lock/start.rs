@@ -29,6 +29,7 @@ use super::{class_key, connect, put_back, RunLock, RunLocks, Session, REUSE_DEAD
 /// job give up a lock it took (its session is closed, but its backend may hold the lock a little longer).
 const BEGIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::model::{ObjectClass, SyncMode};
+use crate::store::cursors::{self, CursorState};
 use crate::store::runs::JobRun;
 use crate::store::tenants::{self, Tenant};
 use crate::store::{During, StoreError};
@@ -76,6 +77,16 @@ pub struct RunStart {
     pub users: u64,
     /// No failure counted, no error kept, tenant not quarantined: a success has nothing to reset.
     pub schedule_clean: bool,
+}
+
+/// What a job's start read under the lock for its run's start, which would otherwise read it in
+/// statements of its own (`sync::start`).
+#[derive(Debug, Clone)]
+pub struct StartRead {
+    /// The (tenant, class)'s cursor, as `cursors::load` reads it.
+    pub cursor: CursorState,
+    /// Deletions are held for an operator (as `held_deletions::any_held`).
+    pub held_deletions: bool,
 }
 
 /// The outcome of a job's first statement.
@@ -159,9 +170,10 @@ impl RunLocks {
         let locked: bool = claim.try_get(12)?;
         let locked = match (locked, state) {
             (true, Some(state)) => {
-                let start = start_of(&state)?;
+                let (start, read) = start_of(&state)?;
+                let start_open = AtomicU8::new(super::open::OPEN);
                 Some(Box::new((
-                    RunLock { session, home: self.idle.clone(), start: AtomicU8::new(super::open::OPEN) },
+                    RunLock { session, home: self.idle.clone(), start: start_open, read: Some(read) },
                     start,
                 )))
             }
@@ -198,19 +210,21 @@ struct Ask {
     users_cap: u64,
 }
 
-fn start_of(row: &Row) -> Result<RunStart, StoreError> {
+fn start_of(row: &Row) -> Result<(RunStart, StartRead), StoreError> {
     let profile = match row.try_get::<_, Option<i64>>(3)? {
         Some(id) => Some(ProfileVersion { id, updated_at: row.try_get(4)?, xmin: row.try_get(5)? }),
         None => None,
     };
-    Ok(RunStart {
+    let start = RunStart {
         closed_interrupted: u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or_default(),
         rerun: row.try_get::<_, Option<String>>(1)?.as_deref().map(mode_of),
         has_mappings: row.try_get(2)?,
         profile,
         users: u64::try_from(row.try_get::<_, i64>(6)?).unwrap_or_default(),
         schedule_clean: row.try_get::<_, Option<bool>>(7)?.unwrap_or(false),
-    })
+    };
+    let read = StartRead { cursor: cursors::from_row(row, 8), held_deletions: row.try_get(15)? };
+    Ok((start, read))
 }
 
 impl RunLock {
