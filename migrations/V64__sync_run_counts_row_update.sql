@@ -2,7 +2,8 @@
 -- cell (tenant, class, status or mode), instead of a statement trigger that fired for every UPDATE of
 -- sync_runs. The statement trigger ran for statements that change no cell, and for those that update no
 -- row at all: a job's start closes its pair's interrupted runs in a data-modifying CTE that usually
--- finds none (run_start_state.sql). An unchanged delta run paid for three such firings, each building
+-- finds none (run_start_state.sql), and a run row's insert fires the update triggers too (its
+-- ON CONFLICT DO UPDATE). An unchanged delta run paid for three such firings, each building
 -- transition tables and planning a grouped upsert, where one update (its end) moves a count:
 -- `perf` put the trigger at ~8 % of Postgres' CPU in the fleet's unchanged pass (docs/benchmarks.md
 -- "Stop 25"). Updates touch a handful of runs at a time (a run's end, the closing of interrupted runs),

@@ -430,7 +430,7 @@ async fn the_run_counters_move_only_when_a_run_changes_cell() {
         async move { client.execute(sql, &[&id]).await.unwrap() }
     };
     // A run's end, its progress (no cell changes), a statement that updates nothing, a change of mode,
-    // several runs in one statement, an error that appears.
+    // several runs in one statement, an error that appears, a run reopened.
     update("UPDATE sync_runs SET status = 'success', finished_at = now() WHERE id = $1", runs[0]).await;
     update("UPDATE sync_runs SET total = 7, updated_at = now() WHERE id = $1", runs[1]).await;
     assert_eq!(update("UPDATE sync_runs SET status = 'failed' WHERE id = $1 AND false", runs[1]).await, 0);
@@ -441,11 +441,19 @@ async fn the_run_counters_move_only_when_a_run_changes_cell() {
         .unwrap();
     assert_eq!(closed, 3);
     update("UPDATE sync_runs SET status = 'held', mode = 'delta' WHERE id = $1", runs[3]).await;
+    // A resumed run is reopened by its start's upsert (runs::insert_started).
+    update(
+        "INSERT INTO sync_runs (id, tenant_id, object_class, mode, trigger, status, started_at)
+         SELECT id, tenant_id, object_class, mode, trigger, 'running', now() FROM sync_runs WHERE id = $1
+         ON CONFLICT (id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL",
+        runs[2],
+    )
+    .await;
     let (kept, agree) = counts_agree(&client).await;
     assert!(agree, "the counters {kept:?} disagree with the runs");
     let total = |status: &str| HistoryFilter { status: Some(status.into()), ..HistoryFilter::default() };
-    assert_eq!(history::page(&pool, &total("failed"), 50, None).await.unwrap().total, 2);
-    assert_eq!(history::page(&pool, &total("running"), 50, None).await.unwrap().total, 0);
+    assert_eq!(history::page(&pool, &total("failed"), 50, None).await.unwrap().total, 1);
+    assert_eq!(history::page(&pool, &total("running"), 50, None).await.unwrap().total, 1);
     let fulls = HistoryFilter { mode: Some(SyncMode::Full), ..HistoryFilter::default() };
     assert_eq!(history::page(&pool, &fulls, 50, None).await.unwrap().total, 1);
     assert_eq!(history::page(&pool, &HistoryFilter::default(), 50, None).await.unwrap().total, 4);
