@@ -77,7 +77,10 @@ fn write_head(out: &mut Vec<u8>, dir: &Directory, obj: ObjectRef) {
 }
 
 fn write_prop(out: &mut Vec<u8>, name: &str, value: &serde_json::Value) {
-    append(out, format_args!(",\"{name}\":"));
+    // A property name is one of ours (`props`), plain ASCII: written as it is, without the formatter.
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
     append_json(out, value);
 }
 
