@@ -31,3 +31,21 @@ CREATE TRIGGER sync_runs_count_move AFTER UPDATE OF tenant_id, object_class, sta
     WHEN ((OLD.tenant_id, OLD.object_class, OLD.status, OLD.mode)
           IS DISTINCT FROM (NEW.tenant_id, NEW.object_class, NEW.status, NEW.mode))
     EXECUTE FUNCTION sync_run_counts_move();
+
+-- The statement triggers left are for inserts and deletes: the function's update branch goes.
+CREATE OR REPLACE FUNCTION sync_run_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Each branch names only the transition table its operation has.
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO sync_run_counts AS c (tenant_id, object_class, status, mode, runs)
+        SELECT tenant_id, object_class, status, mode, count(*) FROM new_rows
+        GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (tenant_id, object_class, status, mode) DO UPDATE SET runs = c.runs + EXCLUDED.runs;
+    ELSE
+        INSERT INTO sync_run_counts AS c (tenant_id, object_class, status, mode, runs)
+        SELECT tenant_id, object_class, status, mode, -count(*) FROM old_rows
+        GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (tenant_id, object_class, status, mode) DO UPDATE SET runs = c.runs + EXCLUDED.runs;
+    END IF;
+    RETURN NULL;
+END $$;

@@ -223,7 +223,7 @@ pub(super) async fn page_hints(
         return Ok(PageHints { staged_deletions: false, held_deletions, restored_groups: false });
     }
     let (staged_deletions, held_deletions, restored_groups) =
-        futures::try_join!(run_scratch::has_staged_deletions(db, t.run_id), any_held, restored_groups_marked(db, t),)?;
+        futures::try_join!(run_scratch::has_staged_deletions(db, t.run_id), any_held, restored_groups_marked(db, t))?;
     Ok(PageHints { staged_deletions, held_deletions, restored_groups })
 }
 
