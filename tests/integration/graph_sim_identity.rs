@@ -1002,7 +1002,7 @@ async fn https_with_generated_ca_serves_tokens_to_clients_trusting_it() {
 // ---- the Python SDK check, against the library-started emulator ----
 
 /// Runs `tests/python/msgraph_sdk_check.py` with the venv of `tests/python/msgraph_sdk_check.sh`
-/// (ENTRASYNC_SDK_VENV, default target/msgraph-sdk-venv). Ignored by default: it needs that venv.
+/// (ENTRASYNC_SDK_VENV, default ~/.cache/entrasync/msgraph-sdk-venv). Ignored by default: it needs that venv.
 #[tokio::test]
 #[ignore = "needs the msgraph-sdk venv created by tests/python/msgraph_sdk_check.sh"]
 async fn msgraph_sdk_check_passes_against_graph_sim_over_https() {
@@ -1013,7 +1013,11 @@ async fn msgraph_sdk_check_passes_against_graph_sim_over_https() {
     let sim = graph_sim::GraphSim::start(graph_sim::SimOptions { tls: Some(tls), ..Default::default() })
         .expect("start graph-sim");
     let repo = env!("CARGO_MANIFEST_DIR");
-    let venv = std::env::var("ENTRASYNC_SDK_VENV").unwrap_or_else(|_| format!("{repo}/target/msgraph-sdk-venv"));
+    let venv = std::env::var("ENTRASYNC_SDK_VENV").unwrap_or_else(|_| {
+        let cache = std::env::var("XDG_CACHE_HOME")
+            .unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").unwrap_or_default()));
+        format!("{cache}/entrasync/msgraph-sdk-venv")
+    });
     let output = tokio::process::Command::new(format!("{venv}/bin/python"))
         .arg(format!("{repo}/tests/python/msgraph_sdk_check.py"))
         .env("SIM_BASE", sim.base_url())

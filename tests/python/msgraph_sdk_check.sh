@@ -2,19 +2,20 @@
 # Compatibility check of issue 3: the official Microsoft Graph SDK for Python (msgraph-sdk + azure-identity,
 # from PyPI, in a virtual environment created here) against `entrasync graph-sim` over HTTPS.
 # Usage: tests/python/msgraph_sdk_check.sh        (from anywhere; needs python3 and network access to PyPI)
-# Env: ENTRASYNC_SDK_VENV overrides the venv location (default: target/msgraph-sdk-venv, never committed).
+# Env: ENTRASYNC_SDK_VENV overrides the venv location. The default is in the user's cache, outside the
+# checkout, so CI's clean clones on one machine install the pinned SDK once (two minutes) instead of every run.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
-venv="${ENTRASYNC_SDK_VENV:-$repo/target/msgraph-sdk-venv}"
+venv="${ENTRASYNC_SDK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/entrasync/msgraph-sdk-venv}"
 # Pinned so a new SDK release cannot change the check's outcome silently.
 pins=(msgraph-sdk==1.65.0 azure-identity==1.27.0)
 
 if ! "$venv/bin/python" -c 'import msgraph, azure.identity' 2>/dev/null \
     || [ "$(cat "$venv/.pins" 2>/dev/null)" != "${pins[*]}" ]; then
   echo "creating venv $venv with ${pins[*]}"
-  python3 -m venv "$venv"
+  python3 -m venv --clear "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "${pins[@]}"
   echo "${pins[*]}" > "$venv/.pins"
 fi
