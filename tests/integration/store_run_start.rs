@@ -5,7 +5,7 @@
 
 use entrasync::model::{Cloud, ObjectClass, RunCounts, SyncMode};
 use entrasync::store::run_lock::{Begun, RunLock, RunLocks, RunStart, StartRead};
-use entrasync::store::{audit, cursors, held_deletions, tenants, Pool};
+use entrasync::store::{audit, cursors, held_deletions, remap, schedule, tenants, Pool};
 use uuid::Uuid;
 
 use crate::support::TestDb;
@@ -205,4 +205,31 @@ async fn a_job_start_finds_its_pairs_running_runs_by_their_own_index_whatever_th
     // since the table was last vacuumed, whichever its tenant.
     assert!(plan.contains("sync_runs_running_by_pair"), "the pair's running runs by their own index:\n{plan}");
     assert!(!plan.contains("sync_runs_by_kind"), "no scan of the class's runs across tenants:\n{plan}");
+}
+
+#[tokio::test]
+async fn a_job_end_releases_the_lock_and_takes_the_requests_stored_while_it_was_held() {
+    let db = TestDb::migrated().await;
+    let pool = db.pool();
+    let (tenant_id, entra) = tenant(&pool).await;
+    let (holder, other) = (RunLocks::new(db.settings().database), RunLocks::new(db.settings().database));
+
+    let (lock, _) = locked(&holder, entra).await;
+    lock.commit_start().await.expect("commit the holder's start");
+    // Jobs coalesced into the running one: each stored its request, then found the lock taken.
+    schedule::request_rerun(&pool, tenant_id, ObjectClass::User, SyncMode::Full).await.expect("rerun request");
+    remap::request(&pool, tenant_id, ObjectClass::User).await.expect("remap request");
+    assert!(matches!(
+        other.begin(entra, ObjectClass::User, Uuid::new_v4(), false, 501).await.expect("job start"),
+        Begun::Found { locked: None, .. }
+    ));
+
+    let requests = lock.release_taking_requests(tenant_id, ObjectClass::User).await.expect("released");
+    assert_eq!((requests.rerun, requests.remap), (Some(SyncMode::Full), true));
+    // Taken once: nothing is left for the usual takes, and the lock is free for the next job.
+    assert_eq!(schedule::take_rerun(&pool, tenant_id, ObjectClass::User).await.expect("take rerun"), None);
+    assert!(!remap::take_request(&pool, tenant_id, ObjectClass::User).await.expect("take remap"));
+    let (lock, _) = locked(&other, entra).await;
+    let requests = lock.release_taking_requests(tenant_id, ObjectClass::User).await.expect("released again");
+    assert_eq!((requests.rerun, requests.remap), (None, false));
 }

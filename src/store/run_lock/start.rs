@@ -11,9 +11,9 @@
 //! commits at once; with it the transaction stays open for the run's start to join (`open`), and the job
 //! start commits with the run's start.
 //!
-//! End ([`RunLock::release_taking_requests`]): `BEGIN; SELECT pg_advisory_unlock_all()` (one message),
-//! the take of both coalesced requests (`run_end_take_requests.sql`), `COMMIT`: the take reads after the
-//! release, as `schedule::take_rerun` did after `release`.
+//! End ([`RunLock::release_taking_requests`]): one statement (`run_end_take_requests.sql`) releases the lock
+//! and takes both coalesced requests, in a function whose take reads after the release (V65), as
+//! `schedule::take_rerun` did after `release`.
 
 use std::sync::atomic::AtomicU8;
 
@@ -238,13 +238,7 @@ impl RunLock {
             let client = &self.session.client;
             let class = class.as_str();
             let params: [&(dyn ToSql + Sync); 2] = [&tenant_id, &class];
-            // `BEGIN` and the release travel as one message: three answers to wait for instead of four.
-            let ((), rows, ()) = futures::try_join!(
-                client.batch_execute("BEGIN; SELECT pg_advisory_unlock_all()"),
-                client.query(&prepared.take, &params),
-                client.batch_execute("COMMIT"),
-            )
-            .during("releasing a run lock")?;
+            let rows = client.query(&prepared.take, &params).await.during("releasing a run lock")?;
             let mut requests = Requests::default();
             for row in &rows {
                 requests.rerun = row.try_get::<_, Option<String>>(0)?.as_deref().map(mode_of);
