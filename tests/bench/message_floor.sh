@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What Postgres spends on the messages of an unchanged run alone (issue 16, target 5): the same shape as the
-# run — three transactions, two of them writing one row, 17 messages (docs/benchmarks.md "Stop 26") — with
+# run — three transactions, two of them writing one row, 15 messages (docs/benchmarks.md "Stop 26") — with
 # statements that do nothing else, against the same two writes in three messages. pgbench connects like
 # the service (TLS when the server offers it). Prints Postgres CPU-ms per run of each shape, PAIRS
 # alternating pairs of SECONDS each; the CPU is every `postgres` process's, as `bench-fleet` counts it.
@@ -19,12 +19,12 @@ trap 'rm -rf "$work"; psql -q "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FOR
 psql -q "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 psql -q "$url" -c "CREATE TABLE counter (id int PRIMARY KEY, n bigint); INSERT INTO counter VALUES (1, 0), (2, 0)"
 
-# The run's shape: the lock session's start (8 messages), the round's end (6), the release (3).
+# The run's shape: the lock session's start (8 messages), the round's end (6), the lock's release (1).
 {
     printf 'BEGIN;\nSELECT 1;\nSELECT 1;\nUPDATE counter SET n = n + 1 WHERE id = 1;\nSELECT 1;\nSELECT 1;\nSELECT 1;\nCOMMIT;\n'
     printf 'BEGIN;\nSELECT 1;\nSELECT 1;\nUPDATE counter SET n = n + 1 WHERE id = 2;\nSELECT 1;\nCOMMIT;\n'
-    printf 'BEGIN;\nSELECT 1;\nCOMMIT;\n'
-} > "$work/seventeen.sql"
+    printf 'SELECT 1;\n'
+} > "$work/fifteen.sql"
 # The same writes, one message per transaction.
 cat > "$work/three.sql" <<'SQL'
 WITH w AS (UPDATE counter SET n = n + 1 WHERE id = 1 RETURNING 1) SELECT 1, 1, 1, 1, 1, (SELECT count(*) FROM w);
@@ -49,5 +49,5 @@ measure() {
 }
 
 for pair in $(seq 1 "$pairs"); do
-    if [ $((pair % 2)) -eq 1 ]; then measure seventeen; measure three; else measure three; measure seventeen; fi
+    if [ $((pair % 2)) -eq 1 ]; then measure fifteen; measure three; else measure three; measure fifteen; fi
 done
