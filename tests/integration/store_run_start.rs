@@ -145,15 +145,29 @@ async fn the_job_start_reads_the_cursor_and_held_deletions_as_the_runs_start_wou
     assert!(read.cursor.in_progress.is_none() && read.held_deletions);
 }
 
-#[tokio::test]
-async fn a_job_start_that_takes_no_lock_commits_at_once() {
-    let db = TestDb::migrated().await;
+/// A tenant whose user lock one of two run-lock registries holds, its job start committed.
+struct Held {
+    pool: Pool,
+    tenant_id: i64,
+    entra: Uuid,
+    /// The registry that does not hold the lock.
+    other: RunLocks,
+    lock: RunLock,
+}
+
+async fn held_by_one_of_two(db: &TestDb) -> Held {
     let pool = db.pool();
     let (tenant_id, entra) = tenant(&pool).await;
     let (holder, other) = (RunLocks::new(db.settings().database), RunLocks::new(db.settings().database));
-
     let (lock, _) = locked(&holder, entra).await;
     lock.commit_start().await.expect("commit the holder's start");
+    Held { pool, tenant_id, entra, other, lock }
+}
+
+#[tokio::test]
+async fn a_job_start_that_takes_no_lock_commits_at_once() {
+    let db = TestDb::migrated().await;
+    let Held { pool, tenant_id, entra, other, lock } = held_by_one_of_two(&db).await;
     match other.begin(entra, ObjectClass::User, Uuid::new_v4(), true, 501).await.expect("job start") {
         Begun::Found { locked: None, .. } => {}
         _ => panic!("expected the held lock not to be taken twice"),
@@ -210,12 +224,7 @@ async fn a_job_start_finds_its_pairs_running_runs_by_their_own_index_whatever_th
 #[tokio::test]
 async fn a_job_end_releases_the_lock_and_takes_the_requests_stored_while_it_was_held() {
     let db = TestDb::migrated().await;
-    let pool = db.pool();
-    let (tenant_id, entra) = tenant(&pool).await;
-    let (holder, other) = (RunLocks::new(db.settings().database), RunLocks::new(db.settings().database));
-
-    let (lock, _) = locked(&holder, entra).await;
-    lock.commit_start().await.expect("commit the holder's start");
+    let Held { pool, tenant_id, entra, other, lock } = held_by_one_of_two(&db).await;
     // Jobs coalesced into the running one: each stored its request, then found the lock taken.
     schedule::request_rerun(&pool, tenant_id, ObjectClass::User, SyncMode::Full).await.expect("rerun request");
     remap::request(&pool, tenant_id, ObjectClass::User).await.expect("remap request");
