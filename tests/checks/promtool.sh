@@ -99,7 +99,9 @@ else
 fi
 
 # ------------------------------------------------------------------------------------- a real scrape
-cargo build --quiet --bin entrasync
+# The test suite's selection (tests/run.sh), so after it nothing is built again: a build of the package
+# alone unifies other features and rebuilt the binary for ~90 s.
+cargo build --quiet --locked --workspace --all-targets
 # Port 0: the kernel picks a free port and `serve` logs it. (Probing for a free port raced with the
 # ephemeral ports of other connections on a busy machine: "Address already in use".)
 env -u ENTRASYNC_CONFIG \

@@ -20,7 +20,9 @@ if ! "$venv/bin/python" -c 'import msgraph, azure.identity' 2>/dev/null \
   echo "${pins[*]}" > "$venv/.pins"
 fi
 
-cargo build --quiet
+# The test suite's selection (tests/run.sh), so after it nothing is built again: a build of the package
+# alone unifies other features and rebuilt the binary for ~90 s.
+cargo build --quiet --locked --workspace --all-targets
 workdir="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 ca="$workdir/graph-sim-ca.pem"
