@@ -1,7 +1,7 @@
 -- A job's end on its run-lock session in one message (src/store/run_lock/start.rs): the release of the
 -- (tenant, class) run lock and the take of the pair's coalesced sync rerun and re-map requests, as one
 -- statement's transaction instead of `BEGIN; SELECT pg_advisory_unlock_all()`, the take and `COMMIT`.
--- Each message costs Postgres ~0.045 ms of CPU whatever it carries (tests/bench/message_floor.sh,
+-- Each message costs Postgres ~0.044 ms of CPU whatever it carries (tests/bench/message_floor.sh,
 -- docs/benchmarks.md "Stop 26"), a sizeable share of a run that changes nothing.
 --
 -- The take must read after the release: a job coalesced into this run stored its request before it tried

@@ -43,8 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The test suite's selection (tests/run.sh), so after it nothing is built again: a build of the package
-# alone unifies other features and rebuilt the binary for ~90 s.
+# The test suite's build, reused (why: tests/checks/promtool.sh).
 cargo build --quiet --locked --workspace --all-targets
 env -u ENTRASYNC_CONFIG \
     ENTRASYNC_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB_NAME" \

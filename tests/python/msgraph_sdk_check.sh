@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compatibility check of issue 3: the official Microsoft Graph SDK for Python (msgraph-sdk + azure-identity,
-# from PyPI, in a virtual environment created here) against `entrasync graph-sim` over HTTPS.
+# from PyPI, in a virtual environment made on first use) against `entrasync graph-sim` over HTTPS.
 # Usage: tests/python/msgraph_sdk_check.sh        (from anywhere; needs python3 and network access to PyPI)
 # Env: ENTRASYNC_SDK_VENV overrides the venv location. The default is in the user's cache, outside the
 # checkout, so CI's clean clones on one machine install the pinned SDK once (two minutes) instead of every run.
@@ -20,8 +20,7 @@ if ! "$venv/bin/python" -c 'import msgraph, azure.identity' 2>/dev/null \
   echo "${pins[*]}" > "$venv/.pins"
 fi
 
-# The test suite's selection (tests/run.sh), so after it nothing is built again: a build of the package
-# alone unifies other features and rebuilt the binary for ~90 s.
+# The test suite's build, reused (why: tests/checks/promtool.sh).
 cargo build --quiet --locked --workspace --all-targets
 workdir="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
